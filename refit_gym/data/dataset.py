@@ -1,0 +1,248 @@
+"""The in-memory interaction dataset every other layer reads.
+
+`InteractionData` holds one implicit-feedback dataset: ``n_users`` x ``n_items`` binary
+matrices for the train / valid / test splits (scipy CSR, float32, values 1.0), optional
+per-interaction timestamps of the training split, optional user-user social edges and
+optional maps from raw ids to the contiguous 0-based indices used everywhere else.
+
+Construction goes through :func:`InteractionData.from_pairs`, which validates every input
+and raises :class:`DataError` naming the source file, the field and the offending value.
+Duplicate (user, item) pairs are removed explicitly and counted in ``dedup_counts``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Optional, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, the field and the offending value."""
+
+
+SPLITS = ("train", "valid", "test")
+
+
+def validate_pairs(
+    pairs, *, source: str, field_name: str, n_rows: Optional[int] = None, n_cols: Optional[int] = None,
+    row_name: str = "user", col_name: str = "item",
+) -> np.ndarray:
+    """Check an ``(n, 2)`` array of integer id pairs and return it as int64.
+
+    Raises :class:`DataError` for a wrong shape, NaN / infinite / non-integer values,
+    negative ids or ids >= the declared sizes. ``source`` is the file (or object) the pairs
+    came from, ``field_name`` the split or field, both quoted in the message.
+    """
+    arr = np.asarray(pairs)
+    where = f"{source}: field '{field_name}'"
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise DataError(f"{where}: expected an array of shape (n, 2) of ({row_name}, {col_name}) pairs, got shape {arr.shape}")
+    if arr.dtype.kind not in "iuf":
+        raise DataError(f"{where}: expected integer ids, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise DataError(f"{where}: row {r} has a non-finite {(row_name, col_name)[c]} id {arr[r, c]!r}")
+        frac = arr != np.round(arr)
+        if frac.any():
+            r, c = np.argwhere(frac)[0]
+            raise DataError(f"{where}: row {r} has a non-integer {(row_name, col_name)[c]} id {arr[r, c]!r}")
+    arr = arr.astype(np.int64, copy=False)
+    for c, (name, limit) in enumerate(((row_name, n_rows), (col_name, n_cols))):
+        col = arr[:, c]
+        if col.size and col.min() < 0:
+            r = int(np.argmin(col))
+            raise DataError(f"{where}: row {r} has a negative {name} id {int(col[r])}")
+        if limit is not None and col.size and col.max() >= limit:
+            r = int(np.argmax(col))
+            raise DataError(
+                f"{where}: row {r} has {name} id {int(col[r])}, beyond the declared number of {name}s ({limit})"
+            )
+    return arr
+
+
+def pairs_to_csr(pairs: np.ndarray, shape) -> sp.csr_matrix:
+    """Binary float32 CSR matrix from validated, duplicate-free ``(n, 2)`` pairs."""
+    data = np.ones(len(pairs), dtype=np.float32)
+    m = sp.csr_matrix((data, (pairs[:, 0], pairs[:, 1])), shape=shape, dtype=np.float32)
+    m.sort_indices()
+    return m
+
+
+def dedup_pairs(pairs: np.ndarray, n_cols: int):
+    """Drop repeated rows of ``pairs``; return (unique pairs in first-seen order, kept index, n dropped)."""
+    keys = pairs[:, 0] * np.int64(max(n_cols, 1)) + pairs[:, 1]
+    _, first = np.unique(keys, return_index=True)
+    first.sort()
+    return pairs[first], first, len(pairs) - len(first)
+
+
+@dataclass
+class InteractionData:
+    """An implicit-feedback dataset split into train / valid / test.
+
+    Attributes:
+        name: a short name (the folder name for loaded data).
+        n_users, n_items: sizes of the id spaces; every matrix is ``(n_users, n_items)``.
+        train, valid, test: binary float32 CSR matrices of shape ``(n_users, n_items)``.
+        train_time: optional float64 CSR matrix aligned with ``train`` holding each training
+            interaction's timestamp in seconds (same sparsity pattern), or None.
+        social: optional binary float32 CSR matrix ``(n_users, n_users)`` of user-user edges
+            (symmetrised, no self loops), or None.
+        user_map, item_map: optional dicts raw id -> contiguous index.
+        dedup_counts: number of duplicate pairs removed per field (reported, never silent).
+        source: where the data came from (a path or "synthetic(...)").
+    """
+
+    name: str
+    n_users: int
+    n_items: int
+    train: sp.csr_matrix
+    valid: sp.csr_matrix
+    test: sp.csr_matrix
+    train_time: Optional[sp.csr_matrix] = None
+    social: Optional[sp.csr_matrix] = None
+    user_map: Optional[Dict] = None
+    item_map: Optional[Dict] = None
+    dedup_counts: Dict[str, int] = field(default_factory=dict)
+    source: str = ""
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pairs(
+        cls,
+        train,
+        valid,
+        test,
+        *,
+        n_users: Optional[int] = None,
+        n_items: Optional[int] = None,
+        social=None,
+        train_time=None,
+        name: str = "data",
+        source: str = "<memory>",
+        sources: Optional[Mapping[str, str]] = None,
+        user_map=None,
+        item_map=None,
+        allow_empty: Sequence = (),
+    ) -> "InteractionData":
+        """Validate (user, item) pairs and build the dataset.
+
+        Args:
+            train, valid, test: ``(n, 2)`` integer arrays of (user, item) pairs, 0-based.
+            n_users, n_items: declared sizes; inferred as ``max id + 1`` over all splits when None.
+                An id at or beyond a declared size raises :class:`DataError`.
+            social: optional ``(m, 2)`` (user, user) edges; symmetrised, self loops dropped (counted).
+            train_time: optional ``(n,)`` timestamps (seconds) aligned with ``train`` rows.
+            sources: optional per-field file names used in error messages (defaults to ``source``).
+            allow_empty: split names that may be empty (by default every split must have pairs).
+        """
+        sources = dict(sources or {})
+        src = lambda f: sources.get(f, source)  # noqa: E731
+        arrays = {}
+        for f, p in (("train", train), ("valid", valid), ("test", test)):
+            arrays[f] = validate_pairs(p, source=src(f), field_name=f, n_rows=n_users, n_cols=n_items)
+            if len(arrays[f]) == 0 and f not in allow_empty:
+                raise DataError(f"{src(f)}: field '{f}' is empty: no (user, item) pairs")
+        if n_users is None:
+            n_users = int(max(a[:, 0].max(initial=-1) for a in arrays.values())) + 1
+        if n_items is None:
+            n_items = int(max(a[:, 1].max(initial=-1) for a in arrays.values())) + 1
+        if n_users <= 0 or n_items <= 0:
+            raise DataError(f"{source}: empty dataset (n_users={n_users}, n_items={n_items})")
+
+        dedup: Dict[str, int] = {}
+        times = None
+        if train_time is not None:
+            times = np.asarray(train_time, dtype=np.float64).reshape(-1)
+            if len(times) != len(arrays["train"]):
+                raise DataError(
+                    f"{src('train')}: field 'timestamp' has {len(times)} values for {len(arrays['train'])} train pairs"
+                )
+            if not np.isfinite(times).all():
+                r = int(np.argmin(np.isfinite(times)))
+                raise DataError(f"{src('train')}: field 'timestamp' row {r} is not finite ({times[r]!r})")
+        mats = {}
+        time_m = None
+        for f in SPLITS:
+            arr, kept, n_dup = dedup_pairs(arrays[f], n_items)
+            dedup[f] = int(n_dup)
+            mats[f] = pairs_to_csr(arr, (n_users, n_items))
+            if f == "train" and times is not None:
+                # the first occurrence of a duplicated pair keeps its timestamp
+                time_m = sp.csr_matrix((times[kept], (arr[:, 0], arr[:, 1])), shape=(n_users, n_items), dtype=np.float64)
+                time_m.sort_indices()
+        social_m = None
+        if social is not None:
+            s = validate_pairs(social, source=src("social"), field_name="social", n_rows=n_users, n_cols=n_users,
+                               row_name="user", col_name="user")
+            self_loops = s[:, 0] == s[:, 1]
+            dedup["social_self_loops"] = int(self_loops.sum())
+            s = s[~self_loops]
+            both = np.concatenate([s, s[:, ::-1]], axis=0)
+            both, _, n_dup = dedup_pairs(both, n_users)
+            dedup["social"] = int(n_dup)
+            social_m = pairs_to_csr(both, (n_users, n_users))
+        return cls(
+            name=name, n_users=int(n_users), n_items=int(n_items), train=mats["train"], valid=mats["valid"],
+            test=mats["test"], train_time=time_m, social=social_m, user_map=user_map, item_map=item_map,
+            dedup_counts=dedup, source=source,
+        )
+
+    # ------------------------------------------------------------------ views
+    def split(self, name: str) -> sp.csr_matrix:
+        """The CSR matrix of split ``name`` ('train', 'valid' or 'test')."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
+        return getattr(self, name)
+
+    def known_items(self, split: str) -> sp.csr_matrix:
+        """Items to mask when ranking for ``split``: train for 'valid', train + valid for 'test'."""
+        if split == "valid":
+            return self.train
+        if split == "test":
+            return (self.train + self.valid).tocsr().sign()
+        raise ValueError(f"no evaluation protocol for split {split!r}; use 'valid' or 'test'")
+
+    def n_interactions(self) -> Dict[str, int]:
+        return {f: int(self.split(f).nnz) for f in SPLITS}
+
+    def subset_items(self, items: np.ndarray) -> "InteractionData":
+        """The dataset restricted to the given item indices (re-indexed 0..len(items)-1), all users kept."""
+        items = np.asarray(items, dtype=np.int64)
+        sub = lambda m: None if m is None else m[:, items].tocsr()  # noqa: E731
+        return InteractionData(
+            name=f"{self.name}[{len(items)} items]", n_users=self.n_users, n_items=len(items),
+            train=sub(self.train), valid=sub(self.valid), test=sub(self.test), train_time=sub(self.train_time),
+            social=self.social, user_map=self.user_map, item_map=None, dedup_counts=dict(self.dedup_counts),
+            source=self.source,
+        )
+
+    def subset_users(self, users: np.ndarray) -> "InteractionData":
+        """The dataset restricted to the given user indices (re-indexed), all items kept."""
+        users = np.asarray(users, dtype=np.int64)
+        sub = lambda m: None if m is None else m[users].tocsr()  # noqa: E731
+        social = None if self.social is None else self.social[users][:, users].tocsr()
+        return InteractionData(
+            name=f"{self.name}[{len(users)} users]", n_users=len(users), n_items=self.n_items,
+            train=sub(self.train), valid=sub(self.valid), test=sub(self.test), train_time=sub(self.train_time),
+            social=social, user_map=None, item_map=self.item_map, dedup_counts=dict(self.dedup_counts),
+            source=self.source,
+        )
+
+    def summary(self) -> str:
+        n = self.n_interactions()
+        parts = [f"{self.name}: {self.n_users} users, {self.n_items} items, "
+                 f"train/valid/test = {n['train']}/{n['valid']}/{n['test']}"]
+        if self.social is not None:
+            parts.append(f"social edges (directed) = {self.social.nnz}")
+        dropped = {k: v for k, v in self.dedup_counts.items() if v}
+        if dropped:
+            parts.append(f"duplicates removed = {dropped}")
+        return "; ".join(parts)
+
+    def __repr__(self) -> str:  # keep reprs short: the matrices are large
+        return f"InteractionData({self.summary()})"

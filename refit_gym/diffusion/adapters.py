@@ -1,0 +1,256 @@
+"""The denoiser adapter: the one contract between a diffusion backbone and the rest of refit-gym.
+
+Environments, rewards, policies and agents reach a backbone only through :class:`DenoiserAdapter`.
+A new diffusion recommender plugs in by subclassing it and implementing four methods:
+
+* :meth:`~DenoiserAdapter.encode_condition` -- the user's *condition* (what the denoiser may see:
+  the visible training items, in whatever form the backbone wants) as a float32 array
+  ``(B, condition_dim)``. Environments put this array in the observation.
+* :meth:`~DenoiserAdapter.context` -- tensors derived from the condition (and user ids) that the
+  denoiser consumes, e.g. multi-hop signals. Computed inside the policy, never stored.
+* :meth:`~DenoiserAdapter.denoise` -- the raw network output at ``(x_i, i, context)``.
+* :meth:`~DenoiserAdapter.start` -- the starting point ``x_T`` of the reverse chain.
+
+and, if items are not the action space itself, :meth:`~DenoiserAdapter.scores`. Everything else
+(the reverse-step Gaussian, whole-chain inference, the pretraining loss) is generic and built on
+the :class:`~refit_gym.diffusion.schedule.GaussianDiffusion` schedule.
+
+Shapes: B users, D = ``action_dim`` (``n_items`` for DiffRec-like backbones), ``i`` an int64
+``(B,)`` diffusion index in ``[0, T-1]`` (see schedule.py for the conventions).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from refit_gym.data.graph import item_item_graph
+from refit_gym.diffusion.denoisers import CFDiffDenoiser, DiffRecMLP
+from refit_gym.diffusion.schedule import GaussianDiffusion, ScheduleConfig
+
+
+class DenoiserAdapter(nn.Module):
+    """Base class of all backbones. Subclasses set ``backbone_name`` and implement the hooks below.
+
+    Attributes:
+        schedule: the Gaussian diffusion schedule (T = ``schedule.steps``).
+        n_items: number of items ranked by :meth:`scores`.
+        action_dim: dimension D of x (the environment's action space).
+        condition_dim: length of the condition vector in observations.
+    """
+
+    backbone_name: str = "base"
+
+    def __init__(self, schedule_cfg: ScheduleConfig, n_items: int, action_dim: int, condition_dim: int):
+        super().__init__()
+        self.schedule_cfg = schedule_cfg
+        self.schedule = GaussianDiffusion(schedule_cfg)
+        self.n_items, self.action_dim, self.condition_dim = int(n_items), int(action_dim), int(condition_dim)
+
+    # ------------------------------------------------------------ hooks for subclasses
+    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix) -> np.ndarray:
+        """Condition vectors ``(B, condition_dim)`` float32 for ``users`` given their visible items
+        ``visible`` (CSR ``(B, n_items)``, the training items the denoiser may see)."""
+        raise NotImplementedError
+
+    def context(self, condition: torch.Tensor, users: Optional[torch.Tensor] = None) -> Any:
+        """Derived denoiser inputs from the condition ``(B, condition_dim)``; default: the condition."""
+        return condition
+
+    def denoise(self, x: torch.Tensor, i: torch.Tensor, context: Any) -> torch.Tensor:
+        """Raw network output ``(B, D)`` (an x0 or eps estimate, per ``schedule.cfg.mean_type``)."""
+        raise NotImplementedError
+
+    def start(self, condition: torch.Tensor, context: Any, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Starting point ``x_T`` ``(B, D)`` of the reverse chain."""
+        raise NotImplementedError
+
+    def scores(self, x0: torch.Tensor, context: Any) -> torch.Tensor:
+        """Item scores ``(B, n_items)`` of a final ``x0``; identity when the action space is item space."""
+        return x0
+
+    def training_target(self, condition: torch.Tensor, context: Any) -> torch.Tensor:
+        """The clean ``x0`` ``(B, D)`` the diffusion loss reconstructs during pretraining."""
+        raise NotImplementedError
+
+    def config(self) -> Dict:
+        """Constructor keyword arguments (JSON-able) that rebuild this adapter; see checkpoint.py."""
+        raise NotImplementedError
+
+    def data_tensors(self) -> Dict[str, torch.Tensor]:
+        """Data-derived tensors (e.g. a graph) that a checkpoint must carry besides the weights."""
+        return {}
+
+    # ------------------------------------------------------------ generic machinery
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def reverse_step(self, x: torch.Tensor, i: torch.Tensor, context: Any):
+        """Mean ``(B, D)`` and standard deviation ``(B, 1)`` of ``p(x_{i-1} | x_i, context)``."""
+        return self.schedule.reverse_mean_std(self.denoise(x, i, context), x, i)
+
+    def to(self, *args, **kwargs):  # keep the schedule tables next to the weights
+        out = super().to(*args, **kwargs)
+        self.schedule = GaussianDiffusion(self.schedule_cfg, self.device)
+        return out
+
+    @torch.no_grad()
+    def infer(self, condition: torch.Tensor, users: Optional[torch.Tensor] = None, deterministic: bool = True,
+              generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The backbone's own inference: run all T reverse steps from :meth:`start`; item scores ``(B, n_items)``.
+
+        ``deterministic=True`` follows the posterior means (DiffRec's inference).
+        """
+        ctx = self.context(condition, users)
+        x = self.start(condition, ctx, generator)
+        B = x.shape[0]
+        for i in reversed(range(self.schedule.steps)):
+            idx = torch.full((B,), i, dtype=torch.long, device=x.device)
+            mean, std = self.reverse_step(x, idx, ctx)
+            x = mean if deterministic else mean + std * torch.randn(mean.shape, generator=generator, device=mean.device)
+        return self.scores(x, ctx)
+
+    def diffusion_loss(self, condition: torch.Tensor, users: Optional[torch.Tensor], i: torch.Tensor,
+                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Per-user pretraining loss ``(B,)`` at indices ``i``: the weighted MSE of DiffRec's objective
+        (x0 or eps target, ``schedule.timestep_weight`` applied), mean over the D dimensions."""
+        ctx = self.context(condition, users)
+        x0 = self.training_target(condition, ctx)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        x_i = self.schedule.q_sample(x0, i, noise)
+        out = self.denoise(x_i, i, ctx)
+        target = x0 if self.schedule.cfg.mean_type == "x0" else noise
+        mse = ((out - target) ** 2).mean(dim=-1)
+        return self.schedule.timestep_weight(i) * mse
+
+
+class HistoryAdapter(DenoiserAdapter):
+    """Base of backbones that diffuse the user's history vector itself (DiffRec, CF-Diff).
+
+    The condition is the binary visible-history vector (B, n_items); the chain starts from it
+    (with noise at level ``sampling_steps`` if > 0) and ends at item scores.
+    """
+
+    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix) -> np.ndarray:
+        if visible.shape[1] != self.n_items:
+            raise ValueError(f"visible items have {visible.shape[1]} columns; this backbone has {self.n_items} items")
+        return np.asarray(visible.toarray(), dtype=np.float32)
+
+    def start(self, condition, context, generator=None):
+        k = int(self.schedule.cfg.sampling_steps)
+        if k == 0:
+            return condition.clone()
+        i = torch.full((condition.shape[0],), k - 1, dtype=torch.long, device=condition.device)
+        return self.schedule.q_sample(condition, i, generator=generator)
+
+    def training_target(self, condition, context):
+        return condition
+
+
+class DiffRecAdapter(HistoryAdapter):
+    """DiffRec: an MLP denoiser over the history vector (no extra conditioning)."""
+
+    backbone_name = "diffrec"
+
+    def __init__(self, n_items: int, schedule: Dict | ScheduleConfig = ScheduleConfig(),
+                 hidden: Sequence[int] = (1000,), emb_size: int = 10, dropout: float = 0.5, norm: bool = False):
+        cfg = schedule if isinstance(schedule, ScheduleConfig) else ScheduleConfig(**schedule)
+        super().__init__(cfg, n_items, n_items, n_items)
+        self._cfg = dict(n_items=int(n_items), schedule=cfg.to_dict(), hidden=[int(h) for h in hidden],
+                         emb_size=int(emb_size), dropout=float(dropout), norm=bool(norm))
+        self.net = DiffRecMLP(n_items, hidden, emb_size, dropout, norm)
+
+    def denoise(self, x, i, context):
+        return self.net(x, i)
+
+    def config(self):
+        return dict(self._cfg)
+
+
+class CFDiffAdapter(HistoryAdapter):
+    """CF-Diff-style: the denoiser also attends to the user's multi-hop signals ``[c, c G, c G^2, ...]``.
+
+    ``G`` (the normalised item-item graph of the training data, top-M per row, see
+    :func:`refit_gym.data.graph.item_item_graph`) is held as a sparse buffer, so hop signals are
+    computed from the condition on the fly at O(B * nnz(G)) cost and held-out items never enter.
+    """
+
+    backbone_name = "cfdiff"
+
+    def __init__(self, n_items: int, schedule: Dict | ScheduleConfig = ScheduleConfig(), n_hops: int = 3,
+                 d_model: int = 256, heads: int = 4, emb_size: int = 16, dropout: float = 0.5, top_m: int = 50,
+                 graph: Optional[sp.csr_matrix] = None):
+        cfg = schedule if isinstance(schedule, ScheduleConfig) else ScheduleConfig(**schedule)
+        super().__init__(cfg, n_items, n_items, n_items)
+        self._cfg = dict(n_items=int(n_items), schedule=cfg.to_dict(), n_hops=int(n_hops), d_model=int(d_model),
+                         heads=int(heads), emb_size=int(emb_size), dropout=float(dropout), top_m=int(top_m))
+        self.net = CFDiffDenoiser(n_items, n_hops, d_model, heads, emb_size, dropout)
+        if graph is None:
+            graph = sp.csr_matrix((n_items, n_items), dtype=np.float32)
+        self.set_graph(graph)
+
+    @classmethod
+    def from_data(cls, data, **kwargs) -> "CFDiffAdapter":
+        """Build with the item-item graph of ``data.train`` (an InteractionData)."""
+        top_m = int(kwargs.get("top_m", 50))
+        return cls(n_items=data.n_items, graph=item_item_graph(data.train, top_m), **kwargs)
+
+    def set_graph(self, graph: sp.csr_matrix) -> None:
+        g = sp.coo_matrix(graph)
+        if g.shape != (self.n_items, self.n_items):
+            raise ValueError(f"graph shape {g.shape} does not match n_items={self.n_items}")
+        self.register_buffer("graph_indices", torch.as_tensor(np.vstack([g.row, g.col]), dtype=torch.long))
+        self.register_buffer("graph_values", torch.as_tensor(g.data, dtype=torch.float32))
+
+    def data_tensors(self):
+        return {"graph_indices": self.graph_indices, "graph_values": self.graph_values}
+
+    def _graph_t(self) -> torch.Tensor:
+        # (n, n) sparse G^T so that hop = (G^T @ c^T)^T = c @ G
+        idx = self.graph_indices.flip(0)
+        return torch.sparse_coo_tensor(idx, self.graph_values, (self.n_items, self.n_items)).coalesce()
+
+    def context(self, condition, users=None):
+        """Hop signals ``(B, n_hops, n_items)``: the condition, then c G^k max-normalised per row."""
+        hops = [condition]
+        if self._cfg["n_hops"] > 1:
+            Gt = self._graph_t()
+            cur = condition
+            for _ in range(1, self._cfg["n_hops"]):
+                cur = torch.sparse.mm(Gt, cur.t()).t()
+                cur = cur / cur.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)
+                hops.append(cur)
+        return torch.stack(hops, dim=1)
+
+    def denoise(self, x, i, context):
+        return self.net(x, i, context)
+
+    def config(self):
+        return dict(self._cfg)
+
+
+BACKBONES: Dict[str, type] = {"diffrec": DiffRecAdapter, "cfdiff": CFDiffAdapter}
+
+
+def register_backbone(cls: type) -> type:
+    """Class decorator: make an adapter class buildable by name and loadable from checkpoints."""
+    if not (isinstance(cls, type) and issubclass(cls, DenoiserAdapter)):
+        raise TypeError(f"{cls!r} is not a DenoiserAdapter subclass")
+    BACKBONES[cls.backbone_name] = cls
+    return cls
+
+
+def build_backbone(name: str, data=None, **kwargs) -> DenoiserAdapter:
+    """Build a fresh backbone by name. ``data`` (an InteractionData) supplies sizes and graphs."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
+    cls = BACKBONES[name]
+    if hasattr(cls, "from_data") and data is not None:
+        return cls.from_data(data, **kwargs)
+    if data is not None:
+        kwargs.setdefault("n_items", data.n_items)
+    return cls(**kwargs)
