@@ -94,6 +94,8 @@ class InteractionData:
             (symmetrised, no self loops), or None.
         user_map, item_map: optional dicts raw id -> contiguous index.
         dedup_counts: number of duplicate pairs removed per field (reported, never silent).
+        drop_counts: number of raw records a loader filtered out, per reason (e.g. ratings below a
+            threshold, users or items below a minimum count); empty when nothing was filtered.
         source: where the data came from (a path or "synthetic(...)").
     """
 
@@ -109,6 +111,7 @@ class InteractionData:
     item_map: Optional[Dict] = None
     dedup_counts: Dict[str, int] = field(default_factory=dict)
     source: str = ""
+    drop_counts: Dict[str, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -135,7 +138,8 @@ class InteractionData:
             train, valid, test: ``(n, 2)`` integer arrays of (user, item) pairs, 0-based.
             n_users, n_items: declared sizes; inferred as ``max id + 1`` over all splits when None.
                 An id at or beyond a declared size raises :class:`DataError`.
-            social: optional ``(m, 2)`` (user, user) edges; symmetrised, self loops dropped (counted).
+            social: optional ``(m, 2)`` (user, user) edges; symmetrised, self loops dropped (counted in
+                ``dedup_counts['social_self_loops']``), repeated directed edges counted in ``dedup_counts['social']``.
             train_time: optional ``(n,)`` timestamps (seconds) aligned with ``train`` rows.
             sources: optional per-field file names used in error messages (defaults to ``source``).
             allow_empty: split names that may be empty (by default every split must have pairs).
@@ -182,9 +186,11 @@ class InteractionData:
             self_loops = s[:, 0] == s[:, 1]
             dedup["social_self_loops"] = int(self_loops.sum())
             s = s[~self_loops]
-            both = np.concatenate([s, s[:, ::-1]], axis=0)
-            both, _, n_dup = dedup_pairs(both, n_users)
+            # count repeats of the same directed edge in the input; an edge listed in both
+            # directions is the normal undirected encoding, not a duplicate
+            s, _, n_dup = dedup_pairs(s, n_users)
             dedup["social"] = int(n_dup)
+            both, _, _ = dedup_pairs(np.concatenate([s, s[:, ::-1]], axis=0), n_users)
             social_m = pairs_to_csr(both, (n_users, n_users))
         return cls(
             name=name, n_users=int(n_users), n_items=int(n_items), train=mats["train"], valid=mats["valid"],
@@ -218,6 +224,7 @@ class InteractionData:
             name=f"{self.name}[{len(items)} items]", n_users=self.n_users, n_items=len(items),
             train=sub(self.train), valid=sub(self.valid), test=sub(self.test), train_time=sub(self.train_time),
             social=self.social, user_map=self.user_map, item_map=None, dedup_counts=dict(self.dedup_counts),
+            drop_counts=dict(self.drop_counts),
             source=self.source,
         )
 
@@ -230,6 +237,7 @@ class InteractionData:
             name=f"{self.name}[{len(users)} users]", n_users=len(users), n_items=self.n_items,
             train=sub(self.train), valid=sub(self.valid), test=sub(self.test), train_time=sub(self.train_time),
             social=social, user_map=None, item_map=self.item_map, dedup_counts=dict(self.dedup_counts),
+            drop_counts=dict(self.drop_counts),
             source=self.source,
         )
 
@@ -242,6 +250,9 @@ class InteractionData:
         dropped = {k: v for k, v in self.dedup_counts.items() if v}
         if dropped:
             parts.append(f"duplicates removed = {dropped}")
+        filtered = {k: v for k, v in self.drop_counts.items() if v}
+        if filtered:
+            parts.append(f"records filtered out = {filtered}")
         return "; ".join(parts)
 
     def __repr__(self) -> str:  # keep reprs short: the matrices are large

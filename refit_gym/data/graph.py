@@ -21,9 +21,16 @@ import scipy.sparse as sp
 
 
 def topk_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Keep the ``k`` largest entries of each CSR row (ties broken by column order). Vectorised."""
+    """Keep the ``k`` largest entries of each CSR row (ties broken by lower column index). Vectorised.
+
+    Explicit zeros are not entries. Works on unsorted indices (as sparse products return) and
+    never modifies its input. Returns a CSR matrix of the same shape and dtype with at most ``k``
+    stored entries per row (the input itself when no row has more than ``k``).
+    """
     m = sp.csr_matrix(m)
-    m.eliminate_zeros()
+    if m.nnz and not m.data.all():  # copy first: sp.csr_matrix shares the caller's arrays
+        m = m.copy()
+        m.eliminate_zeros()
     n_rows = m.shape[0]
     counts = np.diff(m.indptr)
     if k <= 0:
@@ -31,13 +38,14 @@ def topk_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     if counts.max(initial=0) <= k:
         return m
     rows = np.repeat(np.arange(n_rows), counts)
-    # sort by (row asc, value desc); rank within row; keep rank < k
-    order = np.lexsort((-m.data, rows))
+    # sort by (row asc, value desc, column asc); rank within row; keep rank < k
+    order = np.lexsort((m.indices, -m.data, rows))
     rank = np.arange(len(order)) - np.repeat(m.indptr[:-1], counts)
     keep = order[rank < k]
     keep.sort()
     out = sp.csr_matrix((m.data[keep], m.indices[keep], np.concatenate([[0], np.cumsum(np.minimum(counts, k))])),
                         shape=m.shape)
+    out.sort_indices()
     return out
 
 

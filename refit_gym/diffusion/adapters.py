@@ -115,9 +115,9 @@ class DenoiserAdapter(nn.Module):
         return self.scores(x, ctx)
 
     def diffusion_loss(self, condition: torch.Tensor, users: Optional[torch.Tensor], i: torch.Tensor,
-                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Per-user pretraining loss ``(B,)`` at indices ``i``: the weighted MSE of DiffRec's objective
-        (x0 or eps target, ``schedule.timestep_weight`` applied), mean over the D dimensions."""
+                       generator: Optional[torch.Generator] = None, reweight: bool = True) -> torch.Tensor:
+        """Per-user pretraining loss ``(B,)`` at indices ``i``: the MSE of DiffRec's objective (x0 or eps
+        target), mean over the D dimensions, times ``schedule.timestep_weight(i)`` if ``reweight``."""
         ctx = self.context(condition, users)
         x0 = self.training_target(condition, ctx)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device)
@@ -125,7 +125,7 @@ class DenoiserAdapter(nn.Module):
         out = self.denoise(x_i, i, ctx)
         target = x0 if self.schedule.cfg.mean_type == "x0" else noise
         mse = ((out - target) ** 2).mean(dim=-1)
-        return self.schedule.timestep_weight(i) * mse
+        return self.schedule.timestep_weight(i) * mse if reweight else mse
 
 
 class HistoryAdapter(DenoiserAdapter):

@@ -11,13 +11,13 @@ Data-derived buffers (e.g. CF-Diff's item graph) are part of ``state_dict``.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import torch
 
 from refit_gym.diffusion.adapters import BACKBONES, DenoiserAdapter
+from refit_gym.utils import atomic_torch_save
 
 FORMAT = "refit-gym-backbone"
 VERSION = 1
@@ -29,16 +29,11 @@ class CheckpointError(ValueError):
 
 def save_backbone(adapter: DenoiserAdapter, path, meta: Optional[Dict] = None) -> Path:
     """Write ``adapter`` to ``path`` atomically (temp file + rename); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = {
         "format": FORMAT, "version": VERSION, "backbone": adapter.backbone_name, "config": adapter.config(),
         "state_dict": {k: v.detach().cpu() for k, v in adapter.state_dict().items()}, "meta": dict(meta or {}),
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_torch_save(blob, path)
 
 
 def read_checkpoint(path) -> Dict:

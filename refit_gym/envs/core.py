@@ -1,0 +1,237 @@
+"""The denoising MDP as batched torch tensors: the engine behind every environment form.
+
+One :class:`DenoisingProcess` holds B episodes (B users) that share the reverse-step counter
+``t``. It reaches the backbone only through the :class:`~refit_gym.diffusion.adapters.DenoiserAdapter`
+interface (``encode_condition``, ``context``, ``start``, ``scores``, ``schedule``, the sizes and
+``condition_bounds``) and the reward only through the :class:`~refit_gym.rewards.Reward` contract.
+
+Episode randomness
+------------------
+Each episode is fully determined by ``(user, key)``: the user id and a 64-bit *episode key*.
+:func:`draw_episode` draws both from a ``numpy.random.Generator`` (first the user, unless it is
+given, then the key). The reward's held-out split is a counter-based hash of the key (row by row,
+independent of the batch), and the ``torch.Generator`` passed to ``adapter.start`` is seeded with
+:func:`start_seed` of the batch's keys. A single environment draws from its own ``np_random``; the
+batched one keeps one generator per slot, seeded ``seed + k`` like SB3's ``DummyVecEnv``, so slot
+``k`` replays ``DenoisingEnv`` reset with ``seed + k`` exactly (for backbones whose ``start`` is
+deterministic, as DiffRec's and CF-Diff's default ``sampling_steps=0``; a noisy start draws the
+noise of the whole batch from one generator).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from refit_gym.data.dataset import InteractionData
+from refit_gym.diffusion.adapters import DenoiserAdapter
+from refit_gym.rewards import Reward, RewardState, make_reward
+from refit_gym.rewards.base import KEY_HIGH, draw_episode_keys, mix64
+
+DEFAULT_ACTION_BOUND = 1e3
+
+
+def draw_episode(rng: np.random.Generator, n_users: int, user: Optional[int] = None) -> Tuple[int, np.uint64]:
+    """``(user, key)`` of one episode: the user is drawn uniformly unless given, then the key."""
+    if user is None:
+        user = int(rng.integers(0, n_users, size=1)[0])
+    return user, draw_episode_keys(rng, 1)[0]
+
+
+def start_seed(keys: np.ndarray) -> int:
+    """Seed (in [0, 2**63)) of the torch generator handed to ``adapter.start`` for a batch of episode keys."""
+    keys = np.asarray(keys, dtype=np.uint64)
+    h = np.bitwise_xor.reduce(mix64(keys ^ mix64(np.arange(len(keys), dtype=np.uint64))))
+    return int(mix64(np.asarray([h]))[0] & np.uint64(KEY_HIGH))
+
+
+def check_user(user: Any, n_users: int, what: str = "user") -> int:
+    """``user`` as a Python int; raises ValueError/TypeError naming the value if it is not an id in range."""
+    if isinstance(user, (bool, np.bool_)) or not isinstance(user, (int, np.integer)):
+        if isinstance(user, np.ndarray) and user.shape in ((), (1,)) and user.dtype.kind in "iu":
+            user = user.reshape(()).item()
+        else:
+            raise TypeError(f"{what}={user!r}: expected an integer user id, got {type(user).__name__}")
+    if not 0 <= int(user) < n_users:
+        raise ValueError(f"{what}={int(user)} out of range [0, {n_users - 1}]")
+    return int(user)
+
+
+def check_users(users: Any, n: int, n_users: int) -> np.ndarray:
+    """``users`` as an int64 array ``(n,)`` of ids in range; raises naming the first bad value."""
+    arr = np.asarray(users)
+    if arr.shape != (n,):
+        raise ValueError(f"users must have shape ({n},) (one per env), got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"users must be integer ids, got dtype {arr.dtype} (e.g. {arr.ravel()[:1].tolist()})")
+    bad = (arr < 0) | (arr >= n_users)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise ValueError(f"users[{k}]={int(arr[k])} out of range [0, {n_users - 1}]")
+    return arr.astype(np.int64)
+
+
+def resolve_backbone(backbone: Union[DenoiserAdapter, str, Path], data: InteractionData, device) -> DenoiserAdapter:
+    """An adapter given directly (must already live on ``device``) or loaded from a checkpoint path."""
+    if isinstance(backbone, DenoiserAdapter):
+        try:
+            where = next(backbone.parameters()).device
+        except StopIteration:  # an adapter without parameters lives wherever its inputs are
+            where = torch.device(device)
+        if where.type != torch.device(device).type:
+            raise ValueError(f"backbone is on {where}, but the environment device is {device}; move it with .to()")
+        return backbone
+    if isinstance(backbone, (str, Path)):
+        from refit_gym.diffusion.checkpoint import load_backbone
+
+        adapter, _ = load_backbone(backbone, data=data, device=device)
+        return adapter
+    raise TypeError(f"backbone must be a DenoiserAdapter or a checkpoint path, got {type(backbone).__name__}")
+
+
+def observation_space(adapter: DenoiserAdapter, n_users: int, action_bound: float) -> spaces.Dict:
+    """The observation space of one episode (see :class:`DenoisingProcess`)."""
+    T = int(adapter.schedule.steps)
+    low, high = getattr(adapter, "condition_bounds", (-np.inf, np.inf))
+    return spaces.Dict({
+        "x": spaces.Box(-action_bound, action_bound, (adapter.action_dim,), np.float32),
+        "t": spaces.Box(0, T, (1,), np.int64),
+        "user": spaces.Box(0, n_users - 1, (1,), np.int64),
+        "condition": spaces.Box(low, high, (adapter.condition_dim,), np.float32),
+    })
+
+
+def action_space(adapter: DenoiserAdapter, action_bound: float) -> spaces.Box:
+    """The action space of one episode: ``x_{t-1}`` in ``[-action_bound, action_bound]^action_dim``."""
+    return spaces.Box(-action_bound, action_bound, (adapter.action_dim,), np.float32)
+
+
+class DenoisingProcess:
+    """B denoising episodes stepped as one tensor operation.
+
+    State: ``x`` ``(B, D)`` float32 (``x_t``), ``t`` (int, remaining reverse steps, T at reset),
+    ``users`` ``(B,)`` int64, ``condition`` ``(B, condition_dim)`` float32, the adapter context and
+    the reward state. A step sets ``x <- action`` and ``t <- t - 1``; at ``t = 0`` the reward scores
+    ``adapter.scores(x_0, context)``.
+
+    Args:
+        data: the dataset (the reward reads ``data.train`` only).
+        adapter: the backbone, already on ``device``.
+        reward: a reward name, a :class:`Reward` or a callable (see :func:`refit_gym.rewards.make_reward`).
+        device: torch device of all tensors.
+        reward_kwargs: keyword arguments of the reward constructor (with a name or a callable).
+        action_bound: actions (and ``x``) must lie in ``[-action_bound, action_bound]``.
+    """
+
+    def __init__(self, data: InteractionData, adapter: DenoiserAdapter, reward: Union[str, Reward, Any] = "refit",
+                 device="cpu", reward_kwargs: Optional[Dict] = None, action_bound: float = DEFAULT_ACTION_BOUND):
+        if not isinstance(data, InteractionData):
+            raise TypeError(f"data must be an InteractionData, got {type(data).__name__}")
+        if not isinstance(adapter, DenoiserAdapter):
+            raise TypeError(f"adapter must be a DenoiserAdapter, got {type(adapter).__name__}")
+        if adapter.n_items != data.n_items:
+            raise ValueError(f"backbone ranks {adapter.n_items} items, but data '{data.name}' has {data.n_items}")
+        if not (np.isfinite(action_bound) and action_bound > 0):
+            raise ValueError(f"action_bound={action_bound!r}: expected a finite positive number")
+        self.data, self.adapter, self.device = data, adapter, torch.device(device)
+        kwargs = dict(reward_kwargs or {})
+        if not isinstance(reward, Reward):
+            kwargs.setdefault("device", self.device)
+        self.reward = make_reward(reward, data, **kwargs)
+        self.n_users, self.T = data.n_users, int(adapter.schedule.steps)
+        self.action_bound = float(action_bound)
+        self.single_observation_space = observation_space(adapter, data.n_users, self.action_bound)
+        self.single_action_space = action_space(adapter, self.action_bound)
+        self._cond_low, self._cond_high = getattr(adapter, "condition_bounds", (-np.inf, np.inf))
+        self.batch_size = 0
+        self.t = 0
+        self.x: Optional[torch.Tensor] = None
+        self.users: Optional[np.ndarray] = None
+        self.condition_np: Optional[np.ndarray] = None
+        self.condition: Optional[torch.Tensor] = None
+        self.users_t: Optional[torch.Tensor] = None
+        self.ctx: Any = None
+        self.state: Optional[RewardState] = None
+
+    # ------------------------------------------------------------------ reset
+    @torch.no_grad()
+    def reset(self, users: np.ndarray, keys: np.ndarray) -> None:
+        """Start B episodes for ``users`` ``(B,)`` with episode keys ``keys`` ``(B,)`` uint64."""
+        users = np.asarray(users, dtype=np.int64)
+        B = len(users)
+        state = self.reward.prepare(users, np.asarray(keys, dtype=np.uint64))
+        cond = self.adapter.encode_condition(users, state.visible)
+        cond = self._check_condition(cond, B)
+        condition = torch.as_tensor(cond, device=self.device)
+        users_t = torch.as_tensor(users, device=self.device)
+        ctx = self.adapter.context(condition, users_t)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(start_seed(keys))
+        x = self.adapter.start(condition, ctx, gen)
+        self._check_tensor(x, B, "adapter.start() returned x_T")
+        self.batch_size, self.users, self.state, self.ctx = B, users, state, ctx
+        self.condition_np, self.condition, self.users_t = cond, condition, users_t
+        self.x = x.detach().to(torch.float32)
+        self.t = self.T
+
+    def _check_condition(self, cond: Any, B: int) -> np.ndarray:
+        name = type(self.adapter).__name__
+        if not isinstance(cond, np.ndarray) or cond.shape != (B, self.adapter.condition_dim):
+            got = cond.shape if isinstance(cond, np.ndarray) else type(cond).__name__
+            raise RuntimeError(f"{name}.encode_condition returned {got}; expected a numpy array of shape "
+                               f"({B}, {self.adapter.condition_dim})")
+        cond = np.ascontiguousarray(cond, dtype=np.float32)
+        if not np.isfinite(cond).all() or cond.min(initial=0) < self._cond_low or cond.max(initial=0) > self._cond_high:
+            raise RuntimeError(f"{name}.encode_condition returned values outside its condition_bounds "
+                               f"[{self._cond_low}, {self._cond_high}] (min {cond.min()}, max {cond.max()})")
+        return cond
+
+    # ------------------------------------------------------------------ step
+    def _check_tensor(self, a: torch.Tensor, B: int, what: str) -> None:
+        D = self.adapter.action_dim
+        if tuple(a.shape) != (B, D):
+            raise ValueError(f"{what} of shape {tuple(a.shape)}; expected ({B}, {D})")
+        ok = a.abs() <= self.action_bound  # False for NaN and +-inf too
+        if not bool(ok.all()):
+            b, j = (int(v) for v in torch.nonzero(~ok)[0])
+            v = float(a[b, j])
+            kind = "NaN" if v != v else ("infinite" if abs(v) == float("inf") else "out of bounds")
+            raise ValueError(f"{what} has a {kind} value {v!r} at [{b}, {j}]; values must be finite and within "
+                             f"[-{self.action_bound:g}, {self.action_bound:g}] (nothing is clipped)")
+
+    def step(self, action: torch.Tensor) -> Tuple[torch.Tensor, bool, Optional[Dict[str, torch.Tensor]]]:
+        """Apply ``x_{t-1} = action`` ``(B, D)``; returns rewards ``(B,)``, terminated and, at the end,
+        the reward components ``{name: (B,)}`` (None before)."""
+        if self.x is None:
+            raise RuntimeError("step() before reset()")
+        if self.t <= 0:
+            raise RuntimeError("step() after the episode terminated (t = 0); reset first")
+        if not isinstance(action, torch.Tensor):
+            raise TypeError(f"action must be a torch.Tensor, got {type(action).__name__}")
+        if not (action.is_floating_point() or action.dtype in (torch.int32, torch.int64)):
+            raise ValueError(f"action must be a real-valued tensor, got dtype {action.dtype}")
+        self._check_tensor(action, self.batch_size, "action")
+        self.x = action.detach().to(self.device, torch.float32, copy=True)
+        self.t -= 1
+        if self.t > 0:
+            return torch.zeros(self.batch_size, device=self.device), False, None
+        with torch.no_grad():
+            scores = self.adapter.scores(self.x, self.ctx)
+            comps = self.reward.components(scores, self.state)
+            reward = torch.stack(list(comps.values()), dim=0).sum(dim=0)
+        return reward, True, comps
+
+    # ------------------------------------------------------------------ observations
+    def observation_tensors(self) -> Dict[str, torch.Tensor]:
+        """The batch observation as tensors on the device: x (B, D), t (B, 1), user (B, 1), condition (B, C)."""
+        B = self.batch_size
+        return {"x": self.x, "t": torch.full((B, 1), self.t, dtype=torch.long, device=self.device),
+                "user": self.users_t.unsqueeze(1), "condition": self.condition}
+
+    def observation_numpy(self) -> Dict[str, np.ndarray]:
+        """The batch observation as fresh numpy arrays (never shared with earlier observations)."""
+        return {"x": self.x.cpu().numpy().copy(), "t": np.full((self.batch_size, 1), self.t, dtype=np.int64),
+                "user": self.users.reshape(-1, 1).copy(), "condition": self.condition_np.copy()}

@@ -1,0 +1,304 @@
+"""Full-ranking top-K evaluation: Recall, NDCG, Precision, MRR and HitRate at several cut-offs.
+
+The protocol is DiffRec's (Wang et al., SIGIR 2023), which matches RecBole's full-sort evaluation:
+
+* every item is ranked for every user (no negative sampling);
+* the items a user already interacted with in the splits *before* the evaluated one are masked
+  (``InteractionData.known_items``: train for 'valid', train + valid for 'test');
+* the ground truth of a user is the set of items of the evaluated split; users with an empty
+  ground truth are left out of the means and counted separately.
+
+Definitions, for one user with ground-truth set ``T`` (``|T| >= 1``) and top-K list ``r_1..r_K``
+(``hit_i = 1`` if ``r_i`` is in ``T``):
+
+* ``Recall@K    = sum_i hit_i / |T|``  (DiffRec / RecBole; *not* divided by ``min(K, |T|)``,
+  so Recall@K can stay below 1 when ``|T| > K``);
+* ``Precision@K = sum_i hit_i / K``;
+* ``NDCG@K      = DCG / IDCG`` with ``DCG = sum_i hit_i / log2(i + 1)`` and
+  ``IDCG = sum_{i <= min(K, |T|)} 1 / log2(i + 1)`` (binary relevance);
+* ``MRR@K       = 1 / (rank of the first hit)``, 0 when no hit is within the top K;
+* ``HitRate@K   = 1`` if any hit is within the top K, else 0.
+
+Everything is computed with tensor operations over a batch of users; ``torch.topk`` is called
+once per batch with ``max(ks)``.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Dict, Optional, Sequence, Union
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+METRICS = ("recall", "ndcg", "precision", "mrr", "hitrate")
+DEFAULT_KS = (10, 20, 50, 100)
+
+MaskLike = Union[sp.spmatrix, np.ndarray, torch.Tensor]
+
+
+# ---------------------------------------------------------------------------- helpers
+def _check_ks(ks: Sequence[int]) -> tuple:
+    ks = tuple(int(k) for k in ks)
+    if not ks:
+        raise ValueError("ks must contain at least one cut-off")
+    if min(ks) < 1:
+        raise ValueError(f"every cut-off K must be >= 1, got ks={ks}")
+    return ks
+
+
+def as_bool_mask(x: Optional[MaskLike], shape, device) -> Optional[torch.Tensor]:
+    """A dense ``torch.bool`` tensor of ``shape`` ``(B, n_items)`` on ``device`` from a scipy sparse
+    matrix (non-zeros are True), a numpy array or a tensor (non-zeros are True); None stays None."""
+    if x is None:
+        return None
+    if sp.issparse(x):
+        csr = sp.csr_matrix(x)
+        if csr.shape != tuple(shape):
+            raise ValueError(f"mask has shape {csr.shape}, expected {tuple(shape)}")
+        csr.eliminate_zeros()
+        rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+        out = torch.zeros(tuple(shape), dtype=torch.bool, device=device)
+        if rows.size:
+            out[torch.as_tensor(rows, device=device), torch.as_tensor(csr.indices.astype(np.int64), device=device)] = True
+        return out
+    t = torch.as_tensor(x, device=device)
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"mask has shape {tuple(t.shape)}, expected {tuple(shape)}")
+    return t if t.dtype == torch.bool else t != 0
+
+
+def metric_keys(ks: Sequence[int] = DEFAULT_KS) -> list:
+    """Output keys in order: ``recall@K`` for every K, then ``ndcg@K``, ``precision@K``, ``mrr@K``, ``hitrate@K``."""
+    return [f"{m}@{k}" for m in METRICS for k in _check_ks(ks)]
+
+
+# ---------------------------------------------------------------------------- per-batch metrics
+def ranking_metrics(
+    scores: torch.Tensor,
+    known: Optional[MaskLike],
+    truth: MaskLike,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> Dict[str, torch.Tensor]:
+    """Per-user top-K metrics of a batch of full item rankings.
+
+    Args:
+        scores: ``(B, n_items)`` float scores, higher is better. Not modified.
+        known: items to exclude from the ranking, ``(B, n_items)``: scipy sparse (non-zeros are
+            excluded), or a bool / numeric array or tensor; None excludes nothing. Excluded items
+            get a score of ``-inf`` and can never count as a hit, even if they are in ``truth``.
+        truth: ground-truth items ``(B, n_items)``: scipy sparse or a dense bool / 0-1 array or tensor.
+        ks: cut-offs K (positive ints). A K larger than ``n_items`` ranks all items (Precision
+            still divides by K).
+
+    Returns:
+        A dict of float32 tensors of shape ``(B,)`` on ``scores.device``: ``"<metric>@<K>"`` for
+        metric in ``recall, ndcg, precision, mrr, hitrate`` and every K (definitions in the module
+        docstring), and ``"n_truth"``, the ground-truth size per user. Users with an empty ground
+        truth get 0 for every metric; callers that average should leave them out (see :func:`evaluate`).
+    """
+    ks = _check_ks(ks)
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be (B, n_items), got shape {tuple(scores.shape)}")
+    B, n_items = scores.shape
+    device = scores.device
+    truth_m = as_bool_mask(truth, (B, n_items), device)
+    known_m = as_bool_mask(known, (B, n_items), device)
+
+    s = scores.float()
+    if known_m is not None:
+        s = s.masked_fill(known_m, float("-inf"))
+    k_max = min(max(ks), n_items)
+    top_val, top_idx = torch.topk(s, k_max, dim=1)  # (B, k_max), sorted descending
+    # a masked item can only reach the top list when fewer than k_max items are unmasked: never a hit
+    hits = truth_m.gather(1, top_idx) & torch.isfinite(top_val)  # (B, k_max) bool
+    hits_f = hits.float()
+
+    n_truth = truth_m.sum(dim=1).float()  # (B,)
+    has_truth = n_truth > 0
+    safe_truth = n_truth.clamp(min=1.0)
+    ranks = torch.arange(1, k_max + 1, device=device, dtype=torch.float32)  # (k_max,)
+    discount = 1.0 / torch.log2(ranks + 1.0)  # 1 / log2(i + 1), i = 1..k_max
+    ideal_cum = torch.cumsum(discount, dim=0)  # IDCG for 1..k_max relevant items
+    dcg_cum = torch.cumsum(hits_f * discount, dim=1)  # (B, k_max)
+    hits_cum = torch.cumsum(hits_f, dim=1)  # (B, k_max)
+    # rank (1-based) of the first hit, +inf when there is none in the top k_max
+    first = torch.where(hits.any(dim=1), hits_f.argmax(dim=1).float() + 1.0,
+                        torch.full((B,), float("inf"), device=device))
+
+    out: Dict[str, torch.Tensor] = {}
+    for k in ks:
+        kk = min(k, n_items)
+        n_hit = hits_cum[:, kk - 1]
+        n_ideal = torch.minimum(n_truth, torch.tensor(float(kk), device=device)).clamp(min=1).long()
+        idcg = ideal_cum[n_ideal - 1]
+        hit_any = first <= kk
+        zero = torch.zeros_like(n_hit)
+        out[f"recall@{k}"] = torch.where(has_truth, n_hit / safe_truth, zero)
+        out[f"ndcg@{k}"] = torch.where(has_truth, dcg_cum[:, kk - 1] / idcg, zero)
+        out[f"precision@{k}"] = n_hit / float(k)
+        out[f"mrr@{k}"] = torch.where(hit_any, 1.0 / first, zero)
+        out[f"hitrate@{k}"] = hit_any.float()
+    out["n_truth"] = n_truth
+    return {key: out[key] for key in metric_keys(ks) + ["n_truth"]}
+
+
+# ---------------------------------------------------------------------------- dataset evaluation
+ScoreFn = Callable[[np.ndarray], torch.Tensor]
+
+
+def evaluate(
+    score_fn: ScoreFn,
+    data,
+    split: str = "test",
+    ks: Sequence[int] = DEFAULT_KS,
+    batch_size: int = 1024,
+    users: Optional[np.ndarray] = None,
+    progress: bool = False,
+) -> Dict[str, float]:
+    """Mean full-ranking metrics of ``score_fn`` on ``split`` of ``data``.
+
+    Args:
+        score_fn: ``score_fn(users)`` with ``users`` an int64 array ``(B,)`` returns item scores
+            ``(B, n_items)`` (a tensor on any device, or an array). Called once per batch.
+        data: an :class:`~refit_gym.data.InteractionData`.
+        split: 'valid' (masks train items) or 'test' (masks train + valid items).
+        ks: cut-offs K.
+        batch_size: users per ``score_fn`` call.
+        users: the users to evaluate (default: all); users whose ground truth in ``split`` is
+            empty are skipped and counted.
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        ``{"recall@K", "ndcg@K", "precision@K", "mrr@K", "hitrate@K" for every K: python float
+        means over the evaluated users, "n_users_evaluated": int, "n_users_skipped_empty_truth": int}``.
+
+    Raises:
+        ValueError: for an unknown split, a bad ``batch_size``, out-of-range users, no user with
+            a ground truth, or scores of the wrong shape.
+    """
+    ks = _check_ks(ks)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    truth = data.split(split)
+    known = data.known_items(split)  # raises for 'train'
+    if users is None:
+        users = np.arange(data.n_users, dtype=np.int64)
+    users = np.asarray(users, dtype=np.int64).reshape(-1)
+    if users.size and (users.min() < 0 or users.max() >= data.n_users):
+        raise ValueError(f"users must lie in [0, {data.n_users}), got range [{users.min()}, {users.max()}]")
+    n_truth = np.diff(truth.indptr)[users]
+    keep = users[n_truth > 0]
+    n_skipped = int(users.size - keep.size)
+    if keep.size == 0:
+        raise ValueError(f"no user among the {users.size} requested has a ground truth in split {split!r}")
+
+    keys = metric_keys(ks)
+    sums = {key: 0.0 for key in keys}
+    starts = range(0, keep.size, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"evaluate[{split}]", unit="batch", file=sys.stderr)
+    for start in starts:
+        batch = keep[start:start + batch_size]
+        scores = score_fn(batch)
+        if not torch.is_tensor(scores):
+            scores = torch.as_tensor(np.asarray(scores))
+        if tuple(scores.shape) != (batch.size, data.n_items):
+            raise ValueError(f"score_fn returned shape {tuple(scores.shape)} for {batch.size} users; "
+                             f"expected ({batch.size}, {data.n_items})")
+        per_user = ranking_metrics(scores, known[batch], truth[batch], ks)
+        for key in keys:
+            sums[key] += float(per_user[key].double().sum())
+    out: Dict[str, float] = {key: sums[key] / keep.size for key in keys}
+    out["n_users_evaluated"] = int(keep.size)
+    out["n_users_skipped_empty_truth"] = n_skipped
+    return out
+
+
+# ---------------------------------------------------------------------------- backbones
+def backbone_score_fn(
+    adapter,
+    data,
+    split: str = "test",
+    device: Optional[Union[str, torch.device]] = None,
+    condition_on: str = "train",
+    deterministic: bool = True,
+) -> ScoreFn:
+    """A ``score_fn`` for :func:`evaluate` that runs a diffusion backbone's own inference.
+
+    Follows DiffRec: the condition is built from the user's **training** history
+    (``condition_on='train'``, the default for both splits) and the items of
+    ``data.known_items(split)`` are masked by :func:`evaluate`. ``condition_on='train+valid'``
+    conditions on train + valid and is only allowed for ``split='test'`` (for 'valid' it would
+    leak the ground truth).
+
+    Args:
+        adapter: a ``DenoiserAdapter`` (e.g. from ``load_backbone``), providing
+            ``encode_condition(users, visible_csr) -> (B, condition_dim)`` and
+            ``infer(condition, users, deterministic) -> (B, n_items)``.
+        data: the :class:`~refit_gym.data.InteractionData` the backbone was trained on.
+        split: 'valid' or 'test' (decides which histories may be used).
+        device: where to run; None keeps the adapter's current device, otherwise the adapter is
+            moved there (``nn.Module.to`` is in place).
+        condition_on: 'train' or 'train+valid'.
+        deterministic: follow the posterior means (DiffRec's inference) rather than sampling.
+
+    Returns:
+        ``score_fn(users: int64 (B,)) -> float tensor (B, n_items)`` on the adapter's device. Each
+        call runs under ``torch.no_grad`` in eval mode and restores the adapter's previous mode.
+    """
+    if split not in ("valid", "test"):
+        raise ValueError(f"no evaluation protocol for split {split!r}; use 'valid' or 'test'")
+    if condition_on == "train":
+        history = data.train
+    elif condition_on == "train+valid":
+        if split != "test":
+            raise ValueError("condition_on='train+valid' is only valid for split='test' "
+                             "(conditioning on valid when evaluating valid leaks the ground truth)")
+        history = (data.train + data.valid).tocsr().sign()
+    else:
+        raise ValueError(f"condition_on must be 'train' or 'train+valid', got {condition_on!r}")
+    if int(getattr(adapter, "n_items", data.n_items)) != data.n_items:
+        raise ValueError(f"the backbone ranks {adapter.n_items} items but the data has {data.n_items}")
+    if device is not None:
+        adapter.to(torch.device(device))
+    dev = next(adapter.parameters()).device
+
+    def score_fn(users: np.ndarray) -> torch.Tensor:
+        users = np.asarray(users, dtype=np.int64)
+        cond = adapter.encode_condition(users, history[users])
+        cond_t = torch.as_tensor(np.asarray(cond, dtype=np.float32), device=dev)
+        users_t = torch.as_tensor(users, device=dev)
+        was_training = adapter.training
+        adapter.eval()
+        try:
+            with torch.no_grad():
+                return adapter.infer(cond_t, users_t, deterministic=deterministic)
+        finally:
+            adapter.train(was_training)
+
+    return score_fn
+
+
+def evaluate_backbone(adapter, data, split: str = "test", ks: Sequence[int] = DEFAULT_KS, batch_size: int = 1024,
+                      device: Optional[Union[str, torch.device]] = None, **kwargs) -> Dict[str, float]:
+    """:func:`evaluate` of a backbone's own deterministic inference (see :func:`backbone_score_fn`)."""
+    return evaluate(backbone_score_fn(adapter, data, split, device=device, **kwargs), data, split, ks, batch_size)
+
+
+def format_table(results: Dict[str, float], ks: Sequence[int] = DEFAULT_KS) -> str:
+    """A plain-text table of :func:`evaluate`'s output: one row per metric, one column per K."""
+    ks = _check_ks(ks)
+    head = f"{'metric':<10}" + "".join(f"{'@' + str(k):>10}" for k in ks)
+    rows = [head, "-" * len(head)]
+    for m in METRICS:
+        rows.append(f"{m:<10}" + "".join(f"{results[f'{m}@{k}']:>10.4f}" for k in ks))
+    rows.append(f"users evaluated: {results['n_users_evaluated']}, "
+                f"skipped (empty truth): {results['n_users_skipped_empty_truth']}")
+    return "\n".join(rows)
+
+
+__all__ = ["METRICS", "DEFAULT_KS", "ranking_metrics", "evaluate", "backbone_score_fn", "evaluate_backbone", "metric_keys",
+           "as_bool_mask", "format_table"]

@@ -1,0 +1,45 @@
+"""Small shared helpers: device resolution, seeding, progress bars, crash-safe saving."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def resolve_device(device="auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU. An explicit 'cuda' without CUDA raises (no silent fallback)."""
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} requested but CUDA is not available; use --device cpu or auto")
+    return dev
+
+
+def set_global_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch global generators (components keep their own generators too)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def progress_bar(total=None, desc="", disable=False, **kwargs):
+    """A tqdm progress bar on stderr (disabled when ``disable`` or when stderr is not a terminal under CI)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True, **kwargs)
+
+
+def atomic_torch_save(obj, path) -> Path:
+    """``torch.save`` to a temp file then rename, so a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
