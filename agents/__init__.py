@@ -1,0 +1,24 @@
+"""RL agents that fine-tune diffusion recommenders on refit-gym environments.
+
+* :class:`DenoiserPolicy` -- an SB3 ``ActorCriticPolicy`` whose actor is the pretrained denoiser
+  (usable with SB3's ``PPO`` and ``A2C``).
+* :class:`ReFiT` -- REINFORCE over whole denoising trajectories with per-user group baselines and
+  a KL penalty to the pretrained model.
+* :class:`DDPO` -- DDPO-style clipped importance-ratio updates over stored transitions.
+* :class:`RatioLoggingPPO` -- SB3's PPO plus importance-ratio extremes in the logs.
+
+``ALGOS`` maps the ``--algo`` names of ``scripts/train.py`` to classes.
+"""
+from stable_baselines3 import A2C, PPO
+
+from agents.ddpo import DDPO
+from agents.distributions import DenoiserGaussian
+from agents.policies import DenoiserPolicy, DenoisingSummaryExtractor
+from agents.ppo import RatioLoggingPPO
+from agents.refit import NonFiniteTrainingError, ReFiT, Trajectories
+
+#: ``"ppo"`` is :class:`RatioLoggingPPO`, a drop-in :class:`stable_baselines3.PPO` subclass.
+ALGOS = {"refit": ReFiT, "ddpo": DDPO, "ppo": RatioLoggingPPO, "a2c": A2C}
+
+__all__ = ["A2C", "ALGOS", "DDPO", "DenoiserGaussian", "DenoiserPolicy", "DenoisingSummaryExtractor",
+           "NonFiniteTrainingError", "PPO", "RatioLoggingPPO", "ReFiT", "Trajectories"]

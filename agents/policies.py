@@ -53,7 +53,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from agents.distributions import DenoiserGaussian, check_reduction
-from refit_gym.diffusion.adapters import DenoiserAdapter
+from refit_gym.diffusion.adapters import BACKBONES, DenoiserAdapter
 from refit_gym.diffusion.checkpoint import load_backbone, save_backbone
 from refit_gym.diffusion.denoisers import timestep_embedding
 
@@ -159,13 +159,33 @@ class DenoisingSummaryExtractor(BaseFeaturesExtractor):
 
 
 # ---------------------------------------------------------------------------- the policy
+def load_state_resizing_data_tensors(module: DenoiserAdapter, state_dict, prefix, *args) -> None:
+    """``load_state_dict`` pre-hook for adapters: data-derived buffers (``module.data_tensors()``,
+    e.g. CF-Diff's item graph) take the stored tensor's size, as in ``load_backbone``."""
+    for name in module.data_tensors():
+        if prefix + name in state_dict:
+            setattr(module, name, state_dict[prefix + name].clone().to(getattr(module, name).device))
+
+
 def resolve_backbone(backbone: Optional[DenoiserAdapter] = None, checkpoint: Union[str, Path, None] = None,
-                     device: Union[str, torch.device] = "cpu") -> DenoiserAdapter:
-    """The adapter to wrap: a deep copy of ``backbone`` (the caller's object is never trained in
-    place) or the one stored at ``checkpoint``. Exactly one of the two must be given."""
-    if (backbone is None) == (checkpoint is None):
-        raise ValueError("DenoiserPolicy needs exactly one of policy_kwargs 'backbone' (a DenoiserAdapter) "
-                         "or 'checkpoint' (a path written by save_backbone)")
+                     backbone_spec: Optional[Dict[str, Any]] = None) -> DenoiserAdapter:
+    """The adapter to wrap, on the CPU. Exactly one source must be given:
+
+    * ``backbone``: a deep copy of it (the caller's object is never trained in place);
+    * ``checkpoint``: the adapter stored at that path (``save_backbone``);
+    * ``backbone_spec``: ``{"backbone": name, "config": adapter.config()}``, the architecture only,
+      freshly initialised -- for rebuilding a saved model whose weights come from its state dict.
+    """
+    given = [name for name, v in (("backbone", backbone), ("checkpoint", checkpoint), ("backbone_spec", backbone_spec))
+             if v is not None]
+    if len(given) != 1:
+        raise ValueError("DenoiserPolicy needs exactly one of policy_kwargs 'backbone' (a DenoiserAdapter), "
+                         f"'checkpoint' (a path written by save_backbone) or 'backbone_spec'; got {given or 'none'}")
+    if backbone_spec is not None:
+        name, config = backbone_spec["backbone"], dict(backbone_spec["config"])
+        if name not in BACKBONES:
+            raise ValueError(f"backbone_spec names backbone {name!r}; known: {sorted(BACKBONES)}")
+        return BACKBONES[name](**config).eval()
     if backbone is not None:
         if not isinstance(backbone, DenoiserAdapter):
             raise TypeError(f"backbone must be a DenoiserAdapter, got {type(backbone).__name__}")
@@ -179,7 +199,9 @@ class DenoiserPolicy(ActorCriticPolicy):
 
     Args (beyond ActorCriticPolicy's ``observation_space, action_space, lr_schedule``):
         backbone: a :class:`DenoiserAdapter` to fine-tune (deep-copied), or
-        checkpoint: the path of a backbone checkpoint (``save_backbone``) -- exactly one of the two.
+        checkpoint: the path of a backbone checkpoint (``save_backbone``), or
+        backbone_spec: ``{"backbone": name, "config": {...}}`` (architecture only; used when SB3
+            rebuilds a saved model) -- exactly one of the three.
         exploration_scale: multiplies the schedule's reverse-step std (> 0).
         std_floor: lower bound on the std after scaling (>= 0).
         log_prob_reduction: ``"sum"`` (exact, SB3's convention) or ``"mean"`` (divided by D, DDPO's).
@@ -197,6 +219,7 @@ class DenoiserPolicy(ActorCriticPolicy):
         lr_schedule: Schedule,
         backbone: Optional[DenoiserAdapter] = None,
         checkpoint: Union[str, Path, None] = None,
+        backbone_spec: Optional[Dict[str, Any]] = None,
         exploration_scale: float = 1.0,
         std_floor: float = 0.0,
         log_prob_reduction: str = "sum",
@@ -225,13 +248,12 @@ class DenoiserPolicy(ActorCriticPolicy):
             raise ValueError(f"denoiser_lr_scale={denoiser_lr_scale}: must be >= 0")
         if train_last_k is not None and int(train_last_k) < 1:
             raise ValueError(f"train_last_k={train_last_k}: must be >= 1 (or None to train every step)")
-        denoiser = resolve_backbone(backbone, checkpoint)
+        denoiser = resolve_backbone(backbone, checkpoint, backbone_spec)
         check_denoising_spaces(observation_space, action_space, denoiser)
 
         if isinstance(net_arch, dict):
             net_arch = net_arch.get("vf", [64, 64])
         vf_arch = [64, 64] if net_arch is None else [int(h) for h in net_arch]
-        self._checkpoint = None if checkpoint is None else str(checkpoint)
         self.exploration_scale, self.std_floor = float(exploration_scale), float(std_floor)
         self.log_prob_reduction = check_reduction(log_prob_reduction)
         self.train_last_k = None if train_last_k is None else int(train_last_k)
@@ -247,6 +269,9 @@ class DenoiserPolicy(ActorCriticPolicy):
         )
         self.denoiser = denoiser.to(self.device)
         self.denoiser.eval()
+        # Data-derived buffers (e.g. CF-Diff's graph) take the size of whatever state dict is loaded
+        # (a policy rebuilt from backbone_spec starts with empty ones).
+        self.denoiser.register_load_state_dict_pre_hook(load_state_resizing_data_tensors)
         self.action_dist = DenoiserGaussian(denoiser.action_dim, self.log_prob_reduction)
         self.optimizer = self.make_optimizer(lr_schedule(1))
 
@@ -279,8 +304,8 @@ class DenoiserPolicy(ActorCriticPolicy):
             net_arch=list(self.net_arch["vf"]), exploration_scale=self.exploration_scale, std_floor=self.std_floor,
             log_prob_reduction=self.log_prob_reduction, train_last_k=self.train_last_k,
             denoiser_lr_scale=self.denoiser_lr_scale,
-            # Policy.save stores the architecture as a (CPU) module; the weights come from the state dict.
-            backbone=copy.deepcopy(self.denoiser).cpu(),
+            # The architecture only; the weights come from the saved state dict.
+            backbone_spec=dict(backbone=self.denoiser.backbone_name, config=self.denoiser.config()),
         )
         return data
 
@@ -316,7 +341,7 @@ class DenoiserPolicy(ActorCriticPolicy):
         mean, _ = self.denoiser.reverse_step(x, t - 1, context)
         active = self.active_mask(t)
         if active is not None:
-            mean = torch.where(active.unsqueeze(-1), mean, mean.detach())
+            mean = mean.detach() if not bool(active.any()) else torch.where(active.unsqueeze(-1), mean, mean.detach())
         return DenoiserGaussian(self.denoiser.action_dim, self.log_prob_reduction).proba_distribution(
             mean, self.step_std(t), active)
 

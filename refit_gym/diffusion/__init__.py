@@ -3,6 +3,9 @@ from refit_gym.diffusion.adapters import (BACKBONES, CFDiffAdapter, DenoiserAdap
                                           HistoryAdapter, build_backbone, register_backbone)
 from refit_gym.diffusion.checkpoint import CheckpointError, load_backbone, save_backbone
 from refit_gym.diffusion.schedule import GaussianDiffusion, ScheduleConfig
+# scenario backbones: importing them registers them in BACKBONES (needed by load_backbone)
+from refit_gym.diffusion.dreamrec import DreamRecAdapter
+from refit_gym.diffusion.social import SocialDiffRecAdapter
 
-__all__ = ["BACKBONES", "CFDiffAdapter", "CheckpointError", "DenoiserAdapter", "DiffRecAdapter", "GaussianDiffusion",
-           "HistoryAdapter", "ScheduleConfig", "build_backbone", "load_backbone", "register_backbone", "save_backbone"]
+__all__ = ["BACKBONES", "CFDiffAdapter", "CheckpointError", "DenoiserAdapter", "DiffRecAdapter", "DreamRecAdapter",
+           "GaussianDiffusion", "HistoryAdapter", "ScheduleConfig", "SocialDiffRecAdapter", "build_backbone", "load_backbone", "register_backbone", "save_backbone"]

@@ -40,9 +40,12 @@ class DenoiserAdapter(nn.Module):
         n_items: number of items ranked by :meth:`scores`.
         action_dim: dimension D of x (the environment's action space).
         condition_dim: length of the condition vector in observations.
+        condition_bounds: (low, high) of every condition entry (the observation Box bounds);
+            subclasses with bounded conditions narrow it.
     """
 
     backbone_name: str = "base"
+    condition_bounds: tuple = (-float("inf"), float("inf"))
 
     def __init__(self, schedule_cfg: ScheduleConfig, n_items: int, action_dim: int, condition_dim: int):
         super().__init__()
@@ -135,6 +138,8 @@ class HistoryAdapter(DenoiserAdapter):
     (with noise at level ``sampling_steps`` if > 0) and ends at item scores.
     """
 
+    condition_bounds = (0.0, 1.0)  # the binary visible-history vector
+
     def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix) -> np.ndarray:
         if visible.shape[1] != self.n_items:
             raise ValueError(f"visible items have {visible.shape[1]} columns; this backbone has {self.n_items} items")
@@ -212,7 +217,9 @@ class CFDiffAdapter(HistoryAdapter):
     def _graph_t(self) -> torch.Tensor:
         # (n, n) sparse G^T so that hop = (G^T @ c^T)^T = c @ G
         idx = self.graph_indices.flip(0)
-        return torch.sparse_coo_tensor(idx, self.graph_values, (self.n_items, self.n_items)).coalesce()
+        # indices come from a validated scipy matrix: opt out of the invariant checks explicitly (silences a warning)
+        return torch.sparse_coo_tensor(idx, self.graph_values, (self.n_items, self.n_items),
+                                       check_invariants=False).coalesce()
 
     def context(self, condition, users=None):
         """Hop signals ``(B, n_hops, n_items)``: the condition, then c G^k max-normalised per row."""

@@ -29,7 +29,6 @@ cross-entropy of ``scores(x0_hat)`` against the target item, weighted by ``ce_we
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -206,6 +205,8 @@ class DreamRecAdapter(DenoiserAdapter):
                          n_time_buckets=int(n_time_buckets), cfg_dropout=float(cfg_dropout),
                          guidance=float(guidance), ce_weight=float(ce_weight), schedule=cfg.to_dict())
         self.max_len, self.time_aware, self.n_time_buckets = max_len, bool(time_aware), int(n_time_buckets)
+        # item ids (pad = n_items) and time buckets: the observation Box bounds of the condition
+        self.condition_bounds = (0.0, float(max(int(n_items), self.n_time_buckets - 1 if time_aware else 0)))
         self.cfg_dropout, self.guidance, self.ce_weight = float(cfg_dropout), float(guidance), float(ce_weight)
         self.encoder = CausalSeqEncoder(n_items, max_len, d, n_layers, heads, dropout,
                                         n_time_buckets if time_aware else 0)
@@ -374,16 +375,20 @@ class DreamRecAdapter(DenoiserAdapter):
         return loss
 
     def diffusion_loss(self, condition: torch.Tensor, users: Optional[torch.Tensor], i: torch.Tensor,
-                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                       generator: Optional[torch.Generator] = None, reweight: bool = False) -> torch.Tensor:
         """Per-user loss ``(B,)``: predict each condition's most recent item from the items before it.
 
-        Rows with no item give 0. (Uniform index weighting, see the module docstring.)
+        Rows with no item give 0. ``reweight`` multiplies by ``schedule.timestep_weight(i)``; it is
+        off by default here (DreamRec's objective is unweighted, and SNR weights of a schedule that
+        reaches pure noise span orders of magnitude).
         """
         seq, buckets = self.split_condition(condition)
         h = self.encoder(seq, buckets)
         target = seq[:, -1]
         has = target != self.pad_id
         loss = self.pair_loss(h[:, -2], target.clamp_max(self.n_items - 1), i, generator)
+        if reweight:
+            loss = self.schedule.timestep_weight(i) * loss
         return torch.where(has, loss, torch.zeros_like(loss))
 
     def sequence_loss(self, seq: torch.Tensor, buckets: Optional[torch.Tensor] = None,

@@ -149,6 +149,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         sampler.load_state_dict(st["sampler"])
         gen.set_state(st["torch_gen"])
         rng.bit_generator.state = st["np_rng"]
+        torch.set_rng_state(st["torch_global"])  # dropout draws from the global generator
         start_epoch, best, best_epoch, bad = st["epoch"] + 1, st["best"], st["best_epoch"], st["bad"]
         history = json.loads(st["history"])
         best_state = st["best_model"]
@@ -210,7 +211,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         if state_path is not None:
             atomic_torch_save({
                 "model": adapter.state_dict(), "optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
-                "torch_gen": gen.get_state(), "np_rng": rng.bit_generator.state, "epoch": epoch, "best": best,
+                "torch_gen": gen.get_state(), "torch_global": torch.get_rng_state(), "np_rng": rng.bit_generator.state, "epoch": epoch, "best": best,
                 "best_epoch": best_epoch, "bad": bad, "history": json.dumps(history), "best_model": best_state,
             }, state_path)
             (out / "history.json").write_text(json.dumps(history, indent=1))

@@ -194,16 +194,20 @@ class DenoisingProcess:
         D = self.adapter.action_dim
         if tuple(a.shape) != (B, D):
             raise ValueError(f"{what} of shape {tuple(a.shape)}; expected ({B}, {D})")
-        ok = a.abs() <= self.action_bound  # False for NaN and +-inf too
-        if not bool(ok.all()):
-            b, j = (int(v) for v in torch.nonzero(~ok)[0])
-            v = float(a[b, j])
-            kind = "NaN" if v != v else ("infinite" if abs(v) == float("inf") else "out of bounds")
-            raise ValueError(f"{what} has a {kind} value {v!r} at [{b}, {j}]; values must be finite and within "
-                             f"[-{self.action_bound:g}, {self.action_bound:g}] (nothing is clipped)")
+        if a.numel() == 0:
+            return
+        lo, hi = torch.aminmax(a)  # one fused pass; NaN propagates into both
+        if bool((lo >= -self.action_bound) & (hi <= self.action_bound)):
+            return
+        ok = a.abs() <= self.action_bound  # error path only: locate the first bad entry (False for NaN, +-inf)
+        b, j = (int(v) for v in torch.nonzero(~ok)[0])
+        v = float(a[b, j])
+        kind = "NaN" if v != v else ("infinite" if abs(v) == float("inf") else "out of bounds")
+        raise ValueError(f"{what} has a {kind} value {v!r} at [{b}, {j}]; values must be finite and within "
+                         f"[-{self.action_bound:g}, {self.action_bound:g}] (nothing is clipped)")
 
     def step(self, action: torch.Tensor) -> Tuple[torch.Tensor, bool, Optional[Dict[str, torch.Tensor]]]:
-        """Apply ``x_{t-1} = action`` ``(B, D)``; returns rewards ``(B,)``, terminated and, at the end,
+        """Apply ``x_{t-1} = action`` ``(B, D)`` (taken over without a copy); returns rewards ``(B,)``, terminated and, at the end,
         the reward components ``{name: (B,)}`` (None before)."""
         if self.x is None:
             raise RuntimeError("step() before reset()")
@@ -214,7 +218,9 @@ class DenoisingProcess:
         if not (action.is_floating_point() or action.dtype in (torch.int32, torch.int64)):
             raise ValueError(f"action must be a real-valued tensor, got dtype {action.dtype}")
         self._check_tensor(action, self.batch_size, "action")
-        self.x = action.detach().to(self.device, torch.float32, copy=True)
+        # no copy: the process takes the action tensor over (callers must not modify it in place later;
+        # the numpy APIs pass fresh copies)
+        self.x = action.detach().to(self.device, torch.float32)
         self.t -= 1
         if self.t > 0:
             return torch.zeros(self.batch_size, device=self.device), False, None

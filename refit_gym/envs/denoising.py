@@ -115,7 +115,7 @@ class DenoisingEnv(gym.Env):
             raise ValueError(f"action must be a real-valued array, got dtype {a.dtype}")
         if a.shape != self.action_space.shape:
             raise ValueError(f"action has shape {a.shape}; expected {self.action_space.shape}")
-        reward, terminated, comps = self.process.step(torch.as_tensor(a, dtype=torch.float32).unsqueeze(0))
+        reward, terminated, comps = self.process.step(torch.tensor(a, dtype=torch.float32, device=self.process.device).unsqueeze(0))
         info: Dict[str, Any] = {}
         if terminated:
             info["reward_components"] = {k: float(v[0]) for k, v in comps.items()}

@@ -1,0 +1,443 @@
+"""ReFiT: REINFORCE fine-tuning of a diffusion recommender over whole denoising trajectories.
+
+Each iteration (one rollout, one update):
+
+1. **Rollout.** Draw ``n_envs / n_traj_per_user`` users and one episode key per user; every user
+   is repeated ``n_traj_per_user`` times with the *same* key (same condition, same held-out
+   items), so the copies differ only by the policy's noise. Run all T reverse steps of the
+   :class:`~agents.policies.DenoiserPolicy` (the backbone's own Gaussian reverse step) through the
+   environment and keep, for the trained steps (the last ``train_last_k``, default all), the
+   states ``x_t``, the actions ``x_{t-1}``, their log-probabilities and the means of a frozen copy
+   of the pretrained denoiser (the KL reference). The reward arrives at the terminal step.
+2. **Advantages.** ``baseline="group"``: ``(R - mean_group(R)) / (std_group(R) + eps)`` over the
+   copies of a user (DDPO's per-prompt normalisation); ``"value"``: ``R - V(x_t, t)`` with the
+   policy's value head (trained by MSE to R); ``"none"``: ``R``.
+3. **Loss.** ``-mean_n(sum_t A_{n,t} log pi(a_{n,t} | s_{n,t})) + kl_coef * mean_n(sum_t KL_{n,t})``
+   with the closed-form KL of two Gaussians with the same std,
+   ``KL(pi_t || ref_t) = ||mu_t - mu_ref_t||^2 / (2 sigma_t^2)`` (summed or averaged over the D
+   dimensions, like the log-probabilities, per ``log_prob_reduction``). The log-probabilities are
+   recomputed with gradients in chunks of ``batch_size`` (state, action) rows whose gradients are
+   accumulated, so memory does not grow with T; the importance ratio of the recomputation is logged
+   (it is exactly 1 unless the policy is nondeterministic). Gradient norm clipped to
+   ``max_grad_norm``, one optimizer step.
+
+:class:`~agents.ddpo.DDPO` reuses the rollout and replaces step 3 with clipped importance-ratio
+updates.
+
+Non-finite values (actions, rewards, losses, gradient norms) stop training with
+:class:`NonFiniteTrainingError` *before* the optimizer step, so the model in memory and every
+checkpoint written so far hold the last good parameters.
+
+The agent is a :class:`stable_baselines3.common.base_class.BaseAlgorithm`: ``learn``, ``predict``,
+``save``/``load`` (zip with policy, optimizer, reference, RNG state and ``num_timesteps``),
+``set_env``/``get_env``, SB3 callbacks and the SB3 logger (TensorBoard with ``tensorboard_log``).
+"""
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Dict, Optional, Tuple, Type, TypeVar, Union
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import safe_mean
+
+from agents.distributions import check_reduction
+from agents.policies import DenoiserPolicy
+from agents.rollout import TensorRollout, make_rollout_driver
+from refit_gym.diffusion.adapters import DenoiserAdapter
+
+SelfReFiT = TypeVar("SelfReFiT", bound="ReFiT")
+BASELINES = ("group", "value", "none")
+
+
+class NonFiniteTrainingError(FloatingPointError):
+    """A loss, gradient, action or reward became NaN/inf; training stopped before the parameter update."""
+
+
+@dataclass
+class Trajectories:
+    """One rollout of N = n_envs trajectories, restricted to the K trained steps.
+
+    Attributes:
+        users: ``(N,)`` int64 user ids (each repeated ``n_traj_per_user`` times, consecutively).
+        condition: ``(N, condition_dim)`` float32.
+        xs: ``(K + 1, N, D)``: ``xs[s]`` is the state of trained step ``s`` and ``xs[s + 1]`` its
+            action (the transition of the environment is ``x_{t-1} = action``).
+        t: ``(K,)`` int64 remaining-step counts of the trained steps (``K, ..., 1``).
+        log_prob: ``(K, N)`` log-probabilities of the actions under the behaviour policy.
+        ref_mean: ``(K, N, D)`` means of the frozen reference (pretrained) denoiser.
+        rewards: ``(N,)`` terminal rewards.
+    """
+
+    users: torch.Tensor
+    condition: torch.Tensor
+    xs: torch.Tensor
+    t: torch.Tensor
+    log_prob: torch.Tensor
+    ref_mean: torch.Tensor
+    rewards: torch.Tensor
+
+    @property
+    def n_traj(self) -> int:
+        return int(self.users.shape[0])
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.t.shape[0])
+
+    def rows(self, index: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Flat (step, trajectory) rows ``index`` (int64, ``s * N + n``) as batched tensors."""
+        s, n = index // self.n_traj, index % self.n_traj
+        out = dict(x=self.xs[s, n], action=self.xs[s + 1, n], t=self.t[s], users=self.users[n],
+                   condition=self.condition[n], old_log_prob=self.log_prob[s, n], ref_mean=self.ref_mean[s, n],
+                   traj=n)
+        return out
+
+
+class ReFiT(BaseAlgorithm):
+    """REINFORCE fine-tuning of a diffusion backbone (see the module docstring).
+
+    Args:
+        policy: a :class:`DenoiserAdapter` (deep-copied), a backbone checkpoint path, or the policy
+            class ``DenoiserPolicy`` / ``"DenoiserPolicy"`` with ``policy_kwargs`` holding ``backbone``
+            or ``checkpoint``.
+        env: a refit-gym denoising environment: ``BatchedDenoisingEnv`` (tensor fast path) or any SB3
+            VecEnv of ``DenoisingEnv`` (e.g. ``make_vec_env("refit_gym/DiffRec-v0", n_envs, ...)``).
+            ``n_envs`` trajectories per rollout; must be a multiple of ``n_traj_per_user``.
+        learning_rate: learning rate (or SB3 schedule) of the value head; the denoiser's is
+            ``denoiser_lr_scale`` times it.
+        n_traj_per_user: trajectories per user and rollout (the group of the baseline; >= 2 for "group").
+        kl_coef: weight of the KL penalty to the frozen pretrained denoiser (0 disables it).
+        baseline: ``"group"``, ``"value"`` or ``"none"``.
+        max_grad_norm: gradient-norm clipping threshold.
+        vf_coef: weight of the value loss (``baseline="value"`` only).
+        batch_size: (step, trajectory) rows per gradient-accumulation chunk (None: one chunk).
+        train_last_k, exploration_scale, std_floor, log_prob_reduction, denoiser_lr_scale: policy
+            options (see :class:`DenoiserPolicy`); written into ``policy_kwargs``.
+        policy_kwargs: further :class:`DenoiserPolicy` keyword arguments.
+        stats_window_size, tensorboard_log, verbose, seed, device: as in SB3.
+    """
+
+    policy_aliases: ClassVar[Dict[str, Type[BasePolicy]]] = {"DenoiserPolicy": DenoiserPolicy}
+    policy: DenoiserPolicy
+
+    def __init__(
+        self,
+        policy: Union[str, Path, Type[DenoiserPolicy], DenoiserAdapter],
+        env: Union[GymEnv, str, None],
+        learning_rate: Union[float, Schedule] = 1e-5,
+        n_traj_per_user: int = 4,
+        kl_coef: float = 0.0,
+        baseline: str = "group",
+        max_grad_norm: float = 1.0,
+        vf_coef: float = 0.5,
+        batch_size: Optional[int] = None,
+        train_last_k: Optional[int] = None,
+        exploration_scale: float = 1.0,
+        std_floor: float = 0.0,
+        log_prob_reduction: str = "sum",
+        denoiser_lr_scale: float = 1.0,
+        policy_kwargs: Optional[Dict[str, Any]] = None,
+        stats_window_size: int = 100,
+        tensorboard_log: Optional[str] = None,
+        verbose: int = 0,
+        seed: Optional[int] = None,
+        device: Union[torch.device, str] = "auto",
+        _init_setup_model: bool = True,
+    ):
+        policy, policy_kwargs = self._resolve_policy(policy, policy_kwargs)
+        policy_kwargs.update(train_last_k=train_last_k, exploration_scale=exploration_scale, std_floor=std_floor,
+                             log_prob_reduction=check_reduction(log_prob_reduction), denoiser_lr_scale=denoiser_lr_scale)
+        super().__init__(policy, env, learning_rate, policy_kwargs=policy_kwargs, stats_window_size=stats_window_size,
+                         tensorboard_log=tensorboard_log, verbose=verbose, device=device, support_multi_env=True,
+                         monitor_wrapper=False, seed=seed, supported_action_spaces=(spaces.Box,))
+        if baseline not in BASELINES:
+            raise ValueError(f"baseline={baseline!r}: expected one of {BASELINES}")
+        if int(n_traj_per_user) < 1 or (baseline == "group" and int(n_traj_per_user) < 2):
+            raise ValueError(f"n_traj_per_user={n_traj_per_user}: need >= 2 copies per user for the group baseline "
+                             "(>= 1 otherwise)")
+        if not (kl_coef >= 0 and max_grad_norm > 0 and vf_coef >= 0):
+            raise ValueError(f"need kl_coef >= 0, max_grad_norm > 0, vf_coef >= 0; got {kl_coef}, {max_grad_norm}, {vf_coef}")
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"batch_size={batch_size}: must be >= 1 (or None)")
+        self.n_traj_per_user, self.kl_coef, self.baseline = int(n_traj_per_user), float(kl_coef), baseline
+        self.max_grad_norm, self.vf_coef = float(max_grad_norm), float(vf_coef)
+        self.batch_size = None if batch_size is None else int(batch_size)
+        if self.env is not None and self.n_envs % self.n_traj_per_user:
+            raise ValueError(f"n_envs={self.n_envs} is not a multiple of n_traj_per_user={self.n_traj_per_user}")
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def _resolve_policy(cls, policy, policy_kwargs) -> Tuple[Any, Dict[str, Any]]:
+        """Map the accepted ``policy`` forms to (policy class or alias, policy_kwargs)."""
+        policy_kwargs = dict(policy_kwargs or {})
+        if isinstance(policy, DenoiserAdapter):
+            policy_kwargs["backbone"] = policy
+            return DenoiserPolicy, policy_kwargs
+        if isinstance(policy, Path) or (isinstance(policy, str) and policy not in cls.policy_aliases):
+            policy_kwargs["checkpoint"] = str(policy)
+            return DenoiserPolicy, policy_kwargs
+        if isinstance(policy, type) and not issubclass(policy, DenoiserPolicy):
+            raise TypeError(f"{cls.__name__} needs a DenoiserPolicy (sub)class, got {policy.__name__}")
+        return policy, policy_kwargs
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule,
+                                        **self.policy_kwargs).to(self.device)
+        # From now on the architecture is enough to rebuild the policy: saved models carry the
+        # weights in their state dicts, not a pickled backbone or a path that may have moved.
+        spec = dict(backbone=self.policy.denoiser.backbone_name, config=self.policy.denoiser.config())
+        self.policy_kwargs = {k: v for k, v in self.policy_kwargs.items() if k not in ("backbone", "checkpoint")}
+        self.policy_kwargs["backbone_spec"] = spec
+        # The frozen pretrained copy: the KL reference (also saved, so a resumed run keeps it).
+        self.reference = copy.deepcopy(self.policy.denoiser).requires_grad_(False).eval()
+        self._generator = torch.Generator(device=self.device)
+        self._generator.manual_seed(0 if self.seed is None else int(self.seed))
+        self._rng_state = self._generator.get_state()
+        self._driver: Optional[TensorRollout] = None
+
+    def _excluded_save_params(self):
+        return super()._excluded_save_params() + ["reference", "_generator", "_rng_state", "_driver", "_last_obs",
+                                                  "_last_original_obs", "_last_episode_starts"]
+
+    def _get_torch_save_params(self):
+        return ["policy", "policy.optimizer", "reference"], ["_rng_state"]
+
+    def save(self, path, exclude=None, include=None) -> None:
+        """Save to a zip (SB3 format): policy and reference weights, optimizer state, RNG state, counters."""
+        self._rng_state = self._generator.get_state()
+        super().save(path, exclude=exclude, include=include)
+
+    @classmethod
+    def load(cls: Type[SelfReFiT], path, env: Optional[GymEnv] = None, device="auto", custom_objects=None,
+             print_system_info: bool = False, force_reset: bool = True, **kwargs) -> SelfReFiT:
+        """Load a model written by :meth:`save`; with ``env`` it can continue training
+        (``learn(..., reset_num_timesteps=False)`` resumes the RNG stream where it stopped)."""
+        model = super().load(path, env=env, device=device, custom_objects=custom_objects,
+                             print_system_info=print_system_info, force_reset=force_reset, **kwargs)
+        model._generator.set_state(model._rng_state.cpu())
+        return model
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        super().set_env(env, force_reset=force_reset)
+        if self.n_envs % self.n_traj_per_user:
+            raise ValueError(f"n_envs={self.n_envs} is not a multiple of n_traj_per_user={self.n_traj_per_user}")
+        self._driver = None
+
+    @property
+    def driver(self) -> TensorRollout:
+        """Torch-level access to the environment (the batched env's fast path, or a VecEnv adapter)."""
+        if self._driver is None:
+            if self.env is None:
+                raise ValueError("no environment: pass one to the constructor, set_env() or load(..., env=...)")
+            self._driver = make_rollout_driver(self.env, self.device)
+        return self._driver
+
+    # ------------------------------------------------------------------ rollout
+    def _check_finite(self, name: str, value: torch.Tensor) -> None:
+        if not bool(torch.isfinite(value).all()):
+            raise NonFiniteTrainingError(
+                f"{type(self).__name__}: non-finite {name} at update {self._n_updates + 1} "
+                f"(num_timesteps={self.num_timesteps}); training stopped before the optimizer step, so the "
+                "parameters are those of the last good update and no checkpoint of the bad state was written. "
+                "Try a lower learning rate, a larger std_floor, log_prob_reduction='mean' or max_grad_norm.")
+
+    @property
+    def trained_steps(self) -> int:
+        """K, the number of trained (stochastic) steps at the end of each chain."""
+        T, k = self.policy.steps, self.policy.train_last_k
+        return T if k is None else min(int(k), T)
+
+    def _draw_episodes(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Users ``(N,)`` and episode keys ``(N,)``: ``n_envs / n_traj_per_user`` distinct users (with
+        replacement across rollouts), each repeated ``n_traj_per_user`` times with one shared key."""
+        n_groups = self.n_envs // self.n_traj_per_user
+        n_users = self.driver.n_users
+        g = self._generator
+        users = torch.randperm(n_users, generator=g, device=g.device)[:n_groups] if n_groups <= n_users else \
+            torch.randint(n_users, (n_groups,), generator=g, device=g.device)
+        keys = torch.randint(0, 2**62, (n_groups,), generator=g, device=g.device)
+        users = users.cpu().numpy().astype(np.int64).repeat(self.n_traj_per_user)
+        keys = keys.cpu().numpy().astype(np.uint64).repeat(self.n_traj_per_user)
+        return users, keys
+
+    @torch.no_grad()
+    def collect_trajectories(self, callback: BaseCallback) -> Optional[Trajectories]:
+        """Roll out one batch of whole denoising chains (see the module docstring). Returns None when
+        a callback asked to stop."""
+        self.policy.set_training_mode(False)
+        T, K, D = self.policy.steps, self.trained_steps, self.policy.denoiser.action_dim
+        users, keys = self._draw_episodes()
+        obs = self.driver.reset(users, keys)
+        x, condition, users_t = obs["x"], obs["condition"], obs["user"].reshape(-1)
+        N = x.shape[0]
+        ctx = self.policy.denoiser.context(condition, users_t)
+        ref_ctx = self.reference.context(condition, users_t)  # the KL is logged even when kl_coef = 0
+        xs = torch.empty((K + 1, N, D), device=self.device)
+        log_prob = torch.empty((K, N), device=self.device)
+        ref_mean = torch.empty((K, N, D), device=self.device)
+        rewards = None
+        for t in range(T, 0, -1):
+            t_vec = torch.full((N,), t, dtype=torch.long, device=self.device)
+            dist = self.policy.step_distribution(x, t_vec, ctx)
+            action = dist.sample(self._generator)
+            self._check_finite("actions", action)
+            if t <= K:
+                s = K - t
+                xs[s] = x
+                log_prob[s] = dist.log_prob(action)
+                ref_mean[s] = self.reference.reverse_step(x, t_vec - 1, ref_ctx)[0]
+            rewards, done = self.driver.step(action)
+            self.num_timesteps += N
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return None
+            x = action
+        if not done:
+            raise RuntimeError(f"the environment did not terminate after T={T} steps")
+        xs[K] = x
+        self._check_finite("rewards", rewards)
+        for r in rewards.tolist():
+            self.ep_info_buffer.append({"r": r, "l": T})
+        return Trajectories(users=users_t.long(), condition=condition, xs=xs,
+                            t=torch.arange(K, 0, -1, device=self.device), log_prob=log_prob, ref_mean=ref_mean,
+                            rewards=rewards.float())
+
+    # ------------------------------------------------------------------ advantages and losses
+    def _row_batches(self, n_rows: int, shuffle: bool = False):
+        """Index tensors of ``batch_size`` rows (all rows when batch_size is None)."""
+        order = torch.randperm(n_rows, generator=self._generator, device=self._generator.device).to(self.device) \
+            if shuffle else torch.arange(n_rows, device=self.device)
+        size = n_rows if self.batch_size is None else self.batch_size
+        return [order[i:i + size] for i in range(0, n_rows, size)]
+
+    def _obs(self, rows: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return {"x": rows["x"], "t": rows["t"].unsqueeze(-1), "user": rows["users"].unsqueeze(-1),
+                "condition": rows["condition"]}
+
+    def compute_advantages(self, traj: Trajectories) -> torch.Tensor:
+        """Advantages ``(K, N)`` of every trained (step, trajectory) row (see ``baseline``)."""
+        R = traj.rewards
+        if self.baseline == "group":
+            # float64: the copies' rewards may differ by ~1e-4 of their magnitude
+            groups = R.double().view(-1, self.n_traj_per_user)
+            mean, std = groups.mean(dim=1, keepdim=True), groups.std(dim=1, unbiased=False, keepdim=True)
+            adv = ((groups - mean) / (std + 1e-8)).to(R.dtype)
+            return adv.reshape(1, -1).expand(traj.n_steps, -1)
+        if self.baseline == "none":
+            return R.reshape(1, -1).expand(traj.n_steps, -1)
+        values = torch.empty(traj.n_steps * traj.n_traj, device=self.device)
+        with torch.no_grad():
+            for index in self._row_batches(values.numel()):
+                values[index] = self.policy.predict_values(self._obs(traj.rows(index))).reshape(-1)
+        return R.reshape(1, -1) - values.view(traj.n_steps, traj.n_traj)
+
+    def evaluate_rows(self, rows: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Current log-probabilities ``(B,)``, KL to the reference ``(B,)`` and values ``(B,)`` (None
+        unless ``baseline="value"``) of flat rows, with gradients."""
+        ctx = self.policy.denoiser.context(rows["condition"], rows["users"])
+        dist = self.policy.step_distribution(rows["x"], rows["t"], ctx)
+        log_prob = dist.log_prob(rows["action"])
+        kl = dist.kl_to_mean(rows["ref_mean"])
+        values = self.policy.predict_values(self._obs(rows)).reshape(-1) if self.baseline == "value" else None
+        return log_prob, kl, values
+
+    def _clip_and_step(self) -> float:
+        """Clip the accumulated gradient, check it, take the optimizer step; returns the pre-clip norm."""
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self._check_finite("gradient norm", grad_norm)
+        self.policy.optimizer.step()
+        return float(grad_norm)
+
+    def train(self, traj: Trajectories) -> None:
+        """One REINFORCE update on ``traj`` (gradient accumulated over row chunks)."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        advantages = self.compute_advantages(traj).reshape(-1)
+        N, n_rows = traj.n_traj, traj.n_steps * traj.n_traj
+        totals = dict(policy_loss=0.0, kl=0.0, value_loss=0.0, loss=0.0)
+        log_ratios = []
+        self.policy.optimizer.zero_grad(set_to_none=True)
+        for index in self._row_batches(n_rows):
+            rows = traj.rows(index)
+            log_prob, kl, values = self.evaluate_rows(rows)
+            policy_loss = -(advantages[index] * log_prob).sum() / N
+            kl_loss = kl.sum() / N
+            value_loss = ((values - traj.rewards[rows["traj"]]).pow(2).sum() / n_rows) if values is not None \
+                else torch.zeros((), device=self.device)
+            loss = policy_loss + self.kl_coef * kl_loss + self.vf_coef * value_loss
+            self._check_finite("loss", loss)
+            loss.backward()
+            log_ratios.append((log_prob - rows["old_log_prob"]).detach())
+            for key, value in zip(totals, (policy_loss, kl_loss, value_loss, loss)):
+                totals[key] += float(value.detach())
+        grad_norm = self._clip_and_step()
+        self._n_updates += 1
+        self._record_update(traj, totals, grad_norm, torch.cat(log_ratios))
+
+    def _record_update(self, traj: Trajectories, totals: Dict[str, float], grad_norm: float,
+                       log_ratio: torch.Tensor, clip_range: Optional[float] = None) -> None:
+        ratio = log_ratio.exp()
+        self.logger.record("rollout/reward_mean", float(traj.rewards.mean()))
+        self.logger.record("rollout/reward_std", float(traj.rewards.std(unbiased=False)))
+        for key, value in totals.items():
+            self.logger.record(f"train/{key}", value)
+        self.logger.record("train/grad_norm", grad_norm)
+        self.logger.record("train/ratio_mean", float(ratio.mean()))
+        self.logger.record("train/ratio_max", float(ratio.max()))
+        self.logger.record("train/ratio_min", float(ratio.min()))
+        if clip_range is not None:
+            self.logger.record("train/clip_fraction", float(((ratio - 1).abs() > clip_range).float().mean()))
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    # ------------------------------------------------------------------ the loop
+    def dump_logs(self, iteration: int = 0) -> None:
+        elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
+        fps = int((self.num_timesteps - self._num_timesteps_at_start) / elapsed)
+        self.logger.record("time/iterations", iteration, exclude="tensorboard")
+        if self.ep_info_buffer:
+            self.logger.record("rollout/ep_rew_mean", safe_mean([ep["r"] for ep in self.ep_info_buffer]))
+        self.logger.record("time/fps", fps)
+        self.logger.record("time/time_elapsed", int(elapsed), exclude="tensorboard")
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(step=self.num_timesteps)
+
+    def learn(self: SelfReFiT, total_timesteps: int, callback: MaybeCallback = None, log_interval: int = 1,
+              tb_log_name: Optional[str] = None, reset_num_timesteps: bool = True,
+              progress_bar: bool = False) -> SelfReFiT:
+        """Train for ``total_timesteps`` environment steps (one rollout = ``n_envs * T`` steps)."""
+        total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps,
+                                                      tb_log_name or type(self).__name__, progress_bar)
+        callback.on_training_start(locals(), globals())
+        iteration = 0
+        while self.num_timesteps < total_timesteps:
+            callback.on_rollout_start()
+            traj = self.collect_trajectories(callback)
+            if traj is None:
+                break
+            callback.update_locals(locals())
+            callback.on_rollout_end()
+            iteration += 1
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+            self.train(traj)
+            if log_interval is not None and iteration % log_interval == 0:
+                self.dump_logs(iteration)
+        callback.on_training_end()
+        return self
+
+    def export_backbone(self, path, meta: Optional[Dict] = None) -> Path:
+        """Write the fine-tuned denoiser as a plain backbone checkpoint (see ``DenoiserPolicy.export_backbone``)."""
+        return self.policy.export_backbone(path, meta)

@@ -1,0 +1,197 @@
+"""Rewards of the denoising MDP: the held-out split, hand-computed values, and the cost contract."""
+from __future__ import annotations
+
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from refit_gym.data.dataset import InteractionData
+from refit_gym.data.synthetic import make_synthetic
+from refit_gym.rewards import (CollaborativeReward, FunctionReward, ReconstructionReward, TopKReward, make_reward,
+                               split_heldout)
+
+
+def tiny_data(valid_item: int = 3, test_item: int = 2) -> InteractionData:
+    """3 users x 4 items. User 0 trains on {0, 1}; user 1 on {2, 3}; user 2 on {0, 2, 3}; 0 and 1 are friends."""
+    train = [(0, 0), (0, 1), (1, 2), (1, 3), (2, 0), (2, 2), (2, 3)]
+    valid = [(0, valid_item), (1, 0), (2, 1)]
+    test = [(0, test_item), (1, 1), (2, 1)]
+    return InteractionData.from_pairs(np.array(train), np.array(valid), np.array(test), n_users=3, n_items=4,
+                                      social=np.array([(0, 1)]), allow_empty=())
+
+
+def lse(*v):
+    return math.log(sum(math.exp(x) for x in v))
+
+
+# ----------------------------------------------------------------------------- the split
+def test_split_counts_partition_and_batch_independence():
+    data = make_synthetic(n_users=80, n_items=60, seed=1, density=0.15)
+    users = np.arange(80)
+    keys = np.arange(80, dtype=np.uint64) * np.uint64(7919)
+    vis, held = split_heldout(data.train[users], keys, 0.2)
+    n = np.diff(data.train.indptr)
+    n_hold = np.diff(held.indptr)
+    expect = np.where(n >= 2, np.clip(np.floor(0.2 * n + 0.5), 1, n - 1), 0)
+    np.testing.assert_array_equal(n_hold, expect)
+    # visible and held-out partition the training rows
+    assert (vis.multiply(held)).nnz == 0
+    assert abs(vis + held - data.train).sum() == 0
+    # a row's split depends on its key only, not on the rest of the batch
+    v1, h1 = split_heldout(data.train[[5]], keys[[5]], 0.2)
+    assert (h1 != held[5]).nnz == 0 and (v1 != vis[5]).nnz == 0
+    # another key gives (almost surely) another split somewhere
+    _, h2 = split_heldout(data.train[users], keys + np.uint64(1), 0.2)
+    assert (h2 != held).nnz > 0
+
+
+def test_prepare_rejects_bad_users():
+    r = CollaborativeReward(tiny_data())
+    with pytest.raises(ValueError, match="user id 3 out of range"):
+        r.prepare(np.array([0, 3]), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="integer array"):
+        r.prepare(np.array([0.5]), np.random.default_rng(0))
+
+
+# ----------------------------------------------------------------------------- hand-computed values
+def _split_of_user0(reward):
+    state = reward.prepare(np.array([0]), np.random.default_rng(0))
+    (c,) = state.visible.indices
+    (h,) = state.heldout.indices
+    assert {int(c), int(h)} == {0, 1}
+    return state, int(c), int(h)
+
+
+def test_collaborative_reward_matches_hand_computation():
+    data = tiny_data()
+    # G: from item 0 or 1 to item 2 with weight 2 and to item 3 with weight 1 (rows 2, 3 empty)
+    G = sp.csr_matrix(np.array([[0, 0, 2, 1], [0, 0, 2, 1], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
+    lam, mu = 0.5, 0.25
+    reward = CollaborativeReward(data, tau=2.0, hop_weight=lam, n_hops=1, social_weight=mu, graph=G)
+    state, c, h = _split_of_user0(reward)
+    s = [1.0, 2.0, 3.0, 0.0]
+    scores = torch.tensor([s])
+    z = [v / 2.0 for v in s]  # tau = 2
+    norm = lse(*[z[j] for j in range(4) if j != c])  # the condition item c is masked out of the softmax
+    logp = {j: z[j] - norm for j in range(4) if j != c}
+    likelihood = logp[h]  # one held-out item
+    hop1 = lam * (2 / 3 * logp[2] + 1 / 3 * logp[3])  # c G = [0, 0, 2, 1] normalised to sum 1
+    social = mu * (0.5 * logp[2] + 0.5 * logp[3])  # friend (user 1) trains on items 2 and 3
+    comps = reward.components(scores, state)
+    assert set(comps) == {"likelihood", "hop1", "social"}
+    assert comps["likelihood"].item() == pytest.approx(likelihood, rel=1e-6)
+    assert comps["hop1"].item() == pytest.approx(hop1, rel=1e-6)
+    assert comps["social"].item() == pytest.approx(social, rel=1e-6)
+    assert reward(scores, state).item() == pytest.approx(likelihood + hop1 + social, rel=1e-6)
+
+
+def test_collaborative_reward_never_reads_valid_or_test():
+    kw = dict(hop_weight=0.3, n_hops=2, social_weight=0.2)
+    r1 = CollaborativeReward(tiny_data(valid_item=3, test_item=2), **kw)
+    r2 = CollaborativeReward(tiny_data(valid_item=2, test_item=3), **kw)
+    scores = torch.tensor([[0.3, -1.0, 2.0, 0.5], [1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 2.0, 3.0]])
+    users = np.array([0, 1, 2])
+    out1 = r1(scores, r1.prepare(users, np.array([1, 2, 3])))
+    out2 = r2(scores, r2.prepare(users, np.array([1, 2, 3])))
+    torch.testing.assert_close(out1, out2, rtol=0, atol=0)
+
+
+def test_hop_signal_uses_visible_items_only():
+    data = make_synthetic(n_users=50, n_items=40, seed=2, density=0.2)
+    reward = CollaborativeReward(data, hop_weight=1.0, n_hops=2, social_weight=0.0)
+    state = reward.prepare(np.arange(50), np.random.default_rng(3))
+    t = {k: v.numpy() for k, v in state.tensors.items() if k.startswith("target_")}
+    hop1 = t["target_terms"] == 1
+    q1 = sp.csr_matrix((t["target_weights"][hop1], (t["target_rows"][hop1], t["target_cols"][hop1])), shape=(50, 40))
+    # the first hop recomputed from the visible rows alone: c G, condition items dropped, rows summing to 1
+    expect = (state.visible @ reward.graph).toarray()
+    expect[state.visible.toarray() > 0] = 0
+    sums = expect.sum(1, keepdims=True)
+    expect = np.divide(expect, sums, out=np.zeros_like(expect), where=sums > 0)
+    np.testing.assert_allclose(q1.toarray(), expect, rtol=1e-5, atol=1e-7)
+    q = sp.csr_matrix((t["target_weights"], (t["target_rows"], t["target_cols"])), shape=(50, 40))
+    assert q.multiply(state.visible).nnz == 0  # no target on a condition item
+
+
+def test_topk_reward_hand_computation():
+    data = tiny_data()
+    state, c, h = _split_of_user0(TopKReward(data))
+    other = 1 - h  # == c
+    # scores: item 3 first, then the held-out item, then item 2; the condition item is masked
+    s = np.zeros(4, dtype=np.float32)
+    s[3], s[h], s[2], s[other] = 3.0, 2.0, 1.0, 10.0
+    scores = torch.tensor(s).unsqueeze(0)
+    ndcg = TopKReward(data, k=20, metric="ndcg")
+    assert ndcg(scores, state).item() == pytest.approx(1 / math.log2(3), rel=1e-6)
+    assert TopKReward(data, k=1, metric="recall")(scores, state).item() == 0.0
+    assert TopKReward(data, k=2, metric="recall")(scores, state).item() == 1.0
+
+
+def test_topk_reward_zero_without_heldout_items():
+    data = InteractionData.from_pairs(np.array([(0, 0), (1, 1), (1, 2)]), np.array([(0, 1)]), np.array([(1, 0)]))
+    r = TopKReward(data)
+    state = r.prepare(np.array([0, 1]), np.array([5, 6]))
+    assert state.heldout[0].nnz == 0 and state.heldout[1].nnz == 1
+    out = r(torch.randn(2, 3), state)
+    assert out[0].item() == 0.0 and out.shape == (2,)
+
+
+def test_reconstruction_and_function_rewards():
+    data = tiny_data()
+    r = ReconstructionReward(data)
+    state = r.prepare(np.array([0, 2]), np.array([1, 2]))
+    scores = torch.tensor([[1.0, 0.5, 0.0, 0.0], [0.0, 0.0, 1.0, 2.0]])
+    # user 0 history [1, 1, 0, 0]; user 2 history [1, 0, 1, 1]
+    expect = torch.tensor([-(0 + 0.25 + 0 + 0) / 4, -(1 + 0 + 0 + 1) / 4])
+    torch.testing.assert_close(r(scores, state), expect)
+
+    f = FunctionReward(data, lambda x, ctx: x[:, 0] + ctx["users"].float())
+    torch.testing.assert_close(f(scores, f.prepare(np.array([0, 2]), np.array([1, 2]))), torch.tensor([1.0, 2.0]))
+    bad = FunctionReward(data, lambda x, ctx: x)
+    with pytest.raises(ValueError, match=r"expected a tensor of shape \(2,\)"):
+        bad(scores, bad.prepare(np.array([0, 2]), np.array([1, 2])))
+
+
+def test_make_reward_and_validation():
+    data = tiny_data()
+    assert isinstance(make_reward("refit", data), CollaborativeReward)
+    assert isinstance(make_reward("collaborative", data), CollaborativeReward)
+    assert isinstance(make_reward("topk", data, k=5), TopKReward)
+    assert isinstance(make_reward("reconstruction", data), ReconstructionReward)
+    assert isinstance(make_reward(lambda x, c: x.sum(1), data), FunctionReward)
+    with pytest.raises(ValueError, match="unknown reward 'ndcg'"):
+        make_reward("ndcg", data)
+    with pytest.raises(ValueError, match="tau=0"):
+        CollaborativeReward(data, tau=0)
+    with pytest.raises(ValueError, match="holdout=1.0"):
+        CollaborativeReward(data, holdout=1.0)
+    r = CollaborativeReward(data)
+    state = r.prepare(np.array([0]), np.array([1]))
+    with pytest.raises(ValueError, match=r"scores have shape \(1, 3\), expected \(1, 4\)"):
+        r(torch.zeros(1, 3), state)
+
+
+def test_reward_cost_is_sparse_in_users_and_items():
+    """No dense n_users x n_items array: 100k users x 2k items would be 800 MB dense in float32."""
+    rng = np.random.default_rng(0)
+    n_users, n_items = 100_000, 2_000
+    users = np.repeat(np.arange(n_users), 4)
+    items = rng.integers(0, n_items, size=len(users))
+    pairs = np.stack([users, items], 1)
+    social = rng.integers(0, n_users, size=(n_users, 2))
+    data = InteractionData.from_pairs(pairs, pairs[:10], pairs[10:20], n_users=n_users, n_items=n_items, social=social)
+    tracemalloc.start()
+    try:
+        reward = CollaborativeReward(data, hop_weight=0.5, n_hops=2, social_weight=0.5)
+        batch = rng.integers(0, n_users, size=64)
+        state = reward.prepare(batch, rng)
+        out = reward(torch.randn(64, n_items), state)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (64,) and torch.isfinite(out).all()
+    assert peak < 100e6, f"reward used {peak / 1e6:.0f} MB of numpy/python memory"
