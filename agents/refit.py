@@ -286,14 +286,27 @@ class ReFiT(BaseAlgorithm):
         N = x.shape[0]
         ctx = self.policy.denoiser.context(condition, users_t)
         ref_ctx = self.reference.context(condition, users_t)  # the KL is logged even when kl_coef = 0
+        # The frozen steps (t > K) are deterministic. When the copies of a user also start from the
+        # same x_T, they stay identical until step K: compute those steps once per user, not per copy.
+        n = self.n_traj_per_user
+        grouped = x.view(-1, n, D)
+        shared = K < T and n > 1 and bool((grouped == grouped[:, :1]).all())
+        if shared:
+            first = slice(None, None, n)
+            ctx_first = self.policy.denoiser.context(condition[first], users_t[first])
         xs = torch.empty((K + 1, N, D), device=self.device)
         log_prob = torch.empty((K, N), device=self.device)
         ref_mean = torch.empty((K, N, D), device=self.device)
         rewards = None
         for t in range(T, 0, -1):
             t_vec = torch.full((N,), t, dtype=torch.long, device=self.device)
-            dist = self.policy.step_distribution(x, t_vec, ctx)
-            action = dist.sample(self._generator)
+            if shared and t > K:
+                mean = self.policy.step_distribution(x[first], t_vec[first], ctx_first).mode()
+                action = mean.repeat_interleave(n, dim=0)
+                dist = None
+            else:
+                dist = self.policy.step_distribution(x, t_vec, ctx)
+                action = dist.sample(self._generator)
             self._check_finite("actions", action)
             if t <= K:
                 s = K - t

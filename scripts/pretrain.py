@@ -5,10 +5,18 @@ Examples:
     python scripts/pretrain.py                                   # synthetic data, DiffRec, runs/pretrain-synthetic
     python scripts/pretrain.py --backbone diffrec --data ../shared/datasets/ml-1m --out runs/diffrec-ml1m
     python scripts/pretrain.py --backbone cfdiff --data ../shared/datasets/ml-1m --out runs/cfdiff-ml1m
+    python scripts/pretrain.py --backbone social-diffrec --data ../shared/datasets/social-ciao
+    python scripts/pretrain.py --backbone dreamrec --data ../shared/datasets/seq-beauty --max-seconds 600
+    python scripts/pretrain.py --backbone dreamrec-poi --data ../shared/datasets/poi-gowalla
     python scripts/pretrain.py ... --resume                      # continue an interrupted run in --out
 
 Writes to --out: best.pt (backbone checkpoint, readable by scripts/evaluate.py and scripts/train.py),
 last_state.pt (resume state), history.json, metrics.json (valid + test of the best model), tb/ (TensorBoard).
+
+Every backbone belongs to a scenario of refit_gym.scenarios (cf, social, sequential, poi), which loads and
+checks the data, pretrains (DiffRec's objective for history backbones; the all-prefix next-item
+objective for sequence backbones, which write best.pt, history.json and metrics.json only) and evaluates
+with the scenario's protocol (sequential / POI: leave-one-out HR@K and NDCG@K).
 """
 from __future__ import annotations
 
@@ -38,15 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reweight", action="store_true", help="disable the SNR-difference loss weights")
     p.add_argument("--patience", type=int, default=10, help="evaluations without gain before early stopping (0: off)")
     p.add_argument("--eval-every", type=int, default=1)
-    p.add_argument("--metric", default="recall@20", help="validation metric for model selection")
-    # schedule
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--noise-schedule", default="linear-var", choices=["linear", "linear-var", "cosine"])
-    p.add_argument("--noise-scale", type=float, default=0.005)
-    p.add_argument("--noise-min", type=float, default=0.005)
-    p.add_argument("--noise-max", type=float, default=0.01)
-    p.add_argument("--mean-type", default="x0", choices=["x0", "eps"])
-    p.add_argument("--sampling-steps", type=int, default=0, help="noise level of the inference start (0: clean history)")
+    p.add_argument("--metric", default=None, help="validation metric for model selection (default: the "
+                   "scenario's, recall@20 or ndcg@10 for sequences)")
+    p.add_argument("--max-seconds", type=float, default=None, help="wall-time bound of sequence pretraining")
+    # schedule (unset flags keep the backbone's default schedule: DiffRec's 40 steps linear-var, DreamRec's cosine)
+    p.add_argument("--steps", type=int, default=None, help="T (DiffRec default 40)")
+    p.add_argument("--noise-schedule", default=None, choices=["linear", "linear-var", "cosine"])
+    p.add_argument("--noise-scale", type=float, default=None)
+    p.add_argument("--noise-min", type=float, default=None)
+    p.add_argument("--noise-max", type=float, default=None)
+    p.add_argument("--mean-type", default=None, choices=["x0", "eps"])
+    p.add_argument("--sampling-steps", type=int, default=None, help="noise level of the inference start (0: clean history)")
     # architecture overrides
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="DiffRec encoder widths (default 600 200)")
     p.add_argument("--emb-size", type=int, default=None)
@@ -59,15 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+SCHEDULE_FLAGS = ("noise_schedule", "noise_scale", "noise_min", "noise_max", "steps", "mean_type", "sampling_steps")
+
+
 def backbone_kwargs(args) -> dict:
+    """Architecture defaults of ``--backbone``, CLI overrides, and its default schedule updated by the
+    schedule flags that were given."""
+    import inspect
+
+    from refit_gym.diffusion import BACKBONES, ScheduleConfig
+
     kw = dict(BACKBONE_DEFAULTS.get(args.backbone, {}))
     for name in ("hidden", "emb_size", "dropout"):
         v = getattr(args, name)
         if v is not None:
             kw[name] = v
-    kw["schedule"] = dict(noise_schedule=args.noise_schedule, noise_scale=args.noise_scale, noise_min=args.noise_min,
-                          noise_max=args.noise_max, steps=args.steps, mean_type=args.mean_type,
-                          sampling_steps=args.sampling_steps)
+    default = next(inspect.signature(c.__init__).parameters["schedule"].default for c in BACKBONES[args.backbone].__mro__
+                   if "schedule" in inspect.signature(c.__init__).parameters)  # subclasses may forward **kwargs
+    default = default.to_dict() if isinstance(default, ScheduleConfig) else dict(default)
+    kw["schedule"] = {**default, **{f: getattr(args, f) for f in SCHEDULE_FLAGS if getattr(args, f) is not None}}
     return kw
 
 
@@ -75,42 +95,42 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     import torch
 
-    from refit_gym.data import load_dataset
-    from refit_gym.diffusion import build_backbone, load_backbone
-    from refit_gym.diffusion.training import PretrainConfig, pretrain
-    from refit_gym.metrics import evaluate_backbone
+    from refit_gym.diffusion import BACKBONES, load_backbone
+    from refit_gym.scenarios import scenario_for
     from refit_gym.utils import resolve_device, set_global_seed
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.backbone not in BACKBONES:
+        raise SystemExit(f"error: unknown backbone {args.backbone!r}; known: {sorted(BACKBONES)}")
+    scenario = scenario_for(args.backbone)
     device = resolve_device(args.device)
-    data = load_dataset(args.data)
-    log(f"data: {data.summary()}")
+    data = scenario.load(args.data)
+    log(f"data: {data.summary()}  (scenario {scenario.name!r})")
     out = Path(args.out or f"runs/pretrain-{args.backbone}-{data.name}")
     set_global_seed(args.seed)
     kwargs = backbone_kwargs(args)
-    if args.backbone not in BACKBONE_DEFAULTS:
-        kwargs.pop("hidden", None), kwargs.pop("emb_size", None), kwargs.pop("dropout", None)
-    adapter = build_backbone(args.backbone, data, **kwargs)
+    adapter = scenario.build_backbone(data, args.backbone, **kwargs)
     n_params = sum(p.numel() for p in adapter.parameters())
     log(f"backbone: {args.backbone} ({n_params:,} parameters), device {device}, output {out}")
-    cfg = PretrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
-                         timestep_sampling=args.timestep_sampling, reweight=not args.no_reweight,
-                         eval_every=args.eval_every, patience=args.patience, metric=args.metric, seed=args.seed)
-    result = pretrain(adapter, data, cfg, out_dir=out, device=device, progress=not args.no_progress,
-                      resume=args.resume, log=log)
+    cfg = scenario.pretrain_config(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
+                                   batch_size=args.batch_size, timestep_sampling=args.timestep_sampling,
+                                   reweight=not args.no_reweight, eval_every=args.eval_every, patience=args.patience,
+                                   metric=args.metric or scenario.metric, seed=args.seed)
+    result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device, max_seconds=args.max_seconds,
+                               progress=not args.no_progress, resume=args.resume, log=log)
     best, meta = load_backbone(out / "best.pt", data, device=device)
     metrics = {
-        "backbone": args.backbone, "data": data.name, "best_epoch": result.best_epoch,
+        "backbone": args.backbone, "scenario": scenario.name, "data": data.name, "best_epoch": result.best_epoch,
         "seconds_per_epoch": result.seconds_per_epoch, "epochs_run": len(result.history),
-        "valid": evaluate_backbone(best, data, "valid", device=device),
-        "test": evaluate_backbone(best, data, "test", device=device),
+        "valid": scenario.evaluate_backbone(best, data, "valid"),
+        "test": scenario.evaluate_backbone(best, data, "test"),
         "checkpoint": str(out / "best.pt"), "config": asdict(cfg), "backbone_config": best.config(),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     t = metrics["test"]
     log(f"best epoch {result.best_epoch}; {result.seconds_per_epoch:.2f} s/epoch on {device}")
-    log(f"test: recall@20 {t['recall@20']:.4f}  ndcg@20 {t['ndcg@20']:.4f}  ({t['n_users_evaluated']} users)")
-    log(f"checkpoint: {out / 'best.pt'}; TensorBoard: tensorboard --logdir {out / 'tb'}")
+    log("test: " + "  ".join(f"{k} {t[k]:.4f}" for k in t if k.endswith("@20") and k.split("@")[0] in ("recall", "ndcg", "hitrate")))
+    log(f"checkpoint: {out / 'best.pt'}" + (f"; TensorBoard: tensorboard --logdir {out / 'tb'}" if (out / "tb").is_dir() else ""))
     if args.json:
         print(json.dumps(metrics))
     return metrics

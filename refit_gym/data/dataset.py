@@ -257,3 +257,22 @@ class InteractionData:
 
     def __repr__(self) -> str:  # keep reprs short: the matrices are large
         return f"InteractionData({self.summary()})"
+
+
+def as_interactions(data) -> InteractionData:
+    """The :class:`InteractionData` view of a dataset.
+
+    ``data`` itself if it is an InteractionData; otherwise ``data.interactions()`` for datasets
+    that offer a binary-matrix view (e.g. :class:`~refit_gym.data.sequential.SequentialData`,
+    whose view keeps every training interaction, see its docstring). Anything else raises
+    TypeError naming the type.
+    """
+    if isinstance(data, InteractionData):
+        return data
+    view = getattr(data, "interactions", None)
+    if callable(view):
+        out = view()
+        if isinstance(out, InteractionData):
+            return out
+    raise TypeError(f"expected an InteractionData or a dataset with an interactions() view (e.g. SequentialData), "
+                    f"got {type(data).__name__}")

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from refit_gym.data.dataset import as_interactions
 from refit_gym.data.graph import item_item_graph
 from refit_gym.diffusion.denoisers import CFDiffDenoiser, DiffRecMLP
 from refit_gym.diffusion.schedule import GaussianDiffusion, ScheduleConfig
@@ -54,9 +55,13 @@ class DenoiserAdapter(nn.Module):
         self.n_items, self.action_dim, self.condition_dim = int(n_items), int(action_dim), int(condition_dim)
 
     # ------------------------------------------------------------ hooks for subclasses
-    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix) -> np.ndarray:
+    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix, split: Optional[str] = None) -> np.ndarray:
         """Condition vectors ``(B, condition_dim)`` float32 for ``users`` given their visible items
-        ``visible`` (CSR ``(B, n_items)``, the training items the denoiser may see)."""
+        ``visible`` (CSR ``(B, n_items)``, the training items the denoiser may see).
+
+        ``split`` ('valid', 'test' or None) tells evaluation code which held-out item is being
+        predicted, for backbones whose condition is not a function of ``visible`` alone (a
+        sequence's order, repeats); environments pass None. History backbones ignore it."""
         raise NotImplementedError
 
     def context(self, condition: torch.Tensor, users: Optional[torch.Tensor] = None) -> Any:
@@ -140,7 +145,7 @@ class HistoryAdapter(DenoiserAdapter):
 
     condition_bounds = (0.0, 1.0)  # the binary visible-history vector
 
-    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix) -> np.ndarray:
+    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix, split: Optional[str] = None) -> np.ndarray:
         if visible.shape[1] != self.n_items:
             raise ValueError(f"visible items have {visible.shape[1]} columns; this backbone has {self.n_items} items")
         return np.asarray(visible.toarray(), dtype=np.float32)
@@ -200,7 +205,9 @@ class CFDiffAdapter(HistoryAdapter):
 
     @classmethod
     def from_data(cls, data, **kwargs) -> "CFDiffAdapter":
-        """Build with the item-item graph of ``data.train`` (an InteractionData)."""
+        """Build with the item-item graph of the training matrix of ``data`` (an InteractionData, or
+        a dataset with an ``interactions()`` view)."""
+        data = as_interactions(data)
         top_m = int(kwargs.get("top_m", 50))
         return cls(n_items=data.n_items, graph=item_item_graph(data.train, top_m), **kwargs)
 
@@ -252,7 +259,8 @@ def register_backbone(cls: type) -> type:
 
 
 def build_backbone(name: str, data=None, **kwargs) -> DenoiserAdapter:
-    """Build a fresh backbone by name. ``data`` (an InteractionData) supplies sizes and graphs."""
+    """Build a fresh backbone by name. ``data`` supplies sizes, graphs or sequences: it is handed as given to
+    the class's ``from_data`` (an InteractionData, or a SequentialData for sequence backbones)."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
     cls = BACKBONES[name]

@@ -229,6 +229,9 @@ class DreamRecAdapter(DenoiserAdapter):
     @classmethod
     def from_data(cls, seq_data, **kwargs) -> "DreamRecAdapter":
         """Build for a :class:`~refit_gym.data.sequential.SequentialData` and hold its sequences."""
+        if not hasattr(seq_data, "padded"):
+            raise TypeError(f"backbone {cls.backbone_name!r} needs ordered sequences (a SequentialData, e.g. from a "
+                            f"dataset.pkl folder), got {type(seq_data).__name__}")
         kwargs.setdefault("max_len", seq_data.max_len)
         adapter = cls(n_items=seq_data.n_items, n_users=seq_data.n_users, **kwargs)
         adapter.set_sequences(seq_data)
@@ -408,3 +411,17 @@ class DreamRecAdapter(DenoiserAdapter):
         c, target = src[ok], tgt[ok]
         i = torch.randint(0, self.schedule.steps, (len(target),), generator=generator, device=seq.device)
         return self.pair_loss(c, target, i, generator).mean()
+
+
+@register_backbone
+class DreamRecPOIAdapter(DreamRecAdapter):
+    """DreamRec for POI check-ins: :class:`DreamRecAdapter` with ``time_aware=True`` by default, so the
+    condition carries the log time-gap bucket of every position (the data must be timestamped).
+
+    A separate registered name (``"dreamrec-poi"``) so that checkpoints, environment ids and scripts
+    can tell the POI scenario's backbone from the plain sequential one."""
+
+    backbone_name = "dreamrec-poi"
+
+    def __init__(self, n_items: int, n_users: int = 0, time_aware: bool = True, **kwargs):
+        super().__init__(n_items, n_users, time_aware=time_aware, **kwargs)

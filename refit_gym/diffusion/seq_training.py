@@ -86,17 +86,15 @@ def adapter_score_fn(adapter, seq_data, deterministic: bool = True, seed: int = 
     """A ``score_fn(users, split) -> (B, n_items)`` for :func:`refit_gym.seq_baselines.evaluate_sequential`.
 
     The visible items are the known items of the split (train for 'valid', train + valid for
-    'test'); sequence adapters also get ``split`` so that repeat consumption is handled exactly.
+    'test'); every adapter also gets ``split`` (sequence adapters use it to handle repeat consumption
+    exactly, history adapters ignore it).
     """
     known = {s: seq_data.interactions().known_items(s) for s in ("valid", "test")}
     gen = torch.Generator(adapter.device).manual_seed(seed)
 
     def score_fn(users: np.ndarray, split: str) -> torch.Tensor:
         visible = known[split][users]
-        if isinstance(adapter, DreamRecAdapter):
-            cond = adapter.encode_condition(users, visible, split=split)
-        else:
-            cond = adapter.encode_condition(users, visible)
+        cond = adapter.encode_condition(users, visible, split=split)
         cond_t = torch.as_tensor(cond, device=adapter.device)
         users_t = torch.as_tensor(users, device=adapter.device)
         return adapter.infer(cond_t, users_t, deterministic=deterministic, generator=gen)

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from refit_gym.data.dataset import as_interactions
 from refit_gym.data.graph import social_item_signal
 from refit_gym.diffusion.adapters import HistoryAdapter, register_backbone
 from refit_gym.diffusion.denoisers import _mlp, _xavier, timestep_embedding
@@ -78,6 +79,7 @@ class SocialDiffRecAdapter(HistoryAdapter):
     @classmethod
     def from_data(cls, data, **kwargs) -> "SocialDiffRecAdapter":
         """Build for an InteractionData with a ``social`` matrix; the signal comes from ``data.train``."""
+        data = as_interactions(data)
         if data.social is None:
             raise ValueError(f"data '{data.name}' has no social graph (field 'social' is None)")
         top_m = int(kwargs.get("top_m", 200))

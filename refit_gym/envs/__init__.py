@@ -6,8 +6,17 @@ or ``gymnasium.make_vec(id, num_envs=N, data=..., ...)`` (the vector entry point
 also works and stacks single envs):
 
 * ``refit_gym/DiffRec-v0`` -- a DiffRec backbone;
-* ``refit_gym/CFDiff-v0`` -- a CF-Diff backbone.
+* ``refit_gym/CFDiff-v0`` -- a CF-Diff backbone;
+* ``refit_gym/SocialDiffRec-v0`` -- social recommendation: a Social-DiffRec backbone on data with a
+  social graph (the default ``"refit"`` reward then includes its social term);
+* ``refit_gym/DreamRec-v0`` -- sequential recommendation: a DreamRec backbone on a SequentialData
+  (``data=".../seq-beauty"``), default reward ``"refit-seq"`` (last item held out, transition neighbours);
+* ``refit_gym/DreamRecPOI-v0`` -- POI recommendation: the time-aware DreamRec (``"dreamrec-poi"``) on
+  timestamped sequences, default reward ``"refit-seq"``.
 
+The defaults of each id (its backbone kind and default reward) are in :data:`ENV_SPECS` and in the
+registered spec's ``kwargs`` (``gymnasium.spec(id).kwargs``); a ``reward=`` keyword overrides them.
+:mod:`refit_gym.scenarios` groups every id with its data loader, pretraining and evaluation.
 See :mod:`refit_gym.envs.factory` for the keyword arguments. This module is light: entry points
 are strings, and the environment classes (which import torch) are loaded on first attribute access.
 """
@@ -18,7 +27,16 @@ from typing import Any
 
 import gymnasium
 
-ENV_IDS = {"refit_gym/DiffRec-v0": "diffrec", "refit_gym/CFDiff-v0": "cfdiff"}
+#: id -> default keyword arguments of the entry points (``backbone``: the backbone kind; ``reward``).
+ENV_SPECS = {
+    "refit_gym/DiffRec-v0": {"backbone": "diffrec", "reward": "refit"},
+    "refit_gym/CFDiff-v0": {"backbone": "cfdiff", "reward": "refit"},
+    "refit_gym/SocialDiffRec-v0": {"backbone": "social-diffrec", "reward": "refit"},
+    "refit_gym/DreamRec-v0": {"backbone": "dreamrec", "reward": "refit-seq"},
+    "refit_gym/DreamRecPOI-v0": {"backbone": "dreamrec-poi", "reward": "refit-seq"},
+}
+#: id -> backbone kind (what ``make_env`` / ``make_batched_env`` take as ``backbone``).
+ENV_IDS = {env_id: spec["backbone"] for env_id, spec in ENV_SPECS.items()}
 
 _LAZY = {
     "DenoisingEnv": "refit_gym.envs.denoising",
@@ -33,14 +51,14 @@ _LAZY = {
 
 def register_envs() -> None:
     """Register the ``refit_gym/...`` ids with gymnasium (idempotent)."""
-    for env_id, kind in ENV_IDS.items():
+    for env_id, kwargs in ENV_SPECS.items():
         if env_id in gymnasium.registry:
             continue
         gymnasium.register(
             id=env_id,
             entry_point="refit_gym.envs.factory:make_env",
             vector_entry_point="refit_gym.envs.factory:make_vector_env",
-            kwargs={"backbone": kind},
+            kwargs=dict(kwargs),
         )
 
 
@@ -52,4 +70,4 @@ def __getattr__(name: str) -> Any:  # PEP 562: import the torch-heavy classes on
 
 register_envs()
 
-__all__ = ["ENV_IDS", "register_envs", *_LAZY]
+__all__ = ["ENV_IDS", "ENV_SPECS", "register_envs", *_LAZY]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from refit_gym.data.dataset import InteractionData
+from refit_gym.data.dataset import InteractionData, as_interactions
 from refit_gym.diffusion.adapters import DenoiserAdapter
 from refit_gym.rewards import Reward, RewardState, make_reward
 from refit_gym.rewards.base import KEY_HIGH, draw_episode_keys, mix64
@@ -118,7 +118,11 @@ class DenoisingProcess:
     ``adapter.scores(x_0, context)``.
 
     Args:
-        data: the dataset (the reward reads ``data.train`` only).
+        data: the dataset: an InteractionData or a dataset with an ``interactions()`` view (e.g. a
+            :class:`~refit_gym.data.sequential.SequentialData`). The process keeps the view as
+            ``data`` (sizes, the observation space) and ``source_data`` as given, which is what the
+            reward is built from (so a sequence-aware reward can read the item order); the reward
+            reads training interactions only.
         adapter: the backbone, already on ``device``.
         reward: a reward name, a :class:`Reward` or a callable (see :func:`refit_gym.rewards.make_reward`).
         device: torch device of all tensors.
@@ -128,19 +132,18 @@ class DenoisingProcess:
 
     def __init__(self, data: InteractionData, adapter: DenoiserAdapter, reward: Union[str, Reward, Any] = "refit",
                  device="cpu", reward_kwargs: Optional[Dict] = None, action_bound: float = DEFAULT_ACTION_BOUND):
-        if not isinstance(data, InteractionData):
-            raise TypeError(f"data must be an InteractionData, got {type(data).__name__}")
+        source, data = data, as_interactions(data)  # TypeError for anything else
         if not isinstance(adapter, DenoiserAdapter):
             raise TypeError(f"adapter must be a DenoiserAdapter, got {type(adapter).__name__}")
         if adapter.n_items != data.n_items:
             raise ValueError(f"backbone ranks {adapter.n_items} items, but data '{data.name}' has {data.n_items}")
         if not (np.isfinite(action_bound) and action_bound > 0):
             raise ValueError(f"action_bound={action_bound!r}: expected a finite positive number")
-        self.data, self.adapter, self.device = data, adapter, torch.device(device)
+        self.data, self.source_data, self.adapter, self.device = data, source, adapter, torch.device(device)
         kwargs = dict(reward_kwargs or {})
         if not isinstance(reward, Reward):
             kwargs.setdefault("device", self.device)
-        self.reward = make_reward(reward, data, **kwargs)
+        self.reward = make_reward(reward, source, **kwargs)
         self.n_users, self.T = data.n_users, int(adapter.schedule.steps)
         self.action_bound = float(action_bound)
         self.single_observation_space = observation_space(adapter, data.n_users, self.action_bound)

@@ -52,7 +52,8 @@ class DenoisingEnv(gym.Env):
     never truncated.
 
     Args:
-        data: the dataset.
+        data: the dataset: an InteractionData, or a SequentialData (the environment works on its
+            ``interactions()`` view; the reward is built from the dataset as given).
         backbone: a :class:`~refit_gym.diffusion.adapters.DenoiserAdapter` on ``device`` or a
             checkpoint path (loaded with ``load_backbone``). The env only calls the adapter
             interface, under ``torch.no_grad``, and never changes its train/eval mode.

@@ -2,8 +2,12 @@
 
 ``gymnasium.make("refit_gym/DiffRec-v0", data=..., checkpoint=None, reward="refit", ...)``:
 
-* ``data``: an :class:`~refit_gym.data.dataset.InteractionData` or a spec string / path for
-  :func:`refit_gym.data.load_dataset`.
+* ``data``: an :class:`~refit_gym.data.dataset.InteractionData`, a
+  :class:`~refit_gym.data.sequential.SequentialData`, or a spec string / path for
+  :func:`refit_gym.data.load_dataset` (a ``dataset.pkl`` folder loads as SequentialData). The
+  backbone is built from the dataset as given (sequence backbones need the sequences), the
+  environment runs on its :func:`~refit_gym.data.dataset.as_interactions` view, and the reward is
+  built from the dataset as given (``"refit-seq"`` reads the item order).
 * ``checkpoint``: a backbone checkpoint path (its backbone kind must match the id). When omitted,
   a *freshly initialised* backbone of the id's kind is built from the data with
   ``build_backbone(kind, data, **backbone_kwargs)`` (weights drawn under ``torch`` seed
@@ -14,31 +18,41 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 import torch
 
-from refit_gym.data.dataset import InteractionData
+from refit_gym.data.dataset import InteractionData, as_interactions
 from refit_gym.diffusion.adapters import DenoiserAdapter, build_backbone
 from refit_gym.envs.batched import BatchedDenoisingEnv, DenoisingVectorEnv
 from refit_gym.envs.core import DEFAULT_ACTION_BOUND
 from refit_gym.envs.denoising import DenoisingEnv
 
+if TYPE_CHECKING:
+    from refit_gym.data.sequential import SequentialData
 
-def resolve_data(data: Union[InteractionData, str, Path]) -> InteractionData:
-    """``data`` itself, or the dataset that ``refit_gym.data.load_dataset`` loads from a spec string or path."""
-    if isinstance(data, InteractionData):
-        return data
+
+def resolve_data(data: Union[InteractionData, "SequentialData", str, Path]):
+    """``data`` itself (an InteractionData or a dataset with an ``interactions()`` view, such as a
+    SequentialData), or the dataset that ``refit_gym.data.load_dataset`` loads from a spec string or path."""
     if isinstance(data, (str, Path)):
         from refit_gym.data import load_dataset
 
         return load_dataset(data)
-    raise TypeError(f"data must be an InteractionData or a dataset spec string, got {type(data).__name__}")
+    try:
+        as_interactions(data)
+    except TypeError:
+        raise TypeError(f"data must be an InteractionData, a SequentialData or a dataset spec string, "
+                        f"got {type(data).__name__}") from None
+    return data
 
 
 def build_env_backbone(kind: str, data: InteractionData, checkpoint: Optional[Union[str, Path]] = None, device="cpu",
                        backbone_kwargs: Optional[Dict[str, Any]] = None, backbone_seed: int = 0) -> DenoiserAdapter:
-    """The backbone of a registered id: loaded from ``checkpoint`` or freshly built (see the module docstring)."""
+    """The backbone of a registered id: loaded from ``checkpoint`` or freshly built (see the module docstring).
+
+    ``data`` is passed to ``build_backbone`` as given (``from_data`` of sequence backbones reads the
+    sequences); the checkpoint is checked against its sizes."""
     if checkpoint is not None:
         if backbone_kwargs:
             raise ValueError(f"backbone_kwargs {sorted(backbone_kwargs)} cannot be applied to a loaded checkpoint ({checkpoint})")

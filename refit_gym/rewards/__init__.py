@@ -3,29 +3,34 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Union
 
-from refit_gym.data.dataset import InteractionData
+from refit_gym.data.dataset import InteractionData, as_interactions
 from refit_gym.rewards.base import Reward, RewardState, split_heldout
 from refit_gym.rewards.collaborative import CollaborativeReward
 from refit_gym.rewards.naive import FunctionReward, ReconstructionReward, TopKReward
+from refit_gym.rewards.sequential import SequentialCollaborativeReward, transition_graph
 
 REWARDS: Dict[str, type] = {
     "refit": CollaborativeReward,
     "collaborative": CollaborativeReward,
     "topk": TopKReward,
     "reconstruction": ReconstructionReward,
+    "refit-seq": SequentialCollaborativeReward,
 }
 
 
 def make_reward(name_or_obj: Union[str, Reward, Callable], data: InteractionData, **kwargs) -> Reward:
-    """A reward from a name ("refit"/"collaborative", "topk", "reconstruction"), a :class:`Reward`
+    """A reward from a name ("refit"/"collaborative", "refit-seq", "topk", "reconstruction"), a :class:`Reward`
     (returned as is; then ``kwargs`` must be empty) or a callable ``f(scores, context) -> (B,)``
-    (wrapped in :class:`FunctionReward`). ``kwargs`` go to the reward's constructor (e.g. ``device``)."""
+    (wrapped in :class:`FunctionReward`). ``kwargs`` go to the reward's constructor (e.g. ``device``).
+    ``data`` is an InteractionData or a dataset with an ``interactions()`` view (SequentialData);
+    "refit-seq" needs the latter (it reads the item order)."""
     if isinstance(name_or_obj, Reward):
         if kwargs:
             raise ValueError(f"reward {name_or_obj!r} is already built; cannot apply keyword arguments {sorted(kwargs)}")
-        if name_or_obj.data is not data and (name_or_obj.n_users, name_or_obj.n_items) != (data.n_users, data.n_items):
+        view = as_interactions(data)
+        if name_or_obj.data is not view and (name_or_obj.n_users, name_or_obj.n_items) != (view.n_users, view.n_items):
             raise ValueError(f"reward {name_or_obj!r} was built for {name_or_obj.n_users} users x {name_or_obj.n_items} "
-                             f"items, but the data has {data.n_users} x {data.n_items}")
+                             f"items, but the data has {view.n_users} x {view.n_items}")
         return name_or_obj
     if isinstance(name_or_obj, str):
         key = name_or_obj.lower()
@@ -38,4 +43,5 @@ def make_reward(name_or_obj: Union[str, Reward, Callable], data: InteractionData
 
 
 __all__ = ["REWARDS", "CollaborativeReward", "FunctionReward", "ReconstructionReward", "Reward", "RewardState",
+           "SequentialCollaborativeReward", "transition_graph",
            "TopKReward", "make_reward", "split_heldout"]

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from refit_gym.data.dataset import InteractionData
+from refit_gym.data.dataset import InteractionData, as_interactions
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -132,18 +132,23 @@ class Reward:
     """Base class of terminal rewards on item scores. Subclasses implement :meth:`components`.
 
     Args:
-        data: the dataset; only ``data.train`` is read.
+        data: the dataset: an InteractionData, or a dataset with an ``interactions()`` view such as
+            :class:`~refit_gym.data.sequential.SequentialData` (kept as ``self.source`` for rewards
+            that need more than the binary matrices, e.g. the item order); only training
+            interactions are read.
         holdout: fraction ``rho`` in [0, 1) of each user's training items held out of the condition.
         device: where score tensors live.
+
+    Subclasses change *which* items are held out by overriding :meth:`split`.
     """
 
     name: str = "reward"
 
-    def __init__(self, data: InteractionData, holdout: float = 0.2, device="cpu"):
-        if not isinstance(data, InteractionData):
-            raise TypeError(f"data must be an InteractionData, got {type(data).__name__}")
+    def __init__(self, data, holdout: float = 0.2, device="cpu"):
         if not 0.0 <= float(holdout) < 1.0:
             raise ValueError(f"holdout={holdout!r}: expected a fraction in [0, 1)")
+        self.source = data
+        data = as_interactions(data)
         self.data = data
         self.n_users, self.n_items = data.n_users, data.n_items
         self.holdout = float(holdout)
@@ -171,12 +176,18 @@ class Reward:
             bad = users[(users < 0) | (users >= self.n_users)][0]
             raise ValueError(f"user id {int(bad)} out of range [0, {self.n_users - 1}]")
         keys = as_episode_keys(rng, len(users))
-        visible, heldout = split_heldout(self.data.train[users], keys, self.holdout)
+        visible, heldout = self.split(users, keys)
         state = RewardState(users=users, keys=keys, visible=visible, heldout=heldout)
         state.tensors["visible_index"] = csr_to_index(visible, self.device)
         state.tensors["heldout_index"] = csr_to_index(heldout, self.device)
         self._prepare_targets(state)
         return state
+
+    def split(self, users: np.ndarray, keys: np.ndarray):
+        """Hook: ``(visible, heldout)`` CSR ``(B, n_items)`` float32 of ``users (B,)`` with episode keys
+        ``keys (B,)``; they must partition each user's training items. Default: a random fraction
+        ``holdout`` (:func:`split_heldout`)."""
+        return split_heldout(self.data.train[users], keys, self.holdout)
 
     def _prepare_targets(self, state: RewardState) -> None:
         """Hook: add reward-specific tensors to ``state.tensors``."""

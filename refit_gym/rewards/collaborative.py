@@ -81,6 +81,7 @@ class CollaborativeReward(Reward):
                  n_hops: int = 2, gamma: float = 0.5, social_weight: float = 0.1, top_m: int = 200,
                  graph_top_m: int = 50, graph: Optional[sp.csr_matrix] = None, device="cpu"):
         super().__init__(data, holdout, device)
+        data = self.data  # the InteractionData view (the argument may be e.g. a SequentialData)
         if not tau > 0:
             raise ValueError(f"tau={tau!r}: the temperature must be > 0")
         if hop_weight < 0 or social_weight < 0:
@@ -117,7 +118,6 @@ class CollaborativeReward(Reward):
 
     def _prepare_targets(self, state: RewardState) -> None:
         C, H = state.visible, state.heldout
-        B = state.batch_size
         n_held = np.diff(H.indptr)
         inv_held = np.where(n_held > 0, 1.0 / np.maximum(n_held, 1), 0.0)
         targets = [sp.diags(inv_held) @ H]  # weight 1/|H| per held-out item
@@ -130,6 +130,12 @@ class CollaborativeReward(Reward):
         if self.social_signal is not None:
             q = _row_sum_normalise(_outside(self.social_signal[state.users], C))
             targets.append(self.social_weight * q)
+        self._pack_targets(state, targets)
+
+    def _pack_targets(self, state: RewardState, targets: List[sp.spmatrix]) -> None:
+        """Store the weighted target matrices (one ``(B, n_items)`` per term of :attr:`term_names`, in
+        order) as the flat ``(row, col, weight, term)`` tensors :meth:`components` reads."""
+        B = state.batch_size
         rows, cols, vals, seg = [], [], [], []
         for s, t in enumerate(targets):
             t = sp.csr_matrix(t)

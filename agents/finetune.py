@@ -1,0 +1,398 @@
+"""RL fine-tuning of a pretrained diffusion recommender as one function call.
+
+:func:`finetune` is what ``scripts/train.py`` runs (the script is a thin command line over it) and what
+``scripts/benchmark.py`` calls for every fine-tuned cell of the results table::
+
+    from agents.finetune import finetune
+    metrics = finetune("refit", "refit_gym/DiffRec-v0", "synthetic", "runs/diffrec/best.pt", out="runs/refit",
+                       eval_freq=20_000, select_metric="ndcg@20")
+    metrics["best"]["test"]["ndcg@20"], metrics["history"]  # validation curve against training wall-clock
+
+Hyperparameters follow rl-zoo3's format: the defaults of ``agents/hyperparams/<algo>.yml`` for the
+environment id, updated by an override (a YAML file with the same layout, or a dict of one
+environment's settings). ``n_timesteps``, ``n_envs`` and ``policy`` are zoo-level settings;
+``policy_kwargs`` is a dict or a ``"dict(...)"`` string of literals; learning rates and clip ranges are
+numbers or ``"lin_<value>"``; everything else is a keyword argument of the algorithm.
+
+Model selection uses the validation split only: the backbone is validated every ``eval_freq``
+environment steps and at the end, and the checkpoint with the best validation ``select_metric`` is
+exported to ``best.pt``; test metrics are computed once, for the pretrained, final and best models.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import yaml
+
+HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
+#: zoo-level settings of a hyperparameter section (the rest are algorithm keyword arguments)
+ZOO_KEYS = ("n_timesteps", "n_envs", "policy")
+#: validation metric of the model selection unless told otherwise
+DEFAULT_SELECT_METRIC = "recall@20"
+#: validation metrics recorded in the learning-curve history
+HISTORY_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+UNSUPPORTED_ZOO_KEYS = ("normalize", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper")
+ON_POLICY_SB3 = ("ppo", "a2c")
+
+HyperparamsLike = Union[None, str, Path, Dict[str, Any]]
+
+
+class FinetuneError(ValueError):
+    """Bad fine-tuning input (unknown environment, missing file, unsupported hyperparameter, ...)."""
+
+
+def default_log(msg: str) -> None:
+    """The default ``log`` of :func:`finetune`: one ``[train]`` line on stderr."""
+    print(f"[train] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- hyperparameters
+def parse_policy_kwargs(value: Any) -> Dict[str, Any]:
+    """rl-zoo's ``policy_kwargs``: a dict, or a string ``"dict(a=1, b=[2, 3])"`` / ``"{'a': 1}"`` of literals
+    (parsed with ``ast``, never ``eval``)."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    if not isinstance(value, str):
+        raise ValueError(f"policy_kwargs must be a dict or a string, got {type(value).__name__}")
+    node = ast.parse(value.strip(), mode="eval").body
+    try:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+            return {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
+        out = ast.literal_eval(node)
+    except ValueError as e:
+        raise ValueError(f"policy_kwargs {value!r}: only literal values are supported ({e})") from None
+    if not isinstance(out, dict):
+        raise ValueError(f"policy_kwargs {value!r} is not a dict")
+    return out
+
+
+def parse_schedule(value: Any) -> Any:
+    """``"lin_<v>"`` -> a linear schedule from v to 0 (rl-zoo's convention); numbers as floats."""
+    if isinstance(value, str) and value.startswith("lin_"):
+        start = float(value[4:])
+        return lambda progress_remaining: progress_remaining * start
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def load_hyperparams(algo: str, env_id: str, override: HyperparamsLike = None) -> Dict[str, Any]:
+    """Defaults of ``agents/hyperparams/<algo>.yml`` for ``env_id``, updated by ``override``.
+
+    Args:
+        algo: an ``agents.ALGOS`` name.
+        env_id: the section of the YAML files to read.
+        override: None; a YAML file in rl-zoo's format (it must have a section for ``env_id``); or a dict of
+            settings for ``env_id`` itself (no environment-id level).
+    Raises:
+        FinetuneError: the override file is missing or has no section for ``env_id``.
+    """
+    def section(path: Path, required: bool) -> Dict[str, Any]:
+        blob = yaml.safe_load(path.read_text()) or {}
+        if env_id not in blob:
+            if required:
+                raise FinetuneError(f"{path} has no section for environment {env_id!r} (sections: {sorted(blob)})")
+            return {}
+        return dict(blob[env_id] or {})
+
+    defaults = HYPERPARAMS_DIR / f"{algo}.yml"
+    params = section(defaults, required=False) if defaults.is_file() else {}
+    if isinstance(override, dict):
+        params.update(override)
+    elif override is not None:
+        override = Path(override)
+        if not override.is_file():
+            raise FinetuneError(f"hyperparameter file {override}: no such file")
+        params.update(section(override, required=True))
+    return params
+
+
+def split_hyperparams(params: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(zoo-level settings, algorithm keyword arguments) with policy_kwargs and schedules parsed."""
+    zoo = {k: params[k] for k in ZOO_KEYS if k in params}
+    kwargs = {k: v for k, v in params.items() if k not in ZOO_KEYS}
+    for unsupported in UNSUPPORTED_ZOO_KEYS:
+        if unsupported in kwargs:
+            raise FinetuneError(f"hyperparameter {unsupported!r} is not supported by refit-gym's fine-tuning")
+    kwargs["policy_kwargs"] = parse_policy_kwargs(kwargs.get("policy_kwargs"))
+    for key in ("learning_rate", "clip_range"):
+        if key in kwargs:
+            kwargs[key] = parse_schedule(kwargs[key])
+    return zoo, kwargs
+
+
+# ---------------------------------------------------------------------------- evaluation, saving, callbacks
+def evaluate_splits(adapter, data, device) -> Dict[str, Dict[str, float]]:
+    """Validation and test metrics of a backbone's deterministic inference."""
+    from refit_gym.metrics import evaluate_backbone
+
+    return {split: evaluate_backbone(adapter, data, split, device=device) for split in ("valid", "test")}
+
+
+def save_model(model, out: Path, state: Dict[str, Any]) -> None:
+    """``last_model.zip`` and the training tracker ``train_state.json``, each replaced atomically."""
+    tmp = out / "last_model.tmp.zip"
+    model.save(tmp)
+    os.replace(tmp, out / "last_model.zip")
+    write_json_atomic(out / "train_state.json", state)
+
+
+def write_json_atomic(path: Path, obj: Any, indent: Optional[int] = None) -> None:
+    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=indent, default=str))
+    os.replace(tmp, path)
+
+
+class TrainingClock:
+    """Training wall-clock excluding validation time, continued across resumed runs.
+
+    ``start()`` opens a segment; ``pause()``/``resume()`` bracket the validations; ``seconds`` is the
+    time carried over from earlier segments (``offset``) plus this segment's training time.
+    """
+
+    def __init__(self, offset: float = 0.0):
+        self.offset, self._t0, self._paused, self._paused_at = float(offset), None, 0.0, None
+
+    def start(self) -> None:
+        self._t0, self._paused, self._paused_at = time.perf_counter(), 0.0, None
+
+    def pause(self) -> None:
+        self._paused_at = time.perf_counter()
+
+    def resume(self) -> None:
+        if self._paused_at is not None:
+            self._paused += time.perf_counter() - self._paused_at
+            self._paused_at = None
+
+    @property
+    def seconds(self) -> float:
+        if self._t0 is None:
+            return self.offset
+        now = self._paused_at if self._paused_at is not None else time.perf_counter()
+        return self.offset + (now - self._t0 - self._paused)
+
+
+def make_callbacks(out: Path, data, device, eval_every: int, save_every: int, state: Dict[str, Any],
+                   clock: TrainingClock, select_metric: str, log: Callable[[str], None], total: Optional[int] = None,
+                   progress: bool = False):
+    """SB3 callbacks (validation with best-model export, periodic saving, an optional tqdm bar) and the
+    ``validate(model)`` function they use.
+
+    ``validate`` evaluates the deterministic policy (= the fine-tuned backbone's own inference) on the
+    validation split, logs ``eval/*``, appends ``{num_timesteps, train_seconds, <metrics>}`` to
+    ``state["history"]`` and exports ``best.pt`` when ``select_metric`` improves.
+    """
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from refit_gym.diffusion.checkpoint import save_backbone
+    from refit_gym.metrics import evaluate_backbone
+
+    def validate(model) -> Dict[str, float]:
+        clock.pause()
+        metrics = evaluate_backbone(model.policy.denoiser, data, "valid", device=device)
+        if select_metric not in metrics:
+            raise FinetuneError(f"select_metric {select_metric!r} is not an evaluated metric ({sorted(metrics)})")
+        for key in sorted({"recall@20", "ndcg@20", select_metric}):
+            model.logger.record(f"eval/{key}", metrics[key])
+        step = int(model.num_timesteps)
+        state["history"].append(dict(num_timesteps=step, train_seconds=clock.seconds,
+                                     **{k: metrics[k] for k in HISTORY_METRICS if k in metrics}))
+        state["last_eval_timesteps"] = step
+        log(f"step {step}: valid recall@20 {metrics['recall@20']:.4f} ndcg@20 {metrics['ndcg@20']:.4f}")
+        if metrics[select_metric] > state["best_valid"].get(select_metric, float("-inf")):
+            state["best_valid"], state["best_timesteps"] = metrics, step
+            save_backbone(model.policy.denoiser, out / "best.pt", meta=dict(
+                source="agents.finetune", num_timesteps=step, valid=metrics, selected_on=f"valid {select_metric}",
+                data=data.name, n_users=data.n_users))
+        clock.resume()
+        return metrics
+
+    class ValidationCallback(BaseCallback):
+        def _on_step(self) -> bool:
+            if eval_every > 0 and self.n_calls % eval_every == 0:
+                validate(self.model)
+            return True
+
+    class SaveCallback(BaseCallback):
+        def _on_step(self) -> bool:
+            if save_every > 0 and self.n_calls % save_every == 0:
+                clock.pause()
+                state["train_seconds"] = clock.seconds
+                save_model(self.model, out, state)
+                clock.resume()
+            return True
+
+    class ProgressCallback(BaseCallback):
+        """A tqdm bar over environment steps (SB3's own bar needs ``rich``)."""
+
+        def _on_training_start(self) -> None:
+            from refit_gym.utils import progress_bar
+
+            self.bar = progress_bar(total=total, initial=self.model.num_timesteps, desc="fine-tune", unit="step")
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.model.num_timesteps - self.bar.n)
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    callbacks = [ValidationCallback(), SaveCallback()] + ([ProgressCallback()] if progress else [])
+    return callbacks, validate
+
+
+# ---------------------------------------------------------------------------- the entry point
+def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward: str = "refit",
+             hyperparams: HyperparamsLike = None, seed: int = 0, device="cpu", out: Union[str, Path] = "runs/finetune",
+             eval_freq: int = 0, save_freq: int = 0, resume: bool = False, tensorboard_log: Optional[str] = None,
+             n_timesteps: Optional[int] = None, progress: bool = False, verbose: int = 0,
+             select_metric: str = DEFAULT_SELECT_METRIC, log: Callable[[str], None] = default_log) -> Dict[str, Any]:
+    """Fine-tune the backbone ``checkpoint`` with ``algo`` on the environment ``env_id``; returns the metrics.
+
+    Args:
+        algo: a key of :data:`agents.ALGOS` (``refit``, ``ddpo``, ``ppo``, ``a2c``).
+        env_id: a registered ``refit_gym/...`` id (its backbone kind must match the checkpoint's).
+        data: an :class:`~refit_gym.data.InteractionData` or a spec for :func:`refit_gym.data.load_dataset`.
+        checkpoint: the pretrained backbone checkpoint.
+        reward: the terminal reward (``refit``, ``topk``, ``reconstruction``).
+        hyperparams: override of the defaults (see :func:`load_hyperparams`).
+        seed: seed of the agent and the environment.
+        device: ``cpu``, ``cuda`` or ``auto``.
+        out: output folder (created): ``best.pt``, ``final.pt``, ``last_model.zip``, ``train_state.json``,
+            ``metrics.json``, ``hyperparams.yml``, ``progress.csv``.
+        eval_freq: validate every this many environment steps (0: only at the start and the end).
+        save_freq: save ``last_model.zip`` every this many environment steps (0: only at the end).
+        resume: continue from ``out/last_model.zip`` when it exists.
+        tensorboard_log: TensorBoard folder (None: no TensorBoard).
+        n_timesteps: overrides the hyperparameters' ``n_timesteps``.
+        progress: show a tqdm bar over environment steps.
+        verbose: SB3 verbosity (1 also prints SB3's log table).
+        select_metric: validation metric of the best-model selection (e.g. ``ndcg@20``).
+        log: receives one human-readable line per event.
+
+    Returns:
+        A JSON-able dict: ``algo, env, data, checkpoint, reward, seed, num_timesteps, hyperparams,
+        selected_on``; ``pretrained``, ``final`` and ``best`` (each ``{"valid": {...}, "test": {...}}``,
+        ``best`` also ``num_timesteps``); ``history`` (one entry per validation, starting with the
+        pretrained model at step 0: ``num_timesteps``, ``train_seconds`` -- training wall-clock without
+        validation time -- and the validation metrics of :data:`HISTORY_METRICS`); ``train_seconds``.
+        The same dict is written to ``out/metrics.json``.
+
+    Raises:
+        FinetuneError: unknown ``algo``/``env_id``, missing checkpoint or hyperparameter file.
+        agents.NonFiniteTrainingError: training diverged (the last good ``last_model.zip`` is kept).
+    """
+    import torch  # noqa: F401  (heavy imports on call, so that importing this module stays cheap)
+    from stable_baselines3.common.logger import Logger, make_output_format
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from agents import ALGOS, DenoiserPolicy
+    from refit_gym.diffusion import load_backbone
+    from refit_gym.diffusion.checkpoint import save_backbone
+    from refit_gym.envs import ENV_IDS
+    from refit_gym.envs.factory import make_batched_env, resolve_data
+    from refit_gym.utils import resolve_device, set_global_seed
+
+    if algo not in ALGOS:
+        raise FinetuneError(f"algo {algo!r}: known algorithms {sorted(ALGOS)}")
+    if env_id not in ENV_IDS:
+        raise FinetuneError(f"environment {env_id!r}: known environment ids {sorted(ENV_IDS)}")
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FinetuneError(f"checkpoint {checkpoint}: no such file")
+    device = resolve_device(device)
+    data = resolve_data(data)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    set_global_seed(seed)
+
+    params = load_hyperparams(algo, env_id, hyperparams)
+    (out / "hyperparams.yml").write_text(yaml.safe_dump({env_id: params}, sort_keys=True))
+    zoo, kwargs = split_hyperparams(params)
+    n_timesteps = int(n_timesteps if n_timesteps is not None else zoo.get("n_timesteps", 1e5))
+    n_envs = int(zoo.get("n_envs", 16))
+    env = make_batched_env(ENV_IDS[env_id], data, n_envs=n_envs, checkpoint=checkpoint, reward=reward,
+                           device=device, seed=seed)
+    algo_cls = ALGOS[algo]
+    if algo in ON_POLICY_SB3:
+        env = VecMonitor(env)  # episode statistics for SB3's rollout/ep_rew_mean
+        kwargs["policy_kwargs"]["checkpoint"] = str(checkpoint)
+        policy: Any = zoo.get("policy", DenoiserPolicy)
+        policy = DenoiserPolicy if policy == "DenoiserPolicy" else policy
+    else:
+        policy = str(checkpoint)
+
+    pretrained, _ = load_backbone(checkpoint, data, device=device)
+    state: Dict[str, Any] = {"best_valid": {}, "best_timesteps": None, "history": [], "train_seconds": 0.0,
+                             "last_eval_timesteps": None}
+    last = out / "last_model.zip"
+    if resume and last.is_file():
+        model = algo_cls.load(last, env=env, device=device, tensorboard_log=tensorboard_log)
+        if (out / "train_state.json").is_file():
+            state.update(json.loads((out / "train_state.json").read_text()))
+        # validations after the last save are redone: drop them from the learning curve
+        state["history"] = [h for h in state["history"] if h["num_timesteps"] <= model.num_timesteps]
+        previous = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else {}
+        before = previous.get("pretrained") or evaluate_splits(pretrained, data, device)
+        log(f"resuming {algo} from {last} at step {model.num_timesteps}")
+    else:
+        if resume:
+            log(f"resume: {last} does not exist yet; starting from scratch")
+        model = algo_cls(policy, env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose,
+                         **kwargs)
+        before = evaluate_splits(pretrained, data, device)
+        state["history"] = [dict(num_timesteps=0, train_seconds=0.0,
+                                 **{k: before["valid"][k] for k in HISTORY_METRICS if k in before["valid"]})]
+        write_json_atomic(out / "metrics.json", {"pretrained": before}, indent=1)
+    log(f"pretrained backbone: valid recall@20 {before['valid']['recall@20']:.4f}, "
+        f"test recall@20 {before['test']['recall@20']:.4f}")
+
+    formats = [make_output_format("csv", str(out))] + ([make_output_format("stdout", str(out))] if verbose else [])
+    if tensorboard_log:
+        formats.append(make_output_format("tensorboard", str(tensorboard_log)))
+    model.set_logger(Logger(str(out), formats))  # progress.csv in OUT, TensorBoard events in tensorboard_log
+    eval_every, save_every = (max(f // n_envs, 1) if f > 0 else 0 for f in (eval_freq, save_freq))
+    clock = TrainingClock(offset=state["train_seconds"])
+    callbacks, validate = make_callbacks(out, data, device, eval_every, save_every, state, clock, select_metric, log,
+                                         total=n_timesteps, progress=progress)
+    remaining = n_timesteps - model.num_timesteps
+    clock.start()
+    if remaining > 0:
+        model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
+    if state["last_eval_timesteps"] != model.num_timesteps:
+        validate(model)  # the final model competes for best.pt too
+    if not (out / "best.pt").is_file():  # nothing improved on -inf: cannot happen unless every metric is NaN
+        raise FinetuneError(f"no validation produced a finite {select_metric}; see {out / 'progress.csv'}")
+    state["train_seconds"] = clock.seconds
+    save_model(model, out, state)
+    save_backbone(model.policy.denoiser, out / "final.pt", meta=dict(source="agents.finetune", algo=algo,
+                  num_timesteps=int(model.num_timesteps), data=data.name, n_users=data.n_users))
+    best, _ = load_backbone(out / "best.pt", data, device=device)
+    metrics = {
+        "algo": algo, "env": env_id, "data": data.name, "checkpoint": str(checkpoint), "reward": reward, "seed": seed,
+        "num_timesteps": int(model.num_timesteps), "hyperparams": params, "selected_on": f"valid {select_metric}",
+        "pretrained": before,
+        "final": evaluate_splits(model.policy.denoiser, data, device),
+        "best": dict(evaluate_splits(best, data, device), num_timesteps=state["best_timesteps"]),
+        "history": state["history"], "train_seconds": state["train_seconds"],
+    }
+    write_json_atomic(out / "metrics.json", metrics, indent=1)
+    for name in ("pretrained", "final", "best"):
+        m = metrics[name]
+        log(f"{name:>10}: valid recall@20 {m['valid']['recall@20']:.4f} ndcg@20 {m['valid']['ndcg@20']:.4f} | "
+            f"test recall@20 {m['test']['recall@20']:.4f} ndcg@20 {m['test']['ndcg@20']:.4f}")
+    log(f"outputs in {out}: best.pt (evaluate with scripts/evaluate.py --checkpoint), final.pt, last_model.zip")
+    return json.loads(json.dumps(metrics, default=str))  # plain JSON types (schedules as strings)
+
+
+__all__ = ["DEFAULT_SELECT_METRIC", "FinetuneError", "HISTORY_METRICS", "HYPERPARAMS_DIR", "TrainingClock",
+           "evaluate_splits", "finetune", "load_hyperparams", "parse_policy_kwargs", "parse_schedule",
+           "split_hyperparams", "write_json_atomic"]

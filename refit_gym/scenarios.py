@@ -1,0 +1,372 @@
+"""The recommendation scenarios of ReFiT, each a backbone + data format + environment + protocol.
+
+:data:`SCENARIOS` maps a scenario name to a :class:`Scenario`:
+
+=============  ============================  ==================  ==============  =========================
+name           environment id                default backbone    default reward  data
+=============  ============================  ==================  ==============  =========================
+``cf``         ``refit_gym/DiffRec-v0``      ``diffrec``         ``refit``       InteractionData (ml-1m)
+``social``     ``refit_gym/SocialDiffRec-v0`` ``social-diffrec`` ``refit``       with a social graph (social-ciao)
+``sequential`` ``refit_gym/DreamRec-v0``     ``dreamrec``        ``refit-seq``   SequentialData (seq-beauty)
+``poi``        ``refit_gym/DreamRecPOI-v0``  ``dreamrec-poi``    ``refit-seq``   timestamped SequentialData (poi-gowalla)
+=============  ============================  ==================  ==============  =========================
+
+A scenario knows how to load its data from a spec (:meth:`Scenario.load`), build and pretrain its
+default backbone (:meth:`Scenario.build_backbone`, :meth:`Scenario.pretrain`, which writes the same
+``best.pt`` checkpoint for every scenario), evaluate any scorer with the scenario's protocol
+(:meth:`Scenario.evaluate`, :meth:`Scenario.evaluate_backbone`) and fit its non-diffusion baselines
+(:meth:`Scenario.baseline_score_fn`). The default reward of a scenario is the one registered with its
+environment id (``gymnasium.spec(env_id).kwargs["reward"]``), so ``gymnasium.make(env_id, data=...,
+checkpoint=...)`` and the agents need no scenario-specific code.
+
+Evaluation protocols (full ranking over all items; K in ``Scenario.ks``: (10, 20) for sequences,
+(10, 20, 50, 100) for interaction data, as :data:`refit_gym.metrics.DEFAULT_KS`):
+
+* ``cf`` / ``social`` (:func:`refit_gym.metrics.evaluate`): Recall@K, NDCG@K, Precision@K, MRR@K,
+  HitRate@K over the users with a non-empty ground truth; the user's known items (train, plus
+  valid for 'test') are **masked**; diffusion backbones are conditioned on the train history.
+* ``sequential`` / ``poi`` (:func:`refit_gym.seq_baselines.evaluate_sequential`): leave-one-out,
+  one target per user; the history is the train sequence for 'valid' and train + validation item
+  for 'test'; HR@K (``hitrate@K``) and NDCG@K; the history is **not masked** (repeat consumption is
+  legitimate, e.g. POI revisits; ``mask_history=False``), ties count in the target's favour.
+  ``Scenario.mask_history`` records the convention.
+
+Score functions everywhere have the signature ``score_fn(users (B,) int64, split) -> (B, n_items)``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from refit_gym.data.dataset import DataError, InteractionData
+from refit_gym.data.sequential import SequentialData
+from refit_gym.diffusion.adapters import DenoiserAdapter, build_backbone
+from refit_gym.diffusion.checkpoint import save_backbone
+from refit_gym.diffusion.training import PretrainConfig, PretrainResult
+
+ScoreFn = Callable[[np.ndarray, str], Any]
+KS = (10, 20)
+
+
+# ---------------------------------------------------------------------------------------------- pretraining
+def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, cfg: PretrainConfig,
+                               out_dir: Optional[Path] = None, device="cpu", max_seconds: Optional[float] = None,
+                               evaluate_fn: Optional[Callable] = None, log: Callable[[str], None] = print
+                               ) -> PretrainResult:
+    """Pretrain a sequence backbone (anything with ``sequence_loss``, e.g. DreamRec) with validation selection.
+
+    The objective is :func:`refit_gym.diffusion.seq_training.pretrain_sequential`'s (all-prefix
+    next-item loss) with one AdamW optimizer across epochs; after every ``cfg.eval_every`` epochs
+    the model is scored with ``evaluate_fn(adapter, data, 'valid')`` and the best one (by
+    ``cfg.metric``) is saved to ``out_dir/best.pt`` (plus ``history.json``). Early stopping after
+    ``cfg.patience`` evaluations without gain; ``max_seconds`` bounds the training wall time (checked
+    between batches; the epoch in progress is then evaluated and training stops).
+    ``cfg.timestep_sampling`` and ``cfg.reweight`` do not apply (indices are uniform, DreamRec's choice).
+
+    Returns: a :class:`~refit_gym.diffusion.training.PretrainResult`; the adapter holds the best weights.
+    """
+    from refit_gym.diffusion.seq_training import sequence_batches
+
+    if not hasattr(adapter, "sequence_loss"):
+        raise TypeError(f"{type(adapter).__name__} has no sequence_loss(seq, buckets, generator): "
+                        "it is not a sequence backbone")
+    device = torch.device(device)
+    adapter.to(device)
+    torch.manual_seed(cfg.seed)  # dropout masks
+    gen = torch.Generator().manual_seed(cfg.seed)
+    dev_gen = gen if device.type == "cpu" else torch.Generator(device).manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n_buckets = adapter.n_time_buckets if getattr(adapter, "time_aware", False) else 0
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    best, best_epoch, bad, history, epoch_times, best_state = -math.inf, -1, 0, [], [], None
+    t_start = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        adapter.train()
+        t0, total, n, out_of_time = time.perf_counter(), 0.0, 0, False
+        for seq, buckets in sequence_batches(data, cfg.batch_size, adapter.max_len, gen, False, n_buckets, device):
+            loss = adapter.sequence_loss(seq, buckets, dev_gen)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(adapter.parameters(), 5.0)
+            opt.step()
+            total, n = total + loss.item(), n + 1
+            if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
+                out_of_time = True
+                break
+        epoch_times.append(time.perf_counter() - t0)
+        row = {"epoch": epoch, "train_loss": total / max(n, 1), "epoch_seconds": epoch_times[-1], "batches": n}
+        if out_of_time or (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            adapter.eval()
+            metrics = evaluate_fn(adapter, data, "valid")
+            row.update({f"valid/{k}": v for k, v in metrics.items()})
+            if metrics[cfg.metric] > best:
+                best, best_epoch, bad = metrics[cfg.metric], epoch, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in adapter.state_dict().items()}
+                if out is not None:
+                    save_backbone(adapter, out / "best.pt", meta={
+                        "data": data.name, "n_users": data.n_users, "n_items": data.n_items, "epoch": epoch,
+                        "valid": {k: float(v) for k, v in metrics.items()}, "pretrain": asdict(cfg)})
+            else:
+                bad += 1
+        history.append(row)
+        log(f"epoch {epoch}: loss {row['train_loss']:.4f} ({n} batches, {epoch_times[-1]:.1f} s)"
+            + (f", valid {cfg.metric} {row['valid/' + cfg.metric]:.4f}" if f"valid/{cfg.metric}" in row else ""))
+        if out is not None:
+            (out / "history.json").write_text(json.dumps(history, indent=1))
+        if out_of_time:
+            log(f"stopping: max_seconds={max_seconds} reached during epoch {epoch}")
+            break
+        if cfg.patience and bad >= cfg.patience:
+            log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {bad} evaluations")
+            break
+    if best_state is not None:
+        adapter.load_state_dict(best_state)
+    adapter.eval()
+    return PretrainResult(
+        best_epoch=best_epoch, best_valid=next((r for r in history if r["epoch"] == best_epoch), {}),
+        history=history, best_path=str(out / "best.pt") if out is not None and best_epoch >= 0 else None,
+        seconds_per_epoch=float(np.mean(epoch_times)) if epoch_times else float("nan"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- scenario
+@dataclass(frozen=True)
+class Scenario:
+    """One recommendation scenario (see the module docstring).
+
+    Attributes:
+        name: 'cf', 'social', 'sequential' or 'poi'.
+        env_id: the registered environment id (its spec holds the default reward).
+        backbone: default backbone name (a key of ``refit_gym.diffusion.BACKBONES``).
+        backbone_kwargs: default architecture keyword arguments of that backbone.
+        data_kind: 'interactions' (InteractionData) or 'sequences' (SequentialData).
+        needs_social / needs_time: the data must carry a social graph / timestamps.
+        metric: validation metric for model selection (a key of :meth:`evaluate`'s output).
+        mask_history: whether evaluation masks the user's known items (see the module docstring).
+        baselines: names of the non-diffusion baselines (:meth:`baseline_score_fn`).
+        datasets: the shared datasets (folders of ``../shared/datasets``) the scenario is run on.
+        pretrain_defaults: :class:`~refit_gym.diffusion.training.PretrainConfig` overrides.
+        baseline_defaults: per-baseline fit keyword arguments.
+    """
+
+    name: str
+    env_id: str
+    backbone: str
+    backbone_kwargs: Dict[str, Any]
+    data_kind: str
+    metric: str
+    mask_history: bool
+    baselines: Tuple[str, ...]
+    datasets: Tuple[str, ...]
+    needs_social: bool = False
+    needs_time: bool = False
+    pretrain_defaults: Dict[str, Any] = field(default_factory=dict)
+    baseline_defaults: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    ks: Tuple[int, ...] = KS
+
+    # ------------------------------------------------------------------ defaults
+    @property
+    def sequential(self) -> bool:
+        return self.data_kind == "sequences"
+
+    @property
+    def reward(self) -> str:
+        """The default reward name: the one registered with :attr:`env_id`."""
+        import gymnasium
+
+        import refit_gym.envs  # noqa: F401  (registers the ids)
+
+        return gymnasium.spec(self.env_id).kwargs["reward"]
+
+    def pretrain_config(self, **overrides) -> PretrainConfig:
+        """:class:`PretrainConfig` with the scenario's defaults, then ``overrides``."""
+        return PretrainConfig(**{"metric": self.metric, **self.pretrain_defaults, **overrides})
+
+    # ------------------------------------------------------------------ data
+    def load(self, spec, **kwargs):
+        """Load and check the scenario's data: a loaded dataset is returned as is, a spec string / path
+        goes through :func:`refit_gym.data.load_dataset` (``kwargs`` to the loader)."""
+        from refit_gym.data import load_dataset
+
+        data = load_dataset(spec, **kwargs) if isinstance(spec, (str, Path)) else spec
+        return self.check_data(data)
+
+    def check_data(self, data):
+        """``data`` if it fits the scenario; DataError naming what is missing otherwise."""
+        want = SequentialData if self.sequential else InteractionData
+        if not isinstance(data, want):
+            raise DataError(f"{getattr(data, 'source', data)}: scenario {self.name!r} needs a {want.__name__} "
+                            f"({'a dataset.pkl folder' if self.sequential else 'user-item pairs'}), got "
+                            f"{type(data).__name__}")
+        if self.needs_social and data.social is None:
+            raise DataError(f"{data.source}: scenario {self.name!r} needs a social graph (social_list.npy); "
+                            f"field 'social' is None")
+        if self.needs_time and not data.has_time:
+            raise DataError(f"{data.source}: scenario {self.name!r} needs timestamped sequences "
+                            "((item, 'YYYY-MM-DD HH:MM:SS') entries)")
+        return data
+
+    # ------------------------------------------------------------------ backbone
+    def build_backbone(self, data, backbone: Optional[str] = None, **overrides) -> DenoiserAdapter:
+        """A fresh backbone (default :attr:`backbone`) for ``data``; :attr:`backbone_kwargs` apply to the
+        default backbone only, then ``overrides``."""
+        name = backbone or self.backbone
+        kwargs = dict(self.backbone_kwargs) if name == self.backbone else {}
+        kwargs.update(overrides)
+        return build_backbone(name, data, **kwargs)
+
+    def pretrain(self, adapter: DenoiserAdapter, data, cfg: Optional[PretrainConfig] = None, out_dir=None,
+                 device="cpu", max_seconds: Optional[float] = None, progress: bool = False, resume: bool = False,
+                 log: Callable[[str], None] = print) -> PretrainResult:
+        """Pretrain ``adapter`` on ``data`` with validation selection on :attr:`metric` (by default)
+        and this scenario's evaluation; writes ``out_dir/best.pt``. Interaction scenarios use
+        :func:`refit_gym.diffusion.training.pretrain` (resumable); sequence scenarios
+        :func:`pretrain_sequence_backbone` (``max_seconds`` applies; no resume yet)."""
+        cfg = cfg or self.pretrain_config()
+        evaluate_fn = lambda a, d, s: self.evaluate_backbone(a, d, s)  # noqa: E731
+        if self.sequential:
+            if resume:
+                raise NotImplementedError(f"scenario {self.name!r}: resuming a sequence pretraining is not supported")
+            return pretrain_sequence_backbone(adapter, data, cfg, out_dir, device, max_seconds, evaluate_fn, log)
+        if max_seconds is not None:
+            raise ValueError(f"scenario {self.name!r}: max_seconds applies to sequence pretraining only; bound "
+                             "the run with epochs")
+        from refit_gym.diffusion.training import pretrain
+
+        return pretrain(adapter, data, cfg, out_dir=out_dir, device=device, progress=progress, resume=resume,
+                        evaluate_fn=evaluate_fn, log=log)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, score_fn: ScoreFn, data, split: str = "test", ks: Optional[Sequence[int]] = None,
+                 batch_size: int = 1024) -> Dict[str, float]:
+        """Metrics of ``score_fn(users, split) -> (B, n_items)`` on ``split`` with the scenario's protocol."""
+        ks = tuple(ks or self.ks)
+        if self.sequential:
+            from refit_gym.seq_baselines import evaluate_sequential
+
+            return evaluate_sequential(score_fn, data, split, ks, mask_history=self.mask_history,
+                                       batch_size=batch_size)
+        from refit_gym.metrics import evaluate
+
+        return evaluate(lambda users: score_fn(users, split), data, split, ks, batch_size)
+
+    def backbone_score_fn(self, adapter: DenoiserAdapter, data, seed: int = 0) -> ScoreFn:
+        """``score_fn(users, split)`` of the backbone's deterministic inference with the scenario's conditioning
+        (train history; for sequences train + validation item when scoring 'test')."""
+        if self.sequential:
+            from refit_gym.diffusion.seq_training import adapter_score_fn
+
+            return adapter_score_fn(adapter, data, deterministic=True, seed=seed)
+        from refit_gym.metrics import backbone_score_fn
+
+        fns = {}
+
+        def score_fn(users, split):
+            if split not in fns:
+                fns[split] = backbone_score_fn(adapter, data, split)
+            return fns[split](users)
+
+        return score_fn
+
+    @torch.no_grad()
+    def evaluate_backbone(self, adapter: DenoiserAdapter, data, split: str = "test",
+                          ks: Optional[Sequence[int]] = None, batch_size: int = 1024) -> Dict[str, float]:
+        """:meth:`evaluate` of :meth:`backbone_score_fn` (the adapter is left in eval mode)."""
+        adapter.eval()
+        return self.evaluate(self.backbone_score_fn(adapter, data), data, split, ks, batch_size)
+
+    # ------------------------------------------------------------------ baselines
+    def baseline_score_fn(self, name: str, data, **fit_kwargs) -> ScoreFn:
+        """Fit baseline ``name`` (one of :attr:`baselines`) on the training data; its ``score_fn(users, split)``.
+
+        Sequence scenarios: ``"sasrec"`` (:class:`~refit_gym.seq_baselines.SASRec`, ``fit_kwargs`` to
+        ``fit``, e.g. ``epochs``; architecture keywords ``d``, ``n_layers``, ``heads``, ``dropout``) and
+        ``"pop"`` (train occurrence counts). Interaction scenarios: ``"pop"``, ``"itemknn"``, ``"ease"``
+        of :mod:`refit_gym.baselines` (``fit_kwargs`` to the constructor, e.g. ``lam``, ``k``).
+        Defaults: :attr:`baseline_defaults`.
+        """
+        if name not in self.baselines:
+            raise ValueError(f"scenario {self.name!r} has baselines {list(self.baselines)}, not {name!r}")
+        kwargs = {**self.baseline_defaults.get(name, {}), **fit_kwargs}
+        if self.sequential:
+            from refit_gym import seq_baselines
+
+            if name == "pop":
+                model = seq_baselines.MostPopular().fit(data)
+            else:
+                arch = {k: kwargs.pop(k) for k in ("d", "n_layers", "heads", "dropout") if k in kwargs}
+                model = seq_baselines.SASRec(data.n_items, data.max_len, **arch).fit(data, **kwargs)
+            return model.scores
+        from refit_gym.baselines import BASELINES
+
+        model = BASELINES[name](**kwargs).fit(data)
+        return lambda users, split: model.scores(users)
+
+    def baseline_rows(self, data, splits: Sequence[str] = ("test",), names: Optional[Sequence[str]] = None,
+                      fit_kwargs: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
+        """Benchmark rows of the baselines: ``[{"scenario", "data", "model", "split", "fit_seconds", <metrics>}]``."""
+        rows = []
+        for name in names or self.baselines:
+            t0 = time.perf_counter()
+            fn = self.baseline_score_fn(name, data, **(fit_kwargs or {}).get(name, {}))
+            fit_s = time.perf_counter() - t0
+            for split in splits:
+                rows.append({"scenario": self.name, "data": data.name, "model": name, "split": split,
+                             "fit_seconds": fit_s, **self.evaluate(fn, data, split)})
+        return rows
+
+
+SCENARIOS: Dict[str, Scenario] = {
+    "cf": Scenario(
+        name="cf", env_id="refit_gym/DiffRec-v0", backbone="diffrec",
+        backbone_kwargs=dict(hidden=[600, 200], emb_size=10, dropout=0.5), data_kind="interactions",
+        metric="recall@20", mask_history=True, baselines=("pop", "itemknn", "ease"), datasets=("ml-1m", "amazon-beauty"),
+        baseline_defaults={"ease": {"lam": 1000.0}, "itemknn": {"k": 100}}, ks=(10, 20, 50, 100)),
+    "social": Scenario(
+        name="social", env_id="refit_gym/SocialDiffRec-v0", backbone="social-diffrec",
+        backbone_kwargs=dict(hidden=[600, 200], emb_size=10, dropout=0.5, top_m=200), data_kind="interactions",
+        needs_social=True, metric="recall@20", mask_history=True, baselines=("pop", "itemknn", "ease"),
+        datasets=("social-ciao", "social-lastfm"), baseline_defaults={"ease": {"lam": 500.0}, "itemknn": {"k": 100}},
+        ks=(10, 20, 50, 100)),
+    "sequential": Scenario(
+        name="sequential", env_id="refit_gym/DreamRec-v0", backbone="dreamrec",
+        backbone_kwargs=dict(d=64, n_layers=2, heads=2, dropout=0.1, hidden=[256, 256]), data_kind="sequences",
+        metric="ndcg@10", mask_history=False, baselines=("sasrec", "pop"), datasets=("seq-beauty", "seq-ml-1m"),
+        pretrain_defaults=dict(batch_size=256, epochs=50, patience=5), baseline_defaults={"sasrec": {"epochs": 20}}),
+    "poi": Scenario(
+        name="poi", env_id="refit_gym/DreamRecPOI-v0", backbone="dreamrec-poi",
+        backbone_kwargs=dict(d=64, n_layers=2, heads=2, dropout=0.1, hidden=[256, 256]), data_kind="sequences",
+        needs_time=True, metric="ndcg@10", mask_history=False, baselines=("sasrec", "pop"), datasets=("poi-gowalla",),
+        pretrain_defaults=dict(batch_size=256, epochs=50, patience=5), baseline_defaults={"sasrec": {"epochs": 20}}),
+}
+
+#: backbone name -> the scenario whose default it is (for scripts that take ``--backbone``).
+SCENARIO_OF_BACKBONE: Dict[str, str] = {s.backbone: name for name, s in SCENARIOS.items()}
+SCENARIO_OF_BACKBONE.setdefault("cfdiff", "cf")
+
+
+def scenario_for(env_id_or_backbone: str) -> Scenario:
+    """The scenario of an environment id (``refit_gym/DreamRec-v0``) or a backbone name (``dreamrec``)."""
+    for s in SCENARIOS.values():
+        if s.env_id == env_id_or_backbone:
+            return s
+    if env_id_or_backbone in SCENARIO_OF_BACKBONE:
+        return SCENARIOS[SCENARIO_OF_BACKBONE[env_id_or_backbone]]
+    if env_id_or_backbone == "refit_gym/CFDiff-v0":
+        return SCENARIOS["cf"]
+    raise KeyError(f"no scenario for {env_id_or_backbone!r}; scenarios: "
+                   f"{ {n: (s.env_id, s.backbone) for n, s in SCENARIOS.items()} }")
+
+
+__all__ = ["KS", "SCENARIOS", "SCENARIO_OF_BACKBONE", "Scenario", "pretrain_sequence_backbone", "scenario_for"]

@@ -1,0 +1,259 @@
+"""Scenario environments (sequential, POI, social): registration, checkers, policy = backbone inference,
+short ReFiT runs, the sequential reward, the scenario registry and the pretrain script. Tiny data; seconds."""
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import refit_gym.envs  # noqa: F401  (registers the ids)
+from agents import DenoiserPolicy, ReFiT
+from refit_gym.data.dataset import DataError, InteractionData
+from refit_gym.data.sequential import SequentialData
+from refit_gym.data.synthetic import make_synthetic
+from refit_gym.envs import ENV_IDS
+from refit_gym.envs.core import start_seed
+from refit_gym.envs.factory import make_batched_env
+from refit_gym.rewards import make_reward
+from refit_gym.rewards.sequential import SequentialCollaborativeReward, transition_counts
+from refit_gym.scenarios import SCENARIOS, scenario_for
+
+from conftest import REPO, shared_dataset
+
+torch.set_num_threads(1)
+
+T, N_ENVS, T0 = 5, 8, 1_300_000_000.0
+SEQ_KW = dict(d=16, hidden=[32], n_layers=1, schedule=dict(noise_schedule="cosine", steps=T, mean_type="x0"))
+SOCIAL_KW = dict(hidden=[32], schedule=dict(steps=T))
+EXPECTED_WARNINGS = ("symmetric and normalized",)
+
+
+def walks(n_users=32, n_items=20, seed=0, timed=False, max_len=8) -> SequentialData:
+    """Users walk the item cycle k -> k+1 from random starts (valid/test continue the walk)."""
+    rng = np.random.default_rng(seed)
+    starts, lengths = rng.integers(0, n_items, n_users), rng.integers(3, 9, n_users)
+    ws = [list((s + np.arange(n + 2)) % n_items) for s, n in zip(starts, lengths)]
+    ts = [list(T0 + 3600.0 * np.arange(len(w)) * (1 + u % 3)) for u, w in enumerate(ws)] if timed else None
+    return SequentialData.from_sequences(
+        [w[:-2] for w in ws], [w[-2] for w in ws], [w[-1] for w in ws], n_items, max_len=max_len, name="walks",
+        train_times=None if ts is None else [t[:-2] for t in ts], valid_time=None if ts is None else [t[-2] for t in ts],
+        test_time=None if ts is None else [t[-1] for t in ts])
+
+
+@pytest.fixture(scope="module")
+def seq_data():
+    return walks()
+
+
+@pytest.fixture(scope="module")
+def poi_data():
+    return walks(timed=True, seed=1)
+
+
+@pytest.fixture(scope="module")
+def social_data():
+    return make_synthetic(n_users=40, n_items=30, seed=0, density=0.2, social=True)
+
+
+CASES = {  # id -> (data fixture, backbone kwargs)
+    "refit_gym/DreamRec-v0": ("seq_data", SEQ_KW),
+    "refit_gym/DreamRecPOI-v0": ("poi_data", SEQ_KW),
+    "refit_gym/SocialDiffRec-v0": ("social_data", SOCIAL_KW),
+}
+
+
+def case(env_id, request):
+    name, kw = CASES[env_id]
+    return request.getfixturevalue(name), kw
+
+
+# ---------------------------------------------------------------------------------------------- environments
+@pytest.mark.parametrize("env_id", sorted(CASES))
+def test_registered_ids_pass_gymnasium_and_sb3_checkers(env_id, request):
+    data, kw = case(env_id, request)
+    env = gym.make(env_id, data=data, backbone_kwargs=kw)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gym_check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped)
+    other = [str(w.message) for w in caught if not any(e in str(w.message) for e in EXPECTED_WARNINGS)]
+    assert not other, other
+    inner = env.unwrapped
+    assert isinstance(inner.data, InteractionData) and inner.adapter.backbone_name == ENV_IDS[env_id]
+    assert inner.reward_fn.name == gym.spec(env_id).kwargs["reward"] == scenario_for(env_id).reward
+
+
+@pytest.mark.parametrize("env_id", sorted(CASES))
+def test_deterministic_policy_reproduces_backbone_inference(env_id, request):
+    data, kw = case(env_id, request)
+    env = make_batched_env(ENV_IDS[env_id], data, n_envs=N_ENVS, backbone_kwargs=kw,
+                           reward=scenario_for(env_id).reward, seed=0)
+    model = ReFiT(DenoiserPolicy, env, policy_kwargs=dict(backbone=env.adapter), seed=0)
+    obs = first = env.reset()
+    keys = env.process.state.keys.copy()  # the env seeds adapter.start with the batch's episode keys
+    for _ in range(T):
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, dones, _ = env.step(action)
+    assert dones.all()
+    cond, users = torch.as_tensor(first["condition"]), torch.as_tensor(first["user"][:, 0])
+    gen = torch.Generator().manual_seed(start_seed(keys))
+    expected = env.adapter.infer(cond, users, deterministic=True, generator=gen)  # (N_ENVS, n_items)
+    got = env.adapter.scores(torch.as_tensor(action), env.adapter.context(cond, users))
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("env_id", sorted(CASES))
+def test_short_refit_learn_on_each_scenario(env_id, request):
+    data, kw = case(env_id, request)
+    env = make_batched_env(ENV_IDS[env_id], data, n_envs=N_ENVS, backbone_kwargs=kw,
+                           reward=scenario_for(env_id).reward, seed=0)
+    before = {k: v.clone() for k, v in env.adapter.state_dict().items()}
+    model = ReFiT(env.adapter, env, learning_rate=1e-3, n_traj_per_user=4, kl_coef=0.1, seed=0)
+    model.learn(2 * T * N_ENVS)
+    assert model.num_timesteps == 2 * T * N_ENVS
+    after = model.policy.denoiser.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if after[k].is_floating_point())
+    assert all(torch.isfinite(p).all() for p in model.policy.parameters())
+
+
+def test_sequence_ids_refuse_unordered_data(social_data):
+    with pytest.raises(TypeError, match="ordered sequences"):
+        gym.make("refit_gym/DreamRec-v0", data=social_data, backbone_kwargs=SEQ_KW)
+    with pytest.raises(TypeError, match="ordered sequences"):
+        make_reward("refit-seq", social_data)
+
+
+def test_cf_ids_accept_sequential_data_views(seq_data):
+    env = gym.make("refit_gym/DiffRec-v0", data=seq_data, backbone_kwargs=dict(hidden=[16], schedule=dict(steps=T)))
+    obs, _ = env.reset(seed=0)
+    assert obs["condition"].shape == (seq_data.n_items,) and env.unwrapped.data is seq_data.interactions()
+
+
+# ---------------------------------------------------------------------------------------------- the reward
+def test_sequential_reward_holds_out_the_last_item_and_matches_a_hand_computation():
+    # items 0..4; user 0: 0 1 2 (2 held out); the transitions 1 -> x in the other users: 1->3, 1->4, 1->3
+    d = SequentialData.from_sequences([[0, 1, 2], [1, 3], [1, 4, 1, 3]], [3, 0, 2], [4, 2, 0], n_items=5, max_len=4)
+    r = SequentialCollaborativeReward(d, n_recent=1, n_hops=1, hop_weight=0.5, tau=1.0)
+    st = r.prepare(np.array([0, 1, 2]), np.array([1, 2, 3], dtype=np.uint64))
+    np.testing.assert_array_equal(st.heldout.toarray(), [[0, 0, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 1, 0]])
+    np.testing.assert_array_equal(st.visible.toarray(), [[1, 1, 0, 0, 0], [0, 1, 0, 0, 0], [0, 1, 0, 0, 1]])
+    # the split ignores the episode key
+    assert (r.prepare(np.array([0]), np.array([99], dtype=np.uint64)).heldout != st.heldout[:1]).nnz == 0
+    scores = torch.tensor([[0.3, -1.0, 0.5, 2.0, -0.2]])
+    st0 = r.prepare(np.array([0]), np.array([0], dtype=np.uint64))
+    comps = r.components(scores, st0)
+    logp = lambda j: scores[0, j] - torch.logsumexp(scores[0, [2, 3, 4]], 0)  # noqa: E731  (0, 1 visible: masked)
+    # recent item 1; K[1] = {2: 1 (own), 3: 2, 4: 1}, k_1 = 4; own 1->2 removed: s = {3: 2/4, 4: 1/4} -> q = {3: 2/3, 4: 1/3}
+    torch.testing.assert_close(comps["likelihood"], logp(2).reshape(1))
+    torch.testing.assert_close(comps["hop1"], (0.5 * (2 / 3 * logp(3) + 1 / 3 * logp(4))).reshape(1))
+    torch.testing.assert_close(r(scores, st0), comps["likelihood"] + comps["hop1"])
+
+
+def test_sequential_reward_edge_cases():
+    d = SequentialData.from_sequences([[2, 0, 1, 2], [1, 1], [0, 1, 2, 3], [3, 0, 3]], [0] * 4, [1] * 4, n_items=4,
+                                      max_len=4)
+    # n_last=1: a repeated last item is held out everywhere; one distinct item (user 1) stays visible
+    st = SequentialCollaborativeReward(d, n_last=1).prepare(np.arange(4), np.zeros(4, dtype=np.uint64))
+    np.testing.assert_array_equal(st.heldout.toarray(), [[0, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]])
+    np.testing.assert_array_equal(st.visible.toarray(), [[1, 1, 0, 0], [0, 1, 0, 0], [1, 1, 1, 0], [1, 0, 0, 0]])
+    # n_last=2: user 3's last two positions cover all its distinct items -> nothing held out
+    st = SequentialCollaborativeReward(d, n_last=2).prepare(np.arange(4), np.zeros(4, dtype=np.uint64))
+    np.testing.assert_array_equal(st.heldout.toarray(), [[0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0]])
+    assert st.heldout.multiply(st.visible).nnz == 0
+    counts = transition_counts(d).toarray()  # pairs never cross users: 3 + 1 + 3 + 2 transitions
+    assert counts.sum() == 9 and counts[2, 0] == 1 and counts[1, 1] == 1 and counts[3, 0] == 1 and counts[2, 3] == 1
+    with pytest.raises(ValueError, match="n_last"):
+        SequentialCollaborativeReward(d, n_last=0)
+
+
+def test_sequential_reward_in_env_never_shows_the_held_out_item(seq_data):
+    env = gym.make("refit_gym/DreamRec-v0", data=seq_data, backbone_kwargs=SEQ_KW).unwrapped
+    for u in range(seq_data.n_users):
+        obs, _ = env.reset(seed=u, options={"user": u})
+        seq = seq_data.train_items[seq_data.train_ptr[u]:seq_data.train_ptr[u + 1]]
+        cond = obs["condition"][obs["condition"] != seq_data.pad_id].astype(int)
+        assert env.process.state.heldout.indices.tolist() == [seq[-1]]
+        np.testing.assert_array_equal(cond, seq[:-1][-len(cond):])  # the visible prefix, in order
+
+
+# ---------------------------------------------------------------------------------------------- scenarios
+def test_scenario_registry_is_consistent():
+    assert set(SCENARIOS) == {"cf", "social", "sequential", "poi"}
+    for s in SCENARIOS.values():
+        assert s.env_id in gym.registry and ENV_IDS[s.env_id] == s.backbone
+        assert scenario_for(s.env_id) is s and scenario_for(s.backbone) is s
+        assert s.reward in ("refit", "refit-seq")
+    with pytest.raises(DataError, match="needs a SequentialData"):
+        SCENARIOS["sequential"].load(make_synthetic(n_users=10, n_items=10))
+
+
+def test_scenario_evaluation_and_baselines(seq_data, social_data):
+    seq = SCENARIOS["sequential"]
+    adapter = seq.build_backbone(seq_data, **SEQ_KW)
+    m = seq.evaluate_backbone(adapter, seq_data, "test")
+    assert set(m) == {"hitrate@10", "ndcg@10", "hitrate@20", "ndcg@20", "n_users"} and 0 <= m["ndcg@10"] <= 1
+    rows = seq.baseline_rows(seq_data, splits=("valid", "test"), fit_kwargs={"sasrec": {"epochs": 1, "d": 16}})
+    assert [(r["model"], r["split"]) for r in rows] == [("sasrec", "valid"), ("sasrec", "test"), ("pop", "valid"),
+                                                       ("pop", "test")]
+    soc = SCENARIOS["social"]
+    rows = soc.baseline_rows(social_data, names=("pop", "ease"))
+    assert {r["model"] for r in rows} == {"pop", "ease"} and all("recall@20" in r for r in rows)
+    m = soc.evaluate_backbone(soc.build_backbone(social_data, **SOCIAL_KW), social_data, "valid")
+    assert 0 <= m["recall@20"] <= 1
+
+
+@pytest.mark.parametrize("backbone", ["dreamrec", "dreamrec-poi"])
+def test_pretrain_script_sequence_scenarios(tmp_path, seq_data, backbone):
+    timed = backbone == "dreamrec-poi"
+    e = (lambda i, k: (int(i) + 1, f"2010-06-{k + 1:02d} 10:00:00")) if timed else (lambda i, k: int(i) + 1)  # noqa: E731
+    seqs = [seq_data.train_items[seq_data.train_ptr[u]:seq_data.train_ptr[u + 1]] for u in range(seq_data.n_users)]
+    raw = {"train": {u: [e(i, k) for k, i in enumerate(seqs[u])] for u in range(seq_data.n_users)},
+           "val": {u: [e(seq_data.valid_item[u], 20)] for u in range(seq_data.n_users)},
+           "test": {u: [e(seq_data.test_item[u], 21)] for u in range(seq_data.n_users)},
+           "umap": {u: u for u in range(seq_data.n_users)}, "smap": {i: i + 1 for i in range(seq_data.n_items)}}
+    folder = tmp_path / "tiny-seq"
+    folder.mkdir()
+    (folder / "dataset.pkl").write_bytes(pickle.dumps(raw, protocol=4))
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import pretrain
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    out = tmp_path / "run"
+    metrics = pretrain.main(["--backbone", backbone, "--data", str(folder), "--out", str(out), "--epochs", "2",
+                             "--steps", "5", "--hidden", "32", "--no-progress"])
+    scenario = scenario_for(backbone)
+    assert (out / "best.pt").is_file() and json.loads((out / "metrics.json").read_text())["scenario"] == scenario.name
+    assert metrics["config"]["metric"] == "ndcg@10" and "hitrate@20" in metrics["test"]
+    assert metrics["backbone_config"]["schedule"]["noise_schedule"] == "cosine"  # DreamRec's own schedule kept
+    env = gym.make(scenario.env_id, data=str(folder), checkpoint=out / "best.pt")
+    obs, _ = env.reset(seed=0)
+    assert obs["x"].shape == (64,)
+    other = "refit_gym/DreamRec-v0" if timed else "refit_gym/DreamRecPOI-v0"
+    with pytest.raises(Exception, match=f"expects a '{ENV_IDS[other]}' backbone"):
+        gym.make(other, data=str(folder), checkpoint=out / "best.pt")
+
+
+# ---------------------------------------------------------------------------------------------- real data
+@pytest.mark.parametrize("name,env_id", [("seq-beauty", "refit_gym/DreamRec-v0"),
+                                         ("poi-gowalla", "refit_gym/DreamRecPOI-v0"),
+                                         ("social-lastfm", "refit_gym/SocialDiffRec-v0")])
+def test_real_data_envs_step(name, env_id):
+    path = shared_dataset(name)
+    s = scenario_for(env_id)
+    data = s.load(path)
+    kw = SEQ_KW if s.sequential else SOCIAL_KW
+    env = make_batched_env(ENV_IDS[env_id], data, n_envs=4, backbone_kwargs=kw, reward=s.reward, seed=0)
+    obs = env.reset()
+    for _ in range(T):
+        obs, rewards, dones, infos = env.step(np.zeros((4, env.adapter.action_dim), dtype=np.float32))
+    assert dones.all() and np.isfinite(rewards).all() and "likelihood" in infos[0]["reward_components"]
