@@ -138,10 +138,13 @@ EXTRA_ROWS: List[RowSpec] = []
 
 
 def env_ids_by_backbone() -> Dict[str, str]:
-    """Backbone kind -> its registered environment id."""
+    """Backbone kind -> its environment id (the first registered one when several ids share a backbone)."""
     from refit_gym.envs import ENV_IDS
 
-    return {kind: env_id for env_id, kind in ENV_IDS.items()}
+    out: Dict[str, str] = {}
+    for env_id, kind in ENV_IDS.items():
+        out.setdefault(kind, env_id)
+    return out
 
 
 def build_rows(backbones: Sequence[str], methods: Sequence[str] = METHODS) -> List[RowSpec]:
