@@ -11,7 +11,8 @@ import torch
 
 from refit_gym.data.dataset import InteractionData
 from refit_gym.data.synthetic import make_synthetic
-from refit_gym.rewards import (CollaborativeReward, FunctionReward, ReconstructionReward, TopKReward, make_reward,
+from refit_gym.rewards import (CollaborativeReward, FunctionReward, GraphScoreReward, ReconstructionReward, TopKReward,
+                               make_reward,
                                split_heldout)
 
 
@@ -195,3 +196,41 @@ def test_reward_cost_is_sparse_in_users_and_items():
         tracemalloc.stop()
     assert out.shape == (64,) and torch.isfinite(out).all()
     assert peak < 100e6, f"reward used {peak / 1e6:.0f} MB of numpy/python memory"
+
+
+def test_graph_score_reward_matches_hand_computation():
+    data = tiny_data()
+    # W: items 0/1 point to item 2 (weight 2) and 3 (weight 1); item 2 points to item 3 (weight 4)
+    W = np.array([[0, 0, 2, 1], [0, 0, 2, 1], [0, 0, 0, 4], [0, 0, 0, 0]], dtype=np.float32)
+    gamma = 0.5
+    reward = GraphScoreReward(data, graph=W, n_hops=2, gamma=gamma)
+    state, c, h = _split_of_user0(reward)
+    visible = np.zeros(4)
+    visible[c] = 1
+    s = visible @ W + gamma * (visible @ W @ W)  # = [0, 0, 2, 1 + 4] for either visible item
+    cand = [j for j in range(4) if j != c]
+
+    def z(v):
+        v = np.array([v[j] for j in cand], dtype=np.float64)
+        return (v - v.mean()) / v.std()
+
+    x0 = [0.3, -1.0, 2.0, 0.5]
+    expected = -np.mean((z(x0) - z(s)) ** 2)
+    assert reward(torch.tensor([x0]), state).item() == pytest.approx(expected, rel=1e-5)
+    # the reward depends on the order-defining shape of x0 only: a positive affine map leaves it unchanged
+    assert reward(torch.tensor([[3 * v + 7 for v in x0]]), state).item() == pytest.approx(expected, rel=1e-5)
+    # scores that follow the graph scores exactly get the maximum, 0
+    assert reward(torch.tensor([list(s)], dtype=torch.float32), state).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_graph_score_reward_builds_its_graphs():
+    data = make_synthetic(n_users=60, n_items=40, seed=1)
+    for graph in ("cooc", "ease"):
+        reward = make_reward("graph-score", data, graph=graph)
+        state = reward.prepare(np.arange(5), np.random.default_rng(0))
+        r = reward(torch.randn(5, 40), state)
+        assert r.shape == (5,) and torch.isfinite(r).all() and (r <= 0).all()
+    with pytest.raises(ValueError, match="graph="):
+        GraphScoreReward(data, graph="pagerank")
+    with pytest.raises(ValueError, match="shape"):
+        GraphScoreReward(data, graph=np.zeros((3, 3)))

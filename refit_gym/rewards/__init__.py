@@ -6,12 +6,14 @@ from typing import Callable, Dict, Union
 from refit_gym.data.dataset import InteractionData, as_interactions
 from refit_gym.rewards.base import Reward, RewardState, split_heldout
 from refit_gym.rewards.collaborative import CollaborativeReward
+from refit_gym.rewards.graph_score import GraphScoreReward
 from refit_gym.rewards.naive import FunctionReward, ReconstructionReward, TopKReward
 from refit_gym.rewards.sequential import SequentialCollaborativeReward, transition_graph
 
 REWARDS: Dict[str, type] = {
     "refit": CollaborativeReward,
     "collaborative": CollaborativeReward,
+    "graph-score": GraphScoreReward,
     "topk": TopKReward,
     "reconstruction": ReconstructionReward,
     "refit-seq": SequentialCollaborativeReward,
@@ -19,7 +21,7 @@ REWARDS: Dict[str, type] = {
 
 
 def make_reward(name_or_obj: Union[str, Reward, Callable], data: InteractionData, **kwargs) -> Reward:
-    """A reward from a name ("refit"/"collaborative", "refit-seq", "topk", "reconstruction"), a :class:`Reward`
+    """A reward from a name ("refit"/"collaborative", "graph-score", "refit-seq", "topk", "reconstruction"), a :class:`Reward`
     (returned as is; then ``kwargs`` must be empty) or a callable ``f(scores, context) -> (B,)``
     (wrapped in :class:`FunctionReward`). ``kwargs`` go to the reward's constructor (e.g. ``device``).
     ``data`` is an InteractionData or a dataset with an ``interactions()`` view (SequentialData);
@@ -42,6 +44,6 @@ def make_reward(name_or_obj: Union[str, Reward, Callable], data: InteractionData
     raise TypeError(f"reward must be a name, a Reward or a callable, got {type(name_or_obj).__name__}")
 
 
-__all__ = ["REWARDS", "CollaborativeReward", "FunctionReward", "ReconstructionReward", "Reward", "RewardState",
+__all__ = ["REWARDS", "CollaborativeReward", "FunctionReward", "GraphScoreReward", "ReconstructionReward", "Reward", "RewardState",
            "SequentialCollaborativeReward", "transition_graph",
            "TopKReward", "make_reward", "split_heldout"]
