@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -49,7 +49,7 @@ from refit_gym.data.dataset import DataError, InteractionData
 from refit_gym.data.sequential import SequentialData
 from refit_gym.diffusion.adapters import DenoiserAdapter, build_backbone
 from refit_gym.diffusion.checkpoint import save_backbone
-from refit_gym.diffusion.training import PretrainConfig, PretrainResult
+from refit_gym.diffusion.training import PretrainConfig, PretrainResult, checkpoint_meta, finish_pretraining
 
 ScoreFn = Callable[[np.ndarray, str], Any]
 KS = (10, 20)
@@ -114,9 +114,7 @@ def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, c
                 best, best_epoch, bad = metrics[cfg.metric], epoch, 0
                 best_state = {k: v.detach().cpu().clone() for k, v in adapter.state_dict().items()}
                 if out is not None:
-                    save_backbone(adapter, out / "best.pt", meta={
-                        "data": data.name, "n_users": data.n_users, "n_items": data.n_items, "epoch": epoch,
-                        "valid": {k: float(v) for k, v in metrics.items()}, "pretrain": asdict(cfg)})
+                    save_backbone(adapter, out / "best.pt", meta=checkpoint_meta(data, epoch, metrics, cfg))
             else:
                 bad += 1
         history.append(row)
@@ -130,14 +128,7 @@ def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, c
         if cfg.patience and bad >= cfg.patience:
             log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {bad} evaluations")
             break
-    if best_state is not None:
-        adapter.load_state_dict(best_state)
-    adapter.eval()
-    return PretrainResult(
-        best_epoch=best_epoch, best_valid=next((r for r in history if r["epoch"] == best_epoch), {}),
-        history=history, best_path=str(out / "best.pt") if out is not None and best_epoch >= 0 else None,
-        seconds_per_epoch=float(np.mean(epoch_times)) if epoch_times else float("nan"),
-    )
+    return finish_pretraining(adapter, history, best_state, best_epoch, out, epoch_times)
 
 
 # ---------------------------------------------------------------------------------------------- scenario

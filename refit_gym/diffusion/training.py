@@ -196,7 +196,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
                 best, best_epoch, bad = score, epoch, 0
                 best_state = {k: v.detach().cpu().clone() for k, v in adapter.state_dict().items()}
                 if out is not None:
-                    save_backbone(adapter, out / "best.pt", meta=_meta(data, epoch, metrics, cfg))
+                    save_backbone(adapter, out / "best.pt", meta=checkpoint_meta(data, epoch, metrics, cfg))
             else:
                 bad += 1
         history.append(row)
@@ -221,6 +221,12 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
     bar.close()
     if writer is not None:
         writer.close()
+    return finish_pretraining(adapter, history, best_state, best_epoch, out, epoch_times)
+
+
+def finish_pretraining(adapter: DenoiserAdapter, history: List[Dict], best_state: Optional[Dict], best_epoch: int,
+                       out: Optional[Path], epoch_times: List[float]) -> PretrainResult:
+    """Leave ``adapter`` holding the best (validation-selected) weights in eval mode; summarise the run."""
     if best_state is not None:
         adapter.load_state_dict(best_state)
     adapter.eval()
@@ -231,6 +237,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
     )
 
 
-def _meta(data, epoch, metrics, cfg) -> Dict:
+def checkpoint_meta(data, epoch, metrics, cfg) -> Dict:
+    """The ``meta`` block of a pretrained backbone checkpoint (data sizes, epoch, validation metrics, config)."""
     return {"data": data.name, "n_users": data.n_users, "n_items": data.n_items, "epoch": epoch,
             "valid": {k: float(v) for k, v in metrics.items()}, "pretrain": asdict(cfg)}

@@ -29,14 +29,14 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from refit_gym.data.dataset import InteractionData
 from refit_gym.diffusion.adapters import DenoiserAdapter
-from refit_gym.envs.core import (DEFAULT_ACTION_BOUND, DenoisingProcess, check_user, check_users, draw_episode,
+from refit_gym.envs.core import (ProcessViews, DEFAULT_ACTION_BOUND, DenoisingProcess, check_user, check_users, draw_episode,
                                  resolve_backbone)
 from refit_gym.rewards import Reward
 
 _SLOT_ATTRS = ("np_random", "user")
 
 
-class BatchedDenoisingEnv(VecEnv):
+class BatchedDenoisingEnv(ProcessViews, VecEnv):
     """``n_envs`` users' reverse chains stepped together (see :class:`~refit_gym.envs.denoising.DenoisingEnv`
     for the MDP, the spaces and the constructor arguments shared with it).
 
@@ -72,14 +72,6 @@ class BatchedDenoisingEnv(VecEnv):
         self._rngs: List[np.random.Generator] = [seeding.np_random(None if seed is None else seed + k)[0]
                                                  for k in range(self.num_envs)]
         self._actions: Optional[np.ndarray] = None
-
-    @property
-    def adapter(self) -> DenoiserAdapter:
-        return self.process.adapter
-
-    @property
-    def reward_fn(self) -> Reward:
-        return self.process.reward
 
     @property
     def device(self) -> torch.device:

@@ -109,6 +109,20 @@ def action_space(adapter: DenoiserAdapter, action_bound: float) -> spaces.Box:
     return spaces.Box(-action_bound, action_bound, (adapter.action_dim,), np.float32)
 
 
+class ProcessViews:
+    """Read-only views shared by the environment forms that wrap a :class:`DenoisingProcess` in ``self.process``."""
+
+    process: "DenoisingProcess"
+
+    @property
+    def adapter(self) -> DenoiserAdapter:
+        return self.process.adapter
+
+    @property
+    def reward_fn(self) -> Reward:
+        return self.process.reward
+
+
 class DenoisingProcess:
     """B denoising episodes stepped as one tensor operation.
 

@@ -15,11 +15,11 @@ import torch
 
 from refit_gym.data.dataset import InteractionData
 from refit_gym.diffusion.adapters import DenoiserAdapter
-from refit_gym.envs.core import DEFAULT_ACTION_BOUND, DenoisingProcess, check_user, draw_episode, resolve_backbone
+from refit_gym.envs.core import ProcessViews, DEFAULT_ACTION_BOUND, DenoisingProcess, check_user, draw_episode, resolve_backbone
 from refit_gym.rewards import Reward
 
 
-class DenoisingEnv(gym.Env):
+class DenoisingEnv(ProcessViews, gym.Env):
     """One user's reverse diffusion chain as an episode of exactly T steps.
 
     **Reset** picks a user (uniformly from ``np_random``, or ``options={"user": u}``) and an episode
@@ -79,14 +79,6 @@ class DenoisingEnv(gym.Env):
         self.action_space = self.process.single_action_space
 
     # convenient read-only views
-    @property
-    def adapter(self) -> DenoiserAdapter:
-        return self.process.adapter
-
-    @property
-    def reward_fn(self) -> Reward:
-        return self.process.reward
-
     @property
     def data(self) -> InteractionData:
         return self.process.data

@@ -98,6 +98,14 @@ def split_heldout(rows: sp.csr_matrix, keys: np.ndarray, rho: float):
     return _sub(~held, counts - n_hold), _sub(held, n_hold)
 
 
+def heldout_target(heldout: sp.csr_matrix) -> sp.csr_matrix:
+    """Weights ``1/|H|`` on each row's held-out items (rows without held-out items stay empty): the
+    target of the held-out log-likelihood term, CSR ``(B, n_items)``."""
+    n_held = np.diff(heldout.indptr)
+    inv_held = np.where(n_held > 0, 1.0 / np.maximum(n_held, 1), 0.0)
+    return (sp.diags(inv_held) @ heldout).tocsr()
+
+
 def csr_to_index(m: sp.csr_matrix, device) -> tuple:
     """(rows, cols) int64 tensors of the stored entries of a CSR matrix, in CSR order."""
     rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))

@@ -39,7 +39,7 @@ import torch
 
 from refit_gym.data.dataset import InteractionData
 from refit_gym.data.graph import item_item_graph, row_max_normalise, social_item_signal, topk_per_row
-from refit_gym.rewards.base import Reward, RewardState
+from refit_gym.rewards.base import Reward, RewardState, heldout_target
 
 
 def _row_sum_normalise(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -118,9 +118,7 @@ class CollaborativeReward(Reward):
 
     def _prepare_targets(self, state: RewardState) -> None:
         C, H = state.visible, state.heldout
-        n_held = np.diff(H.indptr)
-        inv_held = np.where(n_held > 0, 1.0 / np.maximum(n_held, 1), 0.0)
-        targets = [sp.diags(inv_held) @ H]  # weight 1/|H| per held-out item
+        targets = [heldout_target(H)]  # weight 1/|H| per held-out item
         if self.graph is not None:
             cur = C
             for k in range(1, self.n_hops + 1):

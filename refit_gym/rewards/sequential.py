@@ -42,7 +42,7 @@ import scipy.sparse as sp
 
 from refit_gym.data.graph import row_max_normalise, topk_per_row
 from refit_gym.data.sequential import SequentialData
-from refit_gym.rewards.base import RewardState
+from refit_gym.rewards.base import RewardState, heldout_target
 from refit_gym.rewards.collaborative import CollaborativeReward, _outside, _row_sum_normalise
 
 _ZERO_TOL = 1e-12  # float64 residue of the exact own-transition subtraction
@@ -190,9 +190,7 @@ class SequentialCollaborativeReward(CollaborativeReward):
 
     def _prepare_targets(self, state: RewardState) -> None:
         C, H = state.visible, state.heldout
-        n_held = np.diff(H.indptr)
-        inv_held = np.where(n_held > 0, 1.0 / np.maximum(n_held, 1), 0.0)
-        targets = [sp.diags(inv_held) @ H]  # weight 1/|H| per held-out item
+        targets = [heldout_target(H)]  # weight 1/|H| per held-out item
         if self.graph is not None:
             B = state.batch_size
             r, a, b, own_w = self._own_transitions(state.users)
