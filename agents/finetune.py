@@ -32,7 +32,8 @@ import yaml
 
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 #: zoo-level settings of a hyperparameter section (the rest are algorithm keyword arguments)
-ZOO_KEYS = ("n_timesteps", "n_envs", "policy")
+#: settings of the run rather than of the algorithm (``reward_kwargs`` go to the reward's constructor)
+ZOO_KEYS = ("n_timesteps", "n_envs", "policy", "reward_kwargs")
 #: validation metric of the model selection unless told otherwise
 DEFAULT_SELECT_METRIC = "recall@20"
 #: validation metrics recorded in the learning-curve history
@@ -262,7 +263,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         env_id: a registered ``refit_gym/...`` id (its backbone kind must match the checkpoint's).
         data: an :class:`~refit_gym.data.InteractionData` or a spec for :func:`refit_gym.data.load_dataset`.
         checkpoint: the pretrained backbone checkpoint.
-        reward: the terminal reward (``refit``, ``topk``, ``reconstruction``).
+        reward: the terminal reward (``refit``, ``graph-score``, ``topk``, ``reconstruction``, ...); its
+            constructor arguments come from the hyperparameters' ``reward_kwargs``.
         hyperparams: override of the defaults (see :func:`load_hyperparams`).
         seed: seed of the agent and the environment.
         device: ``cpu``, ``cuda`` or ``auto``.
@@ -320,7 +322,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     n_timesteps = int(n_timesteps if n_timesteps is not None else zoo.get("n_timesteps", 1e5))
     n_envs = int(zoo.get("n_envs", 16))
     env = make_batched_env(ENV_IDS[env_id], data, n_envs=n_envs, checkpoint=checkpoint, reward=reward,
-                           device=device, seed=seed)
+                           reward_kwargs=zoo.get("reward_kwargs"), device=device, seed=seed)
     algo_cls = ALGOS[algo]
     if algo in ON_POLICY_SB3:
         env = VecMonitor(env)  # episode statistics for SB3's rollout/ep_rew_mean

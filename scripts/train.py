@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="synthetic", help="dataset spec for refit_gym.data.load_dataset")
     p.add_argument("--checkpoint", type=Path, default=None, help="pretrained backbone (default: pretrain one first)")
     p.add_argument("--pretrain-epochs", type=int, default=30, help="epochs of the pretraining run without --checkpoint")
-    p.add_argument("--reward", default="refit", help="terminal reward: refit, topk, reconstruction")
+    p.add_argument("--reward", default="refit", help="terminal reward: refit, graph-score, topk, reconstruction (constructor arguments: reward_kwargs in --hyperparams)")
     p.add_argument("--hyperparams", type=Path, default=None, help="rl-zoo style YAML overriding the defaults")
     p.add_argument("-n", "--n-timesteps", type=int, default=None, help="override n_timesteps")
     p.add_argument("--seed", type=int, default=0)
