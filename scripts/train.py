@@ -22,10 +22,8 @@ final and the best model, and the validation learning curve against training wal
 backbone checkpoints: ``scripts/evaluate.py --checkpoint OUT/best.pt``.
 
 The work is done by :func:`agents.finetune.finetune`; this script parses the command line and, without
-``--checkpoint``, pretrains a backbone first.
-
-Without ``--checkpoint`` a backbone is first pretrained with
-:func:`refit_gym.diffusion.training.pretrain` into ``OUT/pretrain/best.pt`` (reused on ``--resume``).
+``--checkpoint``, first pretrains a backbone with :func:`refit_gym.diffusion.training.pretrain` into
+``OUT/pretrain/best.pt`` (reused on ``--resume``).
 """
 from __future__ import annotations
 
@@ -35,12 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict
 
-# re-exported for backward compatibility: the hyperparameter helpers used to live here
-from agents.finetune import (DEFAULT_SELECT_METRIC, HYPERPARAMS_DIR, ZOO_KEYS, FinetuneError,  # noqa: F401
-                             evaluate_splits, finetune, load_hyperparams, parse_policy_kwargs, parse_schedule,
-                             split_hyperparams)
-
-SELECT_METRIC = DEFAULT_SELECT_METRIC
+from agents.finetune import DEFAULT_SELECT_METRIC, FinetuneError, finetune
 
 
 def log(msg: str) -> None:
