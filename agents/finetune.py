@@ -292,7 +292,6 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         FinetuneError: unknown ``algo``/``env_id``, missing checkpoint or hyperparameter file.
         agents.NonFiniteTrainingError: training diverged (the last good ``last_model.zip`` is kept).
     """
-    import torch  # noqa: F401  (heavy imports on call, so that importing this module stays cheap)
     from stable_baselines3.common.logger import Logger, make_output_format
     from stable_baselines3.common.vec_env import VecMonitor
 

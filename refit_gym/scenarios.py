@@ -36,7 +36,6 @@ Score functions everywhere have the signature ``score_fn(users (B,) int64, split
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +47,7 @@ import torch
 from refit_gym.data.dataset import DataError, InteractionData
 from refit_gym.data.sequential import SequentialData
 from refit_gym.diffusion.adapters import DenoiserAdapter, build_backbone
-from refit_gym.diffusion.checkpoint import save_backbone
-from refit_gym.diffusion.training import PretrainConfig, PretrainResult, checkpoint_meta, finish_pretraining
+from refit_gym.diffusion.training import ModelSelection, PretrainConfig, PretrainResult, finish_pretraining
 
 ScoreFn = Callable[[np.ndarray, str], Any]
 KS = (10, 20)
@@ -87,7 +85,7 @@ def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, c
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    best, best_epoch, bad, history, epoch_times, best_state = -math.inf, -1, 0, [], [], None
+    sel, history, epoch_times = ModelSelection(cfg.metric), [], []
     t_start = time.perf_counter()
     for epoch in range(cfg.epochs):
         adapter.train()
@@ -110,13 +108,7 @@ def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, c
             adapter.eval()
             metrics = evaluate_fn(adapter, data, "valid")
             row.update({f"valid/{k}": v for k, v in metrics.items()})
-            if metrics[cfg.metric] > best:
-                best, best_epoch, bad = metrics[cfg.metric], epoch, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in adapter.state_dict().items()}
-                if out is not None:
-                    save_backbone(adapter, out / "best.pt", meta=checkpoint_meta(data, epoch, metrics, cfg))
-            else:
-                bad += 1
+            sel.observe(adapter, data, epoch, metrics, cfg, out)
         history.append(row)
         log(f"epoch {epoch}: loss {row['train_loss']:.4f} ({n} batches, {epoch_times[-1]:.1f} s)"
             + (f", valid {cfg.metric} {row['valid/' + cfg.metric]:.4f}" if f"valid/{cfg.metric}" in row else ""))
@@ -125,10 +117,10 @@ def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, c
         if out_of_time:
             log(f"stopping: max_seconds={max_seconds} reached during epoch {epoch}")
             break
-        if cfg.patience and bad >= cfg.patience:
-            log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {bad} evaluations")
+        if sel.should_stop(cfg.patience):
+            log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {sel.bad} evaluations")
             break
-    return finish_pretraining(adapter, history, best_state, best_epoch, out, epoch_times)
+    return finish_pretraining(adapter, history, sel, out, epoch_times)
 
 
 # ---------------------------------------------------------------------------------------------- scenario

@@ -30,7 +30,6 @@ import json
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from refit_gym.data import load_dataset

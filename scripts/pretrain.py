@@ -93,7 +93,6 @@ def backbone_kwargs(args) -> dict:
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    import torch
 
     from refit_gym.diffusion import BACKBONES, load_backbone
     from refit_gym.scenarios import scenario_for

@@ -12,7 +12,7 @@ import torch
 from stable_baselines3 import A2C
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents import ALGOS, DDPO, DenoiserPolicy, NonFiniteTrainingError, RatioLoggingPPO, ReFiT
+from agents import ALGOS, DenoiserPolicy, NonFiniteTrainingError, RatioLoggingPPO, ReFiT
 from agents.distributions import DenoiserGaussian
 from refit_gym.data.synthetic import make_synthetic
 from refit_gym.diffusion import build_backbone, load_backbone, save_backbone

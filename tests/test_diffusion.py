@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from refit_gym.data import make_synthetic
-from refit_gym.diffusion import (CFDiffAdapter, CheckpointError, DiffRecAdapter, GaussianDiffusion, ScheduleConfig,
+from refit_gym.diffusion import (CFDiffAdapter, CheckpointError, GaussianDiffusion, ScheduleConfig,
                                  build_backbone, load_backbone, save_backbone)
 from refit_gym.diffusion.schedule import make_betas
 from refit_gym.diffusion.training import ImportanceSampler, PretrainConfig, pretrain

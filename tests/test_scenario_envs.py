@@ -6,7 +6,6 @@ import json
 import pickle
 import sys
 import warnings
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,6 +93,31 @@ class ImportanceSampler:
 
 
 @dataclass
+class ModelSelection:
+    """Validation model selection shared by the pretraining loops: the best weights so far, their epoch,
+    and the number of evaluations since the last gain (for early stopping)."""
+
+    metric: str
+    best: float = -math.inf
+    best_epoch: int = -1
+    bad: int = 0
+    best_state: Optional[Dict] = None
+
+    def observe(self, adapter: DenoiserAdapter, data, epoch: int, metrics: Dict[str, float], cfg, out=None) -> None:
+        """Record one validation result; on a gain keep the weights and, with ``out``, write ``out/best.pt``."""
+        if metrics[self.metric] > self.best:
+            self.best, self.best_epoch, self.bad = metrics[self.metric], epoch, 0
+            self.best_state = {k: v.detach().cpu().clone() for k, v in adapter.state_dict().items()}
+            if out is not None:
+                save_backbone(adapter, Path(out) / "best.pt", meta=checkpoint_meta(data, epoch, metrics, cfg))
+        else:
+            self.bad += 1
+
+    def should_stop(self, patience: int) -> bool:
+        return bool(patience) and self.bad >= patience
+
+
+@dataclass
 class PretrainResult:
     best_epoch: int
     best_valid: Dict[str, float]
@@ -139,8 +163,8 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(str(out / "tb"))
-    start_epoch, best, best_epoch, bad, history = 0, -math.inf, -1, 0, []
-    best_state = None
+    start_epoch, history = 0, []
+    sel = ModelSelection(cfg.metric)
     state_path = out / "last_state.pt" if out is not None else None
     if resume and state_path is not None and state_path.exists():
         st = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -150,9 +174,8 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         gen.set_state(st["torch_gen"])
         rng.bit_generator.state = st["np_rng"]
         torch.set_rng_state(st["torch_global"])  # dropout draws from the global generator
-        start_epoch, best, best_epoch, bad = st["epoch"] + 1, st["best"], st["best_epoch"], st["bad"]
-        history = json.loads(st["history"])
-        best_state = st["best_model"]
+        start_epoch, history = st["epoch"] + 1, json.loads(st["history"])
+        sel = ModelSelection(cfg.metric, st["best"], st["best_epoch"], st["bad"], st["best_model"])
         log(f"resumed from {state_path} at epoch {start_epoch}")
 
     users_all = np.arange(data.n_users)
@@ -191,14 +214,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             metrics = evaluate_fn(adapter, data, "valid")
             row.update({f"valid/{k}": v for k, v in metrics.items()})
-            score = metrics[cfg.metric]
-            if score > best:
-                best, best_epoch, bad = score, epoch, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in adapter.state_dict().items()}
-                if out is not None:
-                    save_backbone(adapter, out / "best.pt", meta=checkpoint_meta(data, epoch, metrics, cfg))
-            else:
-                bad += 1
+            sel.observe(adapter, data, epoch, metrics, cfg, out)
         history.append(row)
         if writer is not None:
             for k, v in row.items():
@@ -207,28 +223,30 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
             writer.flush()
         bar.update(1)
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", **{cfg.metric: f"{row.get('valid/' + cfg.metric, float('nan')):.4f}"},
-                        best=f"{best:.4f}@{best_epoch}")
+                        best=f"{sel.best:.4f}@{sel.best_epoch}")
         if state_path is not None:
             atomic_torch_save({
                 "model": adapter.state_dict(), "optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
-                "torch_gen": gen.get_state(), "torch_global": torch.get_rng_state(), "np_rng": rng.bit_generator.state, "epoch": epoch, "best": best,
-                "best_epoch": best_epoch, "bad": bad, "history": json.dumps(history), "best_model": best_state,
+                "torch_gen": gen.get_state(), "torch_global": torch.get_rng_state(), "np_rng": rng.bit_generator.state, "epoch": epoch, "best": sel.best,
+                "best_epoch": sel.best_epoch, "bad": sel.bad, "history": json.dumps(history), "best_model": sel.best_state,
             }, state_path)
             (out / "history.json").write_text(json.dumps(history, indent=1))
-        if cfg.patience and bad >= cfg.patience:
-            log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {bad} evaluations (best {best:.4f} at epoch {best_epoch})")
+        if sel.should_stop(cfg.patience):
+            log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {sel.bad} evaluations "
+                f"(best {sel.best:.4f} at epoch {sel.best_epoch})")
             break
     bar.close()
     if writer is not None:
         writer.close()
-    return finish_pretraining(adapter, history, best_state, best_epoch, out, epoch_times)
+    return finish_pretraining(adapter, history, sel, out, epoch_times)
 
 
-def finish_pretraining(adapter: DenoiserAdapter, history: List[Dict], best_state: Optional[Dict], best_epoch: int,
-                       out: Optional[Path], epoch_times: List[float]) -> PretrainResult:
+def finish_pretraining(adapter: DenoiserAdapter, history: List[Dict], sel: ModelSelection, out: Optional[Path],
+                       epoch_times: List[float]) -> PretrainResult:
     """Leave ``adapter`` holding the best (validation-selected) weights in eval mode; summarise the run."""
-    if best_state is not None:
-        adapter.load_state_dict(best_state)
+    best_epoch = sel.best_epoch
+    if sel.best_state is not None:
+        adapter.load_state_dict(sel.best_state)
     adapter.eval()
     return PretrainResult(
         best_epoch=best_epoch, best_valid=next((r for r in history if r["epoch"] == best_epoch), {}),

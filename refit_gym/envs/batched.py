@@ -19,7 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.utils import seeding

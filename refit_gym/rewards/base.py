@@ -26,13 +26,13 @@ row is drawn from it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Union
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from refit_gym.data.dataset import InteractionData, as_interactions
+from refit_gym.data.dataset import as_interactions
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
