@@ -28,8 +28,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from refit_gym.data.dataset import InteractionData
 from refit_gym.diffusion.adapters import DenoiserAdapter
-from refit_gym.envs.core import (ProcessViews, DEFAULT_ACTION_BOUND, DenoisingProcess, check_user, check_users, draw_episode,
-                                 resolve_backbone)
+from refit_gym.envs.core import (DEFAULT_ACTION_BOUND, DenoisingProcess, ProcessViews, check_user, check_users,
+                                 draw_episode, reset_option, resolve_backbone)
 from refit_gym.rewards import Reward
 
 _SLOT_ATTRS = ("np_random", "user")
@@ -244,11 +244,7 @@ class DenoisingVectorEnv(VectorEnv):
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
             self._np_random, self._np_random_seed = seeding.np_random(seeds[0])
             self.batched._rngs = [seeding.np_random(int(s))[0] for s in seeds]
-        options = dict(options or {})
-        extra = set(options) - {"users"}
-        if extra:
-            raise ValueError(f"unknown reset options {sorted(extra)}; DenoisingVectorEnv accepts 'users'")
-        users = options.get("users")
+        users = reset_option(options, "users", "DenoisingVectorEnv")
         if users is not None:
             users = check_users(users, self.num_envs, self.batched.process.n_users)
         self.batched.reset_tensors(users)

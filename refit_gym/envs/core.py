@@ -60,6 +60,15 @@ def check_user(user: Any, n_users: int, what: str = "user") -> int:
     return int(user)
 
 
+def reset_option(options: Optional[Dict[str, Any]], key: str, owner: str) -> Any:
+    """The value of the only accepted reset option ``key`` (None when absent); raises on any other key."""
+    options = dict(options or {})
+    unknown = set(options) - {key}
+    if unknown:
+        raise ValueError(f"unknown reset options {sorted(unknown)}; {owner} accepts {key!r}")
+    return options.get(key)
+
+
 def check_users(users: Any, n: int, n_users: int) -> np.ndarray:
     """``users`` as an int64 array ``(n,)`` of ids in range; raises naming the first bad value."""
     arr = np.asarray(users)

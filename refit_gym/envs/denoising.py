@@ -15,7 +15,8 @@ import torch
 
 from refit_gym.data.dataset import InteractionData
 from refit_gym.diffusion.adapters import DenoiserAdapter
-from refit_gym.envs.core import ProcessViews, DEFAULT_ACTION_BOUND, DenoisingProcess, check_user, draw_episode, resolve_backbone
+from refit_gym.envs.core import (DEFAULT_ACTION_BOUND, DenoisingProcess, ProcessViews, check_user, draw_episode,
+                                 reset_option, resolve_backbone)
 from refit_gym.rewards import Reward
 
 
@@ -91,11 +92,7 @@ class DenoisingEnv(ProcessViews, gym.Env):
     def reset(self, *, seed: Optional[int] = None, options: Optional[Dict[str, Any]] = None):
         """Start an episode. ``options`` may hold ``"user"``: an integer id in ``[0, n_users)``."""
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - {"user"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; DenoisingEnv accepts 'user'")
-        user = options.get("user")
+        user = reset_option(options, "user", "DenoisingEnv")
         if user is not None:
             user = check_user(user, self.process.n_users, "options['user']")
         user, key = draw_episode(self.np_random, self.process.n_users, user)
