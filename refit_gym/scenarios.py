@@ -201,13 +201,16 @@ class Scenario:
         return data
 
     # ------------------------------------------------------------------ backbone
-    def build_backbone(self, data, backbone: Optional[str] = None, **overrides) -> DenoiserAdapter:
-        """A fresh backbone (default :attr:`backbone`) for ``data``; :attr:`backbone_kwargs` apply to the
-        default backbone only, then ``overrides``."""
-        name = backbone or self.backbone
-        kwargs = dict(self.backbone_kwargs) if name == self.backbone else {}
+    def architecture(self, backbone: Optional[str] = None, **overrides) -> Dict[str, Any]:
+        """Constructor keyword arguments of ``backbone`` (default :attr:`backbone`): :attr:`backbone_kwargs`
+        for the default backbone only (other backbones keep their constructor defaults), then ``overrides``."""
+        kwargs = dict(self.backbone_kwargs) if (backbone or self.backbone) == self.backbone else {}
         kwargs.update(overrides)
-        return build_backbone(name, data, **kwargs)
+        return kwargs
+
+    def build_backbone(self, data, backbone: Optional[str] = None, **overrides) -> DenoiserAdapter:
+        """A fresh backbone (default :attr:`backbone`) for ``data``, built with :meth:`architecture`."""
+        return build_backbone(backbone or self.backbone, data, **self.architecture(backbone, **overrides))
 
     def pretrain(self, adapter: DenoiserAdapter, data, cfg: Optional[PretrainConfig] = None, out_dir=None,
                  device="cpu", max_seconds: Optional[float] = None, progress: bool = False, resume: bool = False,

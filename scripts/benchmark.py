@@ -246,13 +246,11 @@ def pretrain_argv(backbone: str, settings: Settings) -> List[str]:
 
 def backbone_kwargs_for(backbone: str, settings: Settings) -> Dict[str, Any]:
     """The architecture ``scripts/pretrain.py`` builds for ``backbone`` under ``settings``."""
+    from refit_gym.scenarios import scenario_for
+
     script = load_script("pretrain")
     args = script.build_parser().parse_args(pretrain_argv(backbone, settings))
-    kwargs = script.backbone_kwargs(args)
-    if backbone not in script.BACKBONE_DEFAULTS:  # as pretrain.main: DiffRec-only overrides are dropped
-        for key in ("hidden", "emb_size", "dropout"):
-            kwargs.pop(key, None)
-    return kwargs
+    return scenario_for(backbone).architecture(backbone, **script.backbone_kwargs(args))
 
 
 def effective_hyperparams(algo: str, env_id: str, quick: bool, override: Optional[Path]) -> Dict[str, Any]:

@@ -26,13 +26,6 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-# Backbone architecture defaults (DiffRec's published ml-1m setting; CF-Diff sized to match).
-BACKBONE_DEFAULTS = {
-    "diffrec": dict(hidden=[600, 200], emb_size=10, dropout=0.5),
-    "cfdiff": dict(n_hops=3, d_model=256, heads=4, emb_size=16, dropout=0.5, top_m=50),
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="diffrec", help="registered backbone name (diffrec, cfdiff, ...)")
@@ -58,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mean-type", default=None, choices=["x0", "eps"])
     p.add_argument("--sampling-steps", type=int, default=None, help="noise level of the inference start (0: clean history)")
     # architecture overrides
-    p.add_argument("--hidden", type=int, nargs="+", default=None, help="DiffRec encoder widths (default 600 200)")
+    p.add_argument("--hidden", type=int, nargs="+", default=None, help="DiffRec encoder widths (default: the scenario's, 600 200)")
     p.add_argument("--emb-size", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -73,17 +66,13 @@ SCHEDULE_FLAGS = ("noise_schedule", "noise_scale", "noise_min", "noise_max", "st
 
 
 def backbone_kwargs(args) -> dict:
-    """Architecture defaults of ``--backbone``, CLI overrides, and its default schedule updated by the
-    schedule flags that were given."""
+    """The architecture flags that were given, and the backbone's default schedule updated by the schedule
+    flags that were given (the architecture defaults come from the scenario: ``Scenario.architecture``)."""
     import inspect
 
     from refit_gym.diffusion import BACKBONES, ScheduleConfig
 
-    kw = dict(BACKBONE_DEFAULTS.get(args.backbone, {}))
-    for name in ("hidden", "emb_size", "dropout"):
-        v = getattr(args, name)
-        if v is not None:
-            kw[name] = v
+    kw = {name: getattr(args, name) for name in ("hidden", "emb_size", "dropout") if getattr(args, name) is not None}
     default = next(inspect.signature(c.__init__).parameters["schedule"].default for c in BACKBONES[args.backbone].__mro__
                    if "schedule" in inspect.signature(c.__init__).parameters)  # subclasses may forward **kwargs
     default = default.to_dict() if isinstance(default, ScheduleConfig) else dict(default)

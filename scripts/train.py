@@ -75,11 +75,11 @@ def obtain_backbone(args, data, kind: str, out: Path, device) -> Path:
     if args.resume and path.is_file():
         log(f"reusing the pretrained backbone {path}")
         return path
-    from refit_gym.diffusion import build_backbone
     from refit_gym.diffusion.training import PretrainConfig, pretrain
+    from refit_gym.scenarios import scenario_for
 
     log(f"no --checkpoint: pretraining a {kind} backbone for {args.pretrain_epochs} epochs into {path.parent}")
-    adapter = build_backbone(kind, data)
+    adapter = scenario_for(kind).build_backbone(data, kind)  # the same architecture as scripts/pretrain.py
     pretrain(adapter, data, PretrainConfig(epochs=args.pretrain_epochs, seed=args.seed), out_dir=path.parent,
              device=device, progress=False, log=log)
     return path
