@@ -16,7 +16,8 @@ numbers or ``"lin_<value>"``; everything else is a keyword argument of the algor
 
 Model selection uses the validation split only: the backbone is validated every ``eval_freq``
 environment steps and at the end, and the checkpoint with the best validation ``select_metric`` is
-exported to ``best.pt``; test metrics are computed once, for the pretrained, final and best models.
+exported to ``best.pt`` (the pretrained start competes: when fine-tuning never improves validation, the
+selected model is the start); test metrics are computed once per distinct model (pretrained, final, best).
 """
 from __future__ import annotations
 
@@ -129,11 +130,18 @@ def split_hyperparams(params: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str,
 
 
 # ---------------------------------------------------------------------------- evaluation, saving, callbacks
-def evaluate_splits(adapter, data, device) -> Dict[str, Dict[str, float]]:
-    """Validation and test metrics of a backbone's deterministic inference."""
-    from refit_gym.metrics import evaluate_backbone
+def evaluate_split(adapter, data, split: str, env_id: str) -> Dict[str, float]:
+    """Metrics of a backbone's deterministic inference on ``split`` with the protocol of ``env_id``'s scenario
+    (:meth:`refit_gym.scenarios.Scenario.evaluate_backbone`: masked full ranking with Recall/NDCG/... for
+    interaction data, leave-one-out HR/NDCG (and ``recall@K`` = HR@K) for sequences)."""
+    from refit_gym.scenarios import scenario_for
 
-    return {split: evaluate_backbone(adapter, data, split, device=device) for split in ("valid", "test")}
+    return scenario_for(env_id).evaluate_backbone(adapter, data, split)
+
+
+def evaluate_splits(adapter, data, env_id: str = "refit_gym/DiffRec-v0") -> Dict[str, Dict[str, float]]:
+    """``{"valid": {...}, "test": {...}}``: :func:`evaluate_split` on both splits."""
+    return {split: evaluate_split(adapter, data, split, env_id) for split in ("valid", "test")}
 
 
 def save_model(model, out: Path, state: Dict[str, Any]) -> None:
@@ -181,32 +189,31 @@ class TrainingClock:
         return self.offset + (now - self._t0 - self._paused)
 
 
-def make_callbacks(out: Path, data, device, eval_every: int, save_every: int, state: Dict[str, Any],
+def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: int, state: Dict[str, Any],
                    clock: TrainingClock, select_metric: str, log: Callable[[str], None], total: Optional[int] = None,
                    progress: bool = False):
     """SB3 callbacks (validation with best-model export, periodic saving, an optional tqdm bar) and the
     ``validate(model)`` function they use.
 
     ``validate`` evaluates the deterministic policy (= the fine-tuned backbone's own inference) on the
-    validation split, logs ``eval/*``, appends ``{num_timesteps, train_seconds, <metrics>}`` to
-    ``state["history"]`` and exports ``best.pt`` when ``select_metric`` improves.
+    validation split with the protocol of ``env_id``'s scenario, logs ``eval/*``, appends
+    ``{num_timesteps, train_seconds, <metrics>}`` to ``state["history"]``, keeps the full metrics in
+    ``state["last_valid"]`` and exports ``best.pt`` when ``select_metric`` improves on
+    ``state["best_valid"]`` (which starts as the pretrained backbone's: the start competes too).
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
     from refit_gym.diffusion.checkpoint import save_backbone
-    from refit_gym.metrics import evaluate_backbone
 
     def validate(model) -> Dict[str, float]:
         clock.pause()
-        metrics = evaluate_backbone(model.policy.denoiser, data, "valid", device=device)
-        if select_metric not in metrics:
-            raise FinetuneError(f"select_metric {select_metric!r} is not an evaluated metric ({sorted(metrics)})")
+        metrics = evaluate_split(model.policy.denoiser, data, "valid", env_id)
         for key in sorted({"recall@20", "ndcg@20", select_metric}):
             model.logger.record(f"eval/{key}", metrics[key])
         step = int(model.num_timesteps)
         state["history"].append(dict(num_timesteps=step, train_seconds=clock.seconds,
                                      **{k: metrics[k] for k in HISTORY_METRICS if k in metrics}))
-        state["last_eval_timesteps"] = step
+        state["last_eval_timesteps"], state["last_valid"] = step, metrics
         log(f"step {step}: valid recall@20 {metrics['recall@20']:.4f} ndcg@20 {metrics['ndcg@20']:.4f}")
         if metrics[select_metric] > state["best_valid"].get(select_metric, float("-inf")):
             state["best_valid"], state["best_timesteps"] = metrics, step
@@ -255,7 +262,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
              hyperparams: HyperparamsLike = None, seed: int = 0, device="cpu", out: Union[str, Path] = "runs/finetune",
              eval_freq: int = 0, save_freq: int = 0, resume: bool = False, tensorboard_log: Optional[str] = None,
              n_timesteps: Optional[int] = None, progress: bool = False, verbose: int = 0,
-             select_metric: str = DEFAULT_SELECT_METRIC, log: Callable[[str], None] = default_log) -> Dict[str, Any]:
+             select_metric: str = DEFAULT_SELECT_METRIC, pretrained_metrics: Optional[Dict[str, Dict[str, float]]] = None,
+             log: Callable[[str], None] = default_log) -> Dict[str, Any]:
     """Fine-tune the backbone ``checkpoint`` with ``algo`` on the environment ``env_id``; returns the metrics.
 
     Args:
@@ -277,7 +285,10 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         n_timesteps: overrides the hyperparameters' ``n_timesteps``.
         progress: show a tqdm bar over environment steps.
         verbose: SB3 verbosity (1 also prints SB3's log table).
-        select_metric: validation metric of the best-model selection (e.g. ``ndcg@20``).
+        select_metric: validation metric of the best-model selection (e.g. ``ndcg@20``). The pretrained start
+            competes: if no validation beats it, ``best`` is the pretrained backbone (``num_timesteps`` 0).
+        pretrained_metrics: ``{"valid": {...}, "test": {...}}`` of ``checkpoint`` already computed with the same
+            protocol (e.g. by the benchmark's pretrained row); skips re-evaluating the start.
         log: receives one human-readable line per event.
 
     Returns:
@@ -333,7 +344,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
 
     pretrained, _ = load_backbone(checkpoint, data, device=device)
     state: Dict[str, Any] = {"best_valid": {}, "best_timesteps": None, "history": [], "train_seconds": 0.0,
-                             "last_eval_timesteps": None}
+                             "last_eval_timesteps": None, "last_valid": None}
     last = out / "last_model.zip"
     if resume and last.is_file():
         model = algo_cls.load(last, env=env, device=device, tensorboard_log=tensorboard_log)
@@ -342,16 +353,22 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         # validations after the last save are redone: drop them from the learning curve
         state["history"] = [h for h in state["history"] if h["num_timesteps"] <= model.num_timesteps]
         previous = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else {}
-        before = previous.get("pretrained") or evaluate_splits(pretrained, data, device)
+        before = previous.get("pretrained") or pretrained_metrics or evaluate_splits(pretrained, data, env_id)
         log(f"resuming {algo} from {last} at step {model.num_timesteps}")
     else:
         if resume:
             log(f"resume: {last} does not exist yet; starting from scratch")
         model = algo_cls(policy, env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose,
                          **kwargs)
-        before = evaluate_splits(pretrained, data, device)
+        before = pretrained_metrics or evaluate_splits(pretrained, data, env_id)
+        if select_metric not in before["valid"]:
+            raise FinetuneError(f"select_metric {select_metric!r} is not an evaluated metric ({sorted(before['valid'])})")
         state["history"] = [dict(num_timesteps=0, train_seconds=0.0,
                                  **{k: before["valid"][k] for k in HISTORY_METRICS if k in before["valid"]})]
+        # the start competes for best.pt: when no validation beats it, the selected model is the pretrained one
+        state["best_valid"], state["best_timesteps"] = before["valid"], 0
+        save_backbone(pretrained, out / "best.pt", meta=dict(source="agents.finetune", num_timesteps=0,
+                      valid=before["valid"], selected_on=f"valid {select_metric}", data=data.name, n_users=data.n_users))
         write_json_atomic(out / "metrics.json", {"pretrained": before}, indent=1)
     log(f"pretrained backbone: valid recall@20 {before['valid']['recall@20']:.4f}, "
         f"test recall@20 {before['test']['recall@20']:.4f}")
@@ -362,27 +379,31 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     model.set_logger(Logger(str(out), formats))  # progress.csv in OUT, TensorBoard events in tensorboard_log
     eval_every, save_every = (max(f // n_envs, 1) if f > 0 else 0 for f in (eval_freq, save_freq))
     clock = TrainingClock(offset=state["train_seconds"])
-    callbacks, validate = make_callbacks(out, data, device, eval_every, save_every, state, clock, select_metric, log,
+    callbacks, validate = make_callbacks(out, data, env_id, eval_every, save_every, state, clock, select_metric, log,
                                          total=n_timesteps, progress=progress)
     remaining = n_timesteps - model.num_timesteps
     clock.start()
     if remaining > 0:
         model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
-    if state["last_eval_timesteps"] != model.num_timesteps:
+    if state["last_eval_timesteps"] != model.num_timesteps or state["last_valid"] is None:
         validate(model)  # the final model competes for best.pt too
-    if not (out / "best.pt").is_file():  # nothing improved on -inf: cannot happen unless every metric is NaN
-        raise FinetuneError(f"no validation produced a finite {select_metric}; see {out / 'progress.csv'}")
     state["train_seconds"] = clock.seconds
     save_model(model, out, state)
     save_backbone(model.policy.denoiser, out / "final.pt", meta=dict(source="agents.finetune", algo=algo,
                   num_timesteps=int(model.num_timesteps), data=data.name, n_users=data.n_users))
-    best, _ = load_backbone(out / "best.pt", data, device=device)
+    # validation metrics are those of the validations themselves; test is evaluated once per distinct model
+    final = {"valid": state["last_valid"], "test": evaluate_split(model.policy.denoiser, data, "test", env_id)}
+    if state["best_timesteps"] == 0:
+        best = dict(before)
+    elif state["best_timesteps"] == int(model.num_timesteps):
+        best = dict(final)
+    else:
+        best_adapter, _ = load_backbone(out / "best.pt", data, device=device)
+        best = {"valid": state["best_valid"], "test": evaluate_split(best_adapter, data, "test", env_id)}
     metrics = {
         "algo": algo, "env": env_id, "data": data.name, "checkpoint": str(checkpoint), "reward": reward, "seed": seed,
         "num_timesteps": int(model.num_timesteps), "hyperparams": params, "selected_on": f"valid {select_metric}",
-        "pretrained": before,
-        "final": evaluate_splits(model.policy.denoiser, data, device),
-        "best": dict(evaluate_splits(best, data, device), num_timesteps=state["best_timesteps"]),
+        "pretrained": before, "final": final, "best": dict(best, num_timesteps=state["best_timesteps"]),
         "history": state["history"], "train_seconds": state["train_seconds"],
     }
     write_json_atomic(out / "metrics.json", metrics, indent=1)

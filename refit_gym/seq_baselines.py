@@ -11,7 +11,10 @@ mask the user's history (repeat consumption is legitimate, e.g. POI revisits), s
 truth itself, so that a repeated target stays reachable.
 
 Ranks count strictly higher scores (ties favour the target); ``HR@K = 1[rank < K]``,
-``NDCG@K = 1[rank < K] / log2(rank + 2)``, averaged over users.
+``NDCG@K = 1[rank < K] / log2(rank + 2)``, averaged over users. With one ground-truth item per user
+Recall@K equals HR@K; it is reported under both names (``recall@K`` and ``hitrate@K``) so that code
+written for interaction data (model selection on ``recall@20``, the benchmark tables) reads
+sequential results unchanged.
 """
 from __future__ import annotations
 
@@ -39,7 +42,8 @@ def evaluate_sequential(score_fn: ScoreFn, seq_data, split: str = "test", ks: Se
         split: 'valid' or 'test'. ks: cut-offs. mask_history: see the module docstring.
         batch_size: users per ``score_fn`` call. users: evaluate a subset (default: all).
     Returns:
-        ``{"hitrate@K": float, "ndcg@K": float for K in ks, "n_users": int}``.
+        ``{"hitrate@K": float, "recall@K": float (= hitrate@K, one target per user), "ndcg@K": float
+        for K in ks, "n_users": int}``.
     """
     target_all = seq_data.held_out(split)
     users = np.arange(seq_data.n_users) if users is None else np.asarray(users, dtype=np.int64)
@@ -59,7 +63,7 @@ def evaluate_sequential(score_fn: ScoreFn, seq_data, split: str = "test", ks: Se
     out: Dict[str, float] = {}
     for k in ks:
         hit = ranks < k
-        out[f"hitrate@{k}"] = float(hit.mean())
+        out[f"hitrate@{k}"] = out[f"recall@{k}"] = float(hit.mean())
         out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
     out["n_users"] = int(len(users))
     return out

@@ -13,12 +13,13 @@ Examples::
 **Rows** (a list of :class:`RowSpec`, see :func:`build_rows`; a scenario adds its rows as entries of
 :data:`EXTRA_ROWS`): MostPopular, ItemKNN and EASE (hyperparameter chosen on validation by
 :func:`refit_gym.baselines.select_on_validation`), each pretrained backbone, and each backbone fine-tuned
-with ReFiT (reward ``refit``), ReFiT with the naive ``topk`` reward, DDPO and PPO. Backbones are pretrained
-with ``scripts/pretrain.py`` (one per seed) unless ``OUT/checkpoints/<backbone>-seed<k>.pt`` exists or
-``--checkpoint-<backbone> PATH`` is given (then used for every seed); fine-tuning is
-:func:`agents.finetune.finetune` with the defaults of ``agents/hyperparams/<algo>.yml`` (``--hyperparams
-ALGO=FILE`` overrides them), validated ``--eval-points`` times; the model reported is the evaluation
-checkpoint with the best **validation** NDCG@20 (``--select-metric``). Test metrics never choose anything.
+with ReFiT, DDPO, PPO and A2C (all on the same reward: ``--reward``, by default the environment's registered
+one) and ReFiT with the naive ``topk`` reward. Backbones are pretrained with ``scripts/pretrain.py`` (one per
+seed) unless ``OUT/checkpoints/<backbone>-seed<k>.pt`` exists or ``--checkpoint-<backbone> PATH`` is given
+(then used for every seed); fine-tuning is :func:`agents.finetune.finetune` with the defaults of
+``agents/hyperparams/<algo>.yml`` (``--hyperparams METHOD=FILE`` overrides them per method), validated
+``--eval-points`` times; the model reported is the checkpoint with the best **validation** NDCG@20
+(``--select-metric``) among those evaluations and the pretrained start. Test metrics never choose anything.
 
 **Resumable.** Every (method, seed) result is written atomically to ``OUT/runs/<method>/seed<k>.json`` as soon
 as it is done (``seedNA.json`` for deterministic rows) and reused by later invocations, so a benchmark can be
@@ -70,12 +71,14 @@ PRETRAIN_TIMED_EPOCHS = 3  # pretraining epochs timed per scaling point (after o
 
 BASELINE_LABELS = {"pop": "MostPopular", "itemknn": "ItemKNN", "ease": "EASE"}
 BACKBONE_LABELS = {"diffrec": "DiffRec", "cfdiff": "CF-Diff"}
-#: fine-tuning methods: (algorithm, reward, label)
-FINETUNE_METHODS: Dict[str, Tuple[str, str, str]] = {
-    "refit": ("refit", "refit", "ReFiT"),
+#: fine-tuning methods: (algorithm, reward, label); reward None = the benchmark's ``--reward`` (by default the
+#: environment's registered reward), so that ReFiT, DDPO, PPO and A2C optimise the same objective
+FINETUNE_METHODS: Dict[str, Tuple[str, Optional[str], str]] = {
+    "refit": ("refit", None, "ReFiT"),
     "naive": ("refit", "topk", "ReFiT, naive reward (top-k)"),
-    "ddpo": ("ddpo", "refit", "DDPO"),
-    "ppo": ("ppo", "refit", "PPO"),
+    "ddpo": ("ddpo", None, "DDPO"),
+    "ppo": ("ppo", None, "PPO"),
+    "a2c": ("a2c", None, "A2C"),
 }
 METHODS = tuple(BASELINE_LABELS) + ("pretrained",) + tuple(FINETUNE_METHODS)
 
@@ -91,6 +94,7 @@ QUICK_HYPERPARAMS: Dict[str, Dict[str, Any]] = {
                  batch_size=QUICK_N_ENVS * QUICK_STEPS),
     "ppo": dict(n_envs=QUICK_N_ENVS, n_timesteps=QUICK_N_ENVS * QUICK_STEPS * QUICK_ROLLOUTS, n_steps=QUICK_STEPS,
                 batch_size=QUICK_N_ENVS * QUICK_STEPS),
+    "a2c": dict(n_envs=QUICK_N_ENVS, n_timesteps=QUICK_N_ENVS * QUICK_STEPS * QUICK_ROLLOUTS, n_steps=QUICK_STEPS),
 }
 QUICK_EVAL_POINTS = 2
 
@@ -108,6 +112,7 @@ class RowSpec:
         baseline: the baseline key (kind ``baseline``).
         backbone, env_id: backbone kind and its environment id (kinds ``pretrained`` and ``finetuned``).
         algo, reward: the :data:`agents.ALGOS` key and the reward (kind ``finetuned``).
+        method: the :data:`FINETUNE_METHODS` key (kind ``finetuned``): its hyperparameters are the method's.
         seeded: False for deterministic rows (one run, no seed).
     """
 
@@ -119,13 +124,14 @@ class RowSpec:
     env_id: Optional[str] = None
     algo: Optional[str] = None
     reward: Optional[str] = None
+    method: Optional[str] = None
     seeded: bool = True
 
     def __post_init__(self):
         if self.kind not in ("baseline", "pretrained", "finetuned"):
             raise ValueError(f"RowSpec {self.name!r}: kind {self.kind!r} is not baseline, pretrained or finetuned")
         needed = {"baseline": ("baseline",), "pretrained": ("backbone", "env_id"),
-                  "finetuned": ("backbone", "env_id", "algo", "reward")}[self.kind]
+                  "finetuned": ("backbone", "env_id", "algo", "reward", "method")}[self.kind]
         missing = [f for f in needed if getattr(self, f) is None]
         if missing:
             raise ValueError(f"RowSpec {self.name!r} of kind {self.kind!r} needs {missing}")
@@ -147,8 +153,13 @@ def env_ids_by_backbone() -> Dict[str, str]:
     return out
 
 
-def build_rows(backbones: Sequence[str], methods: Sequence[str] = METHODS) -> List[RowSpec]:
-    """The plan's rows: the selected baselines, then per backbone its pretrained and fine-tuned rows."""
+def build_rows(backbones: Sequence[str], methods: Sequence[str] = METHODS, reward: Optional[str] = None) -> List[RowSpec]:
+    """The plan's rows: the selected baselines, then per backbone its pretrained and fine-tuned rows.
+
+    ``reward``: the reward of the methods whose :data:`FINETUNE_METHODS` reward is None (default: each
+    environment's registered reward)."""
+    import gymnasium
+
     envs = env_ids_by_backbone()
     rows = [RowSpec(name=m, kind="baseline", label=BASELINE_LABELS[m], baseline=m, seeded=False)
             for m in BASELINE_LABELS if m in methods]
@@ -158,10 +169,11 @@ def build_rows(backbones: Sequence[str], methods: Sequence[str] = METHODS) -> Li
         label = BACKBONE_LABELS.get(b, b)
         if "pretrained" in methods:
             rows.append(RowSpec(name=b, kind="pretrained", label=f"{label} (pretrained)", backbone=b, env_id=envs[b]))
-        for m, (algo, reward, mlabel) in FINETUNE_METHODS.items():
+        for m, (algo, method_reward, mlabel) in FINETUNE_METHODS.items():
             if m in methods:
+                r = method_reward or reward or gymnasium.spec(envs[b]).kwargs["reward"]
                 rows.append(RowSpec(name=f"{b}-{m}", kind="finetuned", label=f"{label} + {mlabel}", backbone=b,
-                                    env_id=envs[b], algo=algo, reward=reward))
+                                    env_id=envs[b], algo=algo, reward=r, method=m))
     return rows + list(EXTRA_ROWS)
 
 
@@ -230,6 +242,7 @@ class Settings:
     select_metric: str
     eval_points: int
     pretrain_args: List[str]
+    reward: Optional[str] = None  # --reward (None: each environment's registered reward)
     hyperparams: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # "<algo>|<env_id>" -> effective section
 
     def fingerprint(self) -> Dict[str, Any]:
@@ -354,22 +367,31 @@ class Runner:
 
         path, record = self.checkpoint(row.backbone, seed)
         adapter, _ = load_backbone(path, self.data, device=self.device)
-        splits = evaluate_splits(adapter, self.data, self.device)
+        splits = evaluate_splits(adapter, self.data, row.env_id)
         log(f"{path}: valid ndcg@20 {splits['valid']['ndcg@20']:.4f}, test ndcg@20 {splits['test']['ndcg@20']:.4f}")
         return dict(checkpoint=str(path), pretrain=record, **splits)
+
+    def pretrained_metrics(self, row: RowSpec, seed: int, checkpoint: Path) -> Optional[Dict[str, Dict[str, float]]]:
+        """Validation and test metrics of ``checkpoint`` from the pretrained row of ``row.backbone`` (same seed,
+        same checkpoint file), or None when that row has not been computed: fine-tuning then evaluates it."""
+        record = read_json(self.out / "runs" / row.backbone / f"seed{seed}.json")
+        if record is None or record.get("checkpoint") != str(checkpoint):
+            return None
+        return {"valid": record["valid"], "test": record["test"]}
 
     def _finetuned(self, row: RowSpec, seed: int, log) -> Dict[str, Any]:
         from agents.finetune import finetune
 
         path, _ = self.checkpoint(row.backbone, seed)
-        params = self.settings.hyperparams[f"{row.algo}|{row.env_id}"]
+        params = self.settings.hyperparams[f"{row.method}|{row.env_id}"]
         n_timesteps = int(float(params.get("n_timesteps", 1e5)))
         eval_freq = max(n_timesteps // self.settings.eval_points, 1)
         if self.bar is not None:
             self.bar.set_postfix_str(f"{row.name} seed {seed}")
         m = finetune(row.algo, row.env_id, self.data, path, reward=row.reward, hyperparams=params, seed=seed,
                      device=self.device, out=self.out / "finetune" / row.name / f"seed{seed}", eval_freq=eval_freq,
-                     save_freq=eval_freq, resume=True, select_metric=self.settings.select_metric, log=log)
+                     save_freq=eval_freq, resume=True, select_metric=self.settings.select_metric,
+                     pretrained_metrics=self.pretrained_metrics(row, seed, path), log=log)
         return dict(checkpoint=str(path), valid=m["best"]["valid"], test=m["best"]["test"], pretrained=m["pretrained"],
                     final=m["final"], best_timesteps=m["best"]["num_timesteps"], num_timesteps=m["num_timesteps"],
                     history=m["history"], train_seconds=m["train_seconds"], hyperparams=m["hyperparams"],
@@ -769,8 +791,8 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
             lines.append("python " + shlex.join(r["argv"]))
     for row in rows:
         if row.kind == "finetuned":
-            hp = out / "hyperparams" / f"{row.algo}-{row.backbone}.yml"
-            params = settings.hyperparams.get(f"{row.algo}|{row.env_id}", {})
+            hp = out / "hyperparams" / f"{row.method}-{row.backbone}.yml"
+            params = settings.hyperparams.get(f"{row.method}|{row.env_id}", {})
             eval_freq = max(int(float(params.get("n_timesteps", 1e5))) // settings.eval_points, 1)
             lines.append("python " + shlex.join(["scripts/train.py", "--algo", row.algo, "--env", row.env_id, "--data",
                          settings.data, "--checkpoint", str(out / "checkpoints" / f"{row.backbone}-seed0.pt"), "--reward",
@@ -807,8 +829,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--select-metric", default="ndcg@20", help="validation metric of every model selection")
     p.add_argument("--eval-points", type=int, default=None, help="validations per fine-tuning run (default 10; 2 quick)")
-    p.add_argument("--hyperparams", action="append", default=[], metavar="ALGO=FILE",
-                   help="rl-zoo YAML overriding agents/hyperparams/<ALGO>.yml (repeatable)")
+    p.add_argument("--hyperparams", action="append", default=[], metavar="METHOD=FILE",
+                   help="rl-zoo YAML overriding the defaults (agents/hyperparams/<algo>.yml) of one fine-tuning "
+                        f"method ({', '.join(FINETUNE_METHODS)}); repeatable")
+    p.add_argument("--reward", default=None,
+                   help="reward of the ReFiT, DDPO, PPO and A2C rows (default: the environment's registered reward; "
+                        "the naive row always uses topk); its constructor arguments: reward_kwargs in --hyperparams")
     p.add_argument("--pretrain-args", default="", help="extra scripts/pretrain.py arguments, one quoted string")
     p.add_argument("--skip-scaling", action="store_true", help="no cost-and-scaling measurements")
     p.add_argument("--scaling-only", action="store_true", help="only the cost-and-scaling measurements")
@@ -831,16 +857,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_hyperparam_overrides(items: Sequence[str]) -> Dict[str, Path]:
-    from agents import ALGOS
-
+    """``METHOD=FILE`` items -> {method: file}, each checked."""
     out: Dict[str, Path] = {}
     for item in items:
-        algo, sep, path = item.partition("=")
-        if not sep or algo not in ALGOS:
-            raise SystemExit(f"error: --hyperparams {item!r}: expected ALGO=FILE with ALGO in {sorted(ALGOS)}")
+        method, sep, path = item.partition("=")
+        if not sep or method not in FINETUNE_METHODS:
+            raise SystemExit(f"error: --hyperparams {item!r}: expected METHOD=FILE with METHOD in "
+                             f"{sorted(FINETUNE_METHODS)}")
         if not Path(path).is_file():
             raise SystemExit(f"error: --hyperparams {item!r}: no such file {path}")
-        out[algo] = Path(path)
+        out[method] = Path(path)
     return out
 
 
@@ -874,7 +900,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     out = args.out or REPO / "results" / data.name
     out.mkdir(parents=True, exist_ok=True)
     try:
-        rows = build_rows(args.backbones, args.methods)
+        rows = build_rows(args.backbones, args.methods, args.reward)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     checkpoints = {}
@@ -886,7 +912,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             checkpoints[b] = path
 
     overrides = parse_hyperparam_overrides(args.hyperparams)
-    settings = Settings(data=args.data, quick=args.quick, select_metric=args.select_metric,
+    settings = Settings(data=args.data, quick=args.quick, select_metric=args.select_metric, reward=args.reward,
                         eval_points=args.eval_points or (QUICK_EVAL_POINTS if args.quick else 10),
                         pretrain_args=(QUICK_PRETRAIN_ARGS if args.quick else []) + shlex.split(args.pretrain_args))
     if settings.eval_points < 1:
@@ -895,10 +921,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     for row in rows:
         if row.kind == "finetuned":
-            key = f"{row.algo}|{row.env_id}"
+            key = f"{row.method}|{row.env_id}"
             if key not in settings.hyperparams:
-                settings.hyperparams[key] = effective_hyperparams(row.algo, row.env_id, args.quick, overrides.get(row.algo))
-            hp = out / "hyperparams" / f"{row.algo}-{row.backbone}.yml"
+                settings.hyperparams[key] = effective_hyperparams(row.algo, row.env_id, args.quick,
+                                                                  overrides.get(row.method))
+            hp = out / "hyperparams" / f"{row.method}-{row.backbone}.yml"
             hp.parent.mkdir(parents=True, exist_ok=True)
             hp.write_text(yaml.safe_dump({row.env_id: settings.hyperparams[key]}, sort_keys=True))
     plan_path = out / "plan.json"

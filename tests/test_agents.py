@@ -249,3 +249,21 @@ def test_train_script_end_to_end_and_resume(tmp_path):
     a, _ = load_backbone(tmp_path / "a" / "final.pt")
     b, _ = load_backbone(tmp_path / "b" / "final.pt")
     assert same_weights(weights(a), weights(b))
+
+
+def test_finetune_start_competes_for_the_best_model(tmp_path):
+    """With a zero learning rate no validation beats the start (strictly), so the pretrained backbone is the
+    selected model: best == pretrained, selected at step 0, and its test metrics are not recomputed."""
+    from agents.finetune import finetune
+    from refit_gym.data import load_dataset
+
+    data = load_dataset("synthetic")
+    torch.manual_seed(0)
+    tiny = build_backbone("diffrec", data, hidden=[32], schedule=dict(steps=T)).eval()
+    ckpt = save_backbone(tiny, tmp_path / "backbone.pt", meta=dict(n_users=data.n_users))
+    m = finetune("refit", "refit_gym/DiffRec-v0", data, ckpt, hyperparams=dict(n_envs=16, n_timesteps=16 * T * 2,
+                 learning_rate=0.0), out=tmp_path / "run", eval_freq=16 * T, log=lambda msg: None)
+    assert m["best"]["num_timesteps"] == 0 and m["best"]["test"] == m["pretrained"]["test"]
+    assert m["final"]["valid"] == m["pretrained"]["valid"]
+    b, _ = load_backbone(tmp_path / "run" / "best.pt")
+    assert same_weights(weights(b), weights(tiny))

@@ -52,6 +52,13 @@ def test_row_specs_are_validated(bench):
     rows = bench.build_rows(["diffrec"], ["ease", "pretrained", "refit"])
     assert [r.name for r in rows] == ["ease", "diffrec", "diffrec-refit"]
     assert rows[2].algo == "refit" and rows[2].reward == "refit" and rows[2].env_id == "refit_gym/DiffRec-v0"
+    # --reward applies to every method without a reward of its own; the naive row keeps top-k
+    rows = bench.build_rows(["diffrec"], ["refit", "naive", "ppo", "a2c"], reward="graph-score")
+    assert [(r.method, r.algo, r.reward) for r in rows] == [
+        ("refit", "refit", "graph-score"), ("naive", "refit", "topk"), ("ppo", "ppo", "graph-score"),
+        ("a2c", "a2c", "graph-score")]
+    with pytest.raises(SystemExit, match="METHOD=FILE"):
+        bench.parse_hyperparam_overrides(["nope=x.yml"])
     with pytest.raises(ValueError, match="no registered environment"):
         bench.build_rows(["nope"])
 

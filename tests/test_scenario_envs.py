@@ -199,7 +199,8 @@ def test_scenario_evaluation_and_baselines(seq_data, social_data):
     seq = SCENARIOS["sequential"]
     adapter = seq.build_backbone(seq_data, **SEQ_KW)
     m = seq.evaluate_backbone(adapter, seq_data, "test")
-    assert set(m) == {"hitrate@10", "ndcg@10", "hitrate@20", "ndcg@20", "n_users"} and 0 <= m["ndcg@10"] <= 1
+    assert set(m) == {"hitrate@10", "recall@10", "ndcg@10", "hitrate@20", "recall@20", "ndcg@20", "n_users"}
+    assert m["recall@20"] == m["hitrate@20"] and 0 <= m["ndcg@10"] <= 1
     rows = seq.baseline_rows(seq_data, splits=("valid", "test"), fit_kwargs={"sasrec": {"epochs": 1, "d": 16}})
     assert [(r["model"], r["split"]) for r in rows] == [("sasrec", "valid"), ("sasrec", "test"), ("pop", "valid"),
                                                        ("pop", "test")]
@@ -256,3 +257,26 @@ def test_real_data_envs_step(name, env_id):
     for _ in range(T):
         obs, rewards, dones, infos = env.step(np.zeros((4, env.adapter.action_dim), dtype=np.float32))
     assert dones.all() and np.isfinite(rewards).all() and "likelihood" in infos[0]["reward_components"]
+
+
+@pytest.mark.parametrize("env_id", ["refit_gym/DreamRec-v0", "refit_gym/SocialDiffRec-v0"])
+def test_finetune_evaluates_with_the_scenario_protocol(tmp_path, seq_data, social_data, env_id):
+    """agents.finetune (what scripts/train.py and the benchmark run) validates and tests each scenario with
+    its own protocol: leave-one-out HR/NDCG for sequences, masked full ranking for interaction data."""
+    from agents.finetune import finetune
+    from refit_gym.diffusion.checkpoint import load_backbone, save_backbone
+
+    s = scenario_for(env_id)
+    data = seq_data if s.sequential else social_data
+    torch.manual_seed(0)
+    backbone = s.build_backbone(data, **(SEQ_KW if s.sequential else SOCIAL_KW)).eval()
+    ckpt = save_backbone(backbone, tmp_path / "backbone.pt", meta=dict(n_users=data.n_users))
+    m = finetune("refit", env_id, data, ckpt, hyperparams=dict(n_envs=N_ENVS, n_timesteps=2 * N_ENVS * T),
+                 out=tmp_path / "run", eval_freq=N_ENVS * T, select_metric="ndcg@20", log=lambda msg: None)
+    assert m["pretrained"]["test"] == s.evaluate_backbone(backbone, data, "test")
+    assert [h["num_timesteps"] for h in m["history"]] == [0, N_ENVS * T, 2 * N_ENVS * T]
+    for part in ("pretrained", "final", "best"):
+        assert {"recall@20", "ndcg@20"} <= set(m[part]["test"])
+        assert ("precision@20" in m[part]["valid"]) == (not s.sequential)  # only the CF protocol has precision
+    best, _ = load_backbone(tmp_path / "run" / "best.pt", data)
+    assert m["best"]["test"] == s.evaluate_backbone(best, data, "test")
