@@ -383,10 +383,13 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
                                          total=n_timesteps, progress=progress)
     remaining = n_timesteps - model.num_timesteps
     clock.start()
-    if remaining > 0:
-        model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
-    if state["last_eval_timesteps"] != model.num_timesteps or state["last_valid"] is None:
-        validate(model)  # the final model competes for best.pt too
+    try:
+        if remaining > 0:
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
+        if state["last_eval_timesteps"] != model.num_timesteps or state["last_valid"] is None:
+            validate(model)  # the final model competes for best.pt too
+    finally:
+        model.logger.close()  # progress.csv and TensorBoard files, also when training stops on an error
     state["train_seconds"] = clock.seconds
     save_model(model, out, state)
     save_backbone(model.policy.denoiser, out / "final.pt", meta=dict(source="agents.finetune", algo=algo,

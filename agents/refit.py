@@ -8,7 +8,8 @@ Each iteration (one rollout, one update):
    :class:`~agents.policies.DenoiserPolicy` (the backbone's own Gaussian reverse step) through the
    environment and keep, for the trained steps (the last ``train_last_k``, default all), the
    states ``x_t``, the actions ``x_{t-1}``, their log-probabilities and the means of a frozen copy
-   of the pretrained denoiser (the KL reference). The reward arrives at the terminal step.
+   of the pretrained denoiser (the KL reference; only when ``kl_coef > 0``, since the reference
+   forward passes cost as much as the policy's). The reward arrives at the terminal step.
 2. **Advantages.** ``baseline="group"``: ``(R - mean_group(R)) / (std_group(R) + eps)`` over the
    copies of a user (DDPO's per-prompt normalisation); ``"value"``: ``R - V(x_t, t)`` with the
    policy's value head (trained by MSE to R); ``"none"``: ``R``.
@@ -74,7 +75,8 @@ class Trajectories:
             action (the transition of the environment is ``x_{t-1} = action``).
         t: ``(K,)`` int64 remaining-step counts of the trained steps (``K, ..., 1``).
         log_prob: ``(K, N)`` log-probabilities of the actions under the behaviour policy.
-        ref_mean: ``(K, N, D)`` means of the frozen reference (pretrained) denoiser.
+        ref_mean: ``(K, N, D)`` means of the frozen reference (pretrained) denoiser, or None when the
+            KL penalty is off (``kl_coef == 0``: the reference is not run).
         rewards: ``(N,)`` terminal rewards.
     """
 
@@ -83,7 +85,7 @@ class Trajectories:
     xs: torch.Tensor
     t: torch.Tensor
     log_prob: torch.Tensor
-    ref_mean: torch.Tensor
+    ref_mean: Optional[torch.Tensor]
     rewards: torch.Tensor
 
     @property
@@ -95,11 +97,12 @@ class Trajectories:
         return int(self.t.shape[0])
 
     def rows(self, index: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Flat (step, trajectory) rows ``index`` (int64, ``s * N + n``) as batched tensors."""
+        """Flat (step, trajectory) rows ``index`` (int64, ``s * N + n``) as batched tensors; ``ref_mean``
+        is None when :attr:`ref_mean` is."""
         s, n = index // self.n_traj, index % self.n_traj
         out = dict(x=self.xs[s, n], action=self.xs[s + 1, n], t=self.t[s], users=self.users[n],
-                   condition=self.condition[n], old_log_prob=self.log_prob[s, n], ref_mean=self.ref_mean[s, n],
-                   traj=n)
+                   condition=self.condition[n], old_log_prob=self.log_prob[s, n],
+                   ref_mean=None if self.ref_mean is None else self.ref_mean[s, n], traj=n)
         return out
 
 
@@ -116,7 +119,8 @@ class ReFiT(BaseAlgorithm):
         learning_rate: learning rate (or SB3 schedule) of the value head; the denoiser's is
             ``denoiser_lr_scale`` times it.
         n_traj_per_user: trajectories per user and rollout (the group of the baseline; >= 2 for "group").
-        kl_coef: weight of the KL penalty to the frozen pretrained denoiser (0 disables it).
+        kl_coef: weight of the KL penalty to the frozen pretrained denoiser (0 disables it, and the
+            reference is then not run at all: no ``train/kl`` is logged).
         baseline: ``"group"``, ``"value"`` or ``"none"``.
         max_grad_norm: gradient-norm clipping threshold.
         vf_coef: weight of the value loss (``baseline="value"`` only).
@@ -285,7 +289,8 @@ class ReFiT(BaseAlgorithm):
         x, condition, users_t = obs["x"], obs["condition"], obs["user"].reshape(-1)
         N = x.shape[0]
         ctx = self.policy.denoiser.context(condition, users_t)
-        ref_ctx = self.reference.context(condition, users_t)  # the KL is logged even when kl_coef = 0
+        use_ref = self.kl_coef > 0  # kl_coef = 0: the reference's forward passes are skipped (no KL to log)
+        ref_ctx = self.reference.context(condition, users_t) if use_ref else None
         # The frozen steps (t > K) are deterministic. When the copies of a user also start from the
         # same x_T, they stay identical until step K: compute those steps once per user, not per copy.
         n = self.n_traj_per_user
@@ -296,7 +301,7 @@ class ReFiT(BaseAlgorithm):
             ctx_first = self.policy.denoiser.context(condition[first], users_t[first])
         xs = torch.empty((K + 1, N, D), device=self.device)
         log_prob = torch.empty((K, N), device=self.device)
-        ref_mean = torch.empty((K, N, D), device=self.device)
+        ref_mean = torch.empty((K, N, D), device=self.device) if use_ref else None
         rewards = None
         for t in range(T, 0, -1):
             t_vec = torch.full((N,), t, dtype=torch.long, device=self.device)
@@ -312,7 +317,8 @@ class ReFiT(BaseAlgorithm):
                 s = K - t
                 xs[s] = x
                 log_prob[s] = dist.log_prob(action)
-                ref_mean[s] = self.reference.reverse_step(x, t_vec - 1, ref_ctx)[0]
+                if use_ref:
+                    ref_mean[s] = self.reference.reverse_step(x, t_vec - 1, ref_ctx)[0]
             rewards, done = self.driver.step(action)
             self.num_timesteps += N
             callback.update_locals(locals())
@@ -360,11 +366,12 @@ class ReFiT(BaseAlgorithm):
 
     def evaluate_rows(self, rows: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """Current log-probabilities ``(B,)``, KL to the reference ``(B,)`` and values ``(B,)`` (None
-        unless ``baseline="value"``) of flat rows, with gradients."""
+        unless ``baseline="value"``) of flat rows, with gradients. Without reference means
+        (``rows["ref_mean"]`` None: ``kl_coef == 0``) the KL is a constant zero tensor ``(B,)``."""
         ctx = self.policy.denoiser.context(rows["condition"], rows["users"])
         dist = self.policy.step_distribution(rows["x"], rows["t"], ctx)
         log_prob = dist.log_prob(rows["action"])
-        kl = dist.kl_to_mean(rows["ref_mean"])
+        kl = torch.zeros_like(log_prob) if rows["ref_mean"] is None else dist.kl_to_mean(rows["ref_mean"])
         values = self.policy.predict_values(self._obs(rows)).reshape(-1) if self.baseline == "value" else None
         return log_prob, kl, values
 
@@ -407,6 +414,8 @@ class ReFiT(BaseAlgorithm):
         self.logger.record("rollout/reward_mean", float(traj.rewards.mean()))
         self.logger.record("rollout/reward_std", float(traj.rewards.std(unbiased=False)))
         for key, value in totals.items():
+            if key == "kl" and traj.ref_mean is None:
+                continue  # not computed (kl_coef = 0): no misleading zero
             self.logger.record(f"train/{key}", value)
         self.logger.record("train/grad_norm", grad_norm)
         self.logger.record("train/ratio_mean", float(ratio.mean()))

@@ -9,10 +9,30 @@ Examples::
     python scripts/benchmark.py --data ../shared/datasets/ml-1m --report-only     # rebuild report.md from what is done
     python scripts/benchmark.py --data ../shared/datasets/ml-1m --checkpoint-diffrec runs/diffrec-ml1m/best.pt
     python scripts/benchmark.py --data ../shared/datasets/ml-1m --scaling-only --scaling-max-rollouts 2
+    python scripts/benchmark.py --data ../shared/datasets/seq-beauty --skip-scaling    # scenario 'sequential'
+    python scripts/benchmark.py --data ../shared/datasets/poi-gowalla --skip-scaling   # scenario 'poi'
+    python scripts/benchmark.py --data ../shared/datasets/social-ciao                  # scenario 'social'
 
-**Rows** (a list of :class:`RowSpec`, see :func:`build_rows`; a scenario adds its rows as entries of
-:data:`EXTRA_ROWS`): MostPopular, ItemKNN and EASE (hyperparameter chosen on validation by
-:func:`refit_gym.baselines.select_on_validation`), each pretrained backbone, and each backbone fine-tuned
+**Scenario.** The dataset's scenario (:data:`refit_gym.scenarios.SCENARIOS`) decides the plan: ``--scenario``,
+by default inferred from the loaded data by :func:`infer_scenario` (timestamped SequentialData: ``poi``;
+SequentialData: ``sequential``; InteractionData with a social graph: ``social``; otherwise ``cf``). It fixes
+the evaluation protocol (``cf`` / ``social``: masked full ranking; ``sequential`` / ``poi``: leave-one-out full
+ranking of the one held-out item, where Recall@K = HR@K), the baselines and the default backbones.
+
+**Rows** (a list of :class:`RowSpec`, see :func:`build_rows`), per scenario:
+
+==============  ======================================  =======================  =============
+scenario        baselines                               default ``--backbones``  reference row
+==============  ======================================  =======================  =============
+``cf``          MostPopular, ItemKNN, EASE              ``diffrec cfdiff``       EASE
+``social``      MostPopular, ItemKNN, EASE              ``social-diffrec``       EASE
+``sequential``  MostPopular, SASRec (one run per seed)  ``dreamrec``             SASRec
+``poi``         MostPopular, SASRec (one run per seed)  ``dreamrec-poi``         SASRec
+==============  ======================================  =======================  =============
+
+ItemKNN's ``k`` and EASE's ``lam`` are chosen on validation by :func:`refit_gym.baselines.select_on_validation`;
+SASRec is fitted with the scenario's ``baseline_defaults`` (20 epochs; seeded: ``torch.manual_seed(seed)`` and
+``fit(seed=seed)``); MostPopular is deterministic. Then each pretrained backbone, and each backbone fine-tuned
 with ReFiT, DDPO, PPO and A2C (all on the same reward: ``--reward``, by default the environment's registered
 one) and ReFiT with the naive ``topk`` reward. Backbones are pretrained with ``scripts/pretrain.py`` (one per
 seed) unless ``OUT/checkpoints/<backbone>-seed<k>.pt`` exists or ``--checkpoint-<backbone> PATH`` is given
@@ -20,23 +40,30 @@ seed) unless ``OUT/checkpoints/<backbone>-seed<k>.pt`` exists or ``--checkpoint-
 ``agents/hyperparams/<algo>.yml`` (``--hyperparams METHOD=FILE`` overrides them per method), validated
 ``--eval-points`` times; the model reported is the checkpoint with the best **validation** NDCG@20
 (``--select-metric``) among those evaluations and the pretrained start. Test metrics never choose anything.
+Every row is evaluated with the scenario's protocol (:meth:`refit_gym.scenarios.Scenario.evaluate`). The
+report compares the best fine-tuned model (by mean validation ``--select-metric``) with the scenario's
+reference row on test NDCG@20 and Recall@20, and for sequence scenarios states whether the goal of the
+issue (+20% test NDCG@20 over the pretrained backbone, and above SASRec) is met.
 
 **Resumable.** Every (method, seed) result is written atomically to ``OUT/runs/<method>/seed<k>.json`` as soon
 as it is done (``seedNA.json`` for deterministic rows) and reused by later invocations, so a benchmark can be
 stopped, continued, or spread over several invocations (e.g. one ``--seeds`` value each); interrupted
 pretraining and fine-tuning runs continue from their own last checkpoint. ``--report-only`` rebuilds the
-report from what exists, with ``missing (n/N seeds)`` cells.
+report from what exists, with ``missing (n/N seeds)`` cells. ``OUT/plan.json`` records the dataset and the
+:class:`Settings` (the scenario included): an invocation with other settings is refused.
 
-**Cost and scaling** (skipped with ``--skip-scaling``): wall-clock and peak memory of one ReFiT fine-tuning
-epoch (every user once through a whole denoising trajectory with the ReFiT update, the default ReFiT
-hyperparameters of the environment, a freshly initialised backbone of the benchmark's architecture -- cost
-does not depend on the weights) against the number of users (fractions ``--scaling-fractions`` sampled with a
-fixed seed by ``InteractionData.subset_users``) and of items (the most popular ones, ``subset_items``), the
-fitted log-log slopes, and the ratio of the fine-tuning epoch time to the pretraining epoch time. Each point
-runs in a fresh subprocess: the peak resident memory of the epoch is the kernel's high-water mark (``VmHWM``),
-reset after the setup through ``/proc/self/clear_refs`` so that loading the full dataset before subsetting
-does not count (where that is unavailable, the process-lifetime ``ru_maxrss``, flagged ``peak_scope:
-process``); ``tracemalloc`` would miss torch's tensor allocations, which do not go through Python's allocator.
+**Cost and scaling** (skipped with ``--skip-scaling``; interaction scenarios only -- SequentialData has no
+user / item subsets, so sequence scenarios skip it with a printed reason): wall-clock and peak memory of one
+ReFiT fine-tuning epoch (every user once through a whole denoising trajectory with the ReFiT update, the
+default ReFiT hyperparameters of the environment, a freshly initialised backbone of the benchmark's
+architecture -- cost does not depend on the weights) against the number of users (fractions
+``--scaling-fractions`` sampled with a fixed seed by ``InteractionData.subset_users``) and of items (the most
+popular ones, ``subset_items``), the fitted log-log slopes, and the ratio of the fine-tuning epoch time to the
+pretraining epoch time. Each point runs in a fresh subprocess: the peak resident memory of the epoch is the
+kernel's high-water mark (``VmHWM``), reset after the setup through ``/proc/self/clear_refs`` so that loading
+the full dataset before subsetting does not count (where that is unavailable, the process-lifetime
+``ru_maxrss``, flagged ``peak_scope: process``); ``tracemalloc`` would miss torch's tensor allocations, which
+do not go through Python's allocator.
 
 Writes to ``--out`` (default ``results/<dataset name>``): ``report.md``, ``results.json``,
 ``validation_vs_time.png``, ``cost_scaling.png``, ``runs/``, ``checkpoints/``, ``pretrain/``, ``finetune/``,
@@ -69,8 +96,18 @@ SEEDLESS = "NA"  # file tag of deterministic rows
 SCALING_SEED = 0  # the user sample of the scaling points (fixed, independent of --seeds)
 PRETRAIN_TIMED_EPOCHS = 3  # pretraining epochs timed per scaling point (after one warm-up epoch)
 
-BASELINE_LABELS = {"pop": "MostPopular", "itemknn": "ItemKNN", "ease": "EASE"}
-BACKBONE_LABELS = {"diffrec": "DiffRec", "cfdiff": "CF-Diff"}
+#: baseline rows: key -> label, in table order; a scenario has the ones in its ``Scenario.baselines``
+BASELINE_LABELS = {"pop": "MostPopular", "itemknn": "ItemKNN", "ease": "EASE", "sasrec": "SASRec"}
+#: stochastic baselines: one run per seed (``torch.manual_seed(seed)`` before building it, ``seed`` to its fit)
+SEEDED_BASELINES = ("sasrec",)
+BACKBONE_LABELS = {"diffrec": "DiffRec", "cfdiff": "CF-Diff", "social-diffrec": "Social-DiffRec",
+                   "dreamrec": "DreamRec", "dreamrec-poi": "DreamRec-POI"}
+#: default ``--backbones`` per scenario (the others: ``[Scenario.backbone]``)
+DEFAULT_BACKBONES = {"cf": ("diffrec", "cfdiff")}
+#: per scenario: the baseline the best fine-tuned model is compared with in the report's sentence
+REFERENCE_BASELINE = {"cf": "ease", "social": "ease", "sequential": "sasrec", "poi": "sasrec"}
+#: the issue's goal on sequence data: relative test NDCG@20 change over the pretrained backbone, in percent
+SEQUENCE_GOAL_PCT = 20.0
 #: fine-tuning methods: (algorithm, reward, label); reward None = the benchmark's ``--reward`` (by default the
 #: environment's registered reward), so that ReFiT, DDPO, PPO and A2C optimise the same objective
 FINETUNE_METHODS: Dict[str, Tuple[str, Optional[str], str]] = {
@@ -85,17 +122,28 @@ METHODS = tuple(BASELINE_LABELS) + ("pretrained",) + tuple(FINETUNE_METHODS)
 # --quick: synthetic-size settings (tiny backbones, T = QUICK_STEPS, a few rollouts per fine-tuning run)
 QUICK_STEPS = 5
 QUICK_PRETRAIN_ARGS = ["--epochs", "3", "--patience", "0", "--steps", str(QUICK_STEPS)]
-QUICK_BACKBONE_ARGS = {"diffrec": ["--hidden", "32", "--emb-size", "8"], "cfdiff": ["--emb-size", "8"]}
+QUICK_BACKBONE_ARGS = {"diffrec": ["--hidden", "32", "--emb-size", "8"], "cfdiff": ["--emb-size", "8"],
+                       "social-diffrec": ["--hidden", "32", "--emb-size", "8"],
+                       "dreamrec": ["--hidden", "32"], "dreamrec-poi": ["--hidden", "32"]}
+#: --quick fit settings of the baselines without a validation grid (over the scenario's ``baseline_defaults``)
+QUICK_BASELINE_KWARGS: Dict[str, Dict[str, Any]] = {"sasrec": dict(epochs=1, d=16, n_layers=1)}
 QUICK_N_ENVS = 16
 QUICK_ROLLOUTS = 4
-QUICK_HYPERPARAMS: Dict[str, Dict[str, Any]] = {
-    "refit": dict(n_envs=QUICK_N_ENVS, n_timesteps=QUICK_N_ENVS * QUICK_STEPS * QUICK_ROLLOUTS),
-    "ddpo": dict(n_envs=QUICK_N_ENVS, n_timesteps=QUICK_N_ENVS * QUICK_STEPS * QUICK_ROLLOUTS,
-                 batch_size=QUICK_N_ENVS * QUICK_STEPS),
-    "ppo": dict(n_envs=QUICK_N_ENVS, n_timesteps=QUICK_N_ENVS * QUICK_STEPS * QUICK_ROLLOUTS, n_steps=QUICK_STEPS,
-                batch_size=QUICK_N_ENVS * QUICK_STEPS),
-    "a2c": dict(n_envs=QUICK_N_ENVS, n_timesteps=QUICK_N_ENVS * QUICK_STEPS * QUICK_ROLLOUTS, n_steps=QUICK_STEPS),
-}
+
+
+def quick_hyperparams(algo: str, steps: int = QUICK_STEPS) -> Dict[str, Any]:
+    """The --quick fine-tuning settings of ``algo`` for a backbone with ``steps`` (T) denoising steps:
+    ``QUICK_N_ENVS`` environments, ``QUICK_ROLLOUTS`` rollouts of whole trajectories (``n_timesteps`` in
+    environment steps), PPO / A2C rollouts of one episode (``n_steps = T``)."""
+    n_timesteps = QUICK_N_ENVS * steps * QUICK_ROLLOUTS
+    return {
+        "refit": dict(n_envs=QUICK_N_ENVS, n_timesteps=n_timesteps),
+        "ddpo": dict(n_envs=QUICK_N_ENVS, n_timesteps=n_timesteps, batch_size=QUICK_N_ENVS * steps),
+        "ppo": dict(n_envs=QUICK_N_ENVS, n_timesteps=n_timesteps, n_steps=steps, batch_size=QUICK_N_ENVS * steps),
+        "a2c": dict(n_envs=QUICK_N_ENVS, n_timesteps=n_timesteps, n_steps=steps),
+    }.get(algo, {})
+
+
 QUICK_EVAL_POINTS = 2
 
 
@@ -106,14 +154,17 @@ class RowSpec:
 
     Attributes:
         name: identifier, also the folder of its results (``OUT/runs/<name>/``); path-safe.
-        kind: ``baseline`` (a :data:`refit_gym.baselines.BASELINES` model), ``pretrained`` (a backbone
+        kind: ``baseline`` (a baseline of the scenario: :data:`refit_gym.baselines.BASELINES` for ``cf`` /
+            ``social``, :mod:`refit_gym.seq_baselines` for ``sequential`` / ``poi``), ``pretrained`` (a backbone
             checkpoint) or ``finetuned`` (a backbone fine-tuned by an RL algorithm).
         label: what the table shows.
-        baseline: the baseline key (kind ``baseline``).
+        baseline: the baseline key (kind ``baseline``), one of the scenario's ``Scenario.baselines``.
         backbone, env_id: backbone kind and its environment id (kinds ``pretrained`` and ``finetuned``).
         algo, reward: the :data:`agents.ALGOS` key and the reward (kind ``finetuned``).
         method: the :data:`FINETUNE_METHODS` key (kind ``finetuned``): its hyperparameters are the method's.
         seeded: False for deterministic rows (one run, no seed).
+        scenario: the :data:`refit_gym.scenarios.SCENARIOS` key of the benchmark: its protocol evaluates the
+            row, and it decides how a baseline is fitted.
     """
 
     name: str
@@ -126,8 +177,11 @@ class RowSpec:
     reward: Optional[str] = None
     method: Optional[str] = None
     seeded: bool = True
+    scenario: str = "cf"
 
     def __post_init__(self):
+        from refit_gym.scenarios import SCENARIOS
+
         if self.kind not in ("baseline", "pretrained", "finetuned"):
             raise ValueError(f"RowSpec {self.name!r}: kind {self.kind!r} is not baseline, pretrained or finetuned")
         needed = {"baseline": ("baseline",), "pretrained": ("backbone", "env_id"),
@@ -135,11 +189,16 @@ class RowSpec:
         missing = [f for f in needed if getattr(self, f) is None]
         if missing:
             raise ValueError(f"RowSpec {self.name!r} of kind {self.kind!r} needs {missing}")
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"RowSpec {self.name!r}: scenario {self.scenario!r} is not one of {sorted(SCENARIOS)}")
+        if self.kind == "baseline" and self.baseline not in SCENARIOS[self.scenario].baselines:
+            raise ValueError(f"RowSpec {self.name!r}: scenario {self.scenario!r} has baselines "
+                             f"{list(SCENARIOS[self.scenario].baselines)}, not {self.baseline!r}")
         if not self.name or any(c in self.name for c in "/\\ ") or self.name.startswith("."):
             raise ValueError(f"RowSpec name {self.name!r} must be a non-empty path-safe identifier")
 
 
-#: rows added by scenarios (sequential, social, POI, ...): one RowSpec each, appended to every plan
+#: extra rows: one RowSpec each, appended to every plan of the row's scenario
 EXTRA_ROWS: List[RowSpec] = []
 
 
@@ -153,28 +212,68 @@ def env_ids_by_backbone() -> Dict[str, str]:
     return out
 
 
-def build_rows(backbones: Sequence[str], methods: Sequence[str] = METHODS, reward: Optional[str] = None) -> List[RowSpec]:
-    """The plan's rows: the selected baselines, then per backbone its pretrained and fine-tuned rows.
+def infer_scenario(data) -> str:
+    """The scenario name of a loaded dataset: ``poi`` for timestamped SequentialData, ``sequential`` for other
+    SequentialData, ``social`` for InteractionData with a social graph (``data.social``), ``cf`` otherwise."""
+    from refit_gym.data.sequential import SequentialData
+
+    if isinstance(data, SequentialData):
+        return "poi" if data.has_time else "sequential"
+    return "social" if getattr(data, "social", None) is not None else "cf"
+
+
+def default_backbones(scenario: str) -> List[str]:
+    """``--backbones`` by default: ``diffrec cfdiff`` for ``cf``, the scenario's own backbone otherwise."""
+    from refit_gym.scenarios import SCENARIOS
+
+    return list(DEFAULT_BACKBONES.get(scenario, (SCENARIOS[scenario].backbone,)))
+
+
+def scenario_methods(scenario: str) -> List[str]:
+    """The :data:`METHODS` that exist for ``scenario``: its baselines, ``pretrained`` and the fine-tuning methods."""
+    from refit_gym.scenarios import SCENARIOS
+
+    return [m for m in METHODS if m not in BASELINE_LABELS or m in SCENARIOS[scenario].baselines]
+
+
+def build_rows(backbones: Sequence[str], methods: Sequence[str] = METHODS, reward: Optional[str] = None,
+               scenario: str = "cf") -> List[RowSpec]:
+    """The plan's rows: the scenario's baselines among ``methods`` (in :data:`BASELINE_LABELS` order), then per
+    backbone its pretrained and fine-tuned rows. Methods that do not exist for the scenario (e.g. ``sasrec``
+    for ``cf``) are left out.
 
     ``reward``: the reward of the methods whose :data:`FINETUNE_METHODS` reward is None (default: each
-    environment's registered reward)."""
+    environment's registered reward). A backbone must be registered and follow the scenario's data kind
+    (sequence backbones for ``sequential`` / ``poi``, history backbones for ``cf`` / ``social``), else ValueError.
+    """
     import gymnasium
 
+    from refit_gym.scenarios import SCENARIOS, scenario_for
+
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; known: {sorted(SCENARIOS)}")
+    sc = SCENARIOS[scenario]
     envs = env_ids_by_backbone()
-    rows = [RowSpec(name=m, kind="baseline", label=BASELINE_LABELS[m], baseline=m, seeded=False)
-            for m in BASELINE_LABELS if m in methods]
+    rows = [RowSpec(name=m, kind="baseline", label=BASELINE_LABELS[m], baseline=m, seeded=m in SEEDED_BASELINES,
+                    scenario=scenario)
+            for m in BASELINE_LABELS if m in methods and m in sc.baselines]
     for b in backbones:
         if b not in envs:
             raise ValueError(f"backbone {b!r} has no registered environment; known: {sorted(envs)}")
+        if scenario_for(b).data_kind != sc.data_kind:
+            raise ValueError(f"backbone {b!r} reads {scenario_for(b).data_kind}, but scenario {scenario!r} has "
+                             f"{sc.data_kind}; its backbones: "
+                             f"{sorted(k for k in envs if scenario_for(k).data_kind == sc.data_kind)}")
         label = BACKBONE_LABELS.get(b, b)
         if "pretrained" in methods:
-            rows.append(RowSpec(name=b, kind="pretrained", label=f"{label} (pretrained)", backbone=b, env_id=envs[b]))
+            rows.append(RowSpec(name=b, kind="pretrained", label=f"{label} (pretrained)", backbone=b, env_id=envs[b],
+                                scenario=scenario))
         for m, (algo, method_reward, mlabel) in FINETUNE_METHODS.items():
             if m in methods:
                 r = method_reward or reward or gymnasium.spec(envs[b]).kwargs["reward"]
                 rows.append(RowSpec(name=f"{b}-{m}", kind="finetuned", label=f"{label} + {mlabel}", backbone=b,
-                                    env_id=envs[b], algo=algo, reward=r, method=m))
-    return rows + list(EXTRA_ROWS)
+                                    env_id=envs[b], algo=algo, reward=r, method=m, scenario=scenario))
+    return rows + [r for r in EXTRA_ROWS if r.scenario == scenario]
 
 
 # ============================================================================ files
@@ -244,6 +343,9 @@ class Settings:
     pretrain_args: List[str]
     reward: Optional[str] = None  # --reward (None: each environment's registered reward)
     hyperparams: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # "<algo>|<env_id>" -> effective section
+    scenario: str = "cf"  # the refit_gym.scenarios.SCENARIOS key: protocol, baselines, reference row
+    #: fit settings of the baselines without a validation grid (e.g. SASRec's epochs); the seed is added per run
+    baseline_kwargs: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
     def fingerprint(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -266,13 +368,36 @@ def backbone_kwargs_for(backbone: str, settings: Settings) -> Dict[str, Any]:
     return scenario_for(backbone).architecture(backbone, **script.backbone_kwargs(args))
 
 
-def effective_hyperparams(algo: str, env_id: str, quick: bool, override: Optional[Path]) -> Dict[str, Any]:
-    """Defaults of ``agents/hyperparams/<algo>.yml``, then the --quick settings, then ``--hyperparams``."""
+def backbone_steps(backbone: str, settings: Settings, checkpoint: Optional[Path] = None) -> int:
+    """T, the number of denoising steps of ``backbone``: the checkpoint's when one is given, else the one
+    ``scripts/pretrain.py`` builds under ``settings`` (``--steps``, or the backbone's default schedule)."""
+    if checkpoint is not None:
+        from refit_gym.diffusion.checkpoint import read_checkpoint
+
+        return int(read_checkpoint(checkpoint)["config"]["schedule"]["steps"])
+    return int(backbone_kwargs_for(backbone, settings)["schedule"]["steps"])
+
+
+def effective_baseline_kwargs(scenario: str, quick: bool) -> Dict[str, Dict[str, Any]]:
+    """Fit settings of the scenario's baselines that have no validation grid: the scenario's
+    ``baseline_defaults``, then :data:`QUICK_BASELINE_KWARGS` with ``quick`` (``{}`` for MostPopular)."""
+    from refit_gym.baselines import DEFAULT_GRIDS
+    from refit_gym.scenarios import SCENARIOS
+
+    sc = SCENARIOS[scenario]
+    return {b: {**sc.baseline_defaults.get(b, {}), **(QUICK_BASELINE_KWARGS.get(b, {}) if quick else {})}
+            for b in sc.baselines if sc.sequential or b not in DEFAULT_GRIDS}
+
+
+def effective_hyperparams(algo: str, env_id: str, quick: bool, override: Optional[Path],
+                          steps: int = QUICK_STEPS) -> Dict[str, Any]:
+    """Defaults of ``agents/hyperparams/<algo>.yml``, then the --quick settings (:func:`quick_hyperparams`
+    for a backbone of ``steps`` denoising steps), then ``--hyperparams``."""
     from agents.finetune import load_hyperparams
 
     params = load_hyperparams(algo, env_id)
     if quick:
-        params.update(QUICK_HYPERPARAMS.get(algo, {}))
+        params.update(quick_hyperparams(algo, steps))
     if override is not None:
         params.update(load_hyperparams(algo, env_id, override))
     return params
@@ -328,7 +453,7 @@ class Runner:
         with run_log(self.out / "logs" / f"{row.name}-seed{tag}.log") as log:
             log(f"{row.label} ({row.kind}), seed {tag}, data {self.data.name}")
             if row.kind == "baseline":
-                record = self._baseline(row, log)
+                record = self._baseline(row, seed, log)
             elif row.kind == "pretrained":
                 record = self._pretrained(row, seed, log)
             else:
@@ -339,27 +464,44 @@ class Runner:
         write_json(run_path(self.out, row, seed), record)
         return record
 
-    def _baseline(self, row: RowSpec, log) -> Dict[str, Any]:
-        from refit_gym.baselines import BASELINES, DEFAULT_GRIDS, select_on_validation
-        from refit_gym.metrics import evaluate
+    def _baseline(self, row: RowSpec, seed: int, log) -> Dict[str, Any]:
+        """Fit the baseline ``row.baseline`` on train and evaluate it on valid and test with the scenario's
+        protocol. ``cf`` / ``social``: ItemKNN's ``k`` and EASE's ``lam`` chosen on validation
+        (:func:`refit_gym.baselines.select_on_validation` over ``DEFAULT_GRIDS``); any other baseline is
+        :meth:`refit_gym.scenarios.Scenario.baseline_score_fn` with ``settings.baseline_kwargs`` (a seeded
+        one, e.g. SASRec: ``torch.manual_seed(seed)`` first and ``seed`` passed to its fit)."""
+        import torch
 
-        cls = BASELINES[row.baseline]
+        from refit_gym.baselines import BASELINES, DEFAULT_GRIDS, select_on_validation
+        from refit_gym.scenarios import SCENARIOS
+
+        scenario = SCENARIOS[row.scenario]
+        metric = self.settings.select_metric
         selection: List[Dict[str, Any]] = []
-        if row.baseline in DEFAULT_GRIDS:
+        t0 = time.perf_counter()
+        if not scenario.sequential and row.baseline in DEFAULT_GRIDS:
+            cls = BASELINES[row.baseline]
             pname, grid = DEFAULT_GRIDS[row.baseline]
             cast = int if pname == "k" else float  # as scripts/evaluate.py: ItemKNN's k is an integer
-            log(f"choosing {pname} over {list(grid)} by valid {self.settings.select_metric}")
-            sel = select_on_validation(lambda v: cls(**{pname: cast(v)}), grid, self.data,
-                                       metric=self.settings.select_metric)
+            log(f"choosing {pname} over {list(grid)} by valid {metric}")
+            sel = select_on_validation(lambda v: cls(**{pname: cast(v)}), grid, self.data, metric=metric)
             model = sel.model
-            selection = [{pname: cast(r["value"]), self.settings.select_metric: r[self.settings.select_metric]}
-                         for r in sel.table]
+            selection = [{pname: cast(r["value"]), metric: r[metric]} for r in sel.table]
+            params, selected_on = model.params(), f"valid {metric}"
+            score_fn = lambda users, split: model.scores(users)  # noqa: E731  (masking: Scenario.evaluate)
         else:
-            model = cls().fit(self.data)
-        splits = {s: evaluate(model.scores, self.data, split=s) for s in ("valid", "test")}
-        log(f"{model!r}: valid {self.settings.select_metric} {splits['valid'][self.settings.select_metric]:.4f}")
-        return dict(params=model.params(), selection=selection, selected_on=f"valid {self.settings.select_metric}",
-                    **splits)
+            params = dict(self.settings.baseline_kwargs.get(row.baseline, {}))
+            if row.seeded:
+                torch.manual_seed(seed)  # the initial weights
+                params["seed"] = seed  # the fit's batch order and dropout
+            log(f"fitting {row.baseline} with {params}")
+            score_fn = scenario.baseline_score_fn(row.baseline, self.data, **params)
+            selected_on = "fixed settings (the scenario's baseline_defaults)"
+        fit_seconds = time.perf_counter() - t0
+        splits = {s: scenario.evaluate(score_fn, self.data, s) for s in ("valid", "test")}
+        log(f"{BASELINE_LABELS[row.baseline]} {params}: valid {metric} {splits['valid'][metric]:.4f}, "
+            f"test {metric} {splits['test'][metric]:.4f}")
+        return dict(params=params, selection=selection, selected_on=selected_on, fit_seconds=fit_seconds, **splits)
 
     def _pretrained(self, row: RowSpec, seed: int, log) -> Dict[str, Any]:
         from agents.finetune import evaluate_splits
@@ -614,23 +756,66 @@ def aggregate(out: Path, rows: Sequence[RowSpec], seeds: Sequence[int]) -> List[
     return table
 
 
-def ease_sentence(table: List[Dict[str, Any]], select_metric: str) -> Tuple[str, Dict[str, Any]]:
-    """Whether the best fine-tuned model (chosen by mean validation ``select_metric``) beats EASE on test."""
-    ease = next((e for e in table if e["name"] == "ease" and e["complete"]), None)
+def reference_sentence(table: List[Dict[str, Any]], select_metric: str, name: str = "ease",
+                       label: str = "EASE") -> Tuple[str, Dict[str, Any]]:
+    """Whether the best fine-tuned model (chosen by mean validation ``select_metric``) beats the reference row
+    ``name`` (shown as ``label``: EASE for ``cf`` / ``social``, SASRec for sequences) on test NDCG@20 and
+    Recall@20, means over seeds. Returns (sentence, info); info is empty when a row is missing."""
+    ref = next((e for e in table if e["name"] == name and e["complete"]), None)
     tuned = [e for e in table if e["kind"] == "finetuned" and e["complete"]]
-    if ease is None or not tuned:
-        why = "EASE" if ease is None else "any fine-tuned model"
-        return f"No comparison with EASE yet: the results of {why} are missing.", {}
+    if ref is None or not tuned:
+        why = label if ref is None else "any fine-tuned model"
+        return f"No comparison with {label} yet: the results of {why} are missing.", {}
     best = max(tuned, key=lambda e: e["valid"][select_metric]["mean"])
-    parts, info = [], dict(best=best["name"], chosen_on=f"mean valid {select_metric}")
-    for k, name in (("ndcg@20", "NDCG@20"), ("recall@20", "Recall@20")):
-        a, b = best["test"][k]["mean"], ease["test"][k]["mean"]
+    parts = []
+    info: Dict[str, Any] = dict(reference=name, reference_label=label, best=best["name"], best_label=best["label"],
+                                chosen_on=f"mean valid {select_metric}")
+    for k, metric_name in (("ndcg@20", "NDCG@20"), ("recall@20", "Recall@20")):
+        a, b = best["test"][k]["mean"], ref["test"][k]["mean"]
         diff, rel = a - b, (100 * (a - b) / b if b else float("nan"))
-        info[k] = dict(finetuned=a, ease=b, difference=diff, relative_pct=rel, beats=a > b)
-        parts.append(f"{'beats' if a > b else 'does not beat'} EASE on test {name} "
+        info[k] = dict(finetuned=a, reference=b, difference=diff, relative_pct=rel, beats=a > b)
+        if name == "ease":
+            info[k]["ease"] = b  # the key of earlier results.json files
+        parts.append(f"{'beats' if a > b else 'does not beat'} {label} on test {metric_name} "
                      f"({a:.4f} vs {b:.4f}: {diff:+.4f}, {rel:+.1f}%)")
     return (f"The best fine-tuned diffusion model by mean validation {select_metric}, {best['label']}, "
             f"{parts[0]} and {parts[1]}."), info
+
+
+def goal_sentence(table: List[Dict[str, Any]], select_metric: str, ref_name: str = "sasrec", ref_label: str = "SASRec",
+                  goal_pct: float = SEQUENCE_GOAL_PCT) -> Tuple[str, Dict[str, Any]]:
+    """The issue's goal on sequence data, for each complete ReFiT row (method ``refit``; without one, the best
+    fine-tuned row by mean validation ``select_metric``): a mean relative test NDCG@20 change over its own
+    pretrained start (the table's ΔNDCG@20, percent) of at least ``goal_pct``, and a higher mean test NDCG@20
+    than the reference row ``ref_name``. Returns (sentence, info); info ``met``: some row meets both."""
+    head = f"Goal (+{goal_pct:g}% test NDCG@20 over the pretrained backbone, and above {ref_label})"
+    tuned = [e for e in table if e["kind"] == "finetuned" and e["complete"]]
+    if not tuned:
+        return f"{head}: not measured yet, the fine-tuned results are missing.", {}
+    ref = next((e for e in table if e["name"] == ref_name and e["complete"]), None)
+    targets = [e for e in tuned if e["spec"]["method"] == "refit"] or \
+        [max(tuned, key=lambda e: e["valid"][select_metric]["mean"])]
+    parts, rows = [], []
+    for e in targets:
+        rel = e["relative_to_pretrained_pct"]["ndcg@20"]
+        a = e["test"]["ndcg@20"]["mean"]
+        b = None if ref is None else ref["test"]["ndcg@20"]["mean"]
+        row = dict(name=e["name"], label=e["label"], relative_pct=rel["mean"], relative_pct_values=rel["values"],
+                   ndcg20=a, reference_ndcg20=b, met_relative=rel["mean"] >= goal_pct,
+                   beats_reference=None if b is None else a > b)
+        row["met"] = bool(row["met_relative"] and row["beats_reference"])
+        rows.append(row)
+        n = len(e["seeds_done"])
+        vs = (f"{ref_label} missing" if b is None else
+              f"{'above' if a > b else 'not above'} {ref_label}: {a:.4f} vs {b:.4f}")
+        verdict = "met" if row["met"] else (f"not decided ({ref_label} missing)" if b is None and row["met_relative"]
+                                            else "not met")
+        parts.append(f"{e['label']}{'' if e['spec']['method'] == 'refit' else f' (best by mean validation {select_metric})'}"
+                     f" changes test NDCG@20 by {fmt_mean_std(rel['values'], 1, pct=True)} over its pretrained start "
+                     f"(mean over {n} seed{'s' if n != 1 else ''}; {'at least' if row['met_relative'] else 'below'} "
+                     f"+{goal_pct:g}%) and is {vs}: goal {verdict}")
+    info = dict(target_pct=goal_pct, reference=ref_name, rows=rows, met=any(r["met"] for r in rows))
+    return f"{head}: " + "; ".join(parts) + ".", info
 
 
 def history_curves(entry: Dict[str, Any]) -> Tuple[List[float], List[float]]:
@@ -708,11 +893,30 @@ def fmt_seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 120 else (f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.2f} h")
 
 
+SCENARIO_PROTOCOLS = {
+    False: "masked full ranking over all items (the user's known items excluded) of every user with a held-out item",
+    True: "leave-one-out full ranking over all items of each user's one held-out item (history not masked); with "
+          "one target per user Recall@K = HR@K (hit rate)",
+}
+
+
 def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: Sequence[int],
-                 scaling: Dict[str, Dict[str, Any]], invocation: Dict[str, Any], data_summary: str) -> Dict[str, Any]:
-    """Build ``report.md``, ``results.json`` and the plots from the files in ``out``."""
+                 scaling: Dict[str, Dict[str, Any]], invocation: Dict[str, Any], data_summary: str,
+                 scaling_note: Optional[str] = None) -> Dict[str, Any]:
+    """Build ``report.md``, ``results.json`` and the plots from the files in ``out``.
+
+    The reference sentence compares the best fine-tuned model with the scenario's
+    :data:`REFERENCE_BASELINE` row; sequence scenarios add the goal sentence (:func:`goal_sentence`).
+    ``scaling_note``: why there are no scaling measurements (written instead of the section)."""
+    from refit_gym.scenarios import SCENARIOS
+
+    scenario = SCENARIOS[settings.scenario]
     table = aggregate(out, rows, seeds)
-    sentence, ease_info = ease_sentence(table, settings.select_metric)
+    ref_name = REFERENCE_BASELINE[scenario.name]
+    ref_label = BASELINE_LABELS[ref_name]
+    sentence, ref_info = reference_sentence(table, settings.select_metric, ref_name, ref_label)
+    goal, goal_info = (goal_sentence(table, settings.select_metric, ref_name, ref_label, SEQUENCE_GOAL_PCT)
+                       if scenario.sequential else (None, {}))
     invocations = read_json(out / "invocations.json") or []
     pretrain_records = [read_json(p) for p in sorted((out / "checkpoints").glob("*.json"))]
     pretrain_seconds = sum(r.get("seconds") or 0 for r in pretrain_records if r)
@@ -722,13 +926,28 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
              (("validation_vs_time", plot_validation, table), ("cost_scaling", plot_scaling, scaling))}
 
     n_seeds = len(seeds)
+    from refit_gym.baselines import DEFAULT_GRIDS
+
+    present = {r.baseline for r in rows if r.kind == "baseline"}
+    grids = [f"{BASELINE_LABELS[b]}'s {DEFAULT_GRIDS[b][0]}" for b in BASELINE_LABELS
+             if b in present and b in DEFAULT_GRIDS and not scenario.sequential]
+    baseline_note = f"{' and '.join(grids)} chosen on validation; " if grids else ""
+    fixed = "".join(f"{BASELINE_LABELS[b]} fitted with fixed settings {kw}"
+                    f"{' and one run per seed' if b in SEEDED_BASELINES else ''}; "
+                    for b, kw in settings.baseline_kwargs.items() if kw and b in present)
+    headers = ["Recall@10", "Recall@20", "NDCG@10", "NDCG@20"]
+    if scenario.sequential:
+        headers = ["HR@10 (= Recall@10)", "HR@20 (= Recall@20)", "NDCG@10", "NDCG@20"]
     lines = [f"# Benchmark: {data_summary.split(':')[0]}", "",
-             f"Data: {data_summary}.  ", f"Settings: {'--quick (synthetic-size settings; not the paper recipe)' if settings.quick else 'full'}; "
+             f"Data: {data_summary}.  ",
+             f"Scenario: {scenario.name} (environment {scenario.env_id}); protocol: "
+             f"{SCENARIO_PROTOCOLS[scenario.sequential]}.  ",
+             f"Settings: {'--quick (synthetic-size settings; not the paper recipe)' if settings.quick else 'full'}; "
              f"seeds {list(seeds)}; model selection on validation {settings.select_metric} only "
-             f"(baseline hyperparameters, and the fine-tuned checkpoint among {settings.eval_points} evaluations "
-             "+ the start); test metrics of the selected models.", "",
+             f"({baseline_note}the fine-tuned checkpoint among {settings.eval_points} evaluations "
+             f"+ the start); {fixed}test metrics of the selected models.", "",
              "## Results (test, mean ± sample std over seeds)", "",
-             "| method | Recall@10 | Recall@20 | NDCG@10 | NDCG@20 | ΔNDCG@20 vs pretrained | ΔRecall@20 vs pretrained | time / seed |",
+             "| method | " + " | ".join(headers) + " | ΔNDCG@20 vs pretrained | ΔRecall@20 vs pretrained | time / seed |",
              "|---|---|---|---|---|---|---|---|"]
     for e in table:
         if not e["complete"]:
@@ -745,7 +964,13 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
         lines.append(f"| {e['label']}{note} | " + " | ".join(cells) + " |")
     lines += ["", "Δ: relative change of the fine-tuned model's test metric over its own pretrained start "
               "(same checkpoint, same seed), mean ± std over seeds. Time: wall-clock of one cell (fine-tuning "
-              "and its evaluations; pretraining is counted separately below).", "", sentence, ""]
+              "and its evaluations; pretraining is counted separately below)."
+              + (" With one held-out item per user, Recall@K = HR@K." if scenario.sequential else ""), "",
+              sentence, ""]
+    if goal is not None:
+        lines += [goal, ""]
+    if scaling_note:
+        lines += ["## Cost and scaling of one ReFiT fine-tuning epoch", "", f"Not measured: {scaling_note}.", ""]
 
     if scaling:
         lines += ["## Cost and scaling of one ReFiT fine-tuning epoch", "",
@@ -798,15 +1023,28 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
                          settings.data, "--checkpoint", str(out / "checkpoints" / f"{row.backbone}-seed0.pt"), "--reward",
                          row.reward, "--hyperparams", str(hp), "--seed", "0", "--eval-freq", str(eval_freq),
                          "--select-metric", settings.select_metric, "--out", f"runs/{row.name}-seed0"]))
-        elif row.kind == "baseline":
+        elif row.kind == "baseline" and not scenario.sequential:
             lines.append("python " + shlex.join(["scripts/evaluate.py", "--baseline", row.baseline, "--data",
                                                  settings.data, "--split", "test", "--select-metric",
                                                  settings.select_metric]))
+        elif row.kind == "baseline":  # scripts/evaluate.py has no sequence baselines: the same calls as the cell
+            lit = lambda v: json.dumps(v) if isinstance(v, str) else repr(v)  # noqa: E731  (double-quoted strings)
+            kw = dict(settings.baseline_kwargs.get(row.baseline, {}), **({"seed": 0} if row.seeded else {}))
+            args = "".join(f", {k}={lit(v)}" for k, v in kw.items())
+            code = ("import torch; from refit_gym.data import load_dataset; from refit_gym.scenarios import SCENARIOS; "
+                    f"s = SCENARIOS[{lit(scenario.name)}]; d = load_dataset({lit(settings.data)}); "
+                    + ("torch.manual_seed(0); " if row.seeded else "")
+                    + f"print(s.evaluate(s.baseline_score_fn({lit(row.baseline)}, d{args}), d, \"test\"))")
+            lines.append("python -c " + shlex.quote(code))
     lines += ["```", "", "Plots: `validation_vs_time.png` (validation NDCG@20 against fine-tuning wall-clock), "
               "`cost_scaling.png`. Every number: `results.json`; per-seed records: `runs/`; logs: `logs/`.", ""]
     (out / "report.md").write_text("\n".join(lines))
-    results = dict(dataset=data_summary, settings=asdict(settings), seeds=list(seeds), rows=table,
-                   ease_comparison=dict(sentence=sentence, **ease_info), scaling=scaling,
+    comparison = dict(sentence=sentence, **ref_info)
+    extra: Dict[str, Any] = {"ease_comparison": comparison} if ref_name == "ease" else {}
+    if goal is not None:
+        extra["goal"] = dict(sentence=goal, **goal_info)
+    results = dict(dataset=data_summary, scenario=scenario.name, settings=asdict(settings), seeds=list(seeds),
+                   rows=table, reference_comparison=comparison, **extra, scaling=scaling, scaling_note=scaling_note,
                    wall_clock=dict(this_invocation=this, all_invocations=total_inv, pretraining=pretrain_seconds,
                                    cells=run_seconds, scaling=scaling_seconds),
                    invocation=invocation, invocations=invocations,
@@ -822,8 +1060,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset spec or folder for refit_gym.data.load_dataset (e.g. synthetic)")
     p.add_argument("--quick", action="store_true", help="synthetic-size settings: tiny backbones, a few steps, 1 seed")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (0 with --quick)")
-    p.add_argument("--backbones", nargs="+", default=["diffrec", "cfdiff"], help="backbone kinds (default diffrec cfdiff)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="rows to include (default all)")
+    from refit_gym.scenarios import SCENARIOS
+
+    p.add_argument("--scenario", choices=sorted(SCENARIOS), default=None,
+                   help="protocol, baselines and default backbones (default: inferred from the data: timestamped "
+                        "sequences poi, sequences sequential, a social graph social, otherwise cf)")
+    p.add_argument("--backbones", nargs="+", default=None,
+                   help="backbone kinds (default: diffrec cfdiff for cf, the scenario's backbone otherwise: "
+                        "social-diffrec, dreamrec, dreamrec-poi)")
+    p.add_argument("--methods", nargs="+", default=None, choices=METHODS,
+                   help="rows to include (default: all that exist for the scenario; baselines: pop itemknn ease "
+                        "for cf / social, pop sasrec for sequential / poi)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default results/<dataset name>)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -892,7 +1139,22 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from refit_gym.data import load_dataset
     from refit_gym.utils import progress_bar, resolve_device
 
+    from refit_gym.data.dataset import DataError
+    from refit_gym.scenarios import SCENARIOS, scenario_for
+
     data = load_dataset(args.data)
+    scenario = SCENARIOS[args.scenario or infer_scenario(data)]
+    try:
+        scenario.check_data(data)
+    except DataError as e:
+        raise SystemExit(f"error: scenario {scenario.name!r} does not fit the data "
+                         f"({'--scenario' if args.scenario else 'inferred'}): {e}") from None
+    backbones = args.backbones or default_backbones(scenario.name)
+    methods = args.methods or scenario_methods(scenario.name)
+    absent = [m for m in methods if m not in scenario_methods(scenario.name)]
+    if absent:
+        raise SystemExit(f"error: --methods {absent}: not a row of scenario {scenario.name!r}; its methods: "
+                         f"{scenario_methods(scenario.name)}")
     device = str(resolve_device(args.device))
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     if len(set(seeds)) != len(seeds):
@@ -900,11 +1162,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     out = args.out or REPO / "results" / data.name
     out.mkdir(parents=True, exist_ok=True)
     try:
-        rows = build_rows(args.backbones, args.methods, args.reward)
-    except ValueError as e:
+        rows = build_rows(backbones, methods, args.reward, scenario.name)
+        for b in backbones:
+            scenario_for(b).check_data(data)  # e.g. social-diffrec needs a social graph, dreamrec-poi timestamps
+    except (ValueError, DataError) as e:
         raise SystemExit(f"error: {e}") from None
     checkpoints = {}
-    for b in args.backbones:
+    for b in backbones:
         path = getattr(args, f"checkpoint_{b.replace('-', '_')}", None)
         if path is not None:
             if not path.is_file():
@@ -914,17 +1178,22 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     overrides = parse_hyperparam_overrides(args.hyperparams)
     settings = Settings(data=args.data, quick=args.quick, select_metric=args.select_metric, reward=args.reward,
                         eval_points=args.eval_points or (QUICK_EVAL_POINTS if args.quick else 10),
-                        pretrain_args=(QUICK_PRETRAIN_ARGS if args.quick else []) + shlex.split(args.pretrain_args))
+                        pretrain_args=(QUICK_PRETRAIN_ARGS if args.quick else []) + shlex.split(args.pretrain_args),
+                        scenario=scenario.name, baseline_kwargs=effective_baseline_kwargs(scenario.name, args.quick))
     if settings.eval_points < 1:
         raise SystemExit("error: --eval-points must be >= 1")
     import yaml
 
+    steps: Dict[str, int] = {}  # backbone -> T (--quick rollouts are whole trajectories of the actual T)
     for row in rows:
         if row.kind == "finetuned":
             key = f"{row.method}|{row.env_id}"
+            if args.quick and row.backbone not in steps:
+                steps[row.backbone] = backbone_steps(row.backbone, settings, checkpoints.get(row.backbone))
             if key not in settings.hyperparams:
                 settings.hyperparams[key] = effective_hyperparams(row.algo, row.env_id, args.quick,
-                                                                  overrides.get(row.method))
+                                                                  overrides.get(row.method),
+                                                                  steps.get(row.backbone, QUICK_STEPS))
             hp = out / "hyperparams" / f"{row.method}-{row.backbone}.yml"
             hp.parent.mkdir(parents=True, exist_ok=True)
             hp.write_text(yaml.safe_dump({row.env_id: settings.hyperparams[key]}, sort_keys=True))
@@ -957,7 +1226,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cells.sort(key=lambda c: (c[0].seeded, seeds.index(c[1]) if c[0].seeded else -1))
     env_of = env_ids_by_backbone()
     do_scaling = not args.skip_scaling
-    scaling_backbones = args.scaling_backbones or args.backbones
+    scaling_note = None
+    if scenario.sequential and not args.skip_scaling:
+        # the scaling points subset users and items (InteractionData.subset_users / subset_items)
+        scaling_note = (f"the cost-and-scaling points need user and item subsets of the data, which the "
+                        f"SequentialData of scenario {scenario.name!r} does not provide")
+        if args.scaling_only:
+            raise SystemExit(f"error: --scaling-only: {scaling_note}")
+        print(f"[benchmark] skipping the cost and scaling measurements: {scaling_note}", file=sys.stderr)
+        do_scaling = False
+    scaling_backbones = args.scaling_backbones or backbones
     unknown = sorted(set(scaling_backbones) - set(env_of))
     if unknown:
         raise SystemExit(f"error: --scaling-backbones {unknown}: known backbones {sorted(env_of)}")
@@ -1000,14 +1278,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             pts = {name: read_json(out / "scaling" / b / f"{name}.json") for name, _, _ in
                    scaling_points(args.scaling_fractions)}
             pts = {k: v for k, v in pts.items() if v is not None}
-            if pts and not args.skip_scaling:
+            if pts and do_scaling:
                 scaling[b] = dict(points=pts, summary=scaling_summary(pts))
 
     invocation["seconds"] = time.perf_counter() - started
     invocations = read_json(out / "invocations.json") or []
     if not args.report_only:
         write_json(out / "invocations.json", invocations + [invocation])
-    results = write_report(out, settings, rows, seeds, scaling, invocation, data.summary())
+    results = write_report(out, settings, rows, seeds, scaling, invocation, data.summary(), scaling_note)
     print(f"[benchmark] report: {out / 'report.md'} ({len(computed)} computed, {len(reused)} reused, "
           f"{len(failed)} failed)", file=sys.stderr)
     for f in failed:

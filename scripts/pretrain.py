@@ -11,12 +11,15 @@ Examples:
     python scripts/pretrain.py ... --resume                      # continue an interrupted run in --out
 
 Writes to --out: best.pt (backbone checkpoint, readable by scripts/evaluate.py and scripts/train.py),
-last_state.pt (resume state), history.json, metrics.json (valid + test of the best model), tb/ (TensorBoard).
+last_state.pt (resume state, written after every epoch), history.json, metrics.json (valid + test of the
+best model), tb/ (TensorBoard; history backbones only).
 
 Every backbone belongs to a scenario of refit_gym.scenarios (cf, social, sequential, poi), which loads and
 checks the data, pretrains (DiffRec's objective for history backbones; the all-prefix next-item
-objective for sequence backbones, which write best.pt, history.json and metrics.json only) and evaluates
-with the scenario's protocol (sequential / POI: leave-one-out HR@K and NDCG@K).
+objective for sequence backbones) and evaluates with the scenario's protocol (sequential / POI:
+leave-one-out HR@K and NDCG@K). --resume continues from --out/last_state.pt for every scenario (it fails
+with a message naming the file if that state was written for another architecture or dataset);
+--max-seconds (sequence backbones) bounds the run's cumulative wall time, across resumes.
 """
 from __future__ import annotations
 
@@ -41,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=1)
     p.add_argument("--metric", default=None, help="validation metric for model selection (default: the "
                    "scenario's, recall@20 or ndcg@10 for sequences)")
-    p.add_argument("--max-seconds", type=float, default=None, help="wall-time bound of sequence pretraining")
+    p.add_argument("--max-seconds", type=float, default=None, help="wall-time bound (seconds) of sequence "
+                   "pretraining, cumulative over --resume sessions")
     # schedule (unset flags keep the backbone's default schedule: DiffRec's 40 steps linear-var, DreamRec's cosine)
     p.add_argument("--steps", type=int, default=None, help="T (DiffRec default 40)")
     p.add_argument("--noise-schedule", default=None, choices=["linear", "linear-var", "cosine"])
@@ -56,23 +60,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--resume", action="store_true", help="continue from --out/last_state.pt")
+    p.add_argument("--resume", action="store_true", help="continue from --out/last_state.pt (if present; "
+                   "else start afresh)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on stdout")
     return p
 
 
 SCHEDULE_FLAGS = ("noise_schedule", "noise_scale", "noise_min", "noise_max", "steps", "mean_type", "sampling_steps")
+ARCHITECTURE_FLAGS = ("hidden", "emb_size", "dropout")
+
+
+def constructor_parameters(cls) -> list:
+    """Names of the keyword arguments the constructor of backbone class ``cls`` accepts, following
+    ``**kwargs`` up the MRO (a subclass that forwards ``**kwargs`` accepts its base class's arguments)."""
+    import inspect
+
+    names = []
+    for c in cls.__mro__:
+        if "__init__" not in vars(c):
+            continue
+        params = inspect.signature(c.__init__).parameters
+        names += [n for n, p in params.items() if n != "self" and n not in names
+                  and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            break
+    return names
+
+
+def check_architecture_flags(backbone: str, given) -> None:
+    """SystemExit naming the first flag of ``given`` (argument names, e.g. ``["hidden"]``) that the
+    constructor of ``backbone`` does not take, with the flags it does take."""
+    from refit_gym.diffusion import BACKBONES
+
+    accepted = constructor_parameters(BACKBONES[backbone])
+    for name in given:
+        if name not in accepted:
+            usable = [f"--{f.replace('_', '-')}" for f in ARCHITECTURE_FLAGS if f in accepted]
+            raise SystemExit(
+                f"error: --{name.replace('_', '-')}: backbone {backbone!r} does not take {name!r} (its constructor "
+                f"takes {', '.join(accepted)}); architecture flags it takes: {', '.join(usable) or 'none'}")
 
 
 def backbone_kwargs(args) -> dict:
     """The architecture flags that were given, and the backbone's default schedule updated by the schedule
-    flags that were given (the architecture defaults come from the scenario: ``Scenario.architecture``)."""
+    flags that were given (the architecture defaults come from the scenario: ``Scenario.architecture``).
+    An architecture flag that the backbone's constructor does not take is a SystemExit naming it."""
     import inspect
 
     from refit_gym.diffusion import BACKBONES, ScheduleConfig
 
-    kw = {name: getattr(args, name) for name in ("hidden", "emb_size", "dropout") if getattr(args, name) is not None}
+    kw = {name: getattr(args, name) for name in ARCHITECTURE_FLAGS if getattr(args, name) is not None}
+    check_architecture_flags(args.backbone, kw)
     default = next(inspect.signature(c.__init__).parameters["schedule"].default for c in BACKBONES[args.backbone].__mro__
                    if "schedule" in inspect.signature(c.__init__).parameters)  # subclasses may forward **kwargs
     default = default.to_dict() if isinstance(default, ScheduleConfig) else dict(default)
@@ -90,6 +129,8 @@ def main(argv=None) -> dict:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.backbone not in BACKBONES:
         raise SystemExit(f"error: unknown backbone {args.backbone!r}; known: {sorted(BACKBONES)}")
+    # fail before loading the data: an architecture flag the backbone does not take
+    check_architecture_flags(args.backbone, [n for n in ARCHITECTURE_FLAGS if getattr(args, n) is not None])
     scenario = scenario_for(args.backbone)
     device = resolve_device(args.device)
     data = scenario.load(args.data)

@@ -157,6 +157,32 @@ def test_group_copies_share_user_and_condition(env, backbone):
     torch.testing.assert_close(adv.mean(1), torch.zeros(adv.shape[0]), atol=1e-5, rtol=0)
 
 
+class _KLOffWithReference(float):
+    """A kl_coef of 0 that still passes ``kl_coef > 0``: the former behaviour (reference run, KL weighted by 0)."""
+
+    def __gt__(self, other):
+        return True
+
+
+@pytest.mark.parametrize("algo", ["refit", "ddpo"])
+def test_kl_off_skips_the_reference_with_identical_updates(algo, data, backbone):
+    runs = {}
+    for name, coef in (("skip", 0.0), ("former", _KLOffWithReference(0.0))):
+        env = BatchedDenoisingEnv(data, backbone, n_envs=N_ENVS, seed=0)
+        model = ALGOS[algo](backbone, env, learning_rate=1e-3, n_traj_per_user=4, seed=0, batch_size=32)
+        model.kl_coef = coef
+        ref_calls = []
+        reverse_step = model.reference.reverse_step
+        model.reference.reverse_step = lambda *a, **k: ref_calls.append(1) or reverse_step(*a, **k)
+        model.learn(2 * T * N_ENVS, log_interval=None)  # no dump: the last recorded values stay readable
+        runs[name] = (weights(model.policy), len(ref_calls), dict(model.logger.name_to_value))
+    (w_skip, calls_skip, log_skip), (w_former, calls_former, log_former) = runs["skip"], runs["former"]
+    assert calls_skip == 0 and calls_former == 2 * T  # T trained steps per rollout, 2 rollouts
+    assert same_weights(w_skip, w_former)
+    assert "train/kl" not in log_skip and "train/kl" in log_former
+    assert log_skip["train/loss"] == log_former["train/loss"]
+
+
 # ---------------------------------------------------------------------------- save, load, resume, NaN
 @pytest.mark.parametrize("algo", ["refit", "ddpo"])
 def test_save_load_round_trip_and_bitwise_resume(algo, env, backbone, data, tmp_path):

@@ -4,15 +4,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import pickle
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ["method", "Recall@10", "Recall@20", "NDCG@10", "NDCG@20", "ΔNDCG@20 vs pretrained",
            "ΔRecall@20 vs pretrained", "time / seed"]
+SEQ_COLUMNS = ["method", "HR@10 (= Recall@10)", "HR@20 (= Recall@20)"] + COLUMNS[3:]
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +40,24 @@ def table_rows(report: str):
         lines.append(ln)
     split = lambda ln: [c.strip() for c in ln.strip("|").split("|")]  # noqa: E731
     return split(lines[0]), [split(ln) for ln in lines[2:]]
+
+
+def write_sequence_folder(folder: Path, timed: bool = False, n_users: int = 32, n_items: int = 20, seed: int = 0
+                          ) -> Path:
+    """A tiny ``dataset.pkl`` folder (the shared datasets' format: 1-based items, umap / smap) that
+    ``load_dataset`` reads as SequentialData: users walk the item cycle k -> k+1 from random starts, the
+    validation and test items continue the walk; ``timed``: (item, 'YYYY-MM-DD HH:MM:SS') entries (POI)."""
+    rng = np.random.default_rng(seed)
+    starts, lengths = rng.integers(0, n_items, n_users), rng.integers(3, 9, n_users)
+    walks = [[int(i) for i in (s + np.arange(n + 2)) % n_items] for s, n in zip(starts, lengths)]
+    entry = (lambda i, k: (i + 1, f"2010-06-{k + 1:02d} 10:00:00")) if timed else (lambda i, k: i + 1)  # noqa: E731
+    raw = {"train": {u: [entry(i, k) for k, i in enumerate(w[:-2])] for u, w in enumerate(walks)},
+           "val": {u: [entry(w[-2], 20)] for u, w in enumerate(walks)},
+           "test": {u: [entry(w[-1], 21)] for u, w in enumerate(walks)},
+           "umap": {u: u for u in range(n_users)}, "smap": {i: i + 1 for i in range(n_items)}}
+    folder.mkdir(parents=True)
+    (folder / "dataset.pkl").write_bytes(pickle.dumps(raw, protocol=4))
+    return folder
 
 
 def snapshot(out: Path):
@@ -148,3 +170,132 @@ def test_changed_settings_are_refused(bench, tmp_path):
     with pytest.raises(SystemExit, match="other settings"):
         bench.main(["--data", "synthetic", "--quick", "--out", str(out), "--methods", "pop", "--skip-scaling",
                     "--eval-points", "3"])
+
+
+def test_scenario_is_inferred_from_the_data(bench, tmp_path):
+    from refit_gym.data import load_dataset
+    from refit_gym.data.synthetic import make_synthetic
+
+    assert bench.infer_scenario(make_synthetic(n_users=20, n_items=15)) == "cf"
+    assert bench.infer_scenario(make_synthetic(n_users=20, n_items=15, social=True)) == "social"
+    seq = load_dataset(write_sequence_folder(tmp_path / "seq"))
+    poi = load_dataset(write_sequence_folder(tmp_path / "poi", timed=True))
+    assert bench.infer_scenario(seq) == "sequential" and bench.infer_scenario(poi) == "poi"
+    assert bench.default_backbones("cf") == ["diffrec", "cfdiff"]
+    assert [bench.default_backbones(s) for s in ("social", "sequential", "poi")] == [
+        ["social-diffrec"], ["dreamrec"], ["dreamrec-poi"]]
+    # the benchmark refuses a scenario, a backbone or a method that does not fit the data, before computing
+    with pytest.raises(SystemExit, match="scenario 'cf' does not fit the data"):
+        bench.main(["--data", str(tmp_path / "seq"), "--scenario", "cf", "--out", str(tmp_path / "o1")])
+    with pytest.raises(SystemExit, match="needs timestamped"):
+        bench.main(["--data", str(tmp_path / "seq"), "--backbones", "dreamrec-poi", "--out", str(tmp_path / "o2")])
+    with pytest.raises(SystemExit, match="scenario 'sequential' has sequences"):
+        bench.main(["--data", str(tmp_path / "seq"), "--backbones", "diffrec", "--out", str(tmp_path / "o3")])
+    with pytest.raises(SystemExit, match="not a row of scenario 'sequential'"):
+        bench.main(["--data", str(tmp_path / "seq"), "--methods", "ease", "--out", str(tmp_path / "o4")])
+    with pytest.raises(SystemExit, match="need user and item subsets"):
+        bench.main(["--data", str(tmp_path / "seq"), "--scaling-only", "--out", str(tmp_path / "o5")])
+    # --quick fine-tuning rollouts are whole trajectories of the backbone's actual T (DreamRec's own default: 50)
+    settings = bench.Settings(data="x", quick=False, select_metric="ndcg@20", eval_points=1, pretrain_args=[])
+    assert bench.backbone_steps("dreamrec", settings) == 50 and bench.backbone_steps("diffrec", settings) == 40
+    bench.main(["--data", str(tmp_path / "seq"), "--quick", "--methods", "refit", "ppo", "--pretrain-args", "--steps 3",
+                "--out", str(tmp_path / "o6"), "--report-only"])
+    hp = json.loads((tmp_path / "o6" / "plan.json").read_text())["settings"]["hyperparams"]
+    assert hp["refit|refit_gym/DreamRec-v0"]["n_timesteps"] == bench.QUICK_N_ENVS * 3 * bench.QUICK_ROLLOUTS
+    assert hp["ppo|refit_gym/DreamRec-v0"]["n_steps"] == 3
+    # the scenario is part of the settings: another scenario's results are never mixed in one --out
+    out = tmp_path / "poi-out"
+    bench.main(["--data", str(tmp_path / "poi"), "--quick", "--methods", "pop", "--out", str(out)])
+    assert json.loads((out / "plan.json").read_text())["settings"]["scenario"] == "poi"
+    with pytest.raises(SystemExit, match=r"other settings \(scenario\)"):
+        bench.main(["--data", str(tmp_path / "poi"), "--quick", "--methods", "pop", "--out", str(out),
+                    "--scenario", "sequential"])
+
+
+@pytest.mark.parametrize("scenario,backbone,env_id,baselines,reward", [
+    ("cf", "diffrec", "refit_gym/DiffRec-v0", [("pop", False), ("itemknn", False), ("ease", False)], "refit"),
+    ("social", "social-diffrec", "refit_gym/SocialDiffRec-v0",
+     [("pop", False), ("itemknn", False), ("ease", False)], "refit"),
+    ("sequential", "dreamrec", "refit_gym/DreamRec-v0", [("pop", False), ("sasrec", True)], "refit-seq"),
+    ("poi", "dreamrec-poi", "refit_gym/DreamRecPOI-v0", [("pop", False), ("sasrec", True)], "refit-seq"),
+])
+def test_rows_of_each_scenario(bench, scenario, backbone, env_id, baselines, reward):
+    assert bench.env_ids_by_backbone()[backbone] == env_id
+    rows = bench.build_rows(bench.default_backbones(scenario)[:1], bench.METHODS, scenario=scenario)
+    assert all(r.scenario == scenario for r in rows)
+    base = [r for r in rows if r.kind == "baseline"]
+    assert [(r.name, r.seeded) for r in base] == baselines
+    assert [r.label for r in base] == [bench.BASELINE_LABELS[n] for n, _ in baselines]
+    label = bench.BACKBONE_LABELS[backbone]
+    rest = [(r.name, r.kind, r.label, r.env_id, r.seeded) for r in rows if r.kind != "baseline"]
+    assert rest == [(backbone, "pretrained", f"{label} (pretrained)", env_id, True)] + [
+        (f"{backbone}-{m}", "finetuned", f"{label} + {ml}", env_id, True)
+        for m, (_, _, ml) in bench.FINETUNE_METHODS.items()]
+    tuned = {r.method: r.reward for r in rows if r.kind == "finetuned"}
+    assert tuned["refit"] == reward and tuned["naive"] == "topk"
+    assert set(bench.scenario_methods(scenario)) == {r.name for r in base} | {"pretrained", *bench.FINETUNE_METHODS}
+    # methods that do not exist for the scenario are left out; backbones of another data kind are refused
+    other = "sasrec" if scenario in ("cf", "social") else "ease"
+    assert other not in {r.name for r in bench.build_rows([], [other, "pop"], scenario=scenario)}
+    with pytest.raises(ValueError, match="has baselines"):
+        bench.RowSpec(name=other, kind="baseline", label="X", baseline=other, scenario=scenario)
+    with pytest.raises(ValueError, match="reads"):
+        bench.build_rows(["dreamrec" if scenario in ("cf", "social") else "diffrec"], scenario=scenario)
+
+
+def test_quick_sequence_benchmark(bench, tmp_path):
+    """End to end on a tiny dataset.pkl folder: scenario 'sequential' inferred, MostPopular / SASRec /
+    DreamRec rows with numbers, Δ for the fine-tuned row, the SASRec and goal sentences; scaling skipped."""
+    data = write_sequence_folder(tmp_path / "tiny-seq")
+    out = tmp_path / "bench"
+    argv = ["--data", str(data), "--quick", "--out", str(out), "--device", "cpu", "--threads", "1", "--seeds", "0", "1",
+            "--methods", "pop", "sasrec", "pretrained", "refit"]
+    threads = torch.get_num_threads()
+    try:
+        first = bench.main(argv)
+        second = bench.main(argv)  # resumed: every cell reused
+    finally:
+        torch.set_num_threads(threads)
+    rows = bench.build_rows(["dreamrec"], ["pop", "sasrec", "pretrained", "refit"], scenario="sequential")
+    assert [r.name for r in rows] == ["pop", "sasrec", "dreamrec", "dreamrec-refit"]
+    cells = [f"{r.name}/seed{s if r.seeded else bench.SEEDLESS}" for r in rows for s in ((0, 1) if r.seeded else (0,))]
+    assert first["failed"] == [] and sorted(first["computed"]) == sorted(cells)
+    assert second["computed"] == [] and sorted(second["reused"]) == sorted(cells)
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.pt")) == ["dreamrec-seed0.pt", "dreamrec-seed1.pt"]
+
+    report = (out / "report.md").read_text()
+    header, body = table_rows(report)
+    assert header == SEQ_COLUMNS
+    assert [b[0] for b in body] == ["MostPopular (deterministic)", "SASRec", "DreamRec (pretrained)", "DreamRec + ReFiT"]
+    for r, cells_ in zip(rows, body):
+        assert all(not math.isnan(float(c.split(" ± ")[0])) for c in cells_[1:5]), cells_
+        assert (" ± " in cells_[4]) == r.seeded, cells_  # two seeds: a sample std for the seeded rows
+        assert (cells_[5] == "—") == (r.kind != "finetuned") and (cells_[5].endswith("%") == (r.kind == "finetuned"))
+    assert "Scenario: sequential" in report and "Recall@K = HR@K" in report
+    assert re.search(r"DreamRec \+ ReFiT, (beats|does not beat) SASRec on test NDCG@20 \(0\.\d{4} vs 0\.\d{4}", report)
+    assert re.search(r"Goal \(\+20% test NDCG@20 over the pretrained backbone, and above SASRec\): DreamRec \+ ReFiT "
+                     r"changes test NDCG@20 by [+-]\d+\.\d% ± \d+\.\d% over its pretrained start \(mean over 2 seeds; "
+                     r"(at least|below) \+20%\) and is (not )?above SASRec: 0\.\d{4} vs 0\.\d{4}: goal (not )?met\.", report)
+    assert "Not measured: the cost-and-scaling points need user and item subsets" in report
+    assert "baseline_score_fn(\"sasrec\", d, epochs=1, d=16, n_layers=1, seed=0)" in report
+
+    res = json.loads((out / "results.json").read_text())
+    assert res["scenario"] == "sequential" and res["settings"]["scenario"] == "sequential" and res["scaling"] == {}
+    assert "ease_comparison" not in res
+    ref = res["reference_comparison"]
+    assert ref["reference"] == "sasrec" and ref["best"] == "dreamrec-refit" and set(ref["ndcg@20"]) >= {"beats", "reference"}
+    by_name = {e["name"]: e for e in res["rows"]}
+    assert {"hitrate@20", "ndcg@20"} <= set(by_name["sasrec"]["test"])
+    assert by_name["sasrec"]["seeds_done"] == [0, 1] and by_name["pop"]["seeds_done"] == [0]
+    goal = res["goal"]
+    (g,) = goal["rows"]
+    assert goal["target_pct"] == 20.0 and g["name"] == "dreamrec-refit" and len(g["relative_pct_values"]) == 2
+    assert goal["met"] == g["met"] == (g["relative_pct"] >= 20 and g["ndcg20"] > g["reference_ndcg20"])
+    assert g["ndcg20"] == pytest.approx(by_name["dreamrec-refit"]["test"]["ndcg@20"]["mean"])
+    assert g["reference_ndcg20"] == pytest.approx(by_name["sasrec"]["test"]["ndcg@20"]["mean"])
+    sas = [json.loads((out / "runs" / "sasrec" / f"seed{s}.json").read_text()) for s in (0, 1)]
+    assert [r["params"]["seed"] for r in sas] == [0, 1] and sas[0]["params"]["epochs"] == 1
+    assert sas[0]["test"] != sas[1]["test"] or sas[0]["valid"] != sas[1]["valid"]  # seeded: different runs
+    # --quick rollouts are whole trajectories of DreamRec's T (--steps 5 here)
+    hp = res["settings"]["hyperparams"]["refit|refit_gym/DreamRec-v0"]
+    assert hp["n_timesteps"] == bench.QUICK_N_ENVS * 5 * bench.QUICK_ROLLOUTS

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from refit_gym.data import make_synthetic
+from refit_gym.data.graph import item_item_graph
 from refit_gym.diffusion import (CFDiffAdapter, CheckpointError, GaussianDiffusion, ScheduleConfig,
                                  build_backbone, load_backbone, save_backbone)
 from refit_gym.diffusion.schedule import make_betas
@@ -143,6 +144,48 @@ def test_cfdiff_hops_use_only_the_condition(data):
     assert hops[0, 1].max().item() == pytest.approx(1.0)
 
 
+def _rebuilt_context(a: CFDiffAdapter, cond: torch.Tensor) -> torch.Tensor:
+    """CF-Diff's hop signals with the sparse graph rebuilt from the buffers (the former, uncached code)."""
+    gt = torch.sparse_coo_tensor(a.graph_indices.flip(0), a.graph_values, (a.n_items, a.n_items),
+                                 check_invariants=False).coalesce()
+    hops, cur = [cond], cond
+    for _ in range(1, a.config()["n_hops"]):
+        cur = torch.sparse.mm(gt, cur.t()).t()
+        cur = cur / cur.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)
+        hops.append(cur)
+    return torch.stack(hops, dim=1)
+
+
+def test_cfdiff_caches_its_sparse_graph(data, monkeypatch):
+    a = CFDiffAdapter.from_data(data, schedule=dict(steps=4), d_model=16, heads=2, top_m=10).eval()
+    users = np.arange(12)
+    cond = torch.as_tensor(a.encode_condition(users, data.train[users]))
+    expected = _rebuilt_context(a, cond)
+    builds = []
+    real = torch.sparse_coo_tensor
+    monkeypatch.setattr(torch, "sparse_coo_tensor", lambda *args, **kw: builds.append(1) or real(*args, **kw))
+    assert torch.equal(a.context(cond), expected) and len(builds) == 1
+    assert torch.equal(a.context(cond), expected) and len(builds) == 1  # second call: no rebuild
+    assert a.infer(cond).shape == (12, data.n_items) and len(builds) == 1  # the whole chain reuses it
+    # modified in place (load_state_dict copies into the buffers): rebuilt
+    state = {k: v.clone() for k, v in a.state_dict().items()}
+    state["graph_values"] = state["graph_values"] * 0.5 + 0.1
+    a.load_state_dict(state)
+    assert len(builds) == 1 and torch.equal(a.context(cond), _rebuilt_context(a, cond)) and len(builds) == 3
+    # replaced (set_graph, checkpoint loading): rebuilt
+    a.set_graph(item_item_graph(data.train, 5))
+    assert torch.equal(a.context(cond), _rebuilt_context(a, cond)) and len(builds) == 5
+    # moved or cast with .to(): invalidated, rebuilt on the buffers' new device / dtype
+    a.to(torch.float64)
+    assert a._graph_t().dtype == torch.float64 and len(builds) == 6
+    assert torch.equal(a.context(cond.double()), _rebuilt_context(a, cond.double())) and len(builds) == 7
+    if torch.cuda.is_available():
+        a.to("cuda")
+        assert a._graph_t().device.type == "cuda" and len(builds) == 8
+        a.to("cpu")
+        assert a._graph_t().device.type == "cpu" and len(builds) == 9
+
+
 def test_importance_sampler_switches_after_history():
     s = ImportanceSampler(steps=4, history=2)
     np.testing.assert_allclose(s.probs(), 0.25)
@@ -173,3 +216,25 @@ def test_pretrain_improves_and_resumes(tmp_path, data):
     last_half = torch.load(tmp_path / "half" / "last_state.pt", weights_only=True)["model"]
     for k in last_full:
         torch.testing.assert_close(last_full[k], last_half[k], rtol=0, atol=0)
+
+
+def test_pretrain_resume_refuses_a_state_of_other_data_or_architecture(tmp_path, data):
+    cfg = PretrainConfig(epochs=1, batch_size=64, patience=0)
+    kw = dict(schedule=dict(steps=5), hidden=[16])
+    quiet = dict(progress=False, tensorboard=False, log=lambda m: None)
+    pretrain(build_backbone("diffrec", data, **kw), data, cfg, out_dir=tmp_path, **quiet)
+    st = torch.load(tmp_path / "last_state.pt", weights_only=True)
+    assert {"model", "optimizer", "sampler", "torch_gen", "torch_global", "np_rng", "epoch", "history", "best",
+            "best_epoch", "bad", "best_model", "run"} <= set(st)
+    cfg2 = PretrainConfig(epochs=2, batch_size=64, patience=0)
+    with pytest.raises(CheckpointError, match=r"last_state\.pt.*'config\.hidden' is \[16\] in the file, \[32\]"):
+        pretrain(build_backbone("diffrec", data, schedule=dict(steps=5), hidden=[32]), data, cfg2, out_dir=tmp_path,
+                 resume=True, **quiet)
+    other = make_synthetic(n_users=120, n_items=80, seed=4)
+    with pytest.raises(CheckpointError, match=r"last_state\.pt.*'data\.digest'.*the training data differ"):
+        pretrain(build_backbone("diffrec", other, **kw), other, cfg2, out_dir=tmp_path, resume=True, **quiet)
+    # a state written before the fingerprint was stored still resumes (unchecked)
+    del st["run"]
+    torch.save(st, tmp_path / "last_state.pt")
+    res = pretrain(build_backbone("diffrec", data, **kw), data, cfg2, out_dir=tmp_path, resume=True, **quiet)
+    assert [r["epoch"] for r in res.history] == [0, 1]

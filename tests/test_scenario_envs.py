@@ -19,6 +19,7 @@ from agents import DenoiserPolicy, ReFiT
 from refit_gym.data.dataset import DataError, InteractionData
 from refit_gym.data.sequential import SequentialData
 from refit_gym.data.synthetic import make_synthetic
+from refit_gym.diffusion import BACKBONES, CheckpointError
 from refit_gym.envs import ENV_IDS
 from refit_gym.envs.core import start_seed
 from refit_gym.envs.factory import make_batched_env
@@ -211,9 +212,8 @@ def test_scenario_evaluation_and_baselines(seq_data, social_data):
     assert 0 <= m["recall@20"] <= 1
 
 
-@pytest.mark.parametrize("backbone", ["dreamrec", "dreamrec-poi"])
-def test_pretrain_script_sequence_scenarios(tmp_path, seq_data, backbone):
-    timed = backbone == "dreamrec-poi"
+def tiny_seq_folder(tmp_path, seq_data, timed: bool = False):
+    """``seq_data`` written as a ``tmp_path/tiny-seq/dataset.pkl`` folder (timestamped when ``timed``)."""
     e = (lambda i, k: (int(i) + 1, f"2010-06-{k + 1:02d} 10:00:00")) if timed else (lambda i, k: int(i) + 1)  # noqa: E731
     seqs = [seq_data.train_items[seq_data.train_ptr[u]:seq_data.train_ptr[u + 1]] for u in range(seq_data.n_users)]
     raw = {"train": {u: [e(i, k) for k, i in enumerate(seqs[u])] for u in range(seq_data.n_users)},
@@ -223,11 +223,24 @@ def test_pretrain_script_sequence_scenarios(tmp_path, seq_data, backbone):
     folder = tmp_path / "tiny-seq"
     folder.mkdir()
     (folder / "dataset.pkl").write_bytes(pickle.dumps(raw, protocol=4))
+    return folder
+
+
+def pretrain_script():
+    """The ``scripts/pretrain.py`` module."""
     sys.path.insert(0, str(REPO / "scripts"))
     try:
         import pretrain
     finally:
         sys.path.remove(str(REPO / "scripts"))
+    return pretrain
+
+
+@pytest.mark.parametrize("backbone", ["dreamrec", "dreamrec-poi"])
+def test_pretrain_script_sequence_scenarios(tmp_path, seq_data, backbone):
+    timed = backbone == "dreamrec-poi"
+    folder = tiny_seq_folder(tmp_path, seq_data, timed)
+    pretrain = pretrain_script()
     out = tmp_path / "run"
     metrics = pretrain.main(["--backbone", backbone, "--data", str(folder), "--out", str(out), "--epochs", "2",
                              "--steps", "5", "--hidden", "32", "--no-progress"])
@@ -241,6 +254,45 @@ def test_pretrain_script_sequence_scenarios(tmp_path, seq_data, backbone):
     other = "refit_gym/DreamRec-v0" if timed else "refit_gym/DreamRecPOI-v0"
     with pytest.raises(Exception, match=f"expects a '{ENV_IDS[other]}' backbone"):
         gym.make(other, data=str(folder), checkpoint=out / "best.pt")
+
+
+def test_pretrain_script_resumes_sequence_runs(tmp_path, seq_data):
+    folder = tiny_seq_folder(tmp_path, seq_data)
+    pretrain = pretrain_script()
+    common = ["--backbone", "dreamrec", "--data", str(folder), "--steps", "5", "--hidden", "32", "--patience", "0",
+              "--batch-size", "16", "--no-progress"]
+    full = pretrain.main(common + ["--out", str(tmp_path / "full"), "--epochs", "3"])
+    half = tmp_path / "half"
+    pretrain.main(common + ["--out", str(half), "--epochs", "1", "--resume"])  # no state yet: starts afresh
+    assert json.loads((half / "history.json").read_text())[-1]["epoch"] == 0 and (half / "last_state.pt").is_file()
+    resumed = pretrain.main(common + ["--out", str(half), "--epochs", "3", "--resume"])
+    assert resumed["epochs_run"] == 3 and resumed["best_epoch"] == full["best_epoch"]
+    assert resumed["valid"] == full["valid"] and resumed["test"] == full["test"]
+    a = torch.load(tmp_path / "full" / "best.pt", weights_only=True)["state_dict"]
+    b = torch.load(half / "best.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # a state written for another architecture is refused, naming the file and the field
+    with pytest.raises(CheckpointError,
+                       match=r"half[/\\]last_state\.pt.*'config\.hidden' is \[32\] in the file, \[16\] in this run"):
+        pretrain.main([("16" if x == "32" else x) for x in common] + ["--out", str(half), "--epochs", "4", "--resume"])
+
+
+def test_pretrain_script_rejects_architecture_flags_the_backbone_does_not_take():
+    pretrain = pretrain_script()
+    # checked before the data is loaded (the folder does not exist)
+    with pytest.raises(SystemExit, match=r"^error: --hidden: backbone 'cfdiff' does not take 'hidden' .*"
+                                         r"architecture flags it takes: --emb-size, --dropout$"):
+        pretrain.main(["--backbone", "cfdiff", "--hidden", "32", "--data", "no-such-folder"])
+    # the benchmark reads the architecture through backbone_kwargs: same check
+    with pytest.raises(SystemExit, match="--hidden: backbone 'cfdiff'"):
+        pretrain.backbone_kwargs(pretrain.build_parser().parse_args(["--backbone", "cfdiff", "--hidden", "8"]))
+    # arguments forwarded with **kwargs count: dreamrec-poi takes DreamRec's
+    args = pretrain.build_parser().parse_args(["--backbone", "dreamrec-poi", "--hidden", "32", "--emb-size", "8",
+                                               "--dropout", "0.2"])
+    kw = pretrain.backbone_kwargs(args)
+    assert kw["hidden"] == [32] and kw["emb_size"] == 8 and kw["dropout"] == 0.2
+    assert {"hidden", "emb_size", "dropout", "time_aware", "n_users"} <= set(
+        pretrain.constructor_parameters(BACKBONES["dreamrec-poi"]))
 
 
 # ---------------------------------------------------------------------------------------------- real data

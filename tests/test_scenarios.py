@@ -2,6 +2,7 @@
 the SASRec baseline and leave-one-out evaluation. Everything runs in seconds on one thread."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 
@@ -13,10 +14,11 @@ from refit_gym.data.dataset import DataError, InteractionData
 from refit_gym.data.graph import social_item_signal
 from refit_gym.data.sequential import (SequentialData, load_sequential, pad_right_aligned, parse_timestamps,
                                        restricted_load)
-from refit_gym.diffusion import BACKBONES, ScheduleConfig, load_backbone, save_backbone
+from refit_gym.diffusion import BACKBONES, CheckpointError, ScheduleConfig, load_backbone, save_backbone
 from refit_gym.diffusion.dreamrec import DreamRecAdapter, time_gap_buckets
 from refit_gym.diffusion.seq_training import adapter_score_fn, pretrain_sequential
 from refit_gym.diffusion.social import SocialDiffRecAdapter
+from refit_gym.scenarios import SCENARIOS
 from refit_gym.seq_baselines import MostPopular, SASRec, evaluate_sequential
 
 from conftest import shared_dataset
@@ -280,6 +282,70 @@ def test_dreamrec_pretrain_learns_planted_pattern():
     assert np.isfinite(hist).all() and hist[-1] < hist[0]
     m = evaluate_sequential(adapter_score_fn(a, d), d, "test", ks=(1, 5))
     assert m["hitrate@5"] > 0.5  # random ranking gives 5 / 20
+
+
+def _seq_pretrain(d, out, epochs, resume=False, init_seed=0, arch=None, **kwargs):
+    """A tiny DreamRec (dropout on, so the global generator matters) pretrained by the 'sequential' scenario."""
+    scenario = SCENARIOS["sequential"]
+    torch.manual_seed(init_seed)
+    a = DreamRecAdapter.from_data(d, **{**SMALL, "dropout": 0.1, **(arch or {})})
+    cfg = scenario.pretrain_config(epochs=epochs, batch_size=16, lr=1e-2, patience=0, seed=2)
+    res = scenario.pretrain(a, d, cfg, out_dir=out, resume=resume, log=lambda m: None, **kwargs)
+    return a, res
+
+
+def _without_timings(history):
+    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
+
+
+def test_sequence_pretrain_resumes_bit_identically(tmp_path):
+    d = planted_sequences()
+    full, res_full = _seq_pretrain(d, tmp_path / "full", epochs=4)
+    _seq_pretrain(d, tmp_path / "half", epochs=2)  # "stopped" after epoch 1
+    st = torch.load(tmp_path / "half" / "last_state.pt", weights_only=True)
+    assert st["epoch"] == 1 and st["elapsed_seconds"] > 0 and len(json.loads(st["history"])) == 2
+    # another initialisation: the resumed weights come from the state
+    half, res_half = _seq_pretrain(d, tmp_path / "half", epochs=4, resume=True, init_seed=7)
+    a = torch.load(tmp_path / "full" / "last_state.pt", weights_only=True)
+    b = torch.load(tmp_path / "half" / "last_state.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert _without_timings(res_full.history) == _without_timings(res_half.history) == \
+        _without_timings(json.loads((tmp_path / "half" / "history.json").read_text()))
+    assert res_full.best_epoch == res_half.best_epoch and len(res_half.history) == 4
+    for k, v in full.state_dict().items():  # both hold the selected (best) weights
+        assert torch.equal(v, half.state_dict()[k]), k
+    # resuming a finished run trains nothing more
+    again, res_again = _seq_pretrain(d, tmp_path / "half", epochs=4, resume=True)
+    assert _without_timings(res_again.history) == _without_timings(res_half.history)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in half.state_dict().items())
+
+
+def test_sequence_pretrain_resume_refuses_other_data_or_architecture(tmp_path):
+    d = planted_sequences()
+    _seq_pretrain(d, tmp_path / "run", epochs=1)
+    with pytest.raises(CheckpointError, match=r"run[/\\]last_state\.pt.*'config\.d' is 16 in the file, 8 in this run"):
+        _seq_pretrain(d, tmp_path / "run", epochs=2, resume=True, arch={"d": 8})
+    other = planted_sequences(seed=1)  # same name and sizes, other sequences
+    with pytest.raises(CheckpointError, match=r"run[/\\]last_state\.pt.*'data\.digest'"):
+        _seq_pretrain(other, tmp_path / "run", epochs=2, resume=True)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "last_state.pt").write_bytes(b"not a state")
+    with pytest.raises(CheckpointError, match=r"junk[/\\]last_state\.pt: not a readable resume state"):
+        _seq_pretrain(d, tmp_path / "junk", epochs=1, resume=True)
+    _, res = _seq_pretrain(d, tmp_path / "run", epochs=2, resume=False)  # without resume: started afresh
+    assert [r["epoch"] for r in res.history] == [0, 1]
+
+
+def test_sequence_pretrain_max_seconds_is_cumulative_over_resumes(tmp_path):
+    d = planted_sequences()
+    _, res = _seq_pretrain(d, tmp_path / "run", epochs=3, max_seconds=0.0)  # out of time after one batch
+    assert len(res.history) == 1 and res.history[0]["batches"] == 1 and res.best_epoch == 0
+    _, res = _seq_pretrain(d, tmp_path / "run", epochs=3, resume=True, max_seconds=0.0)  # budget already used
+    assert len(res.history) == 1
+    _, res = _seq_pretrain(d, tmp_path / "run", epochs=3, resume=True)  # no bound: the remaining epochs
+    assert [r["epoch"] for r in res.history] == [0, 1, 2] and res.history[2]["batches"] == 3
 
 
 # ---------------------------------------------------------------------------------------------- Social DiffRec

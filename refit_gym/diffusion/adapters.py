@@ -187,6 +187,8 @@ class CFDiffAdapter(HistoryAdapter):
     ``G`` (the normalised item-item graph of the training data, top-M per row, see
     :func:`refit_gym.data.graph.item_item_graph`) is held as a sparse buffer, so hop signals are
     computed from the condition on the fly at O(B * nnz(G)) cost and held-out items never enter.
+    The torch sparse matrix used by :meth:`context` is built from the buffers once and cached (see
+    :meth:`_graph_t`).
     """
 
     backbone_name = "cfdiff"
@@ -217,16 +219,32 @@ class CFDiffAdapter(HistoryAdapter):
             raise ValueError(f"graph shape {g.shape} does not match n_items={self.n_items}")
         self.register_buffer("graph_indices", torch.as_tensor(np.vstack([g.row, g.col]), dtype=torch.long))
         self.register_buffer("graph_values", torch.as_tensor(g.data, dtype=torch.float32))
+        self._graph_cache = None
 
     def data_tensors(self):
         return {"graph_indices": self.graph_indices, "graph_values": self.graph_values}
 
+    def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .cpu(), .double(), ...: buffers may move or change
+        self._graph_cache = None
+        return super()._apply(fn, *args, **kwargs)
+
     def _graph_t(self) -> torch.Tensor:
-        # (n, n) sparse G^T so that hop = (G^T @ c^T)^T = c @ G
-        idx = self.graph_indices.flip(0)
+        """The coalesced sparse ``(n_items, n_items)`` matrix ``G^T`` (so that a hop is ``(G^T @ c^T)^T = c @ G``)
+        on the buffers' device and dtype.
+
+        Built once and cached; rebuilt after the module is moved or cast (``.to()`` and the like clear the
+        cache) and whenever either buffer is replaced (:meth:`set_graph`, checkpoint loading) or modified in
+        place (``load_state_dict``), detected by identity and version counter as ``DreamRecAdapter._np`` does.
+        """
+        idx, val = self.graph_indices, self.graph_values
+        versions = (idx._version, val._version)
+        cached = getattr(self, "_graph_cache", None)
+        if cached is not None and cached[0] is idx and cached[1] is val and cached[2] == versions:
+            return cached[3]
         # indices come from a validated scipy matrix: opt out of the invariant checks explicitly (silences a warning)
-        return torch.sparse_coo_tensor(idx, self.graph_values, (self.n_items, self.n_items),
-                                       check_invariants=False).coalesce()
+        gt = torch.sparse_coo_tensor(idx.flip(0), val, (self.n_items, self.n_items), check_invariants=False).coalesce()
+        self._graph_cache = (idx, val, versions, gt)
+        return gt
 
     def context(self, condition, users=None):
         """Hop signals ``(B, n_hops, n_items)``: the condition, then c G^k max-normalised per row."""

@@ -8,9 +8,18 @@ clean target ``x0`` (the training-history vector for DiffRec-like backbones) is 
 default) after each evaluation; the best model is saved as ``best.pt`` (a backbone checkpoint) and
 the full training state (weights, optimizer, sampler history, RNG states, epoch) as ``last_state.pt``
 after every epoch, so an interrupted run resumes where it stopped.
+
+The resume state is shared with the sequence pretraining of :mod:`refit_gym.scenarios`
+(:func:`save_training_state`, :func:`load_training_state`, :func:`rng_state`, :func:`restore_rng_state`,
+:meth:`ModelSelection.state_dict`): a ``torch.save`` dict of tensors and builtins only, read back with
+``torch.load(weights_only=True)``, holding the weights (``model``), the optimizer, the epoch counter,
+the history (a JSON string), the selection state (``best``, ``best_epoch``, ``bad``, ``best_model``),
+the generator states and ``run``, a JSON fingerprint of the backbone and the data that a resume
+must match.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -22,7 +31,7 @@ import numpy as np
 import torch
 
 from refit_gym.diffusion.adapters import DenoiserAdapter
-from refit_gym.diffusion.checkpoint import save_backbone
+from refit_gym.diffusion.checkpoint import CheckpointError, save_backbone
 from refit_gym.utils import atomic_torch_save, progress_bar, resolve_device, set_global_seed
 
 
@@ -116,6 +125,16 @@ class ModelSelection:
     def should_stop(self, patience: int) -> bool:
         return bool(patience) and self.bad >= patience
 
+    def state_dict(self) -> Dict:
+        """The selection state as stored in ``last_state.pt``: ``best`` (float), ``best_epoch`` (int),
+        ``bad`` (int) and ``best_model`` (CPU state dict of the best weights, or None before any evaluation)."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad": self.bad, "best_model": self.best_state}
+
+    def load_state_dict(self, st: Dict) -> None:
+        """Restore from a dict holding the keys of :meth:`state_dict` (other keys are ignored)."""
+        self.best, self.best_epoch, self.bad = float(st["best"]), int(st["best_epoch"]), int(st["bad"])
+        self.best_state = st["best_model"]
+
 
 @dataclass
 class PretrainResult:
@@ -124,6 +143,135 @@ class PretrainResult:
     history: List[Dict] = field(default_factory=list)
     best_path: Optional[str] = None
     seconds_per_epoch: float = float("nan")
+
+
+# ---------------------------------------------------------------------------------------------- resume state
+def rng_state(device, np_rng: Optional[np.random.Generator] = None, **generators: torch.Generator) -> Dict:
+    """Generator states for ``last_state.pt``: ``torch_global`` (the global CPU generator, which draws the
+    dropout masks on CPU), ``torch_cuda`` (the global generator of ``device`` when it is a CUDA device:
+    dropout there), ``np_rng`` (``np_rng.bit_generator.state``, a dict of ints, when given) and one entry
+    per keyword generator (``name=torch.Generator``), each a CPU uint8 tensor."""
+    device = torch.device(device)
+    st = {"torch_global": torch.get_rng_state()}
+    if device.type == "cuda":
+        st["torch_cuda"] = torch.cuda.get_rng_state(device)
+    if np_rng is not None:
+        st["np_rng"] = np_rng.bit_generator.state
+    st.update({name: g.get_state() for name, g in generators.items()})
+    return st
+
+
+def restore_rng_state(st: Dict, device, np_rng: Optional[np.random.Generator] = None,
+                      **generators: torch.Generator) -> None:
+    """Inverse of :func:`rng_state` (same arguments). ``torch_cuda`` is restored only when present and
+    ``device`` is a CUDA device (states written before it was stored, or on CPU, lack it)."""
+    device = torch.device(device)
+    torch.set_rng_state(st["torch_global"])
+    if device.type == "cuda" and "torch_cuda" in st:
+        torch.cuda.set_rng_state(st["torch_cuda"], device)
+    if np_rng is not None:
+        np_rng.bit_generator.state = st["np_rng"]
+    for name, g in generators.items():
+        g.set_state(st[name])
+
+
+def data_digest(data) -> str:
+    """SHA-1 (hex) of the training data a pretraining reads: the train sequences and validation items of
+    a SequentialData (order matters), else the sparsity patterns of the train and valid matrices."""
+    from refit_gym.data.dataset import as_interactions
+
+    h = hashlib.sha1()
+    if hasattr(data, "train_items"):
+        arrays = [data.train_items, data.train_ptr, data.valid_item]
+    else:
+        m = as_interactions(data)
+        arrays = []
+        for x in (m.train, m.valid):
+            x = x.tocsr()
+            if not x.has_sorted_indices:
+                x = x.sorted_indices()
+            arrays += [x.indptr, x.indices]
+    for a in arrays:
+        a = np.ascontiguousarray(a, dtype=np.int64)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def run_fingerprint(adapter: DenoiserAdapter, data) -> Dict:
+    """What a ``last_state.pt`` must match to be resumed: the backbone name and constructor config
+    (``adapter.config()``, JSON-normalised) and the data (name, sizes, :func:`data_digest`)."""
+    return {"backbone": adapter.backbone_name, "config": json.loads(json.dumps(adapter.config())),
+            "data": {"name": getattr(data, "name", "?"), "n_users": int(data.n_users), "n_items": int(data.n_items),
+                     "digest": data_digest(data)}}
+
+
+def _fingerprint_differences(saved: Dict, current: Dict, prefix: str = "") -> List[str]:
+    """``"field 'x.y' is A in the file, B in this run"`` for every leaf that differs (the data name is
+    ignored: the same data may sit in another folder)."""
+    out = []
+    for k in sorted(set(saved) | set(current)):
+        key = f"{prefix}{k}"
+        if key == "data.name":
+            continue
+        a, b = saved.get(k, "<absent>"), current.get(k, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _fingerprint_differences(a, b, key + ".")
+        elif a != b:
+            what = " (the training data differ)" if key == "data.digest" else ""
+            out.append(f"field '{key}' is {a!r} in the file, {b!r} in this run{what}")
+    return out
+
+
+def save_training_state(path, adapter: DenoiserAdapter, optimizer: torch.optim.Optimizer, epoch: int,
+                        history: List[Dict], sel: ModelSelection, fingerprint: Dict, rng: Dict, **extra) -> Path:
+    """Write the resume state atomically (temp file + rename) to ``path``: ``model``, ``optimizer``,
+    ``epoch`` (the last finished epoch, 0-based), ``history`` (JSON string), the :class:`ModelSelection`
+    keys, ``run`` (``fingerprint`` as a JSON string), the :func:`rng_state` entries ``rng`` and ``extra``
+    (tensors, numbers, strings or plain containers of them only: the file is read with ``weights_only``)."""
+    return atomic_torch_save({
+        "model": adapter.state_dict(), "optimizer": optimizer.state_dict(), "epoch": int(epoch),
+        "history": json.dumps(history), "run": json.dumps(fingerprint), **sel.state_dict(), **rng, **extra,
+    }, path)
+
+
+def load_training_state(path, adapter: DenoiserAdapter, optimizer: torch.optim.Optimizer,
+                        fingerprint: Optional[Dict]) -> Dict:
+    """Read a :func:`save_training_state` file, check it against ``fingerprint`` and load the weights and
+    optimizer state into ``adapter`` and ``optimizer``; returns the whole dict (epoch, history, RNG and
+    selection entries are the caller's to restore).
+
+    Raises CheckpointError naming ``path`` when the file cannot be read, was written for another backbone
+    architecture or other data (each differing field listed), or does not fit ``adapter``. A file without
+    a ``run`` fingerprint (written before it was stored) is not checked; ``fingerprint=None`` skips the check.
+    """
+    path = Path(path)
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt file, or a pickle with non-allowed globals
+        raise CheckpointError(f"{path}: not a readable resume state ({type(e).__name__}: {e}); delete it, "
+                              "or use another output folder, to start afresh") from e
+    missing = [k for k in ("model", "optimizer", "epoch", "history", "best", "best_epoch", "bad", "best_model")
+               if not isinstance(st, dict) or k not in st]
+    if missing:
+        raise CheckpointError(f"{path}: not a resume state: field(s) {missing} missing")
+    if fingerprint is not None and "run" in st:
+        saved = json.loads(st["run"])
+        diffs = _fingerprint_differences(saved, json.loads(json.dumps(fingerprint)))
+        if diffs:
+            sd = saved.get("data", {})
+            raise CheckpointError(
+                f"{path}: this resume state (backbone {saved.get('backbone')!r}, data {sd.get('name')!r}) was written "
+                f"for another architecture or dataset than this run's (backbone {fingerprint['backbone']!r}, data "
+                f"{fingerprint['data']['name']!r}): " + "; ".join(diffs)
+                + ". Delete it, or use another output folder, to start afresh")
+    try:
+        adapter.load_state_dict(st["model"])
+        optimizer.load_state_dict(st["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: field 'model' or 'optimizer' does not fit this backbone "
+                              f"({type(e).__name__}: {str(e).strip()[:500]})") from e
+    return st
 
 
 def _condition_rows(adapter: DenoiserAdapter, data, users: np.ndarray, device) -> torch.Tensor:
@@ -166,16 +314,13 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
     start_epoch, history = 0, []
     sel = ModelSelection(cfg.metric)
     state_path = out / "last_state.pt" if out is not None else None
+    fingerprint = run_fingerprint(adapter, data) if state_path is not None else None
     if resume and state_path is not None and state_path.exists():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        adapter.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
+        st = load_training_state(state_path, adapter, opt, fingerprint)
         sampler.load_state_dict(st["sampler"])
-        gen.set_state(st["torch_gen"])
-        rng.bit_generator.state = st["np_rng"]
-        torch.set_rng_state(st["torch_global"])  # dropout draws from the global generator
+        restore_rng_state(st, device, np_rng=rng, torch_gen=gen)  # dropout draws from the global generator
         start_epoch, history = st["epoch"] + 1, json.loads(st["history"])
-        sel = ModelSelection(cfg.metric, st["best"], st["best_epoch"], st["bad"], st["best_model"])
+        sel.load_state_dict(st)
         log(f"resumed from {state_path} at epoch {start_epoch}")
 
     users_all = np.arange(data.n_users)
@@ -225,11 +370,8 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", **{cfg.metric: f"{row.get('valid/' + cfg.metric, float('nan')):.4f}"},
                         best=f"{sel.best:.4f}@{sel.best_epoch}")
         if state_path is not None:
-            atomic_torch_save({
-                "model": adapter.state_dict(), "optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
-                "torch_gen": gen.get_state(), "torch_global": torch.get_rng_state(), "np_rng": rng.bit_generator.state, "epoch": epoch, "best": sel.best,
-                "best_epoch": sel.best_epoch, "bad": sel.bad, "history": json.dumps(history), "best_model": sel.best_state,
-            }, state_path)
+            save_training_state(state_path, adapter, opt, epoch, history, sel, fingerprint,
+                                rng_state(device, np_rng=rng, torch_gen=gen), sampler=sampler.state_dict())
             (out / "history.json").write_text(json.dumps(history, indent=1))
         if sel.should_stop(cfg.patience):
             log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {sel.bad} evaluations "
