@@ -295,6 +295,17 @@ def read_json(path: Path) -> Optional[Any]:
         raise SystemExit(f"error: {path} is not valid JSON ({e}); delete it to recompute that cell") from None
 
 
+def file_sha1(path: Path) -> str:
+    """SHA-1 (hex) of a file's bytes (read in 1 MiB blocks)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def seed_tag(row: RowSpec, seed: int) -> str:
     return str(seed) if row.seeded else SEEDLESS
 
@@ -508,18 +519,33 @@ class Runner:
         from refit_gym.diffusion import load_backbone
 
         path, record = self.checkpoint(row.backbone, seed)
-        adapter, _ = load_backbone(path, self.data, device=self.device)
-        splits = evaluate_splits(adapter, self.data, row.env_id)
+        digest = file_sha1(path)
+        known = self.known_metrics(row.backbone, path, digest)
+        if known is not None:  # the same file scored for another seed: inference is deterministic, reuse it
+            splits, reused_from = known
+            log(f"{path}: metrics of the identical checkpoint reused from {reused_from}")
+        else:
+            adapter, _ = load_backbone(path, self.data, device=self.device)
+            splits, reused_from = evaluate_splits(adapter, self.data, row.env_id), None
         log(f"{path}: valid ndcg@20 {splits['valid']['ndcg@20']:.4f}, test ndcg@20 {splits['test']['ndcg@20']:.4f}")
-        return dict(checkpoint=str(path), pretrain=record, **splits)
+        return dict(checkpoint=str(path), checkpoint_sha1=digest, metrics_reused_from=reused_from, pretrain=record,
+                    **splits)
+
+    def known_metrics(self, backbone: str, checkpoint: Path, digest: str
+                      ) -> Optional[Tuple[Dict[str, Dict[str, float]], str]]:
+        """(``{"valid", "test"}`` metrics, the record's file) of ``checkpoint`` from any pretrained-row record of
+        ``backbone`` made from a file with the same SHA-1, or None."""
+        for f in sorted((self.out / "runs" / backbone).glob("seed*.json")):
+            record = read_json(f)
+            if record and record.get("checkpoint_sha1") == digest and record.get("checkpoint") == str(checkpoint):
+                return {"valid": record["valid"], "test": record["test"]}, str(f)
+        return None
 
     def pretrained_metrics(self, row: RowSpec, seed: int, checkpoint: Path) -> Optional[Dict[str, Dict[str, float]]]:
-        """Validation and test metrics of ``checkpoint`` from the pretrained row of ``row.backbone`` (same seed,
-        same checkpoint file), or None when that row has not been computed: fine-tuning then evaluates it."""
-        record = read_json(self.out / "runs" / row.backbone / f"seed{seed}.json")
-        if record is None or record.get("checkpoint") != str(checkpoint):
-            return None
-        return {"valid": record["valid"], "test": record["test"]}
+        """Validation and test metrics of ``checkpoint`` from the pretrained rows of ``row.backbone`` (a record
+        of the same checkpoint file, by path and SHA-1), or None when none exists: fine-tuning then evaluates it."""
+        known = self.known_metrics(row.backbone, checkpoint, file_sha1(checkpoint))
+        return None if known is None else known[0]
 
     def _finetuned(self, row: RowSpec, seed: int, log) -> Dict[str, Any]:
         from agents.finetune import finetune

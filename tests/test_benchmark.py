@@ -299,3 +299,22 @@ def test_quick_sequence_benchmark(bench, tmp_path):
     # --quick rollouts are whole trajectories of DreamRec's T (--steps 5 here)
     hp = res["settings"]["hyperparams"]["refit|refit_gym/DreamRec-v0"]
     assert hp["n_timesteps"] == bench.QUICK_N_ENVS * 5 * bench.QUICK_ROLLOUTS
+
+
+def test_given_checkpoint_is_scored_once(bench, tmp_path):
+    """A checkpoint given for every seed is evaluated once; the other seeds reuse its (deterministic) metrics."""
+    from refit_gym.data import load_dataset
+    from refit_gym.diffusion import build_backbone
+    from refit_gym.diffusion.checkpoint import save_backbone
+
+    data = load_dataset("synthetic")
+    torch.manual_seed(0)
+    ckpt = save_backbone(build_backbone("diffrec", data, hidden=[16], schedule=dict(steps=3)).eval(),
+                         tmp_path / "b.pt", meta=dict(n_users=data.n_users))
+    out = tmp_path / "bench"
+    res = bench.main(["--data", "synthetic", "--quick", "--out", str(out), "--methods", "pretrained", "--backbones",
+                      "diffrec", "--seeds", "0", "1", "--checkpoint-diffrec", str(ckpt), "--skip-scaling"])
+    assert res["failed"] == []
+    r0, r1 = (json.loads((out / "runs" / "diffrec" / f"seed{s}.json").read_text()) for s in (0, 1))
+    assert r0["metrics_reused_from"] is None and r1["metrics_reused_from"].endswith("seed0.json")
+    assert r0["valid"] == r1["valid"] and r0["test"] == r1["test"] and r0["checkpoint_sha1"] == r1["checkpoint_sha1"]
