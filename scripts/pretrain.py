@@ -34,14 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="diffrec", help="registered backbone name (diffrec, cfdiff, ...)")
     p.add_argument("--data", default="synthetic", help="dataset folder/file, or 'synthetic' (default)")
     p.add_argument("--out", default=None, help="output folder (default runs/pretrain-<backbone>-<data name>)")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=400)
-    p.add_argument("--timestep-sampling", choices=["importance", "uniform"], default="importance")
+    # training settings: unset flags keep the scenario's defaults (Scenario.pretrain_config: PretrainConfig's
+    # epochs 100, lr 1e-3, batch 400, patience 10, eval every epoch; sequences: epochs 50, batch 256, patience 5)
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the scenario's)")
+    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0)")
+    p.add_argument("--batch-size", type=int, default=None, help="users per step (default: the scenario's)")
+    p.add_argument("--timestep-sampling", choices=["importance", "uniform"], default=None,
+                   help="diffusion step sampling (default importance)")
     p.add_argument("--no-reweight", action="store_true", help="disable the SNR-difference loss weights")
-    p.add_argument("--patience", type=int, default=10, help="evaluations without gain before early stopping (0: off)")
-    p.add_argument("--eval-every", type=int, default=1)
+    p.add_argument("--patience", type=int, default=None,
+                   help="evaluations without gain before early stopping (0: off; default: the scenario's)")
+    p.add_argument("--eval-every", type=int, default=None, help="epochs between validations (default 1)")
     p.add_argument("--metric", default=None, help="validation metric for model selection (default: the "
                    "scenario's, recall@20 or ndcg@10 for sequences)")
     p.add_argument("--max-seconds", type=float, default=None, help="wall-time bound (seconds) of sequence "
@@ -141,9 +145,9 @@ def main(argv=None) -> dict:
     adapter = scenario.build_backbone(data, args.backbone, **kwargs)
     n_params = sum(p.numel() for p in adapter.parameters())
     log(f"backbone: {args.backbone} ({n_params:,} parameters), device {device}, output {out}")
-    cfg = scenario.pretrain_config(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-                                   batch_size=args.batch_size, timestep_sampling=args.timestep_sampling,
-                                   reweight=not args.no_reweight, eval_every=args.eval_every, patience=args.patience,
+    given = dict(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
+                 timestep_sampling=args.timestep_sampling, eval_every=args.eval_every, patience=args.patience)
+    cfg = scenario.pretrain_config(**{k: v for k, v in given.items() if v is not None}, reweight=not args.no_reweight,
                                    metric=args.metric or scenario.metric, seed=args.seed)
     result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device, max_seconds=args.max_seconds,
                                progress=not args.no_progress, resume=args.resume, log=log)
