@@ -35,6 +35,8 @@ class DDPO(ReFiT):
         clip_range: PPO clip range on the ratio (float or SB3 schedule), on the scale set by
             ``log_prob_reduction``.
         adv_clip_max: advantages are clipped to ``[-adv_clip_max, adv_clip_max]``.
+
+    ``credit`` must stay ``"trajectory"``: per-item credit (``credit="item"``) exists for :class:`ReFiT` only.
     """
 
     def __init__(self, policy, env, learning_rate: Union[float, Schedule] = 1e-5, n_traj_per_user: int = 4,
@@ -47,6 +49,9 @@ class DDPO(ReFiT):
             raise ValueError(f"clip_range={clip_range}: must be > 0")
         if not adv_clip_max > 0:
             raise ValueError(f"adv_clip_max={adv_clip_max}: must be > 0")
+        if kwargs.get("credit", "trajectory") != "trajectory":
+            raise ValueError(f"credit={kwargs['credit']!r}: DDPO's clipped surrogate uses trajectory credit only "
+                             "(per-item credit is implemented by ReFiT)")
         super().__init__(policy, env, learning_rate=learning_rate, n_traj_per_user=n_traj_per_user,
                          batch_size=batch_size, log_prob_reduction=log_prob_reduction, _init_setup_model=False, **kwargs)
         self.n_epochs, self.clip_range, self.adv_clip_max = int(n_epochs), clip_range, float(adv_clip_max)

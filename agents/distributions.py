@@ -84,6 +84,19 @@ class DenoiserGaussian(Distribution):
         z = (actions - self.mean) / self.std
         return self._reduce(-0.5 * z.pow(2) - torch.log(self.std) - _HALF_LOG_2PI)
 
+    def log_prob_per_dim(self, actions: torch.Tensor) -> torch.Tensor:
+        """Per-dimension log-densities ``(B, D)`` of ``actions`` (B, D), not reduced; 0 on inactive rows."""
+        z = (actions - self.mean) / self.std
+        per_dim = -0.5 * z.pow(2) - torch.log(self.std) - _HALF_LOG_2PI
+        if self.active is not None:
+            per_dim = torch.where(self.active.unsqueeze(-1), per_dim, torch.zeros_like(per_dim))
+        return per_dim
+
+    def weighted_log_prob(self, actions: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``sum_d weights_d * log N(actions_d; mean_d, std^2)`` ``(B,)`` (divided by D with reduction "mean"):
+        the log-density with one weight per dimension, e.g. per-item advantages; 0 on inactive rows."""
+        return self._reduce(weights * self.log_prob_per_dim(actions))
+
     def entropy(self) -> torch.Tensor:
         """Differential entropy ``(B,)``, per the reduction; 0 on inactive rows."""
         per_dim = (0.5 + _HALF_LOG_2PI + torch.log(self.std)).expand_as(self.mean)

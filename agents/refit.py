@@ -22,6 +22,36 @@ Each iteration (one rollout, one update):
    (it is exactly 1 unless the policy is nondeterministic). Gradient norm clipped to
    ``max_grad_norm``, one optimizer step.
 
+Per-item credit assignment (``credit="item"``)
+----------------------------------------------
+With ``credit="trajectory"`` (the default) every item dimension of an action is credited with the
+whole scalar reward ``R``: for a D-dimensional Gaussian action the score-function estimator's
+signal-to-noise ratio per item falls like ``1/sqrt(D)``, and D is the number of items (thousands).
+Many rewards are sums of per-item terms, ``R(x0) = sum_j r_j(x0)`` with ``r_j`` depending (mainly)
+on ``x0_j`` (:meth:`refit_gym.rewards.Reward.item_terms`). When only the last reverse step is
+stochastic (``train_last_k=1``), ``x0 ~ N(mu_theta(x1, 1, cond), sigma^2 I)`` factorises over items
+and ``E[(R - r_j) d log pi_j(x0_j) / d theta] = 0`` whenever the other terms do not depend on
+``x0_j``; so ``credit="item"`` uses the Rao-Blackwellised estimator
+
+    g = (1/N) sum_n sum_j A_nj grad log pi_j(x0_nj | x1_n, cond_n),
+    A_nj = (r_nj - mean_group(r_j)) / (std_group(R) + eps)        (baseline="group")
+    A_nj = r_nj                                                    (baseline="none")
+
+(loss ``-(1/N) sum_n sum_j A_nj log pi_j``, divided by D with ``log_prob_reduction="mean"``). The
+per-item baseline ``b_j`` is the mean of ``r_j`` over the copies of the user, and the per-user scale
+is the trajectory path's (the std of ``R`` over the copies), so that ``sum_j A_nj`` is exactly the
+trajectory advantage: the item advantages split it among the items. It is unbiased for exactly
+separable rewards (e.g. "reconstruction", linear rewards) with variance lower by a factor of order
+D; for rewards whose terms couple (``GraphScoreReward`` through the standardisation over the
+candidates) it carries that reward's documented O(1/|N|) bias. It is still a policy-gradient method:
+it uses reward values only, never gradients of the reward. Requirements (ValueError otherwise):
+``train_last_k=1`` (earlier steps mix the items through the denoiser, so per-item credit is not
+valid there), a reward with per-item terms, a ``BatchedDenoisingEnv`` used directly (the terms are
+read with its ``terminal_item_terms()`` after the terminal step), a backbone whose action is the
+item-score vector (``action_dim == n_items`` and identity ``scores``, as DiffRec's), and
+``baseline`` "group" or "none" (a scalar value head has no per-item baseline). KL penalty and
+gradient clipping are unchanged; the std of the item advantages is logged as ``train/item_adv_std``.
+
 :class:`~agents.ddpo.DDPO` reuses the rollout and replaces step 3 with clipped importance-ratio
 updates.
 
@@ -58,6 +88,8 @@ from refit_gym.diffusion.adapters import DenoiserAdapter
 
 SelfReFiT = TypeVar("SelfReFiT", bound="ReFiT")
 BASELINES = ("group", "value", "none")
+#: ``credit`` options: the whole reward credited to every item dimension, or per-item reward terms
+CREDITS = ("trajectory", "item")
 
 
 class NonFiniteTrainingError(FloatingPointError):
@@ -78,6 +110,7 @@ class Trajectories:
         ref_mean: ``(K, N, D)`` means of the frozen reference (pretrained) denoiser, or None when the
             KL penalty is off (``kl_coef == 0``: the reference is not run).
         rewards: ``(N,)`` terminal rewards.
+        item_rewards: ``(N, n_items)`` per-item terms of the terminal rewards (``credit="item"``), else None.
     """
 
     users: torch.Tensor
@@ -87,6 +120,7 @@ class Trajectories:
     log_prob: torch.Tensor
     ref_mean: Optional[torch.Tensor]
     rewards: torch.Tensor
+    item_rewards: Optional[torch.Tensor] = None
 
     @property
     def n_traj(self) -> int:
@@ -122,6 +156,9 @@ class ReFiT(BaseAlgorithm):
         kl_coef: weight of the KL penalty to the frozen pretrained denoiser (0 disables it, and the
             reference is then not run at all: no ``train/kl`` is logged).
         baseline: ``"group"``, ``"value"`` or ``"none"``.
+        credit: ``"trajectory"`` (every item dimension credited with the whole reward) or ``"item"``
+            (per-item reward terms, see the module docstring; needs ``train_last_k=1``, a reward with
+            ``item_terms``, a ``BatchedDenoisingEnv`` and ``baseline`` "group" or "none").
         max_grad_norm: gradient-norm clipping threshold.
         vf_coef: weight of the value loss (``baseline="value"`` only).
         batch_size: (step, trajectory) rows per gradient-accumulation chunk (None: one chunk).
@@ -142,6 +179,7 @@ class ReFiT(BaseAlgorithm):
         n_traj_per_user: int = 4,
         kl_coef: float = 0.0,
         baseline: str = "group",
+        credit: str = "trajectory",
         max_grad_norm: float = 1.0,
         vf_coef: float = 0.5,
         batch_size: Optional[int] = None,
@@ -166,6 +204,15 @@ class ReFiT(BaseAlgorithm):
                          monitor_wrapper=False, seed=seed, supported_action_spaces=(spaces.Box,))
         if baseline not in BASELINES:
             raise ValueError(f"baseline={baseline!r}: expected one of {BASELINES}")
+        if credit not in CREDITS:
+            raise ValueError(f"credit={credit!r}: expected one of {CREDITS}")
+        if credit == "item" and baseline == "value":
+            raise ValueError("credit='item' needs baseline='group' (per-item group means) or 'none': the value head "
+                             "predicts the scalar reward, not per-item terms")
+        if credit == "item" and policy_kwargs.get("train_last_k") != 1:
+            raise ValueError(f"credit='item' needs train_last_k=1 (got {policy_kwargs.get('train_last_k')!r}): only "
+                             "the last reverse step x1 -> x0 factorises over items; earlier steps mix the items through "
+                             "the denoiser, so per-item reward terms are not valid credit for them")
         if int(n_traj_per_user) < 1 or (baseline == "group" and int(n_traj_per_user) < 2):
             raise ValueError(f"n_traj_per_user={n_traj_per_user}: need >= 2 copies per user for the group baseline "
                              "(>= 1 otherwise)")
@@ -174,6 +221,7 @@ class ReFiT(BaseAlgorithm):
         if batch_size is not None and int(batch_size) < 1:
             raise ValueError(f"batch_size={batch_size}: must be >= 1 (or None)")
         self.n_traj_per_user, self.kl_coef, self.baseline = int(n_traj_per_user), float(kl_coef), baseline
+        self.credit = credit
         self.max_grad_norm, self.vf_coef = float(max_grad_norm), float(vf_coef)
         self.batch_size = None if batch_size is None else int(batch_size)
         if self.env is not None and self.n_envs % self.n_traj_per_user:
@@ -212,6 +260,22 @@ class ReFiT(BaseAlgorithm):
         self._generator.manual_seed(0 if self.seed is None else int(self.seed))
         self._rng_state = self._generator.get_state()
         self._driver: Optional[TensorRollout] = None
+        self._check_credit()
+
+    def _check_credit(self) -> None:
+        """With ``credit="item"``: raise ValueError unless the backbone's action is the item-score vector and
+        (when there is an environment) the environment can hand over per-item reward terms."""
+        if getattr(self, "credit", "trajectory") != "item":
+            return
+        denoiser = self.policy.denoiser
+        if denoiser.action_dim != denoiser.n_items or type(denoiser).scores is not DenoiserAdapter.scores:
+            raise ValueError(f"credit='item' needs a backbone whose action x0 is the item-score vector (action_dim == "
+                             f"n_items, identity scores(), as DiffRec's); {type(denoiser).__name__} has action_dim="
+                             f"{denoiser.action_dim} for {denoiser.n_items} items")
+        if self.env is not None:
+            reason = self.driver.item_terms_unavailable()
+            if reason is not None:
+                raise ValueError(f"credit='item': {reason}")
 
     def _excluded_save_params(self):
         return super()._excluded_save_params() + ["reference", "_generator", "_rng_state", "_driver", "_last_obs",
@@ -240,6 +304,7 @@ class ReFiT(BaseAlgorithm):
         if self.n_envs % self.n_traj_per_user:
             raise ValueError(f"n_envs={self.n_envs} is not a multiple of n_traj_per_user={self.n_traj_per_user}")
         self._driver = None
+        self._check_credit()
 
     @property
     def driver(self) -> TensorRollout:
@@ -329,11 +394,15 @@ class ReFiT(BaseAlgorithm):
             raise RuntimeError(f"the environment did not terminate after T={T} steps")
         xs[K] = x
         self._check_finite("rewards", rewards)
+        item_rewards = None
+        if self.credit == "item":
+            item_rewards = self.driver.terminal_item_terms().float()
+            self._check_finite("per-item rewards", item_rewards)
         for r in rewards.tolist():
             self.ep_info_buffer.append({"r": r, "l": T})
         return Trajectories(users=users_t.long(), condition=condition, xs=xs,
                             t=torch.arange(K, 0, -1, device=self.device), log_prob=log_prob, ref_mean=ref_mean,
-                            rewards=rewards.float())
+                            rewards=rewards.float(), item_rewards=item_rewards)
 
     # ------------------------------------------------------------------ advantages and losses
     def _row_batches(self, n_rows: int, shuffle: bool = False):
@@ -364,6 +433,23 @@ class ReFiT(BaseAlgorithm):
                 values[index] = self.policy.predict_values(self._obs(traj.rows(index))).reshape(-1)
         return R.reshape(1, -1) - values.view(traj.n_steps, traj.n_traj)
 
+    def compute_item_advantages(self, traj: Trajectories) -> torch.Tensor:
+        """Per-item advantages ``(N, n_items)`` (``credit="item"``, see the module docstring): ``baseline="group"``:
+        ``(r_nj - mean_group(r_j)) / (std_group(R) + eps)``, so that they sum over items to the trajectory
+        advantage; ``"none"``: ``r_nj``."""
+        if traj.item_rewards is None:
+            raise ValueError("these trajectories carry no per-item rewards (collected with credit='trajectory')")
+        r = traj.item_rewards
+        if self.baseline == "none":
+            return r
+        n = self.n_traj_per_user
+        # float32 is enough here (unlike the sums R): the copies' per-item terms differ by O(1) of their size
+        groups = r.view(-1, n, r.shape[-1])
+        adv = groups - groups.mean(dim=1, keepdim=True)
+        std = traj.rewards.double().view(-1, n).std(dim=1, unbiased=False)  # the trajectory path's per-user scale
+        adv = adv / (std + 1e-8).to(r.dtype).view(-1, 1, 1)
+        return adv.view_as(r)
+
     def evaluate_rows(self, rows: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """Current log-probabilities ``(B,)``, KL to the reference ``(B,)`` and values ``(B,)`` (None
         unless ``baseline="value"``) of flat rows, with gradients. Without reference means
@@ -374,6 +460,18 @@ class ReFiT(BaseAlgorithm):
         kl = torch.zeros_like(log_prob) if rows["ref_mean"] is None else dist.kl_to_mean(rows["ref_mean"])
         values = self.policy.predict_values(self._obs(rows)).reshape(-1) if self.baseline == "value" else None
         return log_prob, kl, values
+
+    def evaluate_item_rows(self, rows: Dict[str, torch.Tensor],
+                           item_advantages: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``credit="item"``: current log-probabilities ``(B,)``, KL to the reference ``(B,)`` (zeros without
+        reference means) and the advantage-weighted log-probabilities ``sum_j A_j log pi_j`` ``(B,)`` (divided
+        by D with ``log_prob_reduction="mean"``) of flat rows, with gradients; ``item_advantages`` ``(B, D)``."""
+        ctx = self.policy.denoiser.context(rows["condition"], rows["users"])
+        dist = self.policy.step_distribution(rows["x"], rows["t"], ctx)
+        log_prob = dist.log_prob(rows["action"])
+        weighted = dist.weighted_log_prob(rows["action"], item_advantages)
+        kl = torch.zeros_like(log_prob) if rows["ref_mean"] is None else dist.kl_to_mean(rows["ref_mean"])
+        return log_prob, kl, weighted
 
     def _clip_and_step(self) -> float:
         """Clip the accumulated gradient, check it, take the optimizer step; returns the pre-clip norm."""
@@ -386,15 +484,29 @@ class ReFiT(BaseAlgorithm):
         """One REINFORCE update on ``traj`` (gradient accumulated over row chunks)."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        advantages = self.compute_advantages(traj).reshape(-1)
+        self.policy.optimizer.zero_grad(set_to_none=True)
+        totals, log_ratio = self.accumulate_gradients(traj)
+        grad_norm = self._clip_and_step()
+        self._n_updates += 1
+        self._record_update(traj, totals, grad_norm, log_ratio)
+
+    def accumulate_gradients(self, traj: Trajectories) -> Tuple[Dict[str, float], torch.Tensor]:
+        """Backpropagate the loss of ``traj`` into the parameters' ``.grad`` (added to what is there; no
+        clipping, no optimizer step). Returns the loss totals to log and the log importance ratios ``(K * N,)``."""
         N, n_rows = traj.n_traj, traj.n_steps * traj.n_traj
+        item_adv = self.compute_item_advantages(traj) if self.credit == "item" else None
+        advantages = self.compute_advantages(traj).reshape(-1) if item_adv is None else None
         totals = dict(policy_loss=0.0, kl=0.0, value_loss=0.0, loss=0.0)
         log_ratios = []
-        self.policy.optimizer.zero_grad(set_to_none=True)
         for index in self._row_batches(n_rows):
             rows = traj.rows(index)
-            log_prob, kl, values = self.evaluate_rows(rows)
-            policy_loss = -(advantages[index] * log_prob).sum() / N
+            if item_adv is None:
+                log_prob, kl, values = self.evaluate_rows(rows)
+                policy_loss = -(advantages[index] * log_prob).sum() / N
+            else:
+                log_prob, kl, weighted = self.evaluate_item_rows(rows, item_adv[rows["traj"]])
+                values = None
+                policy_loss = -weighted.sum() / N
             kl_loss = kl.sum() / N
             value_loss = ((values - traj.rewards[rows["traj"]]).pow(2).sum() / n_rows) if values is not None \
                 else torch.zeros((), device=self.device)
@@ -404,9 +516,9 @@ class ReFiT(BaseAlgorithm):
             log_ratios.append((log_prob - rows["old_log_prob"]).detach())
             for key, value in zip(totals, (policy_loss, kl_loss, value_loss, loss)):
                 totals[key] += float(value.detach())
-        grad_norm = self._clip_and_step()
-        self._n_updates += 1
-        self._record_update(traj, totals, grad_norm, torch.cat(log_ratios))
+        if item_adv is not None:
+            totals["item_adv_std"] = float(item_adv.std(unbiased=False))
+        return totals, torch.cat(log_ratios)
 
     def _record_update(self, traj: Trajectories, totals: Dict[str, float], grad_norm: float,
                        log_ratio: torch.Tensor, clip_range: Optional[float] = None) -> None:

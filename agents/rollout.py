@@ -6,6 +6,10 @@
   device tensors ``x (N, D)``, ``t (N, 1)``, ``user (N, 1)``, ``condition (N, C)``.
 * ``step(actions (N, D)) -> (rewards (N,), done)``.
 
+and, for per-item credit assignment, ``terminal_item_terms() -> (N, n_items)`` (the terminal reward
+split into per-item terms, called after the terminal step) with ``item_terms_unavailable()`` (None
+when available, else the reason).
+
 Two implementations:
 
 * :class:`FastRollout` for :class:`refit_gym.envs.BatchedDenoisingEnv`: tensors stay on the
@@ -20,7 +24,7 @@ Two implementations:
 from __future__ import annotations
 
 import inspect
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -40,6 +44,14 @@ class TensorRollout:
 
     def step(self, actions: torch.Tensor) -> Tuple[torch.Tensor, bool]:
         raise NotImplementedError
+
+    def item_terms_unavailable(self) -> Optional[str]:
+        """None when :meth:`terminal_item_terms` works with this environment, else why not."""
+        return f"{type(self).__name__} cannot read per-item reward terms"
+
+    def terminal_item_terms(self) -> torch.Tensor:
+        """Per-item terms ``(N, n_items)`` of the terminal rewards of the episodes that just ended."""
+        raise NotImplementedError(self.item_terms_unavailable())
 
 
 class FastRollout(TensorRollout):
@@ -62,6 +74,18 @@ class FastRollout(TensorRollout):
     def step(self, actions: torch.Tensor) -> Tuple[torch.Tensor, bool]:
         _, rewards, terminated, _ = self.env.step_tensors(actions.to(self.env.device))
         return rewards.to(self.device), bool(terminated)
+
+    def item_terms_unavailable(self) -> Optional[str]:
+        if not hasattr(self.env, "terminal_item_terms"):
+            return f"{type(self.env).__name__} has no terminal_item_terms()"
+        reward = self.env.process.reward
+        if not reward.supports_item_terms:
+            return (f"reward {reward.name!r} ({reward!r}) has no per-item terms (Reward.item_terms); rewards with them "
+                    "include 'graph-score', 'reconstruction' and FunctionReward(item_f=...)")
+        return None
+
+    def terminal_item_terms(self) -> torch.Tensor:
+        return self.env.terminal_item_terms().to(self.device)
 
 
 class VecEnvRollout(TensorRollout):
@@ -86,6 +110,11 @@ class VecEnvRollout(TensorRollout):
         if dones.any() and not dones.all():
             raise RuntimeError("sub-environments terminated at different steps; denoising episodes all last T steps")
         return torch.as_tensor(rewards, dtype=torch.float32, device=self.device), bool(dones.all())
+
+    def item_terms_unavailable(self) -> Optional[str]:
+        return (f"per-item reward terms are read from a BatchedDenoisingEnv passed directly (its torch fast path); "
+                f"{type(self.env).__name__} auto-resets after the terminal step and its sub-environments draw their own "
+                "held-out splits")
 
 
 def make_rollout_driver(env: VecEnv, device) -> TensorRollout:

@@ -201,6 +201,31 @@ def test_torch_fast_path(data, adapter):
     assert int(obs["t"][0]) == 0
 
 
+def test_terminal_item_terms_on_demand(data, adapter):
+    venv = BatchedDenoisingEnv(data, adapter, n_envs=4, reward="graph-score", reward_kwargs=dict(graph="cooc"))
+    with pytest.raises(RuntimeError, match="before reset"):
+        venv.terminal_item_terms()
+    obs = venv.reset_tensors(seed=0)
+    for k in range(T):
+        with pytest.raises(RuntimeError, match=f"at t = {T - k}"):
+            venv.terminal_item_terms()
+        obs, r, term, info = venv.step_tensors(obs["x"] + 0.1 * torch.randn(obs["x"].shape))
+    assert term and "item_terms" not in info  # the fast path's outputs are unchanged
+    terms = venv.terminal_item_terms()
+    assert terms.shape == (4, data.n_items)
+    torch.testing.assert_close(terms.sum(1), r, rtol=1e-5, atol=1e-6)
+    venv.reset_tensors()
+    with pytest.raises(RuntimeError, match="terminal step"):
+        venv.terminal_item_terms()
+    # the single env has it too; a reward without per-item terms is named
+    env = DenoisingEnv(data, adapter, reward="topk")
+    obs, _ = env.reset(seed=0)
+    for _ in range(T):
+        obs, *_ = env.step(obs["x"])
+    with pytest.raises(NotImplementedError, match="reward 'topk'"):
+        env.terminal_item_terms()
+
+
 # ----------------------------------------------------------------------------- errors
 def test_bad_actions_raise(data, adapter):
     env = DenoisingEnv(data, adapter)

@@ -49,7 +49,10 @@ class BatchedDenoisingEnv(ProcessViews, VecEnv):
     ``seed(s)``.
 
     Torch fast path: :meth:`reset_tensors` and :meth:`step_tensors` take and return tensors on the
-    device without numpy round trips and without auto-reset.
+    device without numpy round trips and without auto-reset. After the terminal step (and before the
+    next reset) :meth:`terminal_item_terms` returns the terminal reward split into per-item terms
+    ``(n_envs, n_items)`` for rewards that have them (``reward_fn.supports_item_terms``); computed
+    only when called, so the numpy API and memory are unaffected.
 
     Args:
         n_envs: number of slots (users per batch).
@@ -105,7 +108,8 @@ class BatchedDenoisingEnv(ProcessViews, VecEnv):
 
         Returns ``(obs, rewards (n_envs,), terminated, info)``; at the terminal step ``obs`` is the
         final observation (``t = 0``), ``terminated`` is True and ``info["reward_components"]``
-        maps names to ``(n_envs,)`` tensors. No auto-reset: call :meth:`reset_tensors` next.
+        maps names to ``(n_envs,)`` tensors; :meth:`terminal_item_terms` may then be called for the
+        per-item split of the rewards. No auto-reset: call :meth:`reset_tensors` next.
         ``actions`` becomes the new state ``x`` without a copy: do not modify it in place afterwards.
         """
         reward, terminated, comps = self.process.step(actions)

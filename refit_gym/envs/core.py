@@ -131,6 +131,11 @@ class ProcessViews:
     def reward_fn(self) -> Reward:
         return self.process.reward
 
+    def terminal_item_terms(self) -> torch.Tensor:
+        """Per-item terms of the terminal reward of the episodes that just ended (see
+        :meth:`DenoisingProcess.terminal_item_terms`)."""
+        return self.process.terminal_item_terms()
+
 
 class DenoisingProcess:
     """B denoising episodes stepped as one tensor operation.
@@ -255,6 +260,22 @@ class DenoisingProcess:
             comps = self.reward.components(scores, self.state)
             reward = torch.stack(list(comps.values()), dim=0).sum(dim=0)
         return reward, True, comps
+
+    def terminal_item_terms(self) -> torch.Tensor:
+        """The terminal reward split into per-item terms, ``(B, n_items)`` float32 on the reward's device:
+        ``reward.item_terms(adapter.scores(x_0), state)``, which sums over items to the rewards the
+        terminal step returned (up to float rounding).
+
+        Opt-in and on demand: nothing is computed or kept unless this is called, between the terminal
+        step and the next reset (agents doing per-item credit assignment call it once per rollout).
+        Raises RuntimeError at any other time and NotImplementedError (naming the reward) when the
+        reward has no per-item terms (``reward.supports_item_terms``)."""
+        if self.x is None or self.t != 0:
+            where = "before reset()" if self.x is None else f"at t = {self.t}"
+            raise RuntimeError(f"terminal_item_terms() {where}: the per-item reward terms exist only after the "
+                               "terminal step (t = 0) and before the next reset")
+        with torch.no_grad():
+            return self.reward.item_terms(self.adapter.scores(self.x, self.ctx), self.state)
 
     # ------------------------------------------------------------------ observations
     def observation_tensors(self) -> Dict[str, torch.Tensor]:

@@ -9,6 +9,12 @@ A reward object has two phases per episode:
 * :meth:`Reward.__call__` at the terminal step: item scores ``(B, n_items)`` of the final ``x_0``
   -> rewards ``(B,)``. :meth:`Reward.components` returns the named terms (for logging; they sum to
   the reward).
+* optionally :meth:`Reward.item_terms`: the reward split into one term per item, ``(B, n_items)``,
+  summing to the reward, for rewards that are (close to) sums of per-item terms ``r_j`` that depend
+  on ``x0_j`` only. Agents use them for per-item credit assignment (``ReFiT(credit="item")``):
+  with a factorised Gaussian last step, ``sum_j (r_j - b_j) grad log pi_j(x0_j)`` is an unbiased
+  policy gradient for exactly separable rewards, with far less variance than the trajectory
+  estimator. :attr:`Reward.supports_item_terms` says whether a reward has them.
 
 Only ``data.train`` is ever read: validation and test interactions never enter a reward.
 
@@ -137,7 +143,8 @@ class RewardState:
 
 
 class Reward:
-    """Base class of terminal rewards on item scores. Subclasses implement :meth:`components`.
+    """Base class of terminal rewards on item scores. Subclasses implement :meth:`components` and,
+    where the reward is a sum of per-item terms, :meth:`item_terms`.
 
     Args:
         data: the dataset: an InteractionData, or a dataset with an ``interactions()`` view such as
@@ -204,6 +211,28 @@ class Reward:
     def components(self, scores: torch.Tensor, state: RewardState) -> Dict[str, torch.Tensor]:
         """Named reward terms, each ``(B,)`` float32; they sum to the reward."""
         raise NotImplementedError
+
+    @property
+    def supports_item_terms(self) -> bool:
+        """Whether :meth:`item_terms` is available (True when a subclass implements it)."""
+        return type(self).item_terms is not Reward.item_terms
+
+    def item_terms(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
+        """Per-item terms ``(B, n_items)`` float32 of the terminal reward of item scores ``(B, n_items)``.
+
+        Contract: ``item_terms(scores, state).sum(1)`` equals ``self(scores, state)`` up to float
+        rounding, and term ``j`` depends on ``scores[:, j]`` alone (exactly separable rewards) or
+        mainly (then the subclass documents the coupling and the bias it causes in per-item credit
+        assignment). Items that do not enter the reward (e.g. the visible items) get 0. Only reward
+        values are involved, never gradients of the reward.
+
+        Rewards whose terms depend on the whole score vector (a softmax normaliser, a top-K ranking)
+        do not implement it: the default raises NotImplementedError naming the reward.
+        """
+        raise NotImplementedError(
+            f"reward {self.name!r} ({self!r}) has no per-item terms (Reward.item_terms): its value is not a sum of "
+            "terms that each depend on one item's score; per-item credit assignment needs a reward such as "
+            "'graph-score' or 'reconstruction' (or a FunctionReward with item_f)")
 
     def __call__(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
         """Terminal rewards ``(B,)`` float32 of item scores ``(B, n_items)``."""

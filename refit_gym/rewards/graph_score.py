@@ -20,6 +20,26 @@ so the score-function gradient is far less noisy. Only ``data.train`` is read (t
 visible items); the held-out split is the same as every other reward's, so the condition the agent
 sees is identical whatever the reward.
 
+Per-item terms (:meth:`GraphScoreReward.item_terms`, for per-item credit assignment). With
+``n = |N|``, ``rho = (1/n) sum_{j in N} z(x0)_j z(s)_j`` (the correlation of ``x0`` and ``s`` over
+the candidates) and ``a = (1/n) sum_{j in N} z(x0)_j^2`` (1, or 0 when ``x0`` is constant on ``N``),
+
+    r_j = -(1/n) [ (z(x0)_j - z(s)_j)^2 + (rho - 1) (z(x0)_j^2 - a) ]        for j in N, 0 elsewhere
+
+Their sum is ``R`` exactly (the second part sums to 0 over ``N``). The second part is there because
+the plain squared gaps ``-(z(x0)_j - z(s)_j)^2 / n``, which also sum to ``R``, are a poor split:
+``R = 2 (rho - 1)`` does not depend on the scale of ``x0``, but each squared gap does, and the
+terms couple through the mean and std of ``x0`` over ``N``. Per-item credit follows, in expectation,
+``sum_j d r_j / d x0_j`` instead of ``d R / d x0_j``; the terms left out,
+``sum_{k != j} d r_k / d x0_j``, amount for the squared gaps to ``(2 / (n sigma)) (1 - rho) z(x0)_j``
+(``sigma`` the std of ``x0`` over ``N``; up to O(1/n) relative), as large as the true gradient
+``d R / d x0_j = (2 / (n sigma)) (z(s)_j - rho z(x0)_j)`` unless ``rho`` is near 1: per-item credit
+would add a systematic shrinkage of the spread of the policy mean (measured on random data,
+n = 500: 77% relative error at rho = 0.25, 33% at rho = 0.8). The correction cancels that leading
+cross-derivative; what remains comes from the O(1/n) dependence of the mean, std and ``rho`` on a
+single item, so per-item credit with these terms has a relative bias of O(1/|N|) (measured 0.6% at
+n = 500). They are still not exactly separable: the estimator is not exactly unbiased.
+
 Cost: ``W`` is kept to ``graph_top_m`` entries per row (O(n_items * graph_top_m) memory); ``s`` is a
 sparse product per batch at reset, O(nnz(c) * graph_top_m) per hop, and the reward is O(B * n_items).
 """
@@ -104,12 +124,28 @@ class GraphScoreReward(Reward):
         std = (dev.pow(2).sum(dim=1, keepdim=True) / n).sqrt()
         return dev / std.clamp(min=1e-8)
 
-    def components(self, scores: torch.Tensor, state: RewardState) -> Dict[str, torch.Tensor]:
+    def _standardised(self, scores: torch.Tensor, state: RewardState):
+        """``(z(x0), z(s), candidate)``, each ``(B, n_items)`` (z is 0 outside the candidates)."""
         scores = self._check_scores(scores, state)
         candidate = torch.isfinite(self.visible_mask_fill(scores, state))
-        gap = self._standardise(scores, candidate) - self._standardise(state.tensors["graph_score"], candidate)
+        return self._standardise(scores, candidate), self._standardise(state.tensors["graph_score"], candidate), candidate
+
+    def components(self, scores: torch.Tensor, state: RewardState) -> Dict[str, torch.Tensor]:
+        z_x, z_s, candidate = self._standardised(scores, state)
+        gap = z_x - z_s
         n = candidate.sum(dim=1).clamp(min=1)
         return {"graph_score": -gap.pow(2).sum(dim=1) / n}
+
+    def item_terms(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
+        """Per-item terms ``(B, n_items)`` summing to the reward: the squared gaps plus a correction that
+        sums to 0 (formula, and the O(1/|N|) bias of per-item credit with them, in the module docstring);
+        0 at the visible (non-candidate) items."""
+        z_x, z_s, candidate = self._standardised(scores, state)
+        n = candidate.sum(dim=1, keepdim=True).clamp(min=1)
+        a = z_x.pow(2).sum(dim=1, keepdim=True) / n
+        rho = (z_x * z_s).sum(dim=1, keepdim=True) / n
+        terms = -((z_x - z_s).pow(2) + (rho - 1) * (z_x.pow(2) - a)) / n
+        return torch.where(candidate, terms, torch.zeros_like(terms))
 
     def __repr__(self) -> str:
         kind = f"nnz={self.graph.nnz}" if sp.issparse(self.graph) else "dense"

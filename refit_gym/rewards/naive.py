@@ -5,7 +5,7 @@ All use the same held-out split as :class:`~refit_gym.rewards.collaborative.Coll
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
@@ -73,39 +73,79 @@ class ReconstructionReward(Reward):
 
     name = "reconstruction"
 
-    def components(self, scores: torch.Tensor, state: RewardState) -> Dict[str, torch.Tensor]:
+    def _squared_errors(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
+        """``(x0_j - r_j)^2`` ``(B, n_items)``."""
         scores = self._check_scores(scores, state)
         target = torch.zeros_like(scores)
         for rows, cols in (state.tensors["visible_index"], state.tensors["heldout_index"]):
             target[rows, cols] = 1.0
-        return {"reconstruction": -((scores - target) ** 2).mean(dim=1)}
+        return (scores - target) ** 2
+
+    def components(self, scores: torch.Tensor, state: RewardState) -> Dict[str, torch.Tensor]:
+        return {"reconstruction": -self._squared_errors(scores, state).mean(dim=1)}
+
+    def item_terms(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
+        """``-(x0_j - r_j)^2 / n_items`` ``(B, n_items)``: exactly separable (term j reads x0_j only)."""
+        return -self._squared_errors(scores, state) / self.n_items
 
 
 class FunctionReward(Reward):
-    """Any terminal reward ``f(scores, context) -> (B,)``.
+    """Any terminal reward ``f(scores, context) -> (B,)``, optionally with per-item terms
+    ``item_f(scores, context) -> (B, n_items)``.
 
     ``scores`` is the ``(B, n_items)`` float32 score tensor; ``context`` a dict with ``users``
     (``(B,)`` int64 tensor), ``visible`` and ``heldout`` (CSR ``(B, n_items)``), ``visible_index``
     and ``heldout_index`` (``(rows, cols)`` int64 tensors) and ``data`` (the dataset; read only its
     training split if the reward must stay blind to evaluation data).
+
+    With ``item_f`` the reward supports :meth:`item_terms` (per-item credit assignment); ``f`` may
+    then be omitted, and the reward is ``item_f(...).sum(1)``. When both are given, ``f`` must equal
+    the sum of ``item_f`` (not checked), e.g. a linear reward ``item_f = lambda x, ctx: w * x``.
     """
 
     name = "function"
 
-    def __init__(self, data: InteractionData, f: Callable[[torch.Tensor, Dict[str, Any]], torch.Tensor],
-                 holdout: float = 0.2, device="cpu", name: str = "function"):
+    def __init__(self, data: InteractionData, f: Optional[Callable[[torch.Tensor, Dict[str, Any]], torch.Tensor]] = None,
+                 holdout: float = 0.2, device="cpu", name: str = "function",
+                 item_f: Optional[Callable[[torch.Tensor, Dict[str, Any]], torch.Tensor]] = None):
         super().__init__(data, holdout, device)
-        if not callable(f):
-            raise TypeError(f"f must be callable, got {type(f).__name__}")
-        self.f, self.term = f, str(name)
+        if f is None and item_f is None:
+            raise TypeError("FunctionReward needs a reward function f (or per-item terms item_f)")
+        for what, fn in (("f", f), ("item_f", item_f)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{what} must be callable, got {type(fn).__name__}")
+        self.f, self.item_f, self.term = f, item_f, str(name)
+
+    @property
+    def supports_item_terms(self) -> bool:
+        return self.item_f is not None
+
+    def _context(self, scores: torch.Tensor, state: RewardState) -> Dict[str, Any]:
+        return {"users": torch.as_tensor(state.users, device=scores.device), "visible": state.visible,
+                "heldout": state.heldout, "visible_index": state.tensors["visible_index"],
+                "heldout_index": state.tensors["heldout_index"], "data": self.data}
 
     def components(self, scores: torch.Tensor, state: RewardState) -> Dict[str, torch.Tensor]:
         scores = self._check_scores(scores, state)
-        ctx = {"users": torch.as_tensor(state.users, device=scores.device), "visible": state.visible,
-               "heldout": state.heldout, "visible_index": state.tensors["visible_index"],
-               "heldout_index": state.tensors["heldout_index"], "data": self.data}
-        out = self.f(scores, ctx)
+        if self.f is None:
+            return {self.term: self.item_terms(scores, state).sum(dim=1)}
+        out = self.f(scores, self._context(scores, state))
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (state.batch_size,):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"reward function {self.f!r} returned {got}; expected a tensor of shape ({state.batch_size},)")
         return {self.term: out.to(scores.device, torch.float32)}
+
+    def item_terms(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
+        """``item_f(scores, context)`` ``(B, n_items)`` float32; NotImplementedError without ``item_f``."""
+        if self.item_f is None:
+            return super().item_terms(scores, state)
+        scores = self._check_scores(scores, state)
+        out = self.item_f(scores, self._context(scores, state))
+        shape = (state.batch_size, self.n_items)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"per-item reward function {self.item_f!r} returned {got}; expected a tensor of shape {shape}")
+        return out.to(scores.device, torch.float32)
+
+    def __repr__(self) -> str:
+        return f"FunctionReward(name={self.term!r}, holdout={self.holdout}, item_terms={self.item_f is not None})"
