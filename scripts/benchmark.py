@@ -49,7 +49,8 @@ issue (+20% test NDCG@20 over the pretrained backbone, and above SASRec) is met.
 as it is done (``seedNA.json`` for deterministic rows) and reused by later invocations, so a benchmark can be
 stopped, continued, or spread over several invocations (e.g. one ``--seeds`` value each); interrupted
 pretraining and fine-tuning runs continue from their own last checkpoint. ``--report-only`` rebuilds the
-report from what exists, with ``missing (n/N seeds)`` cells. ``OUT/plan.json`` records the dataset and the
+report from what exists: a row with some of its seeds done shows their mean, marked ``(partial: n/N seeds)``;
+a row with none, ``missing (0/N seeds)`` cells. ``OUT/plan.json`` records the dataset and the
 :class:`Settings` (the scenario included): an invocation with other settings is refused.
 
 **Cost and scaling** (skipped with ``--skip-scaling``; interaction scenarios only -- SequentialData has no
@@ -782,12 +783,20 @@ def aggregate(out: Path, rows: Sequence[RowSpec], seeds: Sequence[int]) -> List[
     return table
 
 
+def seeds_note(entry: Dict[str, Any]) -> str:
+    """``" (partial: n/N seeds)"`` for a row with only some of its seeds done, else ``""``."""
+    if entry["complete"] or not entry["seeds_done"]:
+        return ""
+    return f" (partial: {len(entry['seeds_done'])}/{entry['seeds_expected']} seeds)"
+
+
 def reference_sentence(table: List[Dict[str, Any]], select_metric: str, name: str = "ease",
                        label: str = "EASE") -> Tuple[str, Dict[str, Any]]:
     """Whether the best fine-tuned model (chosen by mean validation ``select_metric``) beats the reference row
     ``name`` (shown as ``label``: EASE for ``cf`` / ``social``, SASRec for sequences) on test NDCG@20 and
-    Recall@20, means over seeds. Returns (sentence, info); info is empty when a row is missing."""
-    ref = next((e for e in table if e["name"] == name and e["complete"]), None)
+    Recall@20, means over seeds (a reference with only some of its seeds done is used and said to be partial).
+    Returns (sentence, info); info is empty when a row is missing."""
+    ref = next((e for e in table if e["name"] == name and e["seeds_done"]), None)
     tuned = [e for e in table if e["kind"] == "finetuned" and e["complete"]]
     if ref is None or not tuned:
         why = label if ref is None else "any fine-tuned model"
@@ -804,8 +813,9 @@ def reference_sentence(table: List[Dict[str, Any]], select_metric: str, name: st
             info[k]["ease"] = b  # the key of earlier results.json files
         parts.append(f"{'beats' if a > b else 'does not beat'} {label} on test {metric_name} "
                      f"({a:.4f} vs {b:.4f}: {diff:+.4f}, {rel:+.1f}%)")
+    info["reference_seeds"] = len(ref["seeds_done"])
     return (f"The best fine-tuned diffusion model by mean validation {select_metric}, {best['label']}, "
-            f"{parts[0]} and {parts[1]}."), info
+            f"{parts[0]} and {parts[1]}{seeds_note(ref).replace(' (partial', f' ({label} partial')}."), info
 
 
 def goal_sentence(table: List[Dict[str, Any]], select_metric: str, ref_name: str = "sasrec", ref_label: str = "SASRec",
@@ -818,7 +828,7 @@ def goal_sentence(table: List[Dict[str, Any]], select_metric: str, ref_name: str
     tuned = [e for e in table if e["kind"] == "finetuned" and e["complete"]]
     if not tuned:
         return f"{head}: not measured yet, the fine-tuned results are missing.", {}
-    ref = next((e for e in table if e["name"] == ref_name and e["complete"]), None)
+    ref = next((e for e in table if e["name"] == ref_name and e["seeds_done"]), None)
     targets = [e for e in tuned if e["spec"]["method"] == "refit"] or \
         [max(tuned, key=lambda e: e["valid"][select_metric]["mean"])]
     parts, rows = [], []
@@ -833,7 +843,8 @@ def goal_sentence(table: List[Dict[str, Any]], select_metric: str, ref_name: str
         rows.append(row)
         n = len(e["seeds_done"])
         vs = (f"{ref_label} missing" if b is None else
-              f"{'above' if a > b else 'not above'} {ref_label}: {a:.4f} vs {b:.4f}")
+              f"{'above' if a > b else 'not above'} {ref_label}: {a:.4f} vs {b:.4f}"
+              + seeds_note(ref).replace(" (partial", f" ({ref_label} partial"))
         verdict = "met" if row["met"] else (f"not decided ({ref_label} missing)" if b is None and row["met_relative"]
                                             else "not met")
         parts.append(f"{e['label']}{'' if e['spec']['method'] == 'refit' else f' (best by mean validation {select_metric})'}"
@@ -976,8 +987,8 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
              "| method | " + " | ".join(headers) + " | ΔNDCG@20 vs pretrained | ΔRecall@20 vs pretrained | time / seed |",
              "|---|---|---|---|---|---|---|---|"]
     for e in table:
-        if not e["complete"]:
-            miss = f"missing ({len(e['seeds_done'])}/{e['seeds_expected']} seeds)"
+        if not e["seeds_done"]:
+            miss = f"missing (0/{e['seeds_expected']} seeds)"
             lines.append(f"| {e['label']} | " + " | ".join([miss] * 7) + " |")
             continue
         cells = [fmt_mean_std(e["test"][k]["values"]) for k in TABLE_METRICS]
@@ -986,7 +997,7 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
         else:
             cells += ["—", "—"]
         cells.append(fmt_seconds(e["seconds"]["mean"]))
-        note = " (deterministic)" if not e["spec"]["seeded"] and n_seeds > 1 else ""
+        note = " (deterministic)" if not e["spec"]["seeded"] and n_seeds > 1 else seeds_note(e)
         lines.append(f"| {e['label']}{note} | " + " | ".join(cells) + " |")
     lines += ["", "Δ: relative change of the fine-tuned model's test metric over its own pretrained start "
               "(same checkpoint, same seed), mean ± std over seeds. Time: wall-clock of one cell (fine-tuning "
