@@ -783,6 +783,13 @@ def aggregate(out: Path, rows: Sequence[RowSpec], seeds: Sequence[int]) -> List[
     return table
 
 
+def seed0_checkpoint(out: Path, backbone: str) -> str:
+    """The checkpoint seed 0 of ``backbone`` started from (a given one, as recorded by its pretrained row), or
+    where the benchmark keeps the one it pretrains."""
+    record = read_json(out / "runs" / backbone / "seed0.json")
+    return record["checkpoint"] if record and record.get("checkpoint") else str(out / "checkpoints" / f"{backbone}-seed0.pt")
+
+
 def seeds_note(entry: Dict[str, Any]) -> str:
     """``" (partial: n/N seeds)"`` for a row with only some of its seeds done, else ``""``."""
     if entry["complete"] or not entry["seeds_done"]:
@@ -1057,7 +1064,7 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
             params = settings.hyperparams.get(f"{row.method}|{row.env_id}", {})
             eval_freq = max(int(float(params.get("n_timesteps", 1e5))) // settings.eval_points, 1)
             lines.append("python " + shlex.join(["scripts/train.py", "--algo", row.algo, "--env", row.env_id, "--data",
-                         settings.data, "--checkpoint", str(out / "checkpoints" / f"{row.backbone}-seed0.pt"), "--reward",
+                         settings.data, "--checkpoint", seed0_checkpoint(out, row.backbone), "--reward",
                          row.reward, "--hyperparams", str(hp), "--seed", "0", "--eval-freq", str(eval_freq),
                          "--select-metric", settings.select_metric, "--out", f"runs/{row.name}-seed0"]))
         elif row.kind == "baseline" and not scenario.sequential:
