@@ -454,24 +454,26 @@ class ReFiT(BaseAlgorithm):
         """Current log-probabilities ``(B,)``, KL to the reference ``(B,)`` and values ``(B,)`` (None
         unless ``baseline="value"``) of flat rows, with gradients. Without reference means
         (``rows["ref_mean"]`` None: ``kl_coef == 0``) the KL is a constant zero tensor ``(B,)``."""
+        _, log_prob, kl = self._row_distribution(rows)
+        values = self.policy.predict_values(self._obs(rows)).reshape(-1) if self.baseline == "value" else None
+        return log_prob, kl, values
+
+    def _row_distribution(self, rows: Dict[str, torch.Tensor]):
+        """(the current step distribution, log-probabilities ``(B,)`` of the rows' actions, KL to the reference
+        ``(B,)``: zeros without reference means) of flat rows, with gradients."""
         ctx = self.policy.denoiser.context(rows["condition"], rows["users"])
         dist = self.policy.step_distribution(rows["x"], rows["t"], ctx)
         log_prob = dist.log_prob(rows["action"])
         kl = torch.zeros_like(log_prob) if rows["ref_mean"] is None else dist.kl_to_mean(rows["ref_mean"])
-        values = self.policy.predict_values(self._obs(rows)).reshape(-1) if self.baseline == "value" else None
-        return log_prob, kl, values
+        return dist, log_prob, kl
 
     def evaluate_item_rows(self, rows: Dict[str, torch.Tensor],
                            item_advantages: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``credit="item"``: current log-probabilities ``(B,)``, KL to the reference ``(B,)`` (zeros without
         reference means) and the advantage-weighted log-probabilities ``sum_j A_j log pi_j`` ``(B,)`` (divided
         by D with ``log_prob_reduction="mean"``) of flat rows, with gradients; ``item_advantages`` ``(B, D)``."""
-        ctx = self.policy.denoiser.context(rows["condition"], rows["users"])
-        dist = self.policy.step_distribution(rows["x"], rows["t"], ctx)
-        log_prob = dist.log_prob(rows["action"])
-        weighted = dist.weighted_log_prob(rows["action"], item_advantages)
-        kl = torch.zeros_like(log_prob) if rows["ref_mean"] is None else dist.kl_to_mean(rows["ref_mean"])
-        return log_prob, kl, weighted
+        dist, log_prob, kl = self._row_distribution(rows)
+        return log_prob, kl, dist.weighted_log_prob(rows["action"], item_advantages)
 
     def _clip_and_step(self) -> float:
         """Clip the accumulated gradient, check it, take the optimizer step; returns the pre-clip norm."""
