@@ -49,7 +49,7 @@ from refit_gym.data.sequential import SequentialData
 from refit_gym.diffusion.adapters import DenoiserAdapter, build_backbone
 from refit_gym.diffusion.training import (ModelSelection, PretrainConfig, PretrainResult, finish_pretraining,
                                           load_training_state, restore_rng_state, rng_state, run_fingerprint,
-                                          save_training_state)
+                                          save_training_state, seeded_generators)
 
 ScoreFn = Callable[[np.ndarray, str], Any]
 KS = (10, 20)
@@ -107,9 +107,7 @@ def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, c
     device = torch.device(device)
     adapter.to(device)
     torch.manual_seed(cfg.seed)  # dropout masks
-    gen = torch.Generator().manual_seed(cfg.seed)
-    dev_gen = gen if device.type == "cpu" else torch.Generator(device).manual_seed(cfg.seed)
-    generators = {"torch_gen": gen} if dev_gen is gen else {"torch_gen": gen, "torch_dev_gen": dev_gen}
+    gen, dev_gen, generators = seeded_generators(cfg.seed, device)
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_buckets = adapter.n_time_buckets if getattr(adapter, "time_aware", False) else 0
     out = Path(out_dir) if out_dir is not None else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
 from pathlib import Path
 
@@ -19,6 +20,21 @@ def resolve_device(device="auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device={device!r} requested but CUDA is not available; use --device cpu or auto")
     return dev
+
+
+def describe_machine(device="cpu") -> str:
+    """One line naming where timings were taken: the GPU's name for a CUDA ``device``, else the CPU's model
+    (``/proc/cpuinfo``, when readable), its core count and torch's intra-op threads."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(dev)}"
+    model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"cpu: {model or 'unknown model'}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def set_global_seed(seed: int) -> None:

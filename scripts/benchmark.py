@@ -81,6 +81,7 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -94,6 +95,7 @@ SCRIPTS = REPO / "scripts"
 TABLE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 RELATIVE_METRICS = ("ndcg@20", "recall@20")
 SEEDLESS = "NA"  # file tag of deterministic rows
+MACHINE_NOT_RECORDED = "machine not recorded (a record written before the benchmark recorded it)"
 SCALING_SEED = 0  # the user sample of the scaling points (fixed, independent of --seeds)
 PRETRAIN_TIMED_EPOCHS = 3  # pretraining epochs timed per scaling point (after one warm-up epoch)
 
@@ -296,6 +298,16 @@ def read_json(path: Path) -> Optional[Any]:
         raise SystemExit(f"error: {path} is not valid JSON ({e}); delete it to recompute that cell") from None
 
 
+def repo_relative(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (the form the reproduce lines print, run from
+    the repository root), else as given."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(REPO.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def file_sha1(path: Path) -> str:
     """SHA-1 (hex) of a file's bytes (read in 1 MiB blocks)."""
     import hashlib
@@ -460,6 +472,8 @@ class Runner:
     # ---------------------------------------------------------------- cells
     def run(self, row: RowSpec, seed: int) -> Dict[str, Any]:
         """Compute the cell (row, seed) and write it; returns its record."""
+        from refit_gym.utils import describe_machine
+
         t0 = time.perf_counter()
         tag = seed_tag(row, seed)
         with run_log(self.out / "logs" / f"{row.name}-seed{tag}.log") as log:
@@ -472,7 +486,7 @@ class Runner:
                 record = self._finetuned(row, seed, log)
         record.update(method=row.name, label=row.label, kind=row.kind, seed=seed if row.seeded else None,
                       dataset=self.data.name, seconds=time.perf_counter() - t0, spec=asdict(row),
-                      finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                      machine=describe_machine(self.device), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         write_json(run_path(self.out, row, seed), record)
         return record
 
@@ -773,6 +787,7 @@ def aggregate(out: Path, rows: Sequence[RowSpec], seeds: Sequence[int]) -> List[
                                         values=v) for k, v in vals.items()}
             entry["seconds"] = dict(mean=float(np.mean([r["seconds"] for r in records.values()])),
                                     values=[r["seconds"] for r in records.values()])
+            entry["machines"] = sorted({r.get("machine") or MACHINE_NOT_RECORDED for r in records.values()})
             if row.kind == "finetuned":
                 rel = {k: [100 * (r["test"][k] - r["pretrained"]["test"][k]) / r["pretrained"]["test"][k]
                            if r["pretrained"]["test"][k] else float("nan") for r in records.values()]
@@ -788,6 +803,19 @@ def seed0_checkpoint(out: Path, backbone: str) -> str:
     where the benchmark keeps the one it pretrains."""
     record = read_json(out / "runs" / backbone / "seed0.json")
     return record["checkpoint"] if record and record.get("checkpoint") else str(out / "checkpoints" / f"{backbone}-seed0.pt")
+
+
+def machines_lines(table: List[Dict[str, Any]]) -> List[str]:
+    """Where the times of the table were taken, as report lines: one line per machine naming its rows, or nothing
+    when no record names its machine (results from before the benchmark recorded it)."""
+    by_machine: Dict[str, List[str]] = {}
+    for e in table:
+        for m in e.get("machines", []):
+            by_machine.setdefault(m, []).append(e["label"])
+    if set(by_machine) <= {MACHINE_NOT_RECORDED}:
+        return []
+    return ["", "Machines (times are comparable only within one):"] + [
+        f"- {m}: {', '.join(labels)}" for m, labels in sorted(by_machine.items())]
 
 
 def seeds_note(entry: Dict[str, Any]) -> str:
@@ -1006,6 +1034,7 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
         cells.append(fmt_seconds(e["seconds"]["mean"]))
         note = " (deterministic)" if not e["spec"]["seeded"] and n_seeds > 1 else seeds_note(e)
         lines.append(f"| {e['label']}{note} | " + " | ".join(cells) + " |")
+    lines += machines_lines(table)
     lines += ["", "Δ: relative change of the fine-tuned model's test metric over its own pretrained start "
               "(same checkpoint, same seed), mean ± std over seeds. Time: wall-clock of one cell (fine-tuning "
               "and its evaluations; pretraining is counted separately below)."
@@ -1053,14 +1082,15 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
               f"- this invocation: {fmt_seconds(this)}; all {len(invocations)} invocations so far: {fmt_seconds(total_inv)}",
               f"- recorded compute in the result files: pretraining {fmt_seconds(pretrain_seconds)}, table cells "
               f"{fmt_seconds(run_seconds)}, scaling {fmt_seconds(scaling_seconds)}", "",
-              "## Commands", "", "```bash"] + [shlex.join(i["argv"]) for i in invocations] + ["```", "",
+              "## Commands", "", "```bash"] + [shlex.join(i["argv"]) + ("  # interrupted" if i.get("interrupted") else "")
+                                               for i in invocations] + ["```", "",
               "Single cells can be reproduced with the scripts the benchmark calls:", "", "```bash"]
     for r in pretrain_records:
         if r and r.get("argv"):
             lines.append("python " + shlex.join(r["argv"]))
     for row in rows:
         if row.kind == "finetuned":
-            hp = out / "hyperparams" / f"{row.method}-{row.backbone}.yml"
+            hp = repo_relative(out / "hyperparams" / f"{row.method}-{row.backbone}.yml")
             params = settings.hyperparams.get(f"{row.method}|{row.env_id}", {})
             eval_freq = max(int(float(params.get("n_timesteps", 1e5))) // settings.eval_points, 1)
             lines.append("python " + shlex.join(["scripts/train.py", "--algo", row.algo, "--env", row.env_id, "--data",
@@ -1285,36 +1315,42 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         raise SystemExit(f"error: --scaling-backbones {unknown}: known backbones {sorted(env_of)}")
     n_scaling = len(scaling_points(args.scaling_fractions)) * len(scaling_backbones) if do_scaling else 0
     scaling: Dict[str, Dict[str, Any]] = {}
+    interrupted = False
     if not args.report_only:
         bar = progress_bar(total=len(cells) + n_scaling, desc=f"benchmark {data.name}", unit="run", file=sys.stderr)
         runner = Runner(out, data, settings, device, checkpoints, bar)
-        for row, seed in cells:
-            tag = f"{row.name}/seed{seed_tag(row, seed)}"
-            if run_path(out, row, seed).is_file():
-                reused.append(tag)
-            else:
-                try:
-                    runner.run(row, seed)
-                    computed.append(tag)
-                except Exception as e:  # noqa: BLE001  (one failing cell must not lose the others)
-                    log = out / "logs" / f"{row.name}-seed{seed_tag(row, seed)}.log"
-                    with open(log, "a") as fh:
-                        fh.write(traceback.format_exc())
-                    failed.append(dict(cell=tag, error=f"{type(e).__name__}: {e}", log=str(log)))
-                    bar.write(f"[benchmark] {tag} failed: {type(e).__name__}: {e} (see {log})")
-                    if args.fail_fast:
-                        raise
-            bar.update(1)
-        if do_scaling:
-            for b in scaling_backbones:
-                try:
-                    scaling[b] = run_scaling(out, settings, b, env_of[b], device, args.threads,
-                                             args.scaling_max_rollouts, args.scaling_fractions, bar, computed)
-                except Exception as e:  # noqa: BLE001
-                    failed.append(dict(cell=f"scaling/{b}", error=f"{type(e).__name__}: {e}"))
-                    bar.write(f"[benchmark] scaling/{b} failed: {type(e).__name__}: {e}")
-                    if args.fail_fast:
-                        raise
+        try:  # Ctrl-C or SIGTERM (see __main__): keep the finished cells, record the invocation, rebuild the report
+            for row, seed in cells:
+                tag = f"{row.name}/seed{seed_tag(row, seed)}"
+                if run_path(out, row, seed).is_file():
+                    reused.append(tag)
+                else:
+                    try:
+                        runner.run(row, seed)
+                        computed.append(tag)
+                    except Exception as e:  # noqa: BLE001  (one failing cell must not lose the others)
+                        log = out / "logs" / f"{row.name}-seed{seed_tag(row, seed)}.log"
+                        with open(log, "a") as fh:
+                            fh.write(traceback.format_exc())
+                        failed.append(dict(cell=tag, error=f"{type(e).__name__}: {e}", log=str(log)))
+                        bar.write(f"[benchmark] {tag} failed: {type(e).__name__}: {e} (see {log})")
+                        if args.fail_fast:
+                            raise
+                bar.update(1)
+            if do_scaling:
+                for b in scaling_backbones:
+                    try:
+                        scaling[b] = run_scaling(out, settings, b, env_of[b], device, args.threads,
+                                                 args.scaling_max_rollouts, args.scaling_fractions, bar, computed)
+                    except Exception as e:  # noqa: BLE001
+                        failed.append(dict(cell=f"scaling/{b}", error=f"{type(e).__name__}: {e}"))
+                        bar.write(f"[benchmark] scaling/{b} failed: {type(e).__name__}: {e}")
+                        if args.fail_fast:
+                            raise
+        except KeyboardInterrupt:
+            interrupted = True
+            bar.write("[benchmark] interrupted: the cell in progress is lost, the finished ones are on disk; "
+                      "rebuilding the report from them")
         bar.set_postfix_str("")
         bar.close()
     if args.report_only or not scaling:  # the report shows whatever scaling points are on disk
@@ -1326,6 +1362,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 scaling[b] = dict(points=pts, summary=scaling_summary(pts))
 
     invocation["seconds"] = time.perf_counter() - started
+    if interrupted:
+        invocation["interrupted"] = True
     invocations = read_json(out / "invocations.json") or []
     if not args.report_only:
         write_json(out / "invocations.json", invocations + [invocation])
@@ -1334,9 +1372,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
           f"{len(failed)} failed)", file=sys.stderr)
     for f in failed:
         print(f"[benchmark] FAILED {f['cell']}: {f['error']}", file=sys.stderr)
-    return dict(results, computed=computed, reused=reused, failed=failed)
+    return dict(results, computed=computed, reused=reused, failed=failed, interrupted=interrupted)
+
+
+def _interrupt(signum, frame):
+    """SIGTERM handler: stop like Ctrl-C (``timeout``, a scheduler's kill), so the invocation is recorded."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)
     result = main()
-    sys.exit(1 if result.get("failed") else 0)
+    sys.exit(130 if result.get("interrupted") else 1 if result.get("failed") else 0)

@@ -128,6 +128,9 @@ def test_quick_benchmark_report_and_resume(bench, tmp_path):
     assert "EASE on test NDCG@20" in report and "Recall@20" in report
     assert "log-log slope of epoch time" in report and "one pretraining epoch" in report
     assert "scripts/benchmark.py --data synthetic --quick" in report
+    # where the times were taken: every record names its machine, and the report lists each machine's rows
+    machine = json.loads((out / "runs" / "diffrec" / "seed0.json").read_text())["machine"]
+    assert machine.startswith("cpu: ") and f"- {machine}: " + ", ".join(r.label for r in rows) in report
 
     # results.json
     res = json.loads((out / "results.json").read_text())
@@ -171,6 +174,38 @@ def test_changed_settings_are_refused(bench, tmp_path):
     with pytest.raises(SystemExit, match="other settings"):
         bench.main(["--data", "synthetic", "--quick", "--out", str(out), "--methods", "pop", "--skip-scaling",
                     "--eval-points", "3"])
+
+
+def test_interrupted_benchmark_keeps_finished_cells_and_records_itself(bench, tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM, which __main__ turns into the same) during a cell: the cells finished before it stay
+    on disk, the invocation is recorded as interrupted and the report is rebuilt from what is done."""
+    out = tmp_path / "bench"
+    argv = ["--data", "synthetic", "--quick", "--out", str(out), "--methods", "pop", "itemknn", "--skip-scaling"]
+    real_run = bench.Runner.run
+
+    def run(self, row, seed):
+        if row.baseline == "itemknn":
+            raise KeyboardInterrupt
+        return real_run(self, row, seed)
+
+    monkeypatch.setattr(bench.Runner, "run", run)
+    result = bench.main(argv)
+    assert result["interrupted"] and result["computed"] == [f"pop/seed{bench.SEEDLESS}"]
+    assert (out / "runs" / "pop" / f"seed{bench.SEEDLESS}.json").is_file()
+    assert not (out / "runs" / "itemknn").exists()
+    (inv,) = json.loads((out / "invocations.json").read_text())
+    assert inv["interrupted"] is True and inv["seconds"] > 0
+    report = (out / "report.md").read_text()
+    assert "missing (0/1 seeds)" in report and "  # interrupted" in report
+
+    monkeypatch.setattr(bench.Runner, "run", real_run)  # continuing computes only what is missing
+    again = bench.main(argv)
+    assert not again["interrupted"] and again["computed"] == [f"itemknn/seed{bench.SEEDLESS}"]
+
+
+def test_sigterm_stops_like_ctrl_c(bench):
+    with pytest.raises(KeyboardInterrupt, match="signal 15"):
+        bench._interrupt(15, None)
 
 
 def test_scenario_is_inferred_from_the_data(bench, tmp_path):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from refit_gym.diffusion.dreamrec import DreamRecAdapter, time_gap_buckets
+from refit_gym.diffusion.training import seeded_generators
 
 
 def sequence_batches(seq_data, batch_size: int, max_len: int, generator: torch.Generator,
@@ -55,8 +56,7 @@ def pretrain_sequential(adapter: DreamRecAdapter, seq_data, epochs: int = 1, bat
     if seq_data.n_items != adapter.n_items:
         raise ValueError(f"data '{seq_data.name}' has {seq_data.n_items} items; the backbone has {adapter.n_items}")
     device = adapter.device
-    gen = torch.Generator().manual_seed(seed)
-    dev_gen = gen if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
+    gen, dev_gen, _ = seeded_generators(seed, device)
     opt = torch.optim.AdamW(adapter.parameters(), lr=lr, weight_decay=weight_decay)
     n_buckets = adapter.n_time_buckets if adapter.time_aware else 0
     history = []

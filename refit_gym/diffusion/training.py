@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -159,6 +159,18 @@ def rng_state(device, np_rng: Optional[np.random.Generator] = None, **generators
         st["np_rng"] = np_rng.bit_generator.state
     st.update({name: g.get_state() for name, g in generators.items()})
     return st
+
+
+def seeded_generators(seed: int, device) -> Tuple[torch.Generator, torch.Generator, Dict[str, torch.Generator]]:
+    """``(gen, dev_gen, named)``: a CPU generator for index draws (users, timesteps), a generator on ``device`` for
+    the noise drawn there (``gen`` itself on CPU; torch refuses a CPU generator for a CUDA draw), both seeded
+    with ``seed``, and the ``name -> generator`` keywords that :func:`rng_state` / :func:`restore_rng_state` save."""
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(seed)
+    if device.type == "cpu":
+        return gen, gen, {"torch_gen": gen}
+    dev_gen = torch.Generator(device).manual_seed(seed)
+    return gen, dev_gen, {"torch_gen": gen, "torch_dev_gen": dev_gen}
 
 
 def restore_rng_state(st: Dict, device, np_rng: Optional[np.random.Generator] = None,
@@ -302,7 +314,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
     adapter.to(device)
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sampler = ImportanceSampler(adapter.schedule.steps)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen, dev_gen, generators = seeded_generators(cfg.seed, device)
     rng = np.random.default_rng(cfg.seed)
     out = Path(out_dir) if out_dir is not None else None
     writer = None
@@ -318,7 +330,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
     if resume and state_path is not None and state_path.exists():
         st = load_training_state(state_path, adapter, opt, fingerprint)
         sampler.load_state_dict(st["sampler"])
-        restore_rng_state(st, device, np_rng=rng, torch_gen=gen)  # dropout draws from the global generator
+        restore_rng_state(st, device, np_rng=rng, **generators)  # dropout draws from the global generator
         start_epoch, history = st["epoch"] + 1, json.loads(st["history"])
         sel.load_state_dict(st)
         log(f"resumed from {state_path} at epoch {start_epoch}")
@@ -342,7 +354,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
                 i = torch.randint(0, T, (len(users),), generator=gen).to(device)
                 p = torch.full((len(users),), 1.0 / T, device=device)
             u_t = torch.as_tensor(users, device=device)
-            per_user = adapter.diffusion_loss(cond, u_t, i, generator=gen, reweight=cfg.reweight)
+            per_user = adapter.diffusion_loss(cond, u_t, i, generator=dev_gen, reweight=cfg.reweight)
             loss = (per_user / (T * p)).mean()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch}, batch starting at {s}; "
@@ -371,7 +383,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
                         best=f"{sel.best:.4f}@{sel.best_epoch}")
         if state_path is not None:
             save_training_state(state_path, adapter, opt, epoch, history, sel, fingerprint,
-                                rng_state(device, np_rng=rng, torch_gen=gen), sampler=sampler.state_dict())
+                                rng_state(device, np_rng=rng, **generators), sampler=sampler.state_dict())
             (out / "history.json").write_text(json.dumps(history, indent=1))
         if sel.should_stop(cfg.patience):
             log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {sel.bad} evaluations "
