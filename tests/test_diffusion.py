@@ -218,6 +218,27 @@ def test_pretrain_improves_and_resumes(tmp_path, data):
         torch.testing.assert_close(last_full[k], last_half[k], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (the noise generator must live on it)"))])
+def test_pretrain_draws_noise_on_the_training_device_and_resumes_there(tmp_path, data, device):
+    """The diffusion noise is drawn by a generator on the training device (torch refuses a CPU generator for a
+    CUDA draw), and its state travels with last_state.pt: a resumed run equals the straight one."""
+    cfg = PretrainConfig(epochs=2, batch_size=64, patience=0, seed=3)
+    kw = dict(schedule=dict(steps=5), hidden=[16])
+    quiet = dict(progress=False, tensorboard=False, log=lambda m: None, device=device)
+    torch.manual_seed(0)
+    straight = build_backbone("diffrec", data, **kw)
+    pretrain(straight, data, cfg, out_dir=tmp_path / "straight", **quiet)
+    torch.manual_seed(0)
+    resumed = build_backbone("diffrec", data, **kw)
+    pretrain(resumed, data, PretrainConfig(**{**cfg.__dict__, "epochs": 1}), out_dir=tmp_path / "resumed", **quiet)
+    pretrain(resumed, data, cfg, out_dir=tmp_path / "resumed", resume=True, **quiet)
+    st = torch.load(tmp_path / "resumed" / "last_state.pt", weights_only=True)
+    assert ("torch_dev_gen" in st) == (device == "cuda")
+    for (name, p), q in zip(straight.named_parameters(), resumed.parameters()):
+        assert p.device.type == device and torch.equal(p, q), name
+
+
 def test_pretrain_resume_refuses_a_state_of_other_data_or_architecture(tmp_path, data):
     cfg = PretrainConfig(epochs=1, batch_size=64, patience=0)
     kw = dict(schedule=dict(steps=5), hidden=[16])
