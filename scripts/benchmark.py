@@ -433,9 +433,12 @@ class Runner:
 
     def __init__(self, out: Path, data, settings: Settings, device: str, checkpoints: Dict[str, Path],
                  bar=None):
+        from refit_gym.utils import describe_machine
+
         self.out, self.data, self.settings, self.device = out, data, settings, device
         self.given_checkpoints = checkpoints
         self.bar = bar
+        self.machine = describe_machine(device)  # recorded in every cell this runner computes
 
     # ---------------------------------------------------------------- pretraining
     def checkpoint(self, backbone: str, seed: int) -> Tuple[Path, Dict[str, Any]]:
@@ -472,8 +475,6 @@ class Runner:
     # ---------------------------------------------------------------- cells
     def run(self, row: RowSpec, seed: int) -> Dict[str, Any]:
         """Compute the cell (row, seed) and write it; returns its record."""
-        from refit_gym.utils import describe_machine
-
         t0 = time.perf_counter()
         tag = seed_tag(row, seed)
         with run_log(self.out / "logs" / f"{row.name}-seed{tag}.log") as log:
@@ -486,7 +487,7 @@ class Runner:
                 record = self._finetuned(row, seed, log)
         record.update(method=row.name, label=row.label, kind=row.kind, seed=seed if row.seeded else None,
                       dataset=self.data.name, seconds=time.perf_counter() - t0, spec=asdict(row),
-                      machine=describe_machine(self.device), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                      machine=self.machine, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         write_json(run_path(self.out, row, seed), record)
         return record
 

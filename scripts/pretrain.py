@@ -133,15 +133,13 @@ def main(argv=None) -> dict:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.backbone not in BACKBONES:
         raise SystemExit(f"error: unknown backbone {args.backbone!r}; known: {sorted(BACKBONES)}")
-    # fail before loading the data: an architecture flag the backbone does not take
-    check_architecture_flags(args.backbone, [n for n in ARCHITECTURE_FLAGS if getattr(args, n) is not None])
+    kwargs = backbone_kwargs(args)  # before loading the data: an architecture flag the backbone does not take fails
     scenario = scenario_for(args.backbone)
     device = resolve_device(args.device)
     data = scenario.load(args.data)
     log(f"data: {data.summary()}  (scenario {scenario.name!r})")
     out = Path(args.out or f"runs/pretrain-{args.backbone}-{data.name}")
     set_global_seed(args.seed)
-    kwargs = backbone_kwargs(args)
     adapter = scenario.build_backbone(data, args.backbone, **kwargs)
     n_params = sum(p.numel() for p in adapter.parameters())
     log(f"backbone: {args.backbone} ({n_params:,} parameters), device {device}, output {out}")
