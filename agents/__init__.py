@@ -5,20 +5,24 @@
 * :class:`ReFiT` -- REINFORCE over whole denoising trajectories with per-user group baselines and
   a KL penalty to the pretrained model.
 * :class:`DDPO` -- DDPO-style clipped importance-ratio updates over stored transitions.
+* :class:`Pathwise` -- the exact gradient of a differentiable reward through the last reverse steps.
+* :class:`ChainAlgorithm` -- their shared base (construction, loop, save/load).
 * :class:`RatioLoggingPPO` -- SB3's PPO plus importance-ratio extremes in the logs.
 
 ``ALGOS`` maps the ``--algo`` names of ``scripts/train.py`` to classes.
 """
 from stable_baselines3 import A2C, PPO
 
+from agents.chain import ChainAlgorithm
 from agents.ddpo import DDPO
 from agents.distributions import DenoiserGaussian
 from agents.policies import DenoiserPolicy, DenoisingSummaryExtractor
+from agents.pathwise import Pathwise
 from agents.ppo import RatioLoggingPPO
 from agents.refit import NonFiniteTrainingError, ReFiT, Trajectories
 
 #: ``"ppo"`` is :class:`RatioLoggingPPO`, a drop-in :class:`stable_baselines3.PPO` subclass.
-ALGOS = {"refit": ReFiT, "ddpo": DDPO, "ppo": RatioLoggingPPO, "a2c": A2C}
+ALGOS = {"refit": ReFiT, "ddpo": DDPO, "pathwise": Pathwise, "ppo": RatioLoggingPPO, "a2c": A2C}
 
-__all__ = ["A2C", "ALGOS", "DDPO", "DenoiserGaussian", "DenoiserPolicy", "DenoisingSummaryExtractor",
+__all__ = ["A2C", "ALGOS", "ChainAlgorithm", "DDPO", "Pathwise", "DenoiserGaussian", "DenoiserPolicy", "DenoisingSummaryExtractor",
            "NonFiniteTrainingError", "PPO", "RatioLoggingPPO", "ReFiT", "Trajectories"]

@@ -34,7 +34,7 @@ import yaml
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 #: zoo-level settings of a hyperparameter section (the rest are algorithm keyword arguments)
 #: settings of the run rather than of the algorithm (``reward_kwargs`` go to the reward's constructor)
-ZOO_KEYS = ("n_timesteps", "n_envs", "policy", "reward_kwargs")
+ZOO_KEYS = ("n_timesteps", "n_envs", "policy", "reward", "reward_kwargs")
 #: validation metric of the model selection unless told otherwise
 DEFAULT_SELECT_METRIC = "recall@20"
 #: validation metrics recorded in the learning-curve history
@@ -258,7 +258,7 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
 
 
 # ---------------------------------------------------------------------------- the entry point
-def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward: str = "refit",
+def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward: Optional[str] = None,
              hyperparams: HyperparamsLike = None, seed: int = 0, device="cpu", out: Union[str, Path] = "runs/finetune",
              eval_freq: int = 0, save_freq: int = 0, resume: bool = False, tensorboard_log: Optional[str] = None,
              n_timesteps: Optional[int] = None, progress: bool = False, verbose: int = 0,
@@ -271,8 +271,10 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         env_id: a registered ``refit_gym/...`` id (its backbone kind must match the checkpoint's).
         data: an :class:`~refit_gym.data.InteractionData` or a spec for :func:`refit_gym.data.load_dataset`.
         checkpoint: the pretrained backbone checkpoint.
-        reward: the terminal reward (``refit``, ``graph-score``, ``topk``, ``reconstruction``, ...); its
-            constructor arguments come from the hyperparameters' ``reward_kwargs``.
+        reward: the terminal reward (``refit``, ``refit-seq``, ``graph-score``, ``topk``, ``reconstruction``,
+            ...); None: the hyperparameters' ``reward`` if they set one, else the reward registered for
+            ``env_id``'s scenario (``refit-seq`` for DreamRec). Its constructor arguments come from the
+            hyperparameters' ``reward_kwargs``.
         hyperparams: override of the defaults (see :func:`load_hyperparams`).
         seed: seed of the agent and the environment.
         device: ``cpu``, ``cuda`` or ``auto``.
@@ -303,6 +305,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         FinetuneError: unknown ``algo``/``env_id``, missing checkpoint or hyperparameter file.
         agents.NonFiniteTrainingError: training diverged (the last good ``last_model.zip`` is kept).
     """
+    import gymnasium
     from stable_baselines3.common.logger import Logger, make_output_format
     from stable_baselines3.common.vec_env import VecMonitor
 
@@ -331,18 +334,19 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     zoo, kwargs = split_hyperparams(params)
     n_timesteps = int(n_timesteps if n_timesteps is not None else zoo.get("n_timesteps", 1e5))
     n_envs = int(zoo.get("n_envs", 16))
-    env = make_batched_env(ENV_IDS[env_id], data, n_envs=n_envs, checkpoint=checkpoint, reward=reward,
-                           reward_kwargs=zoo.get("reward_kwargs"), device=device, seed=seed)
+    reward = reward or zoo.get("reward") or gymnasium.spec(env_id).kwargs["reward"]
+    batched = make_batched_env(ENV_IDS[env_id], data, n_envs=n_envs, checkpoint=checkpoint, reward=reward,
+                               reward_kwargs=zoo.get("reward_kwargs"), device=device, seed=seed)
+    pretrained = batched.adapter  # the start: evaluated, and the first best.pt; never trained
     algo_cls = ALGOS[algo]
+    env: Any = batched
     if algo in ON_POLICY_SB3:
-        env = VecMonitor(env)  # episode statistics for SB3's rollout/ep_rew_mean
+        env = VecMonitor(batched)  # episode statistics for SB3's rollout/ep_rew_mean
         kwargs["policy_kwargs"]["checkpoint"] = str(checkpoint)
         policy: Any = zoo.get("policy", DenoiserPolicy)
         policy = DenoiserPolicy if policy == "DenoiserPolicy" else policy
     else:
-        policy = str(checkpoint)
-
-    pretrained, _ = load_backbone(checkpoint, data, device=device)
+        policy = pretrained  # deep-copied into the policy
     state: Dict[str, Any] = {"best_valid": {}, "best_timesteps": None, "history": [], "train_seconds": 0.0,
                              "last_eval_timesteps": None, "last_valid": None}
     last = out / "last_model.zip"
@@ -370,6 +374,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         save_backbone(pretrained, out / "best.pt", meta=dict(source="agents.finetune", num_timesteps=0,
                       valid=before["valid"], selected_on=f"valid {select_metric}", data=data.name, n_users=data.n_users))
         write_json_atomic(out / "metrics.json", {"pretrained": before}, indent=1)
+    # the reward scores x0 with the model being trained (DreamRec's item embeddings train), not a frozen copy
+    batched.set_backbone(model.policy.denoiser)
     log(f"pretrained backbone: valid recall@20 {before['valid']['recall@20']:.4f}, "
         f"test recall@20 {before['test']['recall@20']:.4f}")
 

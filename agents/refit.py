@@ -65,35 +65,22 @@ The agent is a :class:`stable_baselines3.common.base_class.BaseAlgorithm`: ``lea
 """
 from __future__ import annotations
 
-import copy
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Dict, Optional, Tuple, Type, Union
 
-import numpy as np
 import torch
-from gymnasium import spaces
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import safe_mean
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
-from agents.distributions import check_reduction
+from agents.chain import ChainAlgorithm, NonFiniteTrainingError
 from agents.policies import DenoiserPolicy
-from agents.rollout import TensorRollout, make_rollout_driver
 from refit_gym.diffusion.adapters import DenoiserAdapter
 
-SelfReFiT = TypeVar("SelfReFiT", bound="ReFiT")
+__all__ = ["BASELINES", "CREDITS", "NonFiniteTrainingError", "ReFiT", "Trajectories"]
 BASELINES = ("group", "value", "none")
 #: ``credit`` options: the whole reward credited to every item dimension, or per-item reward terms
 CREDITS = ("trajectory", "item")
-
-
-class NonFiniteTrainingError(FloatingPointError):
-    """A loss, gradient, action or reward became NaN/inf; training stopped before the parameter update."""
 
 
 @dataclass
@@ -140,36 +127,22 @@ class Trajectories:
         return out
 
 
-class ReFiT(BaseAlgorithm):
-    """REINFORCE fine-tuning of a diffusion backbone (see the module docstring).
+class ReFiT(ChainAlgorithm):
+    """REINFORCE fine-tuning of a diffusion backbone (see the module docstring; the construction, the
+    loop, saving and loading are :class:`~agents.chain.ChainAlgorithm`'s).
 
     Args:
-        policy: a :class:`DenoiserAdapter` (deep-copied), a backbone checkpoint path, or the policy
-            class ``DenoiserPolicy`` / ``"DenoiserPolicy"`` with ``policy_kwargs`` holding ``backbone``
-            or ``checkpoint``.
-        env: a refit-gym denoising environment: ``BatchedDenoisingEnv`` (tensor fast path) or any SB3
-            VecEnv of ``DenoisingEnv`` (e.g. ``make_vec_env("refit_gym/DiffRec-v0", n_envs, ...)``).
-            ``n_envs`` trajectories per rollout; must be a multiple of ``n_traj_per_user``.
-        learning_rate: learning rate (or SB3 schedule) of the value head; the denoiser's is
-            ``denoiser_lr_scale`` times it.
-        n_traj_per_user: trajectories per user and rollout (the group of the baseline; >= 2 for "group").
-        kl_coef: weight of the KL penalty to the frozen pretrained denoiser (0 disables it, and the
-            reference is then not run at all: no ``train/kl`` is logged).
+        policy, env, learning_rate, n_traj_per_user, kl_coef, max_grad_norm, train_last_k,
+            exploration_scale, std_floor, log_prob_reduction, denoiser_lr_scale, policy_kwargs,
+            stats_window_size, tensorboard_log, verbose, seed, device: see :class:`ChainAlgorithm`
+            (``n_traj_per_user`` is the group of the baseline: >= 2 for "group").
         baseline: ``"group"``, ``"value"`` or ``"none"``.
         credit: ``"trajectory"`` (every item dimension credited with the whole reward) or ``"item"``
             (per-item reward terms, see the module docstring; needs ``train_last_k=1``, a reward with
             ``item_terms``, a ``BatchedDenoisingEnv`` and ``baseline`` "group" or "none").
-        max_grad_norm: gradient-norm clipping threshold.
         vf_coef: weight of the value loss (``baseline="value"`` only).
         batch_size: (step, trajectory) rows per gradient-accumulation chunk (None: one chunk).
-        train_last_k, exploration_scale, std_floor, log_prob_reduction, denoiser_lr_scale: policy
-            options (see :class:`DenoiserPolicy`); written into ``policy_kwargs``.
-        policy_kwargs: further :class:`DenoiserPolicy` keyword arguments.
-        stats_window_size, tensorboard_log, verbose, seed, device: as in SB3.
     """
-
-    policy_aliases: ClassVar[Dict[str, Type[BasePolicy]]] = {"DenoiserPolicy": DenoiserPolicy}
-    policy: DenoiserPolicy
 
     def __init__(
         self,
@@ -196,12 +169,6 @@ class ReFiT(BaseAlgorithm):
         device: Union[torch.device, str] = "auto",
         _init_setup_model: bool = True,
     ):
-        policy, policy_kwargs = self._resolve_policy(policy, policy_kwargs)
-        policy_kwargs.update(train_last_k=train_last_k, exploration_scale=exploration_scale, std_floor=std_floor,
-                             log_prob_reduction=check_reduction(log_prob_reduction), denoiser_lr_scale=denoiser_lr_scale)
-        super().__init__(policy, env, learning_rate, policy_kwargs=policy_kwargs, stats_window_size=stats_window_size,
-                         tensorboard_log=tensorboard_log, verbose=verbose, device=device, support_multi_env=True,
-                         monitor_wrapper=False, seed=seed, supported_action_spaces=(spaces.Box,))
         if baseline not in BASELINES:
             raise ValueError(f"baseline={baseline!r}: expected one of {BASELINES}")
         if credit not in CREDITS:
@@ -209,60 +176,26 @@ class ReFiT(BaseAlgorithm):
         if credit == "item" and baseline == "value":
             raise ValueError("credit='item' needs baseline='group' (per-item group means) or 'none': the value head "
                              "predicts the scalar reward, not per-item terms")
-        if credit == "item" and policy_kwargs.get("train_last_k") != 1:
-            raise ValueError(f"credit='item' needs train_last_k=1 (got {policy_kwargs.get('train_last_k')!r}): only "
+        if credit == "item" and train_last_k != 1:
+            raise ValueError(f"credit='item' needs train_last_k=1 (got {train_last_k!r}): only "
                              "the last reverse step x1 -> x0 factorises over items; earlier steps mix the items through "
                              "the denoiser, so per-item reward terms are not valid credit for them")
-        if int(n_traj_per_user) < 1 or (baseline == "group" and int(n_traj_per_user) < 2):
-            raise ValueError(f"n_traj_per_user={n_traj_per_user}: need >= 2 copies per user for the group baseline "
-                             "(>= 1 otherwise)")
-        if not (kl_coef >= 0 and max_grad_norm > 0 and vf_coef >= 0):
-            raise ValueError(f"need kl_coef >= 0, max_grad_norm > 0, vf_coef >= 0; got {kl_coef}, {max_grad_norm}, {vf_coef}")
+        if not vf_coef >= 0:
+            raise ValueError(f"need vf_coef >= 0; got {vf_coef}")
         if batch_size is not None and int(batch_size) < 1:
             raise ValueError(f"batch_size={batch_size}: must be >= 1 (or None)")
-        self.n_traj_per_user, self.kl_coef, self.baseline = int(n_traj_per_user), float(kl_coef), baseline
-        self.credit = credit
-        self.max_grad_norm, self.vf_coef = float(max_grad_norm), float(vf_coef)
+        self.baseline, self.credit, self.vf_coef = baseline, credit, float(vf_coef)
         self.batch_size = None if batch_size is None else int(batch_size)
-        if self.env is not None and self.n_envs % self.n_traj_per_user:
-            raise ValueError(f"n_envs={self.n_envs} is not a multiple of n_traj_per_user={self.n_traj_per_user}")
+        super().__init__(policy, env, learning_rate, n_traj_per_user=n_traj_per_user, kl_coef=kl_coef,
+                         max_grad_norm=max_grad_norm, train_last_k=train_last_k, exploration_scale=exploration_scale,
+                         std_floor=std_floor, log_prob_reduction=log_prob_reduction,
+                         denoiser_lr_scale=denoiser_lr_scale, policy_kwargs=policy_kwargs,
+                         stats_window_size=stats_window_size, tensorboard_log=tensorboard_log, verbose=verbose,
+                         seed=seed, device=device, min_traj_per_user=2 if baseline == "group" else 1)
         if _init_setup_model:
             self._setup_model()
 
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def _resolve_policy(cls, policy, policy_kwargs) -> Tuple[Any, Dict[str, Any]]:
-        """Map the accepted ``policy`` forms to (policy class or alias, policy_kwargs)."""
-        policy_kwargs = dict(policy_kwargs or {})
-        if isinstance(policy, DenoiserAdapter):
-            policy_kwargs["backbone"] = policy
-            return DenoiserPolicy, policy_kwargs
-        if isinstance(policy, Path) or (isinstance(policy, str) and policy not in cls.policy_aliases):
-            policy_kwargs["checkpoint"] = str(policy)
-            return DenoiserPolicy, policy_kwargs
-        if isinstance(policy, type) and not issubclass(policy, DenoiserPolicy):
-            raise TypeError(f"{cls.__name__} needs a DenoiserPolicy (sub)class, got {policy.__name__}")
-        return policy, policy_kwargs
-
-    def _setup_model(self) -> None:
-        self._setup_lr_schedule()
-        self.set_random_seed(self.seed)
-        self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule,
-                                        **self.policy_kwargs).to(self.device)
-        # From now on the architecture is enough to rebuild the policy: saved models carry the
-        # weights in their state dicts, not a pickled backbone or a path that may have moved.
-        spec = dict(backbone=self.policy.denoiser.backbone_name, config=self.policy.denoiser.config())
-        self.policy_kwargs = {k: v for k, v in self.policy_kwargs.items() if k not in ("backbone", "checkpoint")}
-        self.policy_kwargs["backbone_spec"] = spec
-        # The frozen pretrained copy: the KL reference (also saved, so a resumed run keeps it).
-        self.reference = copy.deepcopy(self.policy.denoiser).requires_grad_(False).eval()
-        self._generator = torch.Generator(device=self.device)
-        self._generator.manual_seed(0 if self.seed is None else int(self.seed))
-        self._rng_state = self._generator.get_state()
-        self._driver: Optional[TensorRollout] = None
-        self._check_credit()
-
-    def _check_credit(self) -> None:
+    def _check_env(self) -> None:
         """With ``credit="item"``: raise ValueError unless the backbone's action is the item-score vector and
         (when there is an environment) the environment can hand over per-item reward terms."""
         if getattr(self, "credit", "trajectory") != "item":
@@ -277,72 +210,7 @@ class ReFiT(BaseAlgorithm):
             if reason is not None:
                 raise ValueError(f"credit='item': {reason}")
 
-    def _excluded_save_params(self):
-        return super()._excluded_save_params() + ["reference", "_generator", "_rng_state", "_driver", "_last_obs",
-                                                  "_last_original_obs", "_last_episode_starts"]
-
-    def _get_torch_save_params(self):
-        return ["policy", "policy.optimizer", "reference"], ["_rng_state"]
-
-    def save(self, path, exclude=None, include=None) -> None:
-        """Save to a zip (SB3 format): policy and reference weights, optimizer state, RNG state, counters."""
-        self._rng_state = self._generator.get_state()
-        super().save(path, exclude=exclude, include=include)
-
-    @classmethod
-    def load(cls: Type[SelfReFiT], path, env: Optional[GymEnv] = None, device="auto", custom_objects=None,
-             print_system_info: bool = False, force_reset: bool = True, **kwargs) -> SelfReFiT:
-        """Load a model written by :meth:`save`; with ``env`` it can continue training
-        (``learn(..., reset_num_timesteps=False)`` resumes the RNG stream where it stopped)."""
-        model = super().load(path, env=env, device=device, custom_objects=custom_objects,
-                             print_system_info=print_system_info, force_reset=force_reset, **kwargs)
-        model._generator.set_state(model._rng_state.cpu())
-        return model
-
-    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
-        super().set_env(env, force_reset=force_reset)
-        if self.n_envs % self.n_traj_per_user:
-            raise ValueError(f"n_envs={self.n_envs} is not a multiple of n_traj_per_user={self.n_traj_per_user}")
-        self._driver = None
-        self._check_credit()
-
-    @property
-    def driver(self) -> TensorRollout:
-        """Torch-level access to the environment (the batched env's fast path, or a VecEnv adapter)."""
-        if self._driver is None:
-            if self.env is None:
-                raise ValueError("no environment: pass one to the constructor, set_env() or load(..., env=...)")
-            self._driver = make_rollout_driver(self.env, self.device)
-        return self._driver
-
     # ------------------------------------------------------------------ rollout
-    def _check_finite(self, name: str, value: torch.Tensor) -> None:
-        if not bool(torch.isfinite(value).all()):
-            raise NonFiniteTrainingError(
-                f"{type(self).__name__}: non-finite {name} at update {self._n_updates + 1} "
-                f"(num_timesteps={self.num_timesteps}); training stopped before the optimizer step, so the "
-                "parameters are those of the last good update and no checkpoint of the bad state was written. "
-                "Try a lower learning rate, a larger std_floor, log_prob_reduction='mean' or max_grad_norm.")
-
-    @property
-    def trained_steps(self) -> int:
-        """K, the number of trained (stochastic) steps at the end of each chain."""
-        T, k = self.policy.steps, self.policy.train_last_k
-        return T if k is None else min(int(k), T)
-
-    def _draw_episodes(self) -> Tuple[np.ndarray, np.ndarray]:
-        """Users ``(N,)`` and episode keys ``(N,)``: ``n_envs / n_traj_per_user`` distinct users (with
-        replacement across rollouts), each repeated ``n_traj_per_user`` times with one shared key."""
-        n_groups = self.n_envs // self.n_traj_per_user
-        n_users = self.driver.n_users
-        g = self._generator
-        users = torch.randperm(n_users, generator=g, device=g.device)[:n_groups] if n_groups <= n_users else \
-            torch.randint(n_users, (n_groups,), generator=g, device=g.device)
-        keys = torch.randint(0, 2**62, (n_groups,), generator=g, device=g.device)
-        users = users.cpu().numpy().astype(np.int64).repeat(self.n_traj_per_user)
-        keys = keys.cpu().numpy().astype(np.uint64).repeat(self.n_traj_per_user)
-        return users, keys
-
     @torch.no_grad()
     def collect_trajectories(self, callback: BaseCallback) -> Optional[Trajectories]:
         """Roll out one batch of whole denoising chains (see the module docstring). Returns None when
@@ -475,13 +343,6 @@ class ReFiT(BaseAlgorithm):
         dist, log_prob, kl = self._row_distribution(rows)
         return log_prob, kl, dist.weighted_log_prob(rows["action"], item_advantages)
 
-    def _clip_and_step(self) -> float:
-        """Clip the accumulated gradient, check it, take the optimizer step; returns the pre-clip norm."""
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-        self._check_finite("gradient norm", grad_norm)
-        self.policy.optimizer.step()
-        return float(grad_norm)
-
     def train(self, traj: Trajectories) -> None:
         """One REINFORCE update on ``traj`` (gradient accumulated over row chunks)."""
         self.policy.set_training_mode(True)
@@ -539,41 +400,6 @@ class ReFiT(BaseAlgorithm):
             self.logger.record("train/clip_fraction", float(((ratio - 1).abs() > clip_range).float().mean()))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
-    # ------------------------------------------------------------------ the loop
-    def dump_logs(self, iteration: int = 0) -> None:
-        elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
-        fps = int((self.num_timesteps - self._num_timesteps_at_start) / elapsed)
-        self.logger.record("time/iterations", iteration, exclude="tensorboard")
-        if self.ep_info_buffer:
-            self.logger.record("rollout/ep_rew_mean", safe_mean([ep["r"] for ep in self.ep_info_buffer]))
-        self.logger.record("time/fps", fps)
-        self.logger.record("time/time_elapsed", int(elapsed), exclude="tensorboard")
-        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
-        self.logger.dump(step=self.num_timesteps)
-
-    def learn(self: SelfReFiT, total_timesteps: int, callback: MaybeCallback = None, log_interval: int = 1,
-              tb_log_name: Optional[str] = None, reset_num_timesteps: bool = True,
-              progress_bar: bool = False) -> SelfReFiT:
-        """Train for ``total_timesteps`` environment steps (one rollout = ``n_envs * T`` steps)."""
-        total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps,
-                                                      tb_log_name or type(self).__name__, progress_bar)
-        callback.on_training_start(locals(), globals())
-        iteration = 0
-        while self.num_timesteps < total_timesteps:
-            callback.on_rollout_start()
-            traj = self.collect_trajectories(callback)
-            if traj is None:
-                break
-            callback.update_locals(locals())
-            callback.on_rollout_end()
-            iteration += 1
-            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
-            self.train(traj)
-            if log_interval is not None and iteration % log_interval == 0:
-                self.dump_logs(iteration)
-        callback.on_training_end()
-        return self
-
-    def export_backbone(self, path, meta: Optional[Dict] = None) -> Path:
-        """Write the fine-tuned denoiser as a plain backbone checkpoint (see ``DenoiserPolicy.export_backbone``)."""
-        return self.policy.export_backbone(path, meta)
+    # ------------------------------------------------------------------ the loop (ChainAlgorithm.learn)
+    def collect_rollout(self, callback: BaseCallback) -> Optional[Trajectories]:
+        return self.collect_trajectories(callback)

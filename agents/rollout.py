@@ -6,7 +6,10 @@
   device tensors ``x (N, D)``, ``t (N, 1)``, ``user (N, 1)``, ``condition (N, C)``.
 * ``step(actions (N, D)) -> (rewards (N,), done)``.
 
-and, for per-item credit assignment, ``terminal_item_terms() -> (N, n_items)`` (the terminal reward
+``set_backbone(adapter)`` makes the environment score terminal states with the agent's (trained)
+denoiser; ``terminal_reward(x0)`` recomputes the terminal rewards as a differentiable function of the
+final state (reward-gradient agents; ``terminal_reward_unavailable()`` says why not, or None); and,
+for per-item credit assignment, ``terminal_item_terms() -> (N, n_items)`` (the terminal reward
 split into per-item terms, called after the terminal step) with ``item_terms_unavailable()`` (None
 when available, else the reason).
 
@@ -15,20 +18,18 @@ Two implementations:
 * :class:`FastRollout` for :class:`refit_gym.envs.BatchedDenoisingEnv`: tensors stay on the
   device. The agent chooses users *and* episode keys (the held-out split of the reward), so the
   copies of a user in a group share one condition and a run is reproducible from the agent's own
-  generator alone. Uses ``env.reset_tensors(users, keys=...)`` when the environment accepts keys,
-  otherwise its engine ``env.process.reset(users, keys)``; steps with ``env.step_tensors``.
+  generator alone (``env.reset_tensors(users, keys=...)``); steps with ``env.step_tensors``.
 * :class:`VecEnvRollout` for any other SB3 ``VecEnv`` of ``DenoisingEnv`` (e.g. ``DummyVecEnv``):
   users go through ``set_options([{"user": u}, ...])``, keys are drawn by each sub-environment (the
   copies of a user then see different held-out splits), and observations/actions cross numpy.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 Obs = Dict[str, torch.Tensor]
 
@@ -45,9 +46,21 @@ class TensorRollout:
     def step(self, actions: torch.Tensor) -> Tuple[torch.Tensor, bool]:
         raise NotImplementedError
 
+    def set_backbone(self, adapter) -> None:
+        """Score terminal states with ``adapter`` (the policy's denoiser) from the next reset on."""
+        raise NotImplementedError
+
     def item_terms_unavailable(self) -> Optional[str]:
         """None when :meth:`terminal_item_terms` works with this environment, else why not."""
         return f"{type(self).__name__} cannot read per-item reward terms"
+
+    def terminal_reward_unavailable(self) -> Optional[str]:
+        """None when :meth:`terminal_reward` works with this environment, else why not."""
+        return f"{type(self).__name__} cannot recompute the terminal reward with gradients"
+
+    def terminal_reward(self, x0: torch.Tensor) -> torch.Tensor:
+        """Terminal rewards ``(N,)`` of the episodes that just ended, differentiable in ``x0 (N, D)``."""
+        raise NotImplementedError(self.terminal_reward_unavailable())
 
     def terminal_item_terms(self) -> torch.Tensor:
         """Per-item terms ``(N, n_items)`` of the terminal rewards of the episodes that just ended."""
@@ -60,16 +73,14 @@ class FastRollout(TensorRollout):
     def __init__(self, env, device: torch.device):
         self.env, self.device = env, torch.device(device)
         self.n_envs = int(env.num_envs)
-        self.n_users = int(env.process.n_users)
-        self._reset_takes_keys = "keys" in inspect.signature(env.reset_tensors).parameters
+        self.n_users = int(env.num_users)
 
     def reset(self, users: np.ndarray, keys: np.ndarray) -> Obs:
-        if self._reset_takes_keys:
-            obs = self.env.reset_tensors(users=users, keys=keys)
-        else:
-            self.env.process.reset(users, keys)
-            obs = self.env.process.observation_tensors()
+        obs = self.env.reset_tensors(users=users, keys=keys)
         return {k: v.to(self.device) for k, v in obs.items()}
+
+    def set_backbone(self, adapter) -> None:
+        self.env.set_backbone(adapter)
 
     def step(self, actions: torch.Tensor) -> Tuple[torch.Tensor, bool]:
         _, rewards, terminated, _ = self.env.step_tensors(actions.to(self.env.device))
@@ -78,7 +89,7 @@ class FastRollout(TensorRollout):
     def item_terms_unavailable(self) -> Optional[str]:
         if not hasattr(self.env, "terminal_item_terms"):
             return f"{type(self.env).__name__} has no terminal_item_terms()"
-        reward = self.env.process.reward
+        reward = self.env.reward_fn
         if not reward.supports_item_terms:
             return (f"reward {reward.name!r} ({reward!r}) has no per-item terms (Reward.item_terms); rewards with them "
                     "include 'graph-score', 'reconstruction' and FunctionReward(item_f=...)")
@@ -86,6 +97,16 @@ class FastRollout(TensorRollout):
 
     def terminal_item_terms(self) -> torch.Tensor:
         return self.env.terminal_item_terms().to(self.device)
+
+    def terminal_reward_unavailable(self) -> Optional[str]:
+        reward = self.env.reward_fn
+        if not reward.differentiable:
+            return (f"reward {reward.name!r} ({reward!r}) has no differentiable torch form (Reward.differentiable); "
+                    "differentiable rewards include 'refit', 'refit-seq', 'graph-score' and 'reconstruction'")
+        return None
+
+    def terminal_reward(self, x0: torch.Tensor) -> torch.Tensor:
+        return self.env.terminal_reward(x0.to(self.env.device)).to(self.device)
 
 
 class VecEnvRollout(TensorRollout):
@@ -111,6 +132,23 @@ class VecEnvRollout(TensorRollout):
             raise RuntimeError("sub-environments terminated at different steps; denoising episodes all last T steps")
         return torch.as_tensor(rewards, dtype=torch.float32, device=self.device), bool(dones.all())
 
+    def set_backbone(self, adapter) -> None:
+        """In-process sub-environments (``DummyVecEnv``) share ``adapter``. Sub-processes cannot share it; that
+        only matters for backbones whose ``scores`` has parameters (ValueError then)."""
+        from refit_gym.diffusion.adapters import DenoiserAdapter
+
+        env = self.env.unwrapped if isinstance(self.env, VecEnvWrapper) else self.env
+        if isinstance(env, DummyVecEnv):
+            env.env_method("set_backbone", adapter)
+        elif type(adapter).scores is not DenoiserAdapter.scores:
+            raise ValueError(f"{type(env).__name__} runs its environments in other processes, so their reward cannot "
+                             f"score with the trained {type(adapter).__name__} (its scores() has parameters); use a "
+                             "BatchedDenoisingEnv or a DummyVecEnv")
+
+    def terminal_reward_unavailable(self) -> Optional[str]:
+        return (f"the differentiable terminal reward is read from a BatchedDenoisingEnv passed directly (its torch fast "
+                f"path); {type(self.env).__name__} auto-resets after the terminal step")
+
     def item_terms_unavailable(self) -> Optional[str]:
         return (f"per-item reward terms are read from a BatchedDenoisingEnv passed directly (its torch fast path); "
                 f"{type(self.env).__name__} auto-resets after the terminal step and its sub-environments draw their own "
@@ -120,6 +158,6 @@ class VecEnvRollout(TensorRollout):
 def make_rollout_driver(env: VecEnv, device) -> TensorRollout:
     """The fastest :class:`TensorRollout` that ``env`` supports (see the module docstring)."""
     # Only an unwrapped env: the fast path would silently bypass wrappers such as VecNormalize.
-    if not isinstance(env, VecEnvWrapper) and hasattr(env, "step_tensors") and hasattr(env, "process"):
+    if not isinstance(env, VecEnvWrapper) and hasattr(env, "step_tensors") and hasattr(env, "reset_tensors"):
         return FastRollout(env, device)
     return VecEnvRollout(env, device)

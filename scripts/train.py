@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""RL fine-tuning of a pretrained diffusion recommender (ReFiT, DDPO, or SB3's PPO / A2C).
+"""RL fine-tuning of a pretrained diffusion recommender (ReFiT, DDPO, Pathwise, or SB3's PPO / A2C).
 
 Examples::
 
@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict
 
+from agents import ALGOS
 from agents.finetune import DEFAULT_SELECT_METRIC, FinetuneError, finetune
 
 
@@ -42,12 +43,15 @@ def log(msg: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algo", choices=["refit", "ddpo", "ppo", "a2c"], default="refit")
+    p.add_argument("--algo", choices=sorted(ALGOS), default="refit")
     p.add_argument("--env", default="refit_gym/DiffRec-v0", help="registered environment id")
     p.add_argument("--data", default="synthetic", help="dataset spec for refit_gym.data.load_dataset")
     p.add_argument("--checkpoint", type=Path, default=None, help="pretrained backbone (default: pretrain one first)")
     p.add_argument("--pretrain-epochs", type=int, default=30, help="epochs of the pretraining run without --checkpoint")
-    p.add_argument("--reward", default="refit", help="terminal reward: refit, graph-score, topk, reconstruction (constructor arguments: reward_kwargs in --hyperparams)")
+    p.add_argument("--reward", default=None,
+                   help="terminal reward: refit, refit-seq, graph-score, topk, reconstruction (default: the "
+                        "hyperparameters' 'reward', else the one registered with --env, e.g. refit-seq for DreamRec; "
+                        "constructor arguments: reward_kwargs in --hyperparams)")
     p.add_argument("--hyperparams", type=Path, default=None, help="rl-zoo style YAML overriding the defaults")
     p.add_argument("-n", "--n-timesteps", type=int, default=None, help="override n_timesteps")
     p.add_argument("--seed", type=int, default=0)

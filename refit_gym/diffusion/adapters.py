@@ -55,13 +55,18 @@ class DenoiserAdapter(nn.Module):
         self.n_items, self.action_dim, self.condition_dim = int(n_items), int(action_dim), int(condition_dim)
 
     # ------------------------------------------------------------ hooks for subclasses
-    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix, split: Optional[str] = None) -> np.ndarray:
+    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix, split: Optional[str] = None,
+                         hidden_tail: Optional[np.ndarray] = None) -> np.ndarray:
         """Condition vectors ``(B, condition_dim)`` float32 for ``users`` given their visible items
         ``visible`` (CSR ``(B, n_items)``, the training items the denoiser may see).
 
         ``split`` ('valid', 'test' or None) tells evaluation code which held-out item is being
         predicted, for backbones whose condition is not a function of ``visible`` alone (a
-        sequence's order, repeats); environments pass None. History backbones ignore it."""
+        sequence's order, repeats); environments pass None. ``hidden_tail`` ``(B,)`` int64 (only
+        passed by environments whose reward conditions on a sequence *prefix*, see
+        :class:`~refit_gym.rewards.RewardState`): the number of most recent training positions
+        the condition must not use. History backbones ignore both (``visible`` already holds the
+        prefix's items)."""
         raise NotImplementedError
 
     def context(self, condition: torch.Tensor, users: Optional[torch.Tensor] = None) -> Any:
@@ -145,7 +150,8 @@ class HistoryAdapter(DenoiserAdapter):
 
     condition_bounds = (0.0, 1.0)  # the binary visible-history vector
 
-    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix, split: Optional[str] = None) -> np.ndarray:
+    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix, split: Optional[str] = None,
+                         hidden_tail: Optional[np.ndarray] = None) -> np.ndarray:
         if visible.shape[1] != self.n_items:
             raise ValueError(f"visible items have {visible.shape[1]} columns; this backbone has {self.n_items} items")
         return np.asarray(visible.toarray(), dtype=np.float32)

@@ -270,7 +270,8 @@ class DreamRecAdapter(DenoiserAdapter):
         return cached[2]
 
     # ------------------------------------------------------------------ hooks
-    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix, split: Optional[str] = None) -> np.ndarray:
+    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix, split: Optional[str] = None,
+                         hidden_tail: Optional[np.ndarray] = None) -> np.ndarray:
         """Conditions ``(B, condition_dim)`` float32: the visible part of each user's sequence, in order.
 
         Args:
@@ -282,6 +283,10 @@ class DreamRecAdapter(DenoiserAdapter):
                 (generic callers): the validation item is appended only when it is visible *and* not
                 a train item of the user; with repeat consumption (POI) the binary matrix cannot tell
                 "train + valid" from "train", so evaluation code should pass ``split``.
+            hidden_tail: None, or ``(B,)`` int64: the condition is a prefix of the train sequence
+                without its last ``hidden_tail[b]`` positions (counted on the full train sequence; the
+                stored one holds its last ``max_len``); the validation item is then never appended.
+                Only with ``split=None``.
         """
         users = np.asarray(users, dtype=np.int64).reshape(-1)
         n_held = self.seq_items.shape[0]
@@ -292,13 +297,24 @@ class DreamRecAdapter(DenoiserAdapter):
             raise ValueError(f"visible has shape {visible.shape}; expected ({len(users)}, {self.n_items})")
         if split not in (None, "valid", "test"):
             raise ValueError(f"split={split!r}: expected None, 'valid' or 'test'")
+        if hidden_tail is not None:
+            hidden_tail = np.asarray(hidden_tail, dtype=np.int64).reshape(-1)
+            if split is not None or hidden_tail.shape != users.shape or (hidden_tail < 0).any():
+                raise ValueError(f"hidden_tail must be (B,)={users.shape} non-negative counts with split=None; got "
+                                 f"shape {hidden_tail.shape}, split={split!r}")
         B, L, pad = len(users), self.max_len, self.pad_id
         full = np.concatenate([self._np("seq_items")[users], self._np("valid_items")[users, None]], axis=1)
         real = full != pad
         rows = np.repeat(np.arange(B), L + 1)
         member = np.asarray(sp.csr_matrix(visible)[rows, np.minimum(full, pad - 1).ravel()]).reshape(B, L + 1) > 0
         keep = real & member
-        if split == "valid":
+        if hidden_tail is not None:
+            # rank of each stored train position from the end (0 = the last train item); padding counts too,
+            # but it is never kept, and real items are contiguous at the right
+            from_end = np.arange(L - 1, -1, -1)
+            keep[:, :L] &= from_end[None, :] >= hidden_tail[:, None]
+            keep[:, -1] = False
+        elif split == "valid":
             keep[:, -1] = False
         elif split == "test":
             keep[:, -1] = real[:, -1]

@@ -80,13 +80,28 @@ class BatchedDenoisingEnv(ProcessViews, VecEnv):
         return self.process.device
 
     # ------------------------------------------------------------------ torch fast path
-    def reset_tensors(self, users: Optional[Sequence] = None, seed: Optional[int] = None) -> Dict[str, torch.Tensor]:
+    def reset_tensors(self, users: Optional[Sequence] = None, seed: Optional[int] = None,
+                      keys: Optional[np.ndarray] = None) -> Dict[str, torch.Tensor]:
         """Start a new batch of episodes; returns the observation as device tensors.
 
         Args:
             users: optional ``(n_envs,)`` user ids (an entry None draws that slot's user).
             seed: optional; re-seeds slot k's generator with ``seed + k`` first.
+            keys: optional ``(n_envs,)`` uint64 episode keys (the reward's held-out split and the start
+                noise, see :mod:`refit_gym.envs.core`), for agents that draw episodes themselves (the
+                copies of a user then share a split); needs every user given, and draws nothing from
+                the slots' generators.
         """
+        if keys is not None:
+            if users is None or seed is not None:
+                raise ValueError("reset_tensors(keys=...) needs users for every slot and no seed")
+            users = check_users(np.asarray(users), self.num_envs, self.process.n_users)
+            keys = np.asarray(keys)
+            if keys.shape != (self.num_envs,) or keys.dtype.kind not in "iu" or (keys.astype(np.int64) < 0).any() \
+                    and keys.dtype.kind == "i":
+                raise ValueError(f"keys must be ({self.num_envs},) non-negative integers, got {keys.dtype} {keys.shape}")
+            self.process.reset(users, keys.astype(np.uint64))
+            return self.process.observation_tensors()
         if seed is not None:
             self._rngs = [seeding.np_random(int(seed) + k)[0] for k in range(self.num_envs)]
         given: List[Optional[int]] = [None] * self.num_envs

@@ -131,10 +131,24 @@ class ProcessViews:
     def reward_fn(self) -> Reward:
         return self.process.reward
 
+    @property
+    def num_users(self) -> int:
+        """Number of users episodes are drawn from (user ids ``0 .. num_users - 1``)."""
+        return self.process.n_users
+
     def terminal_item_terms(self) -> torch.Tensor:
         """Per-item terms of the terminal reward of the episodes that just ended (see
         :meth:`DenoisingProcess.terminal_item_terms`)."""
         return self.process.terminal_item_terms()
+
+    def terminal_reward(self, x0: torch.Tensor) -> torch.Tensor:
+        """The terminal reward of the episodes that just ended as a differentiable function of ``x0``
+        (see :meth:`DenoisingProcess.terminal_reward`)."""
+        return self.process.terminal_reward(x0)
+
+    def set_backbone(self, adapter: DenoiserAdapter) -> None:
+        """Score terminal states with ``adapter`` from the next reset on (see :meth:`DenoisingProcess.set_backbone`)."""
+        self.process.set_backbone(adapter)
 
 
 class DenoisingProcess:
@@ -187,6 +201,33 @@ class DenoisingProcess:
         self.ctx: Any = None
         self.state: Optional[RewardState] = None
 
+    def set_backbone(self, adapter: DenoiserAdapter) -> None:
+        """Use ``adapter`` for conditions, contexts and the terminal scores from the next reset on.
+
+        Fine-tuning hands the environment the *policy's* denoiser, so that the reward scores ``x_0``
+        with the model being trained (for DreamRec the item embeddings of ``scores`` train too) and
+        no second copy of the backbone is kept. The new adapter must have the same interface sizes
+        (``n_items``, ``action_dim``, ``condition_dim``, ``T``) and live on this environment's device;
+        the observation and action spaces are unchanged. Raises ValueError / TypeError otherwise.
+        """
+        if not isinstance(adapter, DenoiserAdapter):
+            raise TypeError(f"adapter must be a DenoiserAdapter, got {type(adapter).__name__}")
+        old = self.adapter
+        for name in ("n_items", "action_dim", "condition_dim"):
+            if getattr(adapter, name) != getattr(old, name):
+                raise ValueError(f"set_backbone: the new backbone has {name}={getattr(adapter, name)}, the "
+                                 f"environment's has {getattr(old, name)}")
+        if int(adapter.schedule.steps) != self.T:
+            raise ValueError(f"set_backbone: the new backbone has T={adapter.schedule.steps} steps, the environment "
+                             f"has T={self.T}")
+        try:
+            where = next(adapter.parameters()).device
+        except StopIteration:
+            where = self.device
+        if where.type != self.device.type:
+            raise ValueError(f"set_backbone: the backbone is on {where}, the environment on {self.device}")
+        self.adapter = adapter
+
     # ------------------------------------------------------------------ reset
     @torch.no_grad()
     def reset(self, users: np.ndarray, keys: np.ndarray) -> None:
@@ -194,7 +235,10 @@ class DenoisingProcess:
         users = np.asarray(users, dtype=np.int64)
         B = len(users)
         state = self.reward.prepare(users, np.asarray(keys, dtype=np.uint64))
-        cond = self.adapter.encode_condition(users, state.visible)
+        if state.hidden_tail is None:
+            cond = self.adapter.encode_condition(users, state.visible)
+        else:  # a prefix of each sequence: order-aware backbones drop the hidden last positions
+            cond = self.adapter.encode_condition(users, state.visible, hidden_tail=state.hidden_tail)
         cond = self._check_condition(cond, B)
         condition = torch.as_tensor(cond, device=self.device)
         users_t = torch.as_tensor(users, device=self.device)
@@ -276,6 +320,29 @@ class DenoisingProcess:
                                "terminal step (t = 0) and before the next reset")
         with torch.no_grad():
             return self.reward.item_terms(self.adapter.scores(self.x, self.ctx), self.state)
+
+    def terminal_reward(self, x0: torch.Tensor) -> torch.Tensor:
+        """The terminal rewards ``(B,)`` float32 of the episodes that just ended, recomputed from ``x0``
+        ``(B, D)`` *with* autograd: ``reward(adapter.scores(x0, context), state)``.
+
+        For reward-gradient agents (:class:`agents.pathwise.Pathwise`): ``x0`` is the graph-connected
+        tensor whose value the terminal step received as its action; it must equal the stored final
+        state (ValueError otherwise), so the gradient belongs to the rewarded episode. The adapter's
+        ``scores`` is differentiated too (its parameters, e.g. DreamRec's item embeddings, receive
+        gradients). Available between the terminal step and the next reset (RuntimeError otherwise)
+        and for rewards with a differentiable torch form (``reward.differentiable``; NotImplementedError
+        naming the reward otherwise)."""
+        if self.x is None or self.t != 0:
+            where = "before reset()" if self.x is None else f"at t = {self.t}"
+            raise RuntimeError(f"terminal_reward() {where}: it exists only after the terminal step (t = 0) and "
+                               "before the next reset")
+        if not self.reward.differentiable:
+            raise NotImplementedError(f"reward {self.reward.name!r} ({self.reward!r}) has no differentiable torch form "
+                                      "(Reward.differentiable is False): use a policy-gradient agent for it")
+        if tuple(x0.shape) != tuple(self.x.shape) or not torch.equal(x0.detach().to(self.x), self.x):
+            raise ValueError("terminal_reward(x0): x0 is not the final state of the episodes that just ended")
+        comps = self.reward.components(self.adapter.scores(x0.to(self.device), self.ctx), self.state)
+        return torch.stack(list(comps.values()), dim=0).sum(dim=0)
 
     # ------------------------------------------------------------------ observations
     def observation_tensors(self) -> Dict[str, torch.Tensor]:

@@ -32,7 +32,7 @@ row is drawn from it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -127,8 +127,13 @@ class RewardState:
         users: ``(B,)`` int64 user ids.
         keys: ``(B,)`` uint64 episode keys the split was drawn from.
         visible: CSR ``(B, n_items)`` float32, the training items in the condition.
-        heldout: CSR ``(B, n_items)`` float32, the training items held out of the condition.
+        heldout: CSR ``(B, n_items)`` float32, the training items held out of the condition (disjoint
+            from ``visible``; usually the rest of the user's training items, but a sequence prefix
+            hides the items after its target too).
         tensors: reward-specific tensors on the reward's device (e.g. sparse targets).
+        hidden_tail: None, or ``(B,)`` int64: the condition is a *prefix* of each user's training
+            sequence, without its last ``hidden_tail[b]`` positions (order-aware backbones receive it
+            in ``encode_condition``; for order-free ones ``visible`` already says everything).
     """
 
     users: np.ndarray
@@ -136,6 +141,7 @@ class RewardState:
     visible: sp.csr_matrix
     heldout: sp.csr_matrix
     tensors: Dict[str, Any] = field(default_factory=dict)
+    hidden_tail: Optional[np.ndarray] = None
 
     @property
     def batch_size(self) -> int:
@@ -158,6 +164,9 @@ class Reward:
     """
 
     name: str = "reward"
+    #: whether :meth:`components` is a differentiable torch function of the scores (reward-gradient
+    #: agents such as :class:`agents.pathwise.Pathwise` need it; rankings and top-k cut-offs are not)
+    differentiable: bool = False
 
     def __init__(self, data, holdout: float = 0.2, device="cpu"):
         if not 0.0 <= float(holdout) < 1.0:
@@ -191,8 +200,10 @@ class Reward:
             bad = users[(users < 0) | (users >= self.n_users)][0]
             raise ValueError(f"user id {int(bad)} out of range [0, {self.n_users - 1}]")
         keys = as_episode_keys(rng, len(users))
-        visible, heldout = self.split(users, keys)
-        state = RewardState(users=users, keys=keys, visible=visible, heldout=heldout)
+        split = self.split(users, keys)
+        visible, heldout = split[:2]
+        state = RewardState(users=users, keys=keys, visible=visible, heldout=heldout,
+                            hidden_tail=split[2] if len(split) > 2 else None)
         state.tensors["visible_index"] = csr_to_index(visible, self.device)
         state.tensors["heldout_index"] = csr_to_index(heldout, self.device)
         self._prepare_targets(state)
@@ -200,8 +211,9 @@ class Reward:
 
     def split(self, users: np.ndarray, keys: np.ndarray):
         """Hook: ``(visible, heldout)`` CSR ``(B, n_items)`` float32 of ``users (B,)`` with episode keys
-        ``keys (B,)``; they must partition each user's training items. Default: a random fraction
-        ``holdout`` (:func:`split_heldout`)."""
+        ``keys (B,)``, disjoint sets of each user's training items, optionally followed by ``hidden_tail``
+        ``(B,)`` int64 (see :class:`RewardState`). Default: a random fraction ``holdout`` held out, the
+        rest visible (:func:`split_heldout`)."""
         return split_heldout(self.data.train[users], keys, self.holdout)
 
     def _prepare_targets(self, state: RewardState) -> None:

@@ -76,6 +76,7 @@ class CollaborativeReward(Reward):
     """
 
     name = "refit"
+    differentiable = True
 
     def __init__(self, data: InteractionData, holdout: float = 0.2, tau: float = 1.0, hop_weight: float = 0.1,
                  n_hops: int = 2, gamma: float = 0.5, social_weight: float = 0.1, top_m: int = 200,

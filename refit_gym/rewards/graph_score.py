@@ -87,6 +87,7 @@ class GraphScoreReward(Reward):
     """
 
     name = "graph-score"
+    differentiable = True
 
     def __init__(self, data: InteractionData, graph: Union[str, sp.spmatrix, np.ndarray] = "ease", n_hops: int = 1,
                  gamma: float = 0.5, graph_top_m: Optional[int] = None, ease_lambda: float = 1000.0, holdout: float = 0.2,

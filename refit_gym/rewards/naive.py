@@ -72,6 +72,7 @@ class ReconstructionReward(Reward):
     """
 
     name = "reconstruction"
+    differentiable = True
 
     def _squared_errors(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
         """``(x0_j - r_j)^2`` ``(B, n_items)``."""
@@ -101,14 +102,18 @@ class FunctionReward(Reward):
     With ``item_f`` the reward supports :meth:`item_terms` (per-item credit assignment); ``f`` may
     then be omitted, and the reward is ``item_f(...).sum(1)``. When both are given, ``f`` must equal
     the sum of ``item_f`` (not checked), e.g. a linear reward ``item_f = lambda x, ctx: w * x``.
+    ``differentiable=True`` declares that ``f`` (or ``item_f``) is a differentiable torch function of the
+    scores, so reward-gradient agents may backpropagate through it.
     """
 
     name = "function"
 
     def __init__(self, data: InteractionData, f: Optional[Callable[[torch.Tensor, Dict[str, Any]], torch.Tensor]] = None,
                  holdout: float = 0.2, device="cpu", name: str = "function",
-                 item_f: Optional[Callable[[torch.Tensor, Dict[str, Any]], torch.Tensor]] = None):
+                 item_f: Optional[Callable[[torch.Tensor, Dict[str, Any]], torch.Tensor]] = None,
+                 differentiable: bool = False):
         super().__init__(data, holdout, device)
+        self.differentiable = bool(differentiable)
         if f is None and item_f is None:
             raise TypeError("FunctionReward needs a reward function f (or per-item terms item_f)")
         for what, fn in (("f", f), ("item_f", item_f)):

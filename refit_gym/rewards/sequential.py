@@ -5,12 +5,23 @@ not a random subset of it, and the natural high-order neighbours of a user are t
 *follow* the user's recent items in other users' sequences. For one user with training sequence
 ``s_1 .. s_n`` (time order):
 
-* **held-out items** ``H`` = the distinct items of the last ``n_last`` positions ``s_{n-n_last+1} .. s_n``;
-  **visible items** ``C`` = the user's other training items (so with repeat consumption an item
-  seen earlier *and* at the end is held out everywhere: the condition never contains a held-out
-  item). If ``H`` would cover all of the user's distinct items, nothing is held out (as in
-  :func:`~refit_gym.rewards.base.split_heldout`, a user always keeps a visible item); the
-  likelihood term is then 0. The split ignores the episode key: it is deterministic.
+* ``targets="last"`` (default): **held-out items** ``H`` = the distinct items of the last ``n_last``
+  positions ``s_{n-n_last+1} .. s_n``; **visible items** ``C`` = the user's other training items (so
+  with repeat consumption an item seen earlier *and* at the end is held out everywhere: the condition
+  never contains a held-out item). If ``H`` would cover all of the user's distinct items, nothing is
+  held out (as in :func:`~refit_gym.rewards.base.split_heldout`, a user always keeps a visible item);
+  the likelihood term is then 0. The split ignores the episode key: it is deterministic, one fixed
+  target per user (a pair that pretraining has already fitted).
+* ``targets="random"``: a *prefix -> next item* pair drawn per episode. Among the positions
+  ``p >= 2`` whose item does not occur earlier in the sequence (a new item, so it can be ranked
+  against the non-condition items) and that lie in the last ``max_len`` positions (what a sequence
+  backbone stores of the data's ``max_len``), one is drawn uniformly with a hash of the episode key;
+  ``C`` = the distinct items of ``s_1 .. s_{p-1}``, ``H = {s_p}``, and the ``n - p + 1`` positions
+  from ``p`` on are hidden from the condition (``RewardState.hidden_tail``; order-aware backbones
+  such as DreamRec drop them from the sequence, so a later repeat of a prefix item never leaks in).
+  A user without such a position keeps all items visible and gets no likelihood term. Every
+  training transition of the user becomes a target over the episodes, as in the backbone's
+  all-prefix pretraining.
 * **transition graph** ``P`` (``n_items x n_items``): with ``K[a, b]`` the number of times ``b``
   directly follows ``a`` in the training sequences (all users, repeats counted) and
   ``k_a = sum_b K[a, b]``, ``P[a, b] = K[a, b] / k_a`` restricted to the ``graph_top_m`` largest
@@ -42,10 +53,13 @@ import scipy.sparse as sp
 
 from refit_gym.data.graph import row_max_normalise, topk_per_row
 from refit_gym.data.sequential import SequentialData
-from refit_gym.rewards.base import RewardState, heldout_target
+from refit_gym.rewards.base import RewardState, hash_uniform, heldout_target
 from refit_gym.rewards.collaborative import CollaborativeReward, _outside, _row_sum_normalise
 
-_ZERO_TOL = 1e-12  # float64 residue of the exact own-transition subtraction
+_ZERO_TOL = 1e-12
+#: ``targets`` options of :class:`SequentialCollaborativeReward`
+TARGETS = ("last", "random")
+_PREFIX_COUNTER = np.uint64(0x5E9_7A26E7)  # hash counter of the prefix draw (any fixed value)  # float64 residue of the exact own-transition subtraction
 
 
 def transition_counts(seq_data: SequentialData) -> sp.csr_matrix:
@@ -110,6 +124,8 @@ class SequentialCollaborativeReward(CollaborativeReward):
         recency_decay: weight ratio in (0, 1] between consecutive recent positions.
         top_m: entries kept per user and hop.
         graph_top_m: entries kept per row of the transition graph.
+        targets: ``"last"`` (the last ``n_last`` positions) or ``"random"`` (a prefix -> next-item pair
+            per episode), see the module docstring.
         device: where score tensors live.
     """
 
@@ -117,7 +133,7 @@ class SequentialCollaborativeReward(CollaborativeReward):
 
     def __init__(self, data, n_last: int = 1, tau: float = 1.0, hop_weight: float = 0.1, n_hops: int = 1,
                  gamma: float = 0.5, n_recent: int = 3, recency_decay: float = 0.5, top_m: int = 200,
-                 graph_top_m: int = 50, device="cpu"):
+                 graph_top_m: int = 50, targets: str = "last", device="cpu"):
         if not isinstance(data, SequentialData):
             raise TypeError(f"the 'refit-seq' reward needs ordered sequences (a SequentialData, e.g. from a "
                             f"dataset.pkl folder), got {type(data).__name__}; use reward='refit' for unordered data")
@@ -130,7 +146,9 @@ class SequentialCollaborativeReward(CollaborativeReward):
             raise ValueError(f"hop_weight={hop_weight!r}, n_hops={n_hops!r}: expected >= 0")
         if not 0 < recency_decay <= 1:
             raise ValueError(f"recency_decay={recency_decay!r}: expected a ratio in (0, 1]")
-        self.seq = data
+        if targets not in TARGETS:
+            raise ValueError(f"targets={targets!r}: expected one of {TARGETS}")
+        self.seq, self.targets = data, targets
         self.n_last, self.n_recent, self.recency_decay = int(n_last), int(n_recent), float(recency_decay)
         self.hop_weight, self.n_hops = float(hop_weight), int(n_hops)
         self.graph: Optional[sp.csr_matrix] = None
@@ -140,7 +158,10 @@ class SequentialCollaborativeReward(CollaborativeReward):
 
     # ------------------------------------------------------------------ the split
     def split(self, users: np.ndarray, keys: np.ndarray):
-        """Hold out the distinct items of each user's last ``n_last`` training positions (keys unused)."""
+        """``targets="last"``: hold out the distinct items of each user's last ``n_last`` training positions
+        (keys unused); ``"random"``: a prefix -> next-item pair per episode (:meth:`split_prefix`)."""
+        if self.targets == "random":
+            return self.split_prefix(users, keys)
         rows, pos = _batch_positions(self.seq, users)
         B, n = len(users), self.n_items
         from_end = self.seq.train_ptr[users + 1][rows] - 1 - pos
@@ -160,12 +181,54 @@ class SequentialCollaborativeReward(CollaborativeReward):
             m.sort_indices()
         return visible.astype(np.float32), held.astype(np.float32)
 
+    def split_prefix(self, users: np.ndarray, keys: np.ndarray):
+        """``(visible, heldout, hidden_tail)`` of ``targets="random"`` (module docstring): per user, the
+        target position is drawn uniformly among the eligible ones with ``hash_uniform(key)``.
+
+        Returns CSR ``(B, n_items)`` float32 (the prefix's distinct items; the target item) and
+        ``hidden_tail (B,)`` int64 (positions from the target on; 0 for users without a target)."""
+        rows, pos = _batch_positions(self.seq, users)
+        items = self.seq.train_items[pos]
+        B, n = len(users), self.n_items
+        starts = self.seq.train_ptr[users]
+        lengths = self.seq.train_ptr[users + 1] - starts
+        idx = pos - starts[rows]  # 0-based position within the sequence
+        order = np.lexsort((idx, items, rows))  # groups of (row, item), earliest position first
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (rows[order][1:] != rows[order][:-1]) | (items[order][1:] != items[order][:-1])
+        new_item = np.empty_like(first)
+        new_item[order] = first
+        # the part of the sequence a backbone holds: its last max_len positions (a target earlier than that
+        # would condition on items the stored sequence no longer has)
+        eligible = new_item & (idx >= np.maximum(1, lengths - self.seq.max_len)[rows])
+        count = np.bincount(rows[eligible], minlength=B)
+        choice = np.floor(hash_uniform(keys, np.full(B, _PREFIX_COUNTER)) * count).astype(np.int64)  # in [0, count)
+        rank = np.cumsum(eligible) - 1 - np.concatenate([[0], np.cumsum(count)])[:-1][rows]
+        chosen = eligible & (rank == choice[rows])
+        cut = lengths.copy()
+        cut[rows[chosen]] = idx[chosen]
+        prefix = idx < cut[rows]
+        visible = sp.csr_matrix((np.ones(int(prefix.sum()), dtype=np.float32), (rows[prefix], items[prefix])),
+                                shape=(B, n))
+        visible.sum_duplicates()
+        visible.data[:] = 1.0
+        held = sp.csr_matrix((np.ones(int(chosen.sum()), dtype=np.float32), (rows[chosen], items[chosen])),
+                             shape=(B, n))
+        for m in (visible, held):
+            m.sort_indices()
+        return visible, held, (lengths - cut).astype(np.int64)
+
     # ------------------------------------------------------------------ the targets
-    def recent_items(self, users: np.ndarray, visible: sp.csr_matrix) -> sp.csr_matrix:
-        """``w_0`` ``(B, n_items)`` float64 CSR: the weighted last ``n_recent`` visible positions, max-normalised."""
+    def recent_items(self, users: np.ndarray, visible: sp.csr_matrix,
+                     hidden_tail: Optional[np.ndarray] = None) -> sp.csr_matrix:
+        """``w_0`` ``(B, n_items)`` float64 CSR: the weighted last ``n_recent`` visible positions, max-normalised
+        (positions in the ``hidden_tail (B,)`` of a prefix split never count, even when their item is visible)."""
         rows, pos = _batch_positions(self.seq, users)
         items = self.seq.train_items[pos]
         vis = _lookup(visible, rows, items) > 0
+        if hidden_tail is not None:
+            from_end = self.seq.train_ptr[users + 1][rows] - 1 - pos
+            vis &= from_end >= np.asarray(hidden_tail)[rows]
         seen = np.cumsum(vis)  # visible positions up to and including p (global running count)
         lengths = np.bincount(rows, minlength=len(users))
         ends = np.cumsum(lengths)
@@ -194,7 +257,7 @@ class SequentialCollaborativeReward(CollaborativeReward):
         if self.graph is not None:
             B = state.batch_size
             r, a, b, own_w = self._own_transitions(state.users)
-            cur = self.recent_items(state.users, C)
+            cur = self.recent_items(state.users, C, state.hidden_tail)
             for k in range(1, self.n_hops + 1):
                 own = sp.csr_matrix((_lookup(cur, r, a) * own_w, (r, b)), shape=(B, self.n_items))
                 s = (cur @ self.graph - own).tocsr()
@@ -208,4 +271,4 @@ class SequentialCollaborativeReward(CollaborativeReward):
     def __repr__(self) -> str:
         return (f"SequentialCollaborativeReward(n_last={self.n_last}, tau={self.tau}, hop_weight={self.hop_weight}, "
                 f"n_hops={self.n_hops}, gamma={self.gamma}, n_recent={self.n_recent}, "
-                f"recency_decay={self.recency_decay})")
+                f"recency_decay={self.recency_decay}, targets={self.targets!r})")

@@ -1,0 +1,179 @@
+"""Pathwise: fine-tuning by the exact gradient of a differentiable reward through the reverse chain.
+
+DRaFT-K / AlignProp / ReFL backpropagate the reward through the last reverse steps instead of
+estimating its gradient from reward values (REINFORCE, :class:`~agents.refit.ReFiT`). Each iteration:
+
+1. **Rollout with gradients.** Draw ``n_envs / n_traj_per_user`` users and episode keys (as ReFiT), reset
+   the environment, and run all T reverse steps of the :class:`~agents.policies.DenoiserPolicy`. The
+   frozen steps (``t > train_last_k``) take the policy's mean without gradients (as in ReFiT); the
+   last ``K = train_last_k`` steps are reparameterised, ``x_{t-1} = mu_theta(x_t, t, c) + sigma_t eps``
+   (or ``x_{t-1} = mu_theta`` with ``sample_noise=False``: the deterministic chain that evaluation
+   runs), so ``x_0`` is a differentiable function of the denoiser's parameters. Every action also
+   steps the environment (detached), which keeps the environment's bookkeeping and its terminal
+   reward exactly those of a ReFiT rollout.
+2. **Reward.** After the terminal step the environment recomputes the terminal reward from the
+   graph-connected ``x_0`` (``env.terminal_reward(x0)``; the reward must declare a differentiable torch
+   form, ``Reward.differentiable``). The environment scores with the *policy's* denoiser, so
+   parameters inside ``scores`` (DreamRec's item embeddings) receive the reward's gradient too.
+3. **Loss.** ``-mean_n R_n + kl_coef * mean_n sum_t KL_{n,t} + pretrain_coef * L_pretrain``, with the
+   closed-form KL of each trained step to the frozen pretrained denoiser (as ReFiT's) and, optionally,
+   the backbone's own pretraining loss on the rollout's conditions (``adapter.diffusion_loss`` at
+   uniformly drawn indices; ReFL alternates with it to keep the model on its data). Gradient norm
+   clipped to ``max_grad_norm``, one optimizer step.
+
+Memory grows with ``K`` (the activations of K denoiser passes for ``n_envs`` chains are kept for the
+backward pass); ``K = 1`` (DRaFT-1) is the cheapest and, per DRaFT, often enough.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Type, Union
+
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
+
+from agents.chain import ChainAlgorithm
+from agents.policies import DenoiserPolicy
+from refit_gym.diffusion.adapters import DenoiserAdapter
+
+
+@dataclass
+class PathwiseBatch:
+    """One rollout with its graph: ``reward`` ``(N,)`` and ``kl`` ``(N,)`` (summed over the trained steps;
+    None when ``kl_coef == 0``) are connected to the policy's parameters; ``condition (N, C)`` and
+    ``users (N,)`` feed the optional pretraining term."""
+
+    reward: torch.Tensor
+    kl: Optional[torch.Tensor]
+    condition: torch.Tensor
+    users: torch.Tensor
+
+
+class Pathwise(ChainAlgorithm):
+    """Reward-gradient fine-tuning (see the module docstring).
+
+    Args:
+        policy, env, learning_rate, n_traj_per_user, kl_coef, max_grad_norm, train_last_k,
+            exploration_scale, std_floor, denoiser_lr_scale, policy_kwargs, stats_window_size,
+            tensorboard_log, verbose, seed, device: see :class:`~agents.chain.ChainAlgorithm`. ``env``
+            must be a ``BatchedDenoisingEnv`` (its torch fast path recomputes the reward with gradients)
+            whose reward is differentiable.
+        sample_noise: reparameterised Gaussian steps (True) or the deterministic chain (False).
+        pretrain_coef: weight of the backbone's own pretraining loss on each rollout's conditions (0: off).
+        reward_scale: the reward is multiplied by it in the loss (its gradient's unit).
+    """
+
+    def __init__(
+        self,
+        policy: Union[str, Path, Type[DenoiserPolicy], DenoiserAdapter],
+        env: Union[GymEnv, str, None],
+        learning_rate: Union[float, Schedule] = 1e-4,
+        n_traj_per_user: int = 1,
+        kl_coef: float = 0.0,
+        max_grad_norm: float = 1.0,
+        train_last_k: Optional[int] = 1,
+        exploration_scale: float = 1.0,
+        std_floor: float = 0.0,
+        sample_noise: bool = True,
+        pretrain_coef: float = 0.0,
+        reward_scale: float = 1.0,
+        denoiser_lr_scale: float = 1.0,
+        policy_kwargs: Optional[Dict[str, Any]] = None,
+        stats_window_size: int = 100,
+        tensorboard_log: Optional[str] = None,
+        verbose: int = 0,
+        seed: Optional[int] = None,
+        device: Union[torch.device, str] = "auto",
+        _init_setup_model: bool = True,
+    ):
+        if not (pretrain_coef >= 0 and reward_scale > 0):
+            raise ValueError(f"need pretrain_coef >= 0 and reward_scale > 0; got {pretrain_coef}, {reward_scale}")
+        self.sample_noise, self.pretrain_coef, self.reward_scale = bool(sample_noise), float(pretrain_coef), float(reward_scale)
+        super().__init__(policy, env, learning_rate, n_traj_per_user=n_traj_per_user, kl_coef=kl_coef,
+                         max_grad_norm=max_grad_norm, train_last_k=train_last_k, exploration_scale=exploration_scale,
+                         std_floor=std_floor, log_prob_reduction="sum", denoiser_lr_scale=denoiser_lr_scale,
+                         policy_kwargs=policy_kwargs, stats_window_size=stats_window_size,
+                         tensorboard_log=tensorboard_log, verbose=verbose, seed=seed, device=device)
+        if _init_setup_model:
+            self._setup_model()
+
+    def _check_env(self) -> None:
+        if self.env is not None:
+            reason = self.driver.terminal_reward_unavailable()
+            if reason is not None:
+                raise ValueError(f"Pathwise needs the reward's gradient: {reason}")
+
+    # ------------------------------------------------------------------ rollout (with gradients)
+    def collect_rollout(self, callback: BaseCallback) -> Optional[PathwiseBatch]:
+        """Run the chains with the trained steps on the autograd graph (see the module docstring)."""
+        self.policy.set_training_mode(False)  # the denoiser never drops out (see DenoiserPolicy)
+        T, K = self.policy.steps, self.trained_steps
+        users, keys = self._draw_episodes()
+        obs = self.driver.reset(users, keys)
+        x, condition, users_t = obs["x"], obs["condition"], obs["user"].reshape(-1)
+        N = x.shape[0]
+        ctx = self.policy.denoiser.context(condition, users_t)
+        use_ref = self.kl_coef > 0
+        if use_ref:
+            with torch.no_grad():
+                ref_ctx = self.reference.context(condition, users_t)
+        kl = torch.zeros(N, device=self.device) if use_ref else None
+        for t in range(T, 0, -1):
+            t_vec = torch.full((N,), t, dtype=torch.long, device=self.device)
+            if t > K:
+                with torch.no_grad():
+                    action = self.policy.step_distribution(x, t_vec, ctx).mode()
+            else:
+                dist = self.policy.step_distribution(x, t_vec, ctx)
+                action = dist.sample(self._generator) if self.sample_noise else dist.mode()
+                if use_ref:
+                    with torch.no_grad():
+                        ref_mean = self.reference.reverse_step(x.detach(), t_vec - 1, ref_ctx)[0]
+                    kl = kl + dist.kl_to_mean(ref_mean)
+            self._check_finite("actions", action)
+            rewards, done = self.driver.step(action.detach())
+            self.num_timesteps += N
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return None
+            x = action
+        if not done:
+            raise RuntimeError(f"the environment did not terminate after T={T} steps")
+        reward = self.driver.terminal_reward(x)
+        self._check_finite("rewards", reward)
+        for r in rewards.tolist():
+            self.ep_info_buffer.append({"r": r, "l": T})
+        return PathwiseBatch(reward=reward, kl=kl, condition=condition, users=users_t.long())
+
+    # ------------------------------------------------------------------ update
+    def pretrain_loss(self, batch: PathwiseBatch) -> torch.Tensor:
+        """The backbone's own loss on the rollout's conditions at uniform diffusion indices (a scalar)."""
+        steps = self.policy.denoiser.schedule.steps
+        i = torch.randint(0, steps, (batch.condition.shape[0],), generator=self._generator,
+                          device=self._generator.device).to(self.device)
+        return self.policy.denoiser.diffusion_loss(batch.condition, batch.users, i, generator=self._generator).mean()
+
+    def train(self, batch: PathwiseBatch) -> None:
+        """One gradient step on ``-mean R + kl_coef * mean KL + pretrain_coef * L_pretrain``."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        self.policy.optimizer.zero_grad(set_to_none=True)
+        reward_loss = -self.reward_scale * batch.reward.mean()
+        kl_loss = batch.kl.mean() if batch.kl is not None else torch.zeros((), device=self.device)
+        pre_loss = self.pretrain_loss(batch) if self.pretrain_coef > 0 else torch.zeros((), device=self.device)
+        loss = reward_loss + self.kl_coef * kl_loss + self.pretrain_coef * pre_loss
+        self._check_finite("loss", loss)
+        loss.backward()
+        grad_norm = self._clip_and_step()
+        self._n_updates += 1
+        self.logger.record("rollout/reward_mean", float(batch.reward.detach().mean()))
+        self.logger.record("rollout/reward_std", float(batch.reward.detach().std(unbiased=False)))
+        self.logger.record("train/loss", float(loss.detach()))
+        if batch.kl is not None:
+            self.logger.record("train/kl", float(kl_loss.detach()))
+        if self.pretrain_coef > 0:
+            self.logger.record("train/pretrain_loss", float(pre_loss.detach()))
+        self.logger.record("train/grad_norm", grad_norm)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
