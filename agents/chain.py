@@ -135,6 +135,8 @@ class ChainAlgorithm(BaseAlgorithm):
         self._generator.manual_seed(0 if self.seed is None else int(self.seed))
         self._rng_state = self._generator.get_state()
         self._driver: Optional[TensorRollout] = None
+        if self.env is not None:
+            self.driver  # noqa: B018  (the environment scores with the policy's denoiser from now on)
         self._check_env()
 
     def _check_env(self) -> None:
@@ -167,6 +169,7 @@ class ChainAlgorithm(BaseAlgorithm):
         if self.n_envs % self.n_traj_per_user:
             raise ValueError(f"n_envs={self.n_envs} is not a multiple of n_traj_per_user={self.n_traj_per_user}")
         self._driver = None
+        self.driver  # noqa: B018  (the new environment scores with the policy's denoiser)
         self._check_env()
 
     @property

@@ -75,7 +75,7 @@ from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from agents.chain import ChainAlgorithm, NonFiniteTrainingError
 from agents.policies import DenoiserPolicy
-from refit_gym.diffusion.adapters import DenoiserAdapter
+from refit_gym.diffusion.adapters import DenoiserAdapter, index_context
 
 __all__ = ["BASELINES", "CREDITS", "NonFiniteTrainingError", "ReFiT", "Trajectories"]
 BASELINES = ("group", "value", "none")
@@ -142,6 +142,11 @@ class ReFiT(ChainAlgorithm):
             ``item_terms``, a ``BatchedDenoisingEnv`` and ``baseline`` "group" or "none").
         vf_coef: weight of the value loss (``baseline="value"`` only).
         batch_size: (step, trajectory) rows per gradient-accumulation chunk (None: one chunk).
+        score_grad: also follow the exact gradient of the reward in the parameters that *score* the final
+            state (``adapter.scores``, e.g. DreamRec's item embeddings), the final states held fixed:
+            ``grad E[R_theta(x0)] = E[R grad log pi] + E[grad_theta R_theta(x0)]``; the chain itself still
+            learns by REINFORCE only. Needs a ``BatchedDenoisingEnv`` and a differentiable reward; a no-op
+            for backbones whose ``scores`` has no parameters (DiffRec's identity).
     """
 
     def __init__(
@@ -161,6 +166,7 @@ class ReFiT(ChainAlgorithm):
         std_floor: float = 0.0,
         log_prob_reduction: str = "sum",
         denoiser_lr_scale: float = 1.0,
+        score_grad: bool = False,
         policy_kwargs: Optional[Dict[str, Any]] = None,
         stats_window_size: int = 100,
         tensorboard_log: Optional[str] = None,
@@ -169,6 +175,7 @@ class ReFiT(ChainAlgorithm):
         device: Union[torch.device, str] = "auto",
         _init_setup_model: bool = True,
     ):
+        self.score_grad = bool(score_grad)
         if baseline not in BASELINES:
             raise ValueError(f"baseline={baseline!r}: expected one of {BASELINES}")
         if credit not in CREDITS:
@@ -196,8 +203,13 @@ class ReFiT(ChainAlgorithm):
             self._setup_model()
 
     def _check_env(self) -> None:
-        """With ``credit="item"``: raise ValueError unless the backbone's action is the item-score vector and
-        (when there is an environment) the environment can hand over per-item reward terms."""
+        """Raise ValueError for an unusable pairing: ``score_grad`` without a differentiable terminal reward;
+        ``credit="item"`` unless the backbone's action is the item-score vector and (when there is an
+        environment) the environment can hand over per-item reward terms."""
+        if getattr(self, "score_grad", False) and self.env is not None:
+            reason = self.driver.terminal_reward_unavailable()
+            if reason is not None:
+                raise ValueError(f"score_grad=True: {reason}")
         if getattr(self, "credit", "trajectory") != "item":
             return
         denoiser = self.policy.denoiser
@@ -329,11 +341,21 @@ class ReFiT(ChainAlgorithm):
     def _row_distribution(self, rows: Dict[str, torch.Tensor]):
         """(the current step distribution, log-probabilities ``(B,)`` of the rows' actions, KL to the reference
         ``(B,)``: zeros without reference means) of flat rows, with gradients."""
-        ctx = self.policy.denoiser.context(rows["condition"], rows["users"])
-        dist = self.policy.step_distribution(rows["x"], rows["t"], ctx)
+        dist = self.policy.step_distribution(rows["x"], rows["t"], self._row_context(rows))
         log_prob = dist.log_prob(rows["action"])
         kl = torch.zeros_like(log_prob) if rows["ref_mean"] is None else dist.kl_to_mean(rows["ref_mean"])
         return dist, log_prob, kl
+
+    def _row_context(self, rows: Dict[str, torch.Tensor]) -> Any:
+        """The denoiser context of every row, computed once per distinct trajectory among the rows (with
+        gradients): the K trained steps of a chain share one condition, so the context (a Transformer pass
+        for DreamRec) runs on at most N rows instead of K * N."""
+        traj = rows["traj"]
+        uniq, inverse = torch.unique(traj, return_inverse=True)
+        first = torch.empty(len(uniq), dtype=torch.long, device=traj.device)
+        first.scatter_(0, inverse, torch.arange(len(traj), device=traj.device))  # a row of each trajectory
+        ctx = self.policy.denoiser.context(rows["condition"][first], rows["users"][first])
+        return index_context(ctx, inverse)
 
     def evaluate_item_rows(self, rows: Dict[str, torch.Tensor],
                            item_advantages: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -349,6 +371,12 @@ class ReFiT(ChainAlgorithm):
         self._update_learning_rate(self.policy.optimizer)
         self.policy.optimizer.zero_grad(set_to_none=True)
         totals, log_ratio = self.accumulate_gradients(traj)
+        if self.score_grad:
+            # the reward's own gradient in the scoring parameters, the sampled final states held fixed
+            score_loss = -self.driver.terminal_reward(traj.xs[-1]).mean()
+            self._check_finite("score loss", score_loss)
+            score_loss.backward()
+            totals["score_loss"] = float(score_loss.detach())
         grad_norm = self._clip_and_step()
         self._n_updates += 1
         self._record_update(traj, totals, grad_norm, log_ratio)

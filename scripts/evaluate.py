@@ -7,8 +7,14 @@ Examples::
     python scripts/evaluate.py --baseline ease --data /work/shared/datasets/ml-1m --split test --json
     python scripts/evaluate.py --baseline itemknn --param 200 --data synthetic
 
+    python scripts/evaluate.py --checkpoint runs/dreamrec.pt --data ../shared/datasets/seq-beauty --json
+    python scripts/evaluate.py --baseline sasrec --data ../shared/datasets/seq-beauty
+
 Baselines are fitted on the training split only. Without ``--param`` the hyperparameter (EASE's
 ``lam``, ItemKNN's ``k``) is chosen on the validation split over a fixed grid by ``--select-metric``.
+Sequential data (a ``dataset.pkl`` folder) is evaluated with its scenario's leave-one-out protocol
+(``refit_gym.scenarios``: the sequence scenario of the checkpoint's backbone, else ``sequential``;
+HR@K = Recall@K and NDCG@K of each user's one held-out item; baselines ``pop`` and ``sasrec``).
 With ``--json`` exactly one JSON object is printed on stdout; every log line goes to stderr.
 """
 from __future__ import annotations
@@ -47,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", type=Path, help="a refit-gym backbone checkpoint (.pt)")
-    what.add_argument("--baseline", choices=["pop", "itemknn", "ease"], help="a classic baseline fitted on train")
+    what.add_argument("--baseline", choices=["pop", "itemknn", "ease", "sasrec"],
+                      help="a classic baseline fitted on train (sequential data: pop, sasrec)")
     p.add_argument("--data", default="synthetic",
                    help="dataset spec accepted by refit_gym.data.load_dataset (default: synthetic)")
     p.add_argument("--split", choices=["valid", "test"], default="test")
@@ -103,6 +110,31 @@ def run_checkpoint(args, data, device: str) -> Dict:
             "params": {"condition_on": args.condition_on}, "score_fn": score_fn}
 
 
+def run_sequential(args, data, device: str) -> Dict:
+    """Leave-one-out evaluation of a sequence checkpoint or baseline with its scenario (see the module docstring)."""
+    from refit_gym.diffusion.checkpoint import load_backbone
+    from refit_gym.scenarios import SCENARIOS, scenario_for
+
+    if args.checkpoint is not None:
+        adapter, _ = load_backbone(args.checkpoint, data=data, device=device)
+        scenario = scenario_for(adapter.backbone_name)
+        if not scenario.sequential:
+            raise SystemExit(f"error: --checkpoint {args.checkpoint} holds a {adapter.backbone_name!r} backbone, which "
+                             f"does not read sequences; data {data.name!r} is sequential")
+        score_fn, spec = scenario.backbone_score_fn(adapter, data), {"model": f"checkpoint:{adapter.backbone_name}",
+                                                                      "checkpoint": str(args.checkpoint), "params": {}}
+    else:
+        scenario = SCENARIOS["sequential"]
+        if args.baseline not in scenario.baselines:
+            raise SystemExit(f"error: --baseline {args.baseline}: sequential data has baselines {list(scenario.baselines)}")
+        if args.param is not None:
+            raise SystemExit("error: --param applies to interaction baselines (EASE, ItemKNN) only")
+        score_fn, spec = scenario.baseline_score_fn(args.baseline, data), {"model": args.baseline, "params": {}}
+    log(f"evaluating {spec['model']} on {args.split} ({scenario.name} protocol)")
+    return {**scenario.evaluate(score_fn, data, args.split, ks=args.ks, batch_size=args.batch_size), **spec,
+            "scenario": scenario.name}
+
+
 def main(argv: Optional[List[str]] = None) -> Dict:
     """Parse ``argv``, evaluate, print the result; returns the result dict (without the scorer)."""
     args = build_parser().parse_args(argv)
@@ -120,6 +152,13 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     t0 = time.perf_counter()
     data = load_data(args.data)
     log(f"data: {data.summary()}")
+    if hasattr(data, "padded"):  # ordered sequences: the scenario's leave-one-out protocol
+        res = run_sequential(args, data, device)
+        result = {**res, "split": args.split, "data": data.name, "seconds": round(time.perf_counter() - t0, 3)}
+        print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+        return result
+    if args.baseline == "sasrec":
+        raise SystemExit(f"error: --baseline sasrec needs sequential data; {data.name!r} is an interaction dataset")
     spec = run_baseline(args, data) if args.baseline else run_checkpoint(args, data, device)
     score_fn = spec.pop("score_fn")
     log(f"evaluating {spec['model']} {spec['params']} on {args.split}")

@@ -3,7 +3,6 @@ short ReFiT runs, the sequential reward, the scenario registry and the pretrain 
 from __future__ import annotations
 
 import json
-import pickle
 import sys
 import warnings
 
@@ -27,26 +26,14 @@ from refit_gym.rewards import make_reward
 from refit_gym.rewards.sequential import SequentialCollaborativeReward, transition_counts
 from refit_gym.scenarios import SCENARIOS, scenario_for
 
-from conftest import REPO, shared_dataset
+from conftest import REPO, shared_dataset, tiny_seq_folder, walks
 
 torch.set_num_threads(1)
 
-T, N_ENVS, T0 = 5, 8, 1_300_000_000.0
+T, N_ENVS = 5, 8
 SEQ_KW = dict(d=16, hidden=[32], n_layers=1, schedule=dict(noise_schedule="cosine", steps=T, mean_type="x0"))
 SOCIAL_KW = dict(hidden=[32], schedule=dict(steps=T))
 EXPECTED_WARNINGS = ("symmetric and normalized",)
-
-
-def walks(n_users=32, n_items=20, seed=0, timed=False, max_len=8) -> SequentialData:
-    """Users walk the item cycle k -> k+1 from random starts (valid/test continue the walk)."""
-    rng = np.random.default_rng(seed)
-    starts, lengths = rng.integers(0, n_items, n_users), rng.integers(3, 9, n_users)
-    ws = [list((s + np.arange(n + 2)) % n_items) for s, n in zip(starts, lengths)]
-    ts = [list(T0 + 3600.0 * np.arange(len(w)) * (1 + u % 3)) for u, w in enumerate(ws)] if timed else None
-    return SequentialData.from_sequences(
-        [w[:-2] for w in ws], [w[-2] for w in ws], [w[-1] for w in ws], n_items, max_len=max_len, name="walks",
-        train_times=None if ts is None else [t[:-2] for t in ts], valid_time=None if ts is None else [t[-2] for t in ts],
-        test_time=None if ts is None else [t[-1] for t in ts])
 
 
 @pytest.fixture(scope="module")
@@ -210,20 +197,6 @@ def test_scenario_evaluation_and_baselines(seq_data, social_data):
     assert {r["model"] for r in rows} == {"pop", "ease"} and all("recall@20" in r for r in rows)
     m = soc.evaluate_backbone(soc.build_backbone(social_data, **SOCIAL_KW), social_data, "valid")
     assert 0 <= m["recall@20"] <= 1
-
-
-def tiny_seq_folder(tmp_path, seq_data, timed: bool = False):
-    """``seq_data`` written as a ``tmp_path/tiny-seq/dataset.pkl`` folder (timestamped when ``timed``)."""
-    e = (lambda i, k: (int(i) + 1, f"2010-06-{k + 1:02d} 10:00:00")) if timed else (lambda i, k: int(i) + 1)  # noqa: E731
-    seqs = [seq_data.train_items[seq_data.train_ptr[u]:seq_data.train_ptr[u + 1]] for u in range(seq_data.n_users)]
-    raw = {"train": {u: [e(i, k) for k, i in enumerate(seqs[u])] for u in range(seq_data.n_users)},
-           "val": {u: [e(seq_data.valid_item[u], 20)] for u in range(seq_data.n_users)},
-           "test": {u: [e(seq_data.test_item[u], 21)] for u in range(seq_data.n_users)},
-           "umap": {u: u for u in range(seq_data.n_users)}, "smap": {i: i + 1 for i in range(seq_data.n_items)}}
-    folder = tmp_path / "tiny-seq"
-    folder.mkdir()
-    (folder / "dataset.pkl").write_bytes(pickle.dumps(raw, protocol=4))
-    return folder
 
 
 def pretrain_script():

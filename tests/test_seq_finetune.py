@@ -1,0 +1,184 @@
+"""Sequential fine-tuning: prefix -> next-item targets, the reward scoring with the trained backbone, the
+differentiable terminal reward, the Pathwise agent, the environment's default reward and sequential evaluation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from conftest import REPO, tiny_seq_folder, walks
+from refit_gym.data.sequential import SequentialData
+from refit_gym.diffusion.checkpoint import save_backbone
+from refit_gym.diffusion.dreamrec import DreamRecAdapter
+from refit_gym.envs import BatchedDenoisingEnv
+from refit_gym.rewards.sequential import SequentialCollaborativeReward
+
+torch.set_num_threads(1)
+T = 4
+SEQ_KW = dict(d=8, hidden=[16], n_layers=1, schedule=dict(noise_schedule="cosine", steps=T, mean_type="x0"))
+
+
+@pytest.fixture(scope="module")
+def repeats() -> SequentialData:
+    """Sequences with repeats and one longer than max_len = 4."""
+    train = [[0, 1, 0, 2, 3], [4, 5, 4, 6], [7, 8], [1], [2, 3, 9, 2, 5, 6, 7]]
+    return SequentialData.from_sequences(train, [5, 7, 9, 2, 1], [6, 8, 0, 3, 4], n_items=10, max_len=4)
+
+
+def backbone(data, seed=0) -> DreamRecAdapter:
+    torch.manual_seed(seed)
+    return DreamRecAdapter.from_data(data, **SEQ_KW).eval()
+
+
+def test_prefix_targets_are_new_items_after_a_hidden_tail(repeats):
+    """targets='random': the target is a first occurrence among the last max_len positions, the visible items are
+    exactly the prefix's, and the backbone's condition is the prefix in order (a later repeat never leaks in)."""
+    reward = SequentialCollaborativeReward(repeats, targets="random", hop_weight=0.1)
+    adapter = backbone(repeats)
+    seqs = [repeats.train_items[repeats.train_ptr[u]:repeats.train_ptr[u + 1]].tolist() for u in range(5)]
+    drawn = {u: set() for u in range(5)}
+    users = np.arange(5)
+    for k in range(60):
+        state = reward.prepare(users, np.full(5, 1000 + 7919 * k, dtype=np.uint64))
+        cond = adapter.encode_condition(users, state.visible, hidden_tail=state.hidden_tail)
+        for u, s in enumerate(seqs):
+            held = state.heldout[u].indices.tolist()
+            p = len(s) - int(state.hidden_tail[u])
+            assert sorted(state.visible[u].indices.tolist()) == sorted(set(s[:p]))
+            if held:
+                assert held == [s[p]] and s[p] not in s[:p] and p >= max(1, len(s) - repeats.max_len)
+                drawn[u].add(p)
+            kept = [int(i) for i in cond[u] if i != repeats.n_items]
+            assert kept == s[max(len(s) - repeats.max_len, 0):p]  # the stored window, cut at the target
+    # every eligible position is drawn; user 3 (one item) never has a target
+    assert drawn == {0: {1, 3, 4}, 1: {1, 3}, 2: {1}, 3: set(), 4: {4, 5, 6}}
+
+
+def test_last_targets_unchanged(repeats):
+    """targets='last' (the default) still holds out the last item, deterministically, with no hidden tail."""
+    state = SequentialCollaborativeReward(repeats).prepare(np.arange(5), np.arange(5, dtype=np.uint64))
+    assert state.hidden_tail is None and state.heldout[0].indices.tolist() == [3]
+    with pytest.raises(ValueError, match="targets='next'"):
+        SequentialCollaborativeReward(repeats, targets="next")
+
+
+def run_chain(env, seed=0):
+    torch.manual_seed(seed)
+    env.reset_tensors(users=np.arange(env.num_envs) % env.num_users, seed=seed)
+    x = None
+    for _ in range(T):
+        x = torch.randn(env.num_envs, env.adapter.action_dim, requires_grad=True)
+        _, reward, done, _ = env.step_tensors(x)
+    assert done
+    return x, reward
+
+
+def test_terminal_reward_is_the_step_reward_with_gradients(repeats):
+    data = walks()
+    env = BatchedDenoisingEnv(data, backbone(data), n_envs=6, reward="refit-seq", reward_kwargs=dict(targets="random"))
+    x0, step_reward = run_chain(env)
+    r = env.terminal_reward(x0)
+    assert torch.allclose(r, step_reward) and r.requires_grad
+    r.sum().backward()
+    assert x0.grad is not None and torch.isfinite(x0.grad).all() and x0.grad.abs().sum() > 0
+    emb = env.adapter.encoder.item_emb.weight
+    assert emb.grad is not None and emb.grad.abs().sum() > 0  # scores() has parameters: they get the gradient too
+    with pytest.raises(ValueError, match="not the final state"):
+        env.terminal_reward(x0.detach() + 1.0)
+    env.reset_tensors(users=np.arange(6))
+    with pytest.raises(RuntimeError, match="at t = 4"):
+        env.terminal_reward(x0)
+    topk = BatchedDenoisingEnv(data, backbone(data), n_envs=6, reward="topk")
+    x0, _ = run_chain(topk)
+    with pytest.raises(NotImplementedError, match="no differentiable torch form"):
+        topk.terminal_reward(x0)
+
+
+def test_agents_make_the_environment_score_with_the_trained_backbone():
+    """The reward reads the policy's item embeddings, not a frozen copy: the environment's adapter is the
+    policy's denoiser, so changing the policy's embeddings changes the terminal reward."""
+    from agents import Pathwise, ReFiT
+
+    data = walks()
+    for cls in (ReFiT, Pathwise):
+        env = BatchedDenoisingEnv(data, backbone(data), n_envs=8, reward="refit-seq")
+        model = cls(backbone(data), env, seed=0, n_traj_per_user=2, device="cpu")
+        assert env.adapter is model.policy.denoiser
+        x0, before = run_chain(env)
+        with torch.no_grad():
+            model.policy.denoiser.encoder.item_emb.weight.mul_(3.0)
+        assert not torch.allclose(env.terminal_reward(x0.detach()), before)
+    with pytest.raises(ValueError, match="n_items"):
+        env.set_backbone(backbone(SequentialData.from_sequences([[0, 1]], [2], [3], n_items=5, max_len=8)))
+
+
+def test_pathwise_raises_a_differentiable_reward_and_refuses_others(tmp_path):
+    from agents import Pathwise
+    from refit_gym.rewards import FunctionReward
+
+    data = walks()
+    target = torch.randn(data.n_items)
+    reward = FunctionReward(data, f=lambda s, ctx: -(s - target).pow(2).mean(1), differentiable=True)
+    env = BatchedDenoisingEnv(data, backbone(data), n_envs=16, reward=reward, seed=0)
+    model = Pathwise(backbone(data), env, learning_rate=3e-2, train_last_k=None, seed=0, device="cpu")
+    rewards = []
+
+    class Record(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            rewards.append(float(self.locals["batch"].reward.detach().mean()))
+
+    model.learn(15 * 16 * T, callback=Record())
+    assert len(rewards) == 15 and np.mean(rewards[-3:]) > np.mean(rewards[:3])
+    model.save(tmp_path / "pw.zip")
+    loaded = Pathwise.load(tmp_path / "pw.zip", env=env, device="cpu")
+    assert loaded.sample_noise and loaded.policy.train_last_k is None and loaded.num_timesteps == model.num_timesteps
+    for a, b in zip(model.policy.parameters(), loaded.policy.parameters()):
+        assert torch.equal(a, b)
+    topk = BatchedDenoisingEnv(data, backbone(data), n_envs=16, reward="topk")
+    with pytest.raises(ValueError, match="Pathwise needs the reward's gradient"):
+        Pathwise(backbone(data), topk, device="cpu")
+
+
+def test_finetune_uses_the_environment_reward_and_pathwise(tmp_path):
+    """Without --reward, fine-tuning uses the environment's registered reward (refit-seq for DreamRec);
+    ``algo='pathwise'`` runs through the same entry point."""
+    from agents.finetune import finetune
+
+    data = walks()
+    ckpt = save_backbone(backbone(data), tmp_path / "b.pt", meta=dict(n_users=data.n_users))
+    for algo in ("refit", "pathwise"):
+        m = finetune(algo, "refit_gym/DreamRec-v0", data, ckpt, hyperparams=dict(n_envs=8, n_timesteps=8 * T),
+                     out=tmp_path / algo, select_metric="ndcg@20", log=lambda s: None)
+        assert m["reward"] == "refit-seq" and m["num_timesteps"] == 8 * T
+    m = finetune("refit", "refit_gym/DreamRec-v0", data, ckpt, out=tmp_path / "kw", log=lambda s: None,
+                 hyperparams=dict(n_envs=8, n_timesteps=8 * T, reward="refit-seq",
+                                  reward_kwargs=dict(targets="random")))
+    assert m["reward"] == "refit-seq"
+
+
+def test_evaluate_script_reads_sequential_data(tmp_path):
+    """scripts/evaluate.py evaluates a DreamRec checkpoint and a baseline on sequential data with the
+    scenario's leave-one-out protocol (it raised AttributeError before)."""
+    import sys
+
+    from refit_gym.data import load_dataset
+    from refit_gym.scenarios import SCENARIOS
+
+    folder = tiny_seq_folder(tmp_path, walks())
+    data = load_dataset(str(folder))
+    ckpt = save_backbone(backbone(data), tmp_path / "b.pt", meta=dict(n_users=data.n_users))
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import evaluate
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    res = evaluate.main(["--checkpoint", str(ckpt), "--data", str(folder), "--split", "test", "--json"])
+    assert res["ndcg@20"] == SCENARIOS["sequential"].evaluate_backbone(backbone(data), data, "test")["ndcg@20"]
+    pop = evaluate.main(["--baseline", "pop", "--data", str(folder), "--split", "valid", "--json"])
+    assert pop["model"] == "pop" and 0 <= pop["ndcg@20"] <= 1
+    with pytest.raises(SystemExit, match="sequential data has baselines"):
+        evaluate.main(["--baseline", "ease", "--data", str(folder)])
