@@ -9,6 +9,7 @@ Examples::
         --out results/seq-beauty/ladder
     python scripts/ladder.py ... --rungs refit pathwise --seeds 0        # a subset
     python scripts/ladder.py ... --report-only                           # rebuild report.md from ladder.json
+    python scripts/ladder.py --out OUT --merge OUT/a OUT/b               # one ladder from rungs run apart
 
 The recipe is YAML: ``{rung: settings}``; fine-tuning rungs take rl-zoo-style hyperparameters of their
 algorithm (``reward``, ``reward_kwargs``, ``n_envs``, ``n_timesteps``, ``eval_freq``, ...), ``continued``
@@ -29,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="refit_gym/DiffRec-v0", help="registered environment id (default %(default)s)")
-    p.add_argument("--data", required=True, help="dataset folder")
-    p.add_argument("--checkpoint", type=Path, required=True, help="the pretrained backbone every rung starts from")
-    p.add_argument("--recipe", type=Path, required=True, help="YAML {rung: settings}")
+    p.add_argument("--data", help="dataset folder")
+    p.add_argument("--checkpoint", type=Path, help="the pretrained backbone every rung starts from")
+    p.add_argument("--recipe", type=Path, help="YAML {rung: settings}")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--rungs", nargs="+", choices=RUNGS, default=["start", "continued", "oracle", "pathwise", "refit"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--report-only", action="store_true", help="rebuild OUT/report.md from OUT/ladder.json")
+    p.add_argument("--merge", type=Path, nargs="+", default=None,
+                   help="ladder folders run on the same start (e.g. rungs split over processes): write their union "
+                        "to OUT/ladder.json and the report")
     return p
 
 
@@ -48,14 +52,20 @@ def main(argv=None) -> None:
 
     import torch
 
-    from refit_gym.experiments.ladder import markdown_table, run_ladder
+    from refit_gym.experiments.ladder import markdown_table, merge_ladders, run_ladder
     from refit_gym.utils import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.report_only:
+    if args.merge:
+        ladder = merge_ladders([json.loads((d / "ladder.json").read_text()) for d in args.merge])
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "ladder.json").write_text(json.dumps(ladder, indent=1, default=str))
+    elif args.report_only:
         ladder = json.loads((args.out / "ladder.json").read_text())
     else:
+        if args.data is None or args.checkpoint is None or args.recipe is None:
+            raise SystemExit("error: --data, --checkpoint and --recipe are required to run a ladder")
         if not args.recipe.is_file():
             raise SystemExit(f"error: --recipe {args.recipe}: no such file")
         recipe = yaml.safe_load(args.recipe.read_text()) or {}

@@ -196,6 +196,30 @@ def run_ladder(env_id: str, data, checkpoint, recipe: Dict[str, Dict[str, Any]],
     return json.loads(path.read_text())
 
 
+def merge_ladders(parts: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """One ladder from several run on the same start (e.g. rungs split over processes): the records of all,
+    the rest from the first. Raises ValueError when they do not share the checkpoint, data and selection
+    metric, or when two hold the same (rung, seed) cell."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    first = parts[0]
+    keys = ("env", "data", "checkpoint", "select_metric")
+    seen = set()
+    records = []
+    for p in parts:
+        if any(p[k] != first[k] for k in keys):
+            raise ValueError(f"ladders differ in {[k for k in keys if p[k] != first[k]]}: cannot merge")
+        for r in p["records"]:
+            if (r["rung"], r["seed"]) in seen:
+                raise ValueError(f"cell ({r['rung']}, seed {r['seed']}) appears twice")
+            seen.add((r["rung"], r["seed"]))
+            records.append(r)
+    recipe = {}
+    for p in parts:
+        recipe.update(p.get("recipe", {}))
+    return dict(first, recipe=recipe, records=records)
+
+
 def summarise(ladder: Dict[str, Any], metrics: Sequence[str] = ("recall@20", "ndcg@20")) -> List[Dict[str, Any]]:
     """One row per rung: mean and sample std over seeds of the selected models' test metrics, the relative
     change of the test ``select_metric`` over the start (mean and std over seeds), the mean wall-clock."""

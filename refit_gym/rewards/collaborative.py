@@ -72,6 +72,9 @@ class CollaborativeReward(Reward):
         top_m: entries kept per user and hop in the soft targets.
         graph_top_m: entries kept per row of the item-item graph ``G``.
         graph: a precomputed ``G`` (CSR ``(n_items, n_items)``); built from ``data.train`` if None.
+        standardize: score each row's standardised scores ``(s - mean(s)) / std(s)`` (over all items)
+            instead of the raw ones, so the reward depends on the ranking geometry only and not on the scale
+            of ``x0`` (which a ranking ignores); ``tau`` is then in units of the scores' spread.
         device: where score tensors live.
     """
 
@@ -80,8 +83,10 @@ class CollaborativeReward(Reward):
 
     def __init__(self, data: InteractionData, holdout: float = 0.2, tau: float = 1.0, hop_weight: float = 0.1,
                  n_hops: int = 2, gamma: float = 0.5, social_weight: float = 0.1, top_m: int = 200,
-                 graph_top_m: int = 50, graph: Optional[sp.csr_matrix] = None, device="cpu"):
+                 graph_top_m: int = 50, graph: Optional[sp.csr_matrix] = None, standardize: bool = False,
+                 device="cpu"):
         super().__init__(data, holdout, device)
+        self.standardize = bool(standardize)
         data = self.data  # the InteractionData view (the argument may be e.g. a SequentialData)
         if not tau > 0:
             raise ValueError(f"tau={tau!r}: the temperature must be > 0")
@@ -149,18 +154,25 @@ class CollaborativeReward(Reward):
         state.tensors["target_weights"] = torch.as_tensor(cat(vals), dtype=torch.float32, device=dev)
         state.tensors["target_terms"] = torch.as_tensor(cat(seg), dtype=torch.long, device=dev)
 
+    def _scaled(self, scores: torch.Tensor) -> torch.Tensor:
+        """``scores / tau``, standardised per row first when ``standardize`` (``(B, n_items)``)."""
+        if self.standardize:
+            scores = (scores - scores.mean(dim=1, keepdim=True)) / scores.std(dim=1, keepdim=True).clamp_min(1e-8)
+        return scores / self.tau
+
     def log_probs(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
         """``log softmax(scores / tau)`` over the non-condition items, ``(B, n_items)`` (-inf at condition items)."""
-        z = self.visible_mask_fill(scores / self.tau, state)
+        z = self.visible_mask_fill(self._scaled(scores), state)
         return z - torch.logsumexp(z, dim=1, keepdim=True)
 
     def components(self, scores: torch.Tensor, state: RewardState) -> Dict[str, torch.Tensor]:
         scores = self._check_scores(scores, state)
         t = state.tensors
         rows, cols, w, seg = t["target_rows"], t["target_cols"], t["target_weights"], t["target_terms"]
-        z = self.visible_mask_fill(scores / self.tau, state)
+        scaled = self._scaled(scores)
+        z = self.visible_mask_fill(scaled, state)
         lse = torch.logsumexp(z, dim=1)  # (B,); targets lie outside the condition, so lse is finite where used
-        logp = scores[rows, cols] / self.tau - lse[rows]  # (E,)
+        logp = scaled[rows, cols] - lse[rows]  # (E,)
         names = self.term_names
         out = torch.zeros(len(names), state.batch_size, dtype=torch.float32, device=scores.device)
         out.index_put_((seg, rows), w * logp, accumulate=True)

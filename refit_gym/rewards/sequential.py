@@ -126,6 +126,7 @@ class SequentialCollaborativeReward(CollaborativeReward):
         graph_top_m: entries kept per row of the transition graph.
         targets: ``"last"`` (the last ``n_last`` positions) or ``"random"`` (a prefix -> next-item pair
             per episode), see the module docstring.
+        standardize: softmax over per-row standardised scores (see :class:`CollaborativeReward`).
         device: where score tensors live.
     """
 
@@ -133,13 +134,13 @@ class SequentialCollaborativeReward(CollaborativeReward):
 
     def __init__(self, data, n_last: int = 1, tau: float = 1.0, hop_weight: float = 0.1, n_hops: int = 1,
                  gamma: float = 0.5, n_recent: int = 3, recency_decay: float = 0.5, top_m: int = 200,
-                 graph_top_m: int = 50, targets: str = "last", device="cpu"):
+                 graph_top_m: int = 50, targets: str = "last", standardize: bool = False, device="cpu"):
         if not isinstance(data, SequentialData):
             raise TypeError(f"the 'refit-seq' reward needs ordered sequences (a SequentialData, e.g. from a "
                             f"dataset.pkl folder), got {type(data).__name__}; use reward='refit' for unordered data")
         # the parent validates tau/gamma/top_m; its item-item graph and social term are not used here
         super().__init__(data, holdout=0.0, tau=tau, hop_weight=0.0, n_hops=0, gamma=gamma, social_weight=0.0,
-                         top_m=top_m, device=device)
+                         top_m=top_m, standardize=standardize, device=device)
         if int(n_last) < 1 or int(n_recent) < 1:
             raise ValueError(f"n_last={n_last!r}, n_recent={n_recent!r}: both must be >= 1")
         if hop_weight < 0 or int(n_hops) < 0:
