@@ -5,7 +5,8 @@
 * :class:`ReFiT` -- REINFORCE over whole denoising trajectories with per-user group baselines and
   a KL penalty to the pretrained model.
 * :class:`DDPO` -- DDPO-style clipped importance-ratio updates over stored transitions.
-* :class:`RatioLoggingPPO` -- SB3's PPO plus importance-ratio extremes in the logs.
+* :class:`RatioLoggingPPO` -- SB3's PPO plus importance-ratio extremes in the logs; :class:`SafeA2C` -- SB3's A2C.
+  Both save the backbone's architecture (not a pickled object) and load without unpickling code.
 
 ``ALGOS`` maps the ``--algo`` names of ``scripts/train.py`` to classes.
 """
@@ -14,11 +15,11 @@ from stable_baselines3 import A2C, PPO
 from agents.ddpo import DDPO
 from agents.distributions import DenoiserGaussian
 from agents.policies import DenoiserPolicy, DenoisingSummaryExtractor
-from agents.ppo import RatioLoggingPPO
+from agents.ppo import RatioLoggingPPO, SafeA2C
 from agents.refit import NonFiniteTrainingError, ReFiT, Trajectories
 
-#: ``"ppo"`` is :class:`RatioLoggingPPO`, a drop-in :class:`stable_baselines3.PPO` subclass.
-ALGOS = {"refit": ReFiT, "ddpo": DDPO, "ppo": RatioLoggingPPO, "a2c": A2C}
+#: ``"ppo"`` is :class:`RatioLoggingPPO`, a drop-in :class:`stable_baselines3.PPO` subclass; ``"a2c"`` :class:`SafeA2C`.
+ALGOS = {"refit": ReFiT, "ddpo": DDPO, "ppo": RatioLoggingPPO, "a2c": SafeA2C}
 
 __all__ = ["A2C", "ALGOS", "DDPO", "DenoiserGaussian", "DenoiserPolicy", "DenoisingSummaryExtractor",
-           "NonFiniteTrainingError", "PPO", "RatioLoggingPPO", "ReFiT", "Trajectories"]
+           "NonFiniteTrainingError", "PPO", "RatioLoggingPPO", "ReFiT", "SafeA2C", "Trajectories"]

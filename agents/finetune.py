@@ -31,6 +31,8 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import yaml
 
+from refit_gym.io_safety import write_json_atomic  # noqa: F401  (re-exported)
+
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 #: zoo-level settings of a hyperparameter section (the rest are algorithm keyword arguments)
 #: settings of the run rather than of the algorithm (``reward_kwargs`` go to the reward's constructor)
@@ -77,10 +79,14 @@ def parse_policy_kwargs(value: Any) -> Dict[str, Any]:
 
 
 def parse_schedule(value: Any) -> Any:
-    """``"lin_<v>"`` -> a linear schedule from v to 0 (rl-zoo's convention); numbers as floats."""
+    """``"lin_<v>"`` -> a linear schedule from v to 0 (rl-zoo's convention); numbers as floats.
+
+    The schedule is SB3's ``LinearSchedule`` object (not a closure), so a saved agent stores a plain
+    class reference that :mod:`refit_gym.io_safety` can load without unpickling code."""
+    from stable_baselines3.common.utils import LinearSchedule
+
     if isinstance(value, str) and value.startswith("lin_"):
-        start = float(value[4:])
-        return lambda progress_remaining: progress_remaining * start
+        return LinearSchedule(float(value[4:]), 0.0, 1.0)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
@@ -150,14 +156,6 @@ def save_model(model, out: Path, state: Dict[str, Any]) -> None:
     model.save(tmp)
     os.replace(tmp, out / "last_model.zip")
     write_json_atomic(out / "train_state.json", state)
-
-
-def write_json_atomic(path: Path, obj: Any, indent: Optional[int] = None) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=indent, default=str))
-    os.replace(tmp, path)
 
 
 class TrainingClock:

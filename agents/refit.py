@@ -293,10 +293,18 @@ class ReFiT(BaseAlgorithm):
     def load(cls: Type[SelfReFiT], path, env: Optional[GymEnv] = None, device="auto", custom_objects=None,
              print_system_info: bool = False, force_reset: bool = True, **kwargs) -> SelfReFiT:
         """Load a model written by :meth:`save`; with ``env`` it can continue training
-        (``learn(..., reset_num_timesteps=False)`` resumes the RNG stream where it stopped)."""
-        model = super().load(path, env=env, device=device, custom_objects=custom_objects,
+        (``learn(..., reset_num_timesteps=False)`` resumes the RNG stream where it stopped).
+
+        Nothing in the file is unpickled as code: the zip's serialized values are decoded with an allow-list
+        (:func:`refit_gym.io_safety.safe_custom_objects`; ``custom_objects`` replace them), counters must be
+        non-negative and the weights finite (:class:`~refit_gym.diffusion.checkpoint.CheckpointError` otherwise)."""
+        from refit_gym.io_safety import check_finite_parameters, read_agent_data, safe_custom_objects
+
+        objects = safe_custom_objects(path, read_agent_data(path), custom_objects)
+        model = super().load(path, env=env, device=device, custom_objects=objects,
                              print_system_info=print_system_info, force_reset=force_reset, **kwargs)
         model._generator.set_state(model._rng_state.cpu())
+        check_finite_parameters(model, path)
         return model
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
