@@ -278,8 +278,8 @@ class ReFiT(BaseAlgorithm):
                 raise ValueError(f"credit='item': {reason}")
 
     def _excluded_save_params(self):
-        return super()._excluded_save_params() + ["reference", "_generator", "_rng_state", "_driver", "_last_obs",
-                                                  "_last_original_obs", "_last_episode_starts"]
+        return super()._excluded_save_params() + ["reference", "_generator", "_rng_state", "_driver", "_action_bound",
+                                                  "_last_obs", "_last_original_obs", "_last_episode_starts"]
 
     def _get_torch_save_params(self):
         return ["policy", "policy.optimizer", "reference"], ["_rng_state"]
@@ -331,6 +331,16 @@ class ReFiT(BaseAlgorithm):
                 f"(num_timesteps={self.num_timesteps}); training stopped before the optimizer step, so the "
                 "parameters are those of the last good update and no checkpoint of the bad state was written. "
                 "Try a lower learning rate, a larger std_floor, log_prob_reduction='mean' or max_grad_norm.")
+
+    def _check_bounded_actions(self, action: torch.Tensor) -> None:
+        """Exploding (finite but beyond the action box) actions stop training like non-finite ones, before the
+        environment sees them (its own check would raise a ValueError naming no cause)."""
+        from agents.guards import action_bound, check_actions
+
+        if not hasattr(self, "_action_bound"):
+            self._action_bound = action_bound(self.action_space)
+        check_actions(action, self._action_bound, f"{type(self).__name__} at update {self._n_updates + 1} "
+                                                  f"(num_timesteps={self.num_timesteps})")
 
     @property
     def trained_steps(self) -> int:
@@ -386,6 +396,7 @@ class ReFiT(BaseAlgorithm):
                 dist = self.policy.step_distribution(x, t_vec, ctx)
                 action = dist.sample(self._generator)
             self._check_finite("actions", action)
+            self._check_bounded_actions(action)
             if t <= K:
                 s = K - t
                 xs[s] = x

@@ -270,6 +270,50 @@ def save_agent_atomic(model, path: PathLike) -> Path:
     return path
 
 
+# ---------------------------------------------------------------------------- progress.csv across resumes
+def resumable_csv_output(path: PathLike, keep_until_step: Optional[int] = None, step_key: str = "time/total_timesteps"):
+    """An SB3 CSV logger output on ``path`` that continues an existing file instead of truncating it.
+
+    With ``keep_until_step`` (a resume) the rows of an existing file whose ``step_key`` exceeds it (logged
+    after the save being resumed, so about to be redone) are dropped first, through :func:`atomic_write`;
+    the other rows and the header are kept and new rows are appended (new columns widen the file as in
+    SB3). Without it (a fresh run) the file starts empty.
+
+    Raises:
+        CheckpointError: an existing file that is not a CSV with a header (the message names it).
+    """
+    import csv
+
+    from stable_baselines3.common.logger import CSVOutputFormat
+
+    path = Path(path)
+    header: list = []
+    if keep_until_step is not None and path.is_file() and path.stat().st_size > 0:
+        try:
+            with open(path, newline="") as fh:
+                rows = list(csv.reader(fh))
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise _checkpoint_error(f"{path}: cannot continue the progress log ({type(e).__name__}: {e})") from None
+        header, body = rows[0], rows[1:]
+        if step_key in header:
+            col = header.index(step_key)
+
+            def keep(row) -> bool:
+                try:
+                    return float(row[col]) <= keep_until_step
+                except (IndexError, ValueError):
+                    return False
+            body = [row for row in body if keep(row)]
+        with atomic_write(path) as tmp:
+            with open(tmp, "w", newline="") as fh:
+                csv.writer(fh, lineterminator="\n").writerows([header] + body)
+    out = CSVOutputFormat.__new__(CSVOutputFormat)
+    out.file = open(path, "r+" if header else "w+")
+    out.file.seek(0, os.SEEK_END)
+    out.keys, out.separator, out.quotechar = list(header), ",", '"'
+    return out
+
+
 # ---------------------------------------------------------------------------- the output-folder lock
 class RunLock:
     """Exclusive lock of an output folder for the lifetime of one run (``with RunLock(out): ...``).
@@ -323,11 +367,35 @@ class RunLock:
         self.release()
 
 
+def locks_output(param: str) -> Callable:
+    """Decorator: the wrapped function runs holding :class:`RunLock` on its argument ``param`` (a folder; None
+    or absent: no lock), so two runs never write one output folder."""
+    import functools
+    import inspect
+
+    def wrap(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def locked(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            folder = bound.arguments.get(param)
+            if folder is None:
+                return fn(*args, **kwargs)
+            with RunLock(folder):
+                return fn(*args, **kwargs)
+
+        return locked
+
+    return wrap
+
+
 def finite_number(value: Any) -> bool:
     """True for a real int/float that is neither NaN nor infinite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-__all__ = ["ALLOWED_GLOBALS", "check_finite_parameters", "OutputLockedError", "RunLock", "atomic_write", "finite_number", "load_agent",
-           "read_agent_data", "read_json_file", "restricted_loads", "safe_custom_objects", "save_agent_atomic",
+__all__ = ["ALLOWED_GLOBALS", "check_finite_parameters", "OutputLockedError", "RunLock", "atomic_write", "finite_number", "load_agent", "locks_output",
+           "read_agent_data", "read_json_file", "restricted_loads", "resumable_csv_output", "safe_custom_objects", "save_agent_atomic",
            "unique_tmp", "write_json_atomic", "write_text_atomic"]
