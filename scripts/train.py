@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from agents.finetune import DEFAULT_SELECT_METRIC, FinetuneError, finetune
+from refit_gym.io_safety import cli_errors
 
 
 def log(msg: str) -> None:
@@ -85,6 +86,7 @@ def obtain_backbone(args, data, kind: str, out: Path, device) -> Path:
     return path
 
 
+@cli_errors
 def main(argv=None) -> Dict[str, Any]:
     args = build_parser().parse_args(argv)
     from agents import NonFiniteTrainingError

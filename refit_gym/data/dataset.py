@@ -32,7 +32,7 @@ class DataWarning(UserWarning):
 #: before anything is allocated; override with the environment variable ``REFIT_GYM_MAX_IDS``
 MAX_IDS = int(os.environ.get("REFIT_GYM_MAX_IDS", 2**27))
 #: what :meth:`InteractionData.from_pairs` does with (user, item) pairs present in two splits
-OVERLAP_POLICIES = ("warn", "error")
+OVERLAP_POLICIES = ("warn", "error", "count")
 
 
 SPLITS = ("train", "valid", "test")
@@ -188,7 +188,8 @@ class InteractionData:
             allow_empty: split names that may be empty (by default every split must have pairs).
             overlap: pairs present in two splits (a leak: test items the model trained on, masked away at
                 evaluation) are counted in ``overlap_counts``; ``"warn"`` issues a :class:`DataWarning` naming
-                the files and counts, ``"error"`` raises :class:`DataError`.
+                the files and counts, ``"error"`` raises :class:`DataError`, ``"count"`` only counts (for derived
+                views where overlaps are expected, e.g. sequences revisiting items).
         """
         if overlap not in OVERLAP_POLICIES:
             raise ValueError(f"overlap={overlap!r}: expected one of {OVERLAP_POLICIES}")
@@ -238,7 +239,8 @@ class InteractionData:
                    + " (they are masked away at evaluation, so the metrics ignore them)")
             if overlap == "error":
                 raise DataError(msg)
-            warnings.warn(msg, DataWarning, stacklevel=2)
+            if overlap == "warn":
+                warnings.warn(msg, DataWarning, stacklevel=2)
         social_m = None
         if social is not None:
             s = validate_pairs(social, source=src("social"), field_name="social", n_rows=n_users, n_cols=n_users,
