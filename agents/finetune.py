@@ -407,6 +407,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
             validate(model)  # the final model competes for best.pt too
     finally:
         model.logger.close()  # progress.csv and TensorBoard files, also when training stops on an error
+        guard.restore_signal_handler()
     if guard.stop:
         raise TrainingInterrupted(f"interrupted: {out / 'last_model.zip'} saved at step {guard.saved_at}; "
                                   "continue with --resume")

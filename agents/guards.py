@@ -125,6 +125,10 @@ class RunGuard(BaseCallback):
             self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
 
     def _on_training_end(self) -> None:
+        self.restore_signal_handler()
+
+    def restore_signal_handler(self) -> None:
+        """Put back the SIGINT handler found at the start of training (also call it when training raised)."""
         if self._previous_handler is not None:
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None

@@ -265,8 +265,13 @@ def save_agent_atomic(model, path: PathLike) -> Path:
     """``model.save`` to a unique temporary zip, then rename onto ``path`` (see :func:`atomic_write`)."""
     path = Path(path)
     with atomic_write(path) as tmp:
-        model.save(tmp.with_suffix(".zip"))  # SB3 appends ".zip" to names without it
-        os.replace(tmp.with_suffix(".zip"), tmp)
+        written = tmp.with_suffix(".zip")  # SB3 appends ".zip" to names without it
+        try:
+            model.save(written)
+            os.replace(written, tmp)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                written.unlink()
     return path
 
 
