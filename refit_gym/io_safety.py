@@ -25,6 +25,7 @@ import json
 import math
 import os
 import pickle
+import re
 import uuid
 import zipfile
 from pathlib import Path
@@ -219,6 +220,9 @@ def read_json_file(path: PathLike, expect: type = dict) -> Any:
 
 
 # ---------------------------------------------------------------------------- atomic writes
+_TMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.(tmp|zip)$")
+
+
 def unique_tmp(path: PathLike) -> Path:
     """A temporary name beside ``path`` unique to this process and call (``.NAME.<pid>.<hex>.tmp``), so two
     writers never share a temporary file."""
@@ -324,7 +328,9 @@ class RunLock:
     """Exclusive lock of an output folder for the lifetime of one run (``with RunLock(out): ...``).
 
     ``OUT/.lock`` holds the holder's pid; the lock itself is an ``fcntl.flock``, so it vanishes with the
-    process (``kill -9`` included) and a later ``--resume`` is never blocked by a dead run.
+    process (``kill -9`` included) and a later ``--resume`` is never blocked by a dead run. Once acquired,
+    temporary files of earlier, dead writers (:func:`unique_tmp` names of other pids, left by a ``kill -9``
+    mid-write) are removed and listed in ``stale_removed``.
 
     Raises:
         OutputLockedError: another process (or another open run in this one) holds the folder.
@@ -332,6 +338,7 @@ class RunLock:
 
     def __init__(self, folder: PathLike):
         self.folder, self._fh = Path(folder), None
+        self.stale_removed: list = []
 
     @property
     def path(self) -> Path:
@@ -355,6 +362,11 @@ class RunLock:
         fh.write(f"{os.getpid()}\n")
         fh.flush()
         self._fh = fh
+        for p in self.folder.iterdir():  # we hold the folder: other pids' temp files are from dead runs
+            m = _TMP_NAME.match(p.name)
+            if m and int(m.group(1)) != os.getpid() and p.is_file():
+                p.unlink()
+                self.stale_removed.append(p.name)
         return self
 
     def release(self) -> None:

@@ -220,6 +220,10 @@ def test_second_run_on_one_folder_is_refused_with_the_pid(data, ckpt, tmp_path):
         pass
     a, b = unique_tmp(out / "last_model.zip"), unique_tmp(out / "last_model.zip")
     assert a != b and str(os.getpid()) in a.name
+    stale = out / a.name.replace(f".{os.getpid()}.", ".999999999.")  # a dead writer's temp file
+    stale.write_bytes(b"partial")
+    with RunLock(out) as lock:
+        assert lock.stale_removed == [stale.name] and not stale.exists()
 
 
 def test_full_disk_names_the_path_and_leaves_no_temp_file(agent_zip, tmp_path, monkeypatch):
@@ -459,3 +463,41 @@ def test_pretraining_divergence_keeps_the_last_good_state(data, tmp_path):
     with pytest.raises(PretrainingDivergedError, match=r"(exploded|non-finite).*last good state kept in .*last_state.pt"):
         pretrain(fresh(), data, PretrainConfig(epochs=3, batch_size=32, seed=0), out_dir=out, resume=True, **quiet)
     assert (out / "last_state.pt").read_bytes() == state
+
+
+def test_kill_9_mid_run_loses_at_most_one_save_interval(tmp_path):
+    """A real ``kill -9`` of ``scripts/train.py`` once it has saved: the kept zip is consistent (every counted
+    rollout has its update), the dead run's lock does not block the resume, and the resumed run ends with
+    exactly one update per rollout."""
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    full = load_dataset("synthetic")
+    torch.manual_seed(0)
+    tiny = build_backbone("diffrec", full, hidden=[32], schedule=dict(steps=T)).eval()
+    ckpt = save_backbone(tiny, tmp_path / "backbone.pt", meta=dict(n_users=full.n_users))
+    hp = tmp_path / "hp.yml"
+    hp.write_text(f"refit_gym/DiffRec-v0:\n  n_envs: {N_ENVS}\n  n_timesteps: {1000 * ROLLOUT}\n  learning_rate: 0.001\n")
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, str(repo / "scripts" / "train.py"), "--data", "synthetic", "--checkpoint",
+                             str(ckpt), "--hyperparams", str(hp), "--out", str(out), "--save-freq", str(ROLLOUT)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (out / "last_model.zip").is_file() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.3)  # let it run on: the kill may land in a rollout, an update or a save
+    finally:
+        proc.kill()  # SIGKILL
+        proc.wait()
+    assert (out / "last_model.zip").is_file(), "the run never saved"
+    kept = ReFiT.load(out / "last_model.zip")
+    assert kept.num_timesteps == kept._n_updates * ROLLOUT > 0
+    m = finetune("refit", "refit_gym/DiffRec-v0", full, ckpt, hyperparams=str(hp), out=out, resume=True,
+                 n_timesteps=kept.num_timesteps + ROLLOUT, **QUIET)
+    assert m["num_timesteps"] == kept.num_timesteps + ROLLOUT
+    assert ReFiT.load(out / "last_model.zip")._n_updates == kept._n_updates + 1
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # no temp file left
