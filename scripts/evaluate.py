@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from refit_gym.io_safety import cli_errors
+
 
 def log(msg: str) -> None:
     print(f"[evaluate] {msg}", file=sys.stderr, flush=True)
@@ -103,6 +105,7 @@ def run_checkpoint(args, data, device: str) -> Dict:
             "params": {"condition_on": args.condition_on}, "score_fn": score_fn}
 
 
+@cli_errors
 def main(argv: Optional[List[str]] = None) -> Dict:
     """Parse ``argv``, evaluate, print the result; returns the result dict (without the scorer)."""
     args = build_parser().parse_args(argv)
