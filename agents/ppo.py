@@ -35,12 +35,9 @@ class SafeLoadMixin:
     @classmethod
     def load(cls, path, env=None, device="auto", custom_objects=None, **kwargs):
         """SB3's ``load`` without unpickling code from the file (see :func:`refit_gym.io_safety.load_agent`)."""
-        from refit_gym.io_safety import check_finite_parameters, read_agent_data, safe_custom_objects
+        from refit_gym.io_safety import sb3_load
 
-        objects = safe_custom_objects(path, read_agent_data(path), custom_objects)
-        model = super().load(path, env=env, device=device, custom_objects=objects, **kwargs)
-        check_finite_parameters(model, path)
-        return model
+        return sb3_load(super().load, path, custom_objects, env=env, device=device, **kwargs)
 
 
 class RatioLoggingPPO(SafeLoadMixin, PPO):

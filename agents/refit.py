@@ -298,13 +298,11 @@ class ReFiT(BaseAlgorithm):
         Nothing in the file is unpickled as code: the zip's serialized values are decoded with an allow-list
         (:func:`refit_gym.io_safety.safe_custom_objects`; ``custom_objects`` replace them), counters must be
         non-negative and the weights finite (:class:`~refit_gym.diffusion.checkpoint.CheckpointError` otherwise)."""
-        from refit_gym.io_safety import check_finite_parameters, read_agent_data, safe_custom_objects
+        from refit_gym.io_safety import sb3_load
 
-        objects = safe_custom_objects(path, read_agent_data(path), custom_objects)
-        model = super().load(path, env=env, device=device, custom_objects=objects,
-                             print_system_info=print_system_info, force_reset=force_reset, **kwargs)
+        model = sb3_load(super().load, path, custom_objects, env=env, device=device,
+                         print_system_info=print_system_info, force_reset=force_reset, **kwargs)
         model._generator.set_state(model._rng_state.cpu())
-        check_finite_parameters(model, path)
         return model
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:

@@ -171,6 +171,25 @@ def check_finite_parameters(model, path) -> None:
             raise _checkpoint_error(f"{path}: field 'policy.{name}' holds non-finite values")
 
 
+def sb3_load(load: Callable, path, custom_objects: Optional[Dict[str, Any]] = None, **kwargs):
+    """Run an SB3 ``load`` (``BaseAlgorithm.load`` bound to a class) on ``path`` safely: the serialized values
+    come from :func:`safe_custom_objects`, SB3's own errors on a damaged zip (bad CRC, missing entries, state
+    dicts that do not fit) become :class:`CheckpointError` naming the file, and the loaded weights must be finite.
+    """
+    from refit_gym.diffusion.checkpoint import CheckpointError
+
+    objects = safe_custom_objects(path, read_agent_data(path), custom_objects)
+    try:
+        model = load(path, custom_objects=objects, **kwargs)
+    except CheckpointError:
+        raise
+    except (AssertionError, KeyError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile,
+            pickle.UnpicklingError) as e:
+        raise _checkpoint_error(f"{path}: cannot load the agent ({type(e).__name__}: {e})") from e
+    check_finite_parameters(model, path)
+    return model
+
+
 def load_agent(cls, path: PathLike, env=None, device="auto", custom_objects: Optional[Dict[str, Any]] = None,
                **kwargs):
     """``cls.load(path, ...)`` (an SB3 algorithm class) without unpickling code from the file.
@@ -183,18 +202,8 @@ def load_agent(cls, path: PathLike, env=None, device="auto", custom_objects: Opt
     Raises:
         CheckpointError: a tampered or corrupt zip (refused before anything is built), or non-finite weights.
     """
-    from refit_gym.diffusion.checkpoint import CheckpointError
-
     path = Path(path)
-    objects = safe_custom_objects(path, read_agent_data(path), custom_objects)
-    try:
-        model = cls.load(path, env=env, device=device, custom_objects=objects, **kwargs)
-    except CheckpointError:
-        raise
-    except (AssertionError, KeyError, RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
-        raise _checkpoint_error(f"{path}: cannot load the agent ({type(e).__name__}: {e})") from e
-    check_finite_parameters(model, path)
-    return model
+    return sb3_load(cls.load, path, custom_objects, env=env, device=device, **kwargs)
 
 
 # ---------------------------------------------------------------------------- JSON state files
@@ -446,5 +455,5 @@ def finite_number(value: Any) -> bool:
 
 
 __all__ = ["ALLOWED_GLOBALS", "check_finite_parameters", "OutputLockedError", "RunLock", "atomic_write", "cli_errors", "finite_number", "load_agent", "locks_output",
-           "read_agent_data", "read_json_file", "restricted_loads", "resumable_csv_output", "safe_custom_objects", "save_agent_atomic",
+           "read_agent_data", "read_json_file", "restricted_loads", "resumable_csv_output", "safe_custom_objects", "sb3_load", "save_agent_atomic",
            "unique_tmp", "write_json_atomic", "write_text_atomic"]

@@ -163,8 +163,12 @@ def test_empty_npy_and_movielens_overflow_name_the_file(tmp_path):
 
 # ============================================================================ checkpoints trusted too far
 def tamper_checkpoint(src: Path, dst: Path, edit) -> Path:
+    """Edit a checkpoint's dict and re-sign it (a deliberate attacker recomputes the digest)."""
+    from refit_gym.diffusion.checkpoint import state_digest
     blob = torch.load(src, weights_only=True)
     edit(blob)
+    if isinstance(blob.get("state_dict"), dict):
+        blob["digest"] = state_digest(blob["state_dict"])
     torch.save(blob, dst)
     return dst
 
@@ -181,6 +185,16 @@ def test_damaged_backbone_checkpoint_is_named(ckpt, tmp_path, edit, match):
     path = tamper_checkpoint(ckpt, tmp_path / "bad.pt", edit)
     with pytest.raises(CheckpointError, match=rf"bad\.pt: {match}"):
         load_backbone(path)
+
+
+def test_flipped_weight_bit_is_detected(ckpt, tmp_path):
+    """PyTorch does not check the zip CRCs: a flipped bit in a weight would load silently without the digest."""
+    blob = torch.load(ckpt, weights_only=True)
+    key = next(iter(blob["state_dict"]))
+    blob["state_dict"][key].view(torch.int32)[0] ^= 1  # one bit of one weight, digest left as written
+    torch.save(blob, tmp_path / "flipped.pt")
+    with pytest.raises(CheckpointError, match=r"flipped.pt: field 'state_dict' does not match the file's field 'digest'"):
+        load_backbone(tmp_path / "flipped.pt")
 
 
 def test_nan_weights_are_never_written(ckpt, tmp_path):

@@ -5,12 +5,17 @@ Format (a ``torch.save`` dict of tensors and builtins only, read back with
 
     {"format": "refit-gym-backbone", "version": 1, "backbone": "diffrec",
      "config": {...constructor kwargs incl. n_items and the schedule...},
-     "state_dict": {...}, "meta": {...free-form, e.g. data name, n_users, epoch, metrics...}}
+     "state_dict": {...}, "meta": {...free-form, e.g. data name, n_users, epoch, metrics...},
+     "digest": "<sha256 of the state dict, see state_digest>"}
+
+PyTorch's reader does not check the zip container's CRCs, so a flipped bit in a weight would load silently;
+the digest catches it (files written before it existed carry none and are not checked).
 
 Data-derived buffers (e.g. CF-Diff's item graph) are part of ``state_dict``.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 from pathlib import Path
@@ -112,6 +117,19 @@ def check_finite_state(state: Dict[str, Any], where: str, keys=None) -> None:
             raise CheckpointError(f"{where}: field 'state_dict.{key}' holds non-finite values (NaN/inf weights)")
 
 
+def state_digest(state: Dict[str, Any]) -> str:
+    """SHA-256 (hex) over a state dict's names, dtypes, shapes and bytes (dense tensors; keys sorted)."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key]
+        if not torch.is_tensor(t):
+            raise CheckpointError(f"state_dict entry {key!r} is a {type(t).__name__}, not a tensor")
+        t = t.detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_backbone(adapter: DenoiserAdapter, path, meta: Optional[Dict] = None) -> Path:
     """Write ``adapter`` to ``path`` atomically (temp file + rename); returns the path.
 
@@ -123,6 +141,7 @@ def save_backbone(adapter: DenoiserAdapter, path, meta: Optional[Dict] = None) -
         "format": FORMAT, "version": VERSION, "backbone": adapter.backbone_name, "config": adapter.config(),
         "state_dict": {k: v.detach().cpu() for k, v in adapter.state_dict().items()}, "meta": dict(meta or {}),
     }
+    blob["digest"] = state_digest(blob["state_dict"])
     return atomic_torch_save(blob, path)
 
 
@@ -144,6 +163,14 @@ def read_checkpoint(path) -> Dict:
     for key, kind in (("config", dict), ("state_dict", dict), ("meta", dict)):
         if not isinstance(blob.get(key), kind):
             raise CheckpointError(f"{path}: field {key!r} is a {type(blob.get(key)).__name__}, expected a {kind.__name__}")
+    if "digest" in blob:
+        try:
+            actual = state_digest(blob["state_dict"])
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: field {e}") from None
+        if actual != blob["digest"]:
+            raise CheckpointError(f"{path}: field 'state_dict' does not match the file's field 'digest' (the file is "
+                                  "damaged: a weight changed after it was written)")
     return blob
 
 
