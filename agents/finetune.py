@@ -101,7 +101,12 @@ def load_hyperparams(algo: str, env_id: str, override: HyperparamsLike = None) -
         FinetuneError: the override file is missing or has no section for ``env_id``.
     """
     def section(path: Path, required: bool) -> Dict[str, Any]:
-        blob = yaml.safe_load(path.read_text()) or {}
+        try:
+            blob = yaml.safe_load(path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise FinetuneError(f"hyperparameter file {path}: not valid YAML ({e})") from None
+        if not isinstance(blob, dict) or not isinstance(blob.get(env_id, {}), (dict, type(None))):
+            raise FinetuneError(f"hyperparameter file {path}: expected a mapping of environment ids to settings")
         if env_id not in blob:
             if required:
                 raise FinetuneError(f"{path} has no section for environment {env_id!r} (sections: {sorted(blob)})")

@@ -231,3 +231,23 @@ def test_train_state_fields_are_checked(tmp_path):
     (tmp_path / "m.json").write_text("")
     with pytest.raises(CheckpointError, match=r"m.json: not valid JSON"):
         read_json_file(tmp_path / "m.json")
+
+
+def test_damaged_resume_state_and_hyperparameter_file_are_named(data, tmp_path):
+    from agents.finetune import FinetuneError, load_hyperparams
+    from refit_gym.diffusion import build_backbone
+    from refit_gym.diffusion.training import PretrainConfig, pretrain
+    out = tmp_path / "pre"
+    quiet = dict(out_dir=out, progress=False, tensorboard=False, log=lambda m: None)
+    pretrain(build_backbone("diffrec", data, hidden=[8], schedule=dict(steps=T)), data,
+             PretrainConfig(epochs=1, batch_size=32), **quiet)
+    st = torch.load(out / "last_state.pt", weights_only=True)
+    next(iter(st["model"].values())).view(torch.int32).reshape(-1)[0] ^= 1  # one flipped bit, digest as written
+    torch.save(st, out / "last_state.pt")
+    with pytest.raises(CheckpointError, match=r"last_state.pt: field 'model' does not match the file's field 'digest'"):
+        pretrain(build_backbone("diffrec", data, hidden=[8], schedule=dict(steps=T)), data,
+                 PretrainConfig(epochs=2, batch_size=32), resume=True, **quiet)
+    bad = tmp_path / "hp.yml"
+    bad.write_text("refit_gym/DiffRec-v0: [unclosed\n")
+    with pytest.raises(FinetuneError, match=r"hp.yml: not valid YAML"):
+        load_hyperparams("refit", "refit_gym/DiffRec-v0", bad)

@@ -241,10 +241,16 @@ def save_training_state(path, adapter: DenoiserAdapter, optimizer: torch.optim.O
     """Write the resume state atomically (temp file + rename) to ``path``: ``model``, ``optimizer``,
     ``epoch`` (the last finished epoch, 0-based), ``history`` (JSON string), the :class:`ModelSelection`
     keys, ``run`` (``fingerprint`` as a JSON string), the :func:`rng_state` entries ``rng`` and ``extra``
-    (tensors, numbers, strings or plain containers of them only: the file is read with ``weights_only``)."""
+    (tensors, numbers, strings or plain containers of them only: the file is read with ``weights_only``), and
+    ``digest``, the :func:`~refit_gym.diffusion.checkpoint.state_digest` of ``model`` (a damaged weight is refused
+    on resume)."""
+    from refit_gym.diffusion.checkpoint import state_digest
+
+    model = {k: v.detach().cpu() for k, v in adapter.state_dict().items()}
     return atomic_torch_save({
-        "model": adapter.state_dict(), "optimizer": optimizer.state_dict(), "epoch": int(epoch),
+        "model": model, "optimizer": optimizer.state_dict(), "epoch": int(epoch),
         "history": json.dumps(history), "run": json.dumps(fingerprint), **sel.state_dict(), **rng, **extra,
+        "digest": state_digest(model),
     }, path)
 
 
@@ -276,8 +282,15 @@ def load_training_state(path, adapter: DenoiserAdapter, optimizer: torch.optim.O
             raise CheckpointError(f"{path}: field {key!r} is not valid JSON ({e})") from None
     if not isinstance(st["model"], dict):
         raise CheckpointError(f"{path}: field 'model' is a {type(st['model']).__name__}, expected a state dict")
-    from refit_gym.diffusion.checkpoint import check_finite_state
+    from refit_gym.diffusion.checkpoint import check_finite_state, state_digest
 
+    try:
+        digest = state_digest(st["model"]) if "digest" in st else None
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: field 'model': {e}") from None
+    if digest is not None and digest != st["digest"]:
+        raise CheckpointError(f"{path}: field 'model' does not match the file's field 'digest' (the file is damaged); "
+                              "delete it, or use another output folder, to start afresh")
     check_finite_state(st["model"], str(path), {k for k, _ in adapter.named_parameters()})
     if fingerprint is not None and "run" in st:
         saved = json.loads(st["run"])
