@@ -72,7 +72,7 @@ def test_resume_from_tampered_zip_refuses_and_creates_nothing(data, ckpt, finish
     ("truncated", r"not a readable agent zip"),
     ("no_data", r"no 'data' entry"),
     ("bad_json", r"entry 'data' is not valid JSON"),
-])
+], ids=["negative_steps", "nan_weights", "truncated", "no_data", "bad_json"])
 def test_damaged_agent_zip_is_named(agent_zip, tmp_path, fault, match):
     path = tmp_path / "bad.zip"
     if fault == "negative_steps":
@@ -180,7 +180,7 @@ def tamper_checkpoint(src: Path, dst: Path, edit) -> Path:
     (lambda b: b["config"]["schedule"].__setitem__("steps", 0), r"field 'config.schedule.steps' is 0"),
     (lambda b: next(iter(b["state_dict"].values())).fill_(float("nan")), r"field 'state_dict\..*' holds non-finite"),
     (lambda b: b.__setitem__("config", [1, 2]), r"field 'config' is a list"),
-])
+], ids=["unknown_key", "4tb_layer", "huge_int", "steps_0", "nan_weights", "config_list"])
 def test_damaged_backbone_checkpoint_is_named(ckpt, tmp_path, edit, match):
     path = tamper_checkpoint(ckpt, tmp_path / "bad.pt", edit)
     with pytest.raises(CheckpointError, match=rf"bad\.pt: {match}"):
@@ -211,7 +211,7 @@ def test_nan_weights_are_never_written(ckpt, tmp_path):
     ("train_state.json", "[1, 2]", r"train_state.json: top-level value is a list"),
     ("train_state.json", "{\"train_seconds\": -3}", r"train_state.json: field 'train_seconds' is -3"),
     ("metrics.json", "\x00\x01", r"metrics.json: not valid JSON"),
-])
+], ids=["truncated_json", "wrong_type", "negative_seconds", "binary_metrics"])
 def test_corrupt_state_files_are_named_on_resume(data, ckpt, finished_run, tmp_path, name, text, match):
     out = copy_run(finished_run, tmp_path / "run")
     (out / name).write_text(text)

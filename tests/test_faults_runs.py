@@ -151,6 +151,22 @@ def test_divergence_stops_with_a_named_error_and_keeps_the_last_good_save(data, 
     assert all(bool(torch.isfinite(p).all()) for p in backbone.parameters())
 
 
+def test_fresh_divergent_runs_name_the_divergence(data, ckpt, tmp_path):
+    """lr 1e6 from the start: PPO (whose actions SB3 clips to the box, hiding them from the environment's check)
+    stops instead of exiting 0; ReFiT used directly stops on its exploding actions, not on the environment's
+    "out of bounds" ValueError."""
+    with pytest.raises(DivergenceError, match="exploded"):
+        finetune("ppo", "refit_gym/DiffRec-v0", data, ckpt, hyperparams=HP["ppo"](learning_rate=1e6), out=tmp_path / "p",
+                 save_freq=ROLLOUT, **QUIET)
+    assert not (tmp_path / "p" / "last_model.zip").exists()  # nothing diverged was saved
+    load_backbone(tmp_path / "p" / "best.pt", data)  # the selected model is the (good) start
+    backbone, _ = load_backbone(ckpt)
+    from refit_gym.envs.batched import BatchedDenoisingEnv
+    model = ReFiT(backbone, BatchedDenoisingEnv(data, backbone, n_envs=N_ENVS, seed=0), seed=0, learning_rate=1e6)
+    with pytest.raises(DivergenceError, match=r"ReFiT at update 2 .*actions exploded"):
+        model.learn(5 * ROLLOUT)
+
+
 def test_run_guard_refuses_exploding_weights(agent_zip):
     model = ReFiT.load(agent_zip)
     guard = RunGuard(lambda m: pytest.fail("must not save"), save_every=1, log=lambda m: None)
