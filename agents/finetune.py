@@ -206,9 +206,9 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
     ``collapse_ratio``, a ``select_metric`` below ``collapse_ratio`` times the best one raises
     :class:`agents.guards.DivergenceError`. Saving is :class:`agents.guards.RunGuard`'s (after updates only).
     """
-    from agents.guards import DivergenceError, RunGuard
     from stable_baselines3.common.callbacks import BaseCallback
 
+    from agents.guards import DivergenceError, RunGuard
     from refit_gym.diffusion.checkpoint import save_backbone
 
     def validate(model) -> Dict[str, float]:
@@ -324,13 +324,13 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     from stable_baselines3.common.vec_env import VecMonitor
 
     from agents import ALGOS, DenoiserPolicy
+    from agents.guards import RunGuard, TrainingInterrupted, check_train_state
     from refit_gym.diffusion import load_backbone
     from refit_gym.diffusion.checkpoint import save_backbone
     from refit_gym.envs import ENV_IDS
     from refit_gym.envs.factory import make_batched_env, resolve_data
     from refit_gym.io_safety import load_agent, read_json_file, resumable_csv_output, write_text_atomic
     from refit_gym.utils import resolve_device, set_global_seed
-    from agents.guards import RunGuard, TrainingInterrupted, check_train_state
 
     if algo not in ALGOS:
         raise FinetuneError(f"algo {algo!r}: known algorithms {sorted(ALGOS)}")
@@ -416,6 +416,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     if guard.stop:
         raise TrainingInterrupted(f"interrupted: {out / 'last_model.zip'} saved at step {guard.saved_at}; "
                                   "continue with --resume")
+    if remaining > 0:
+        guard.check_health()  # the last update happened after the last boundary check
     state["train_seconds"] = clock.seconds
     save_model(model, out, state)
     save_backbone(model.policy.denoiser, out / "final.pt", meta=dict(source="agents.finetune", algo=algo,
