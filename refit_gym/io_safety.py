@@ -325,7 +325,16 @@ def resumable_csv_output(path: PathLike, keep_until_step: Optional[int] = None, 
         with atomic_write(path) as tmp:
             with open(tmp, "w", newline="") as fh:
                 csv.writer(fh, lineterminator="\n").writerows([header] + body)
-    out = CSVOutputFormat.__new__(CSVOutputFormat)
+    class NamedCSVOutputFormat(CSVOutputFormat):
+        """SB3's CSV output whose write errors (e.g. a full disk) name the file."""
+
+        def write(self, *args, **kwargs) -> None:
+            try:
+                super().write(*args, **kwargs)
+            except OSError as e:
+                raise OSError(e.errno or errno.EIO, f"writing {path}: {e.strerror or e}", str(path)) from e
+
+    out = NamedCSVOutputFormat.__new__(NamedCSVOutputFormat)
     out.file = open(path, "r+" if header else "w+")
     out.file.seek(0, os.SEEK_END)
     out.keys, out.separator, out.quotechar = list(header), ",", '"'

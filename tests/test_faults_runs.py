@@ -91,6 +91,23 @@ def test_full_disk_names_the_path_and_leaves_no_temp_file(agent_zip, tmp_path, m
             raise OSError(errno.ENOSPC, "No space left on device")
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
 
+    from refit_gym.io_safety import resumable_csv_output
+    csv_out = resumable_csv_output(tmp_path / "progress.csv")
+    csv_out.write({"time/total_timesteps": 80}, {}, 80)
+    real = csv_out.file
+
+    class FullFile:  # the log file's disk fills up
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    csv_out.file = FullFile()
+    with pytest.raises(OSError, match=r"writing .*progress.csv: No space left on device"):
+        csv_out.write({"time/total_timesteps": 160}, {}, 160)
+    real.close()
+
 
 def test_ctrl_c_saves_at_the_update_boundary_and_resumes(data, ckpt, tmp_path):
     out = tmp_path / "run"
