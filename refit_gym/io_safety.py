@@ -34,15 +34,19 @@ from typing import Any, Callable, Dict, Iterator, Optional, Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: ``(module, name)`` globals an agent zip's pickled values may reference: gymnasium spaces, numpy
-#: arrays/dtypes, SB3's schedule classes, SB3's rollout buffers and refit-gym's policy. Functions
-#: (cloudpickled code), ``builtins.eval``/``exec``, ``os.*``, ``subprocess.*`` ... are absent by design.
+#: arrays/dtypes/generators, SB3's schedule classes, SB3's rollout buffers, optimizers and refit-gym's policy.
+#: Functions (cloudpickled code), ``builtins.eval``/``exec``, ``os.*``, ``subprocess.*`` ... are absent by
+#: design. What remains callable builds data objects only: no code runs, although a crafted value may still
+#: ask for a large allocation (e.g. a huge ``Box``), which fails with ``MemoryError``.
 ALLOWED_GLOBALS = frozenset({
     ("copyreg", "_reconstructor"), ("copyreg", "__newobj__"), ("builtins", "object"), ("builtins", "slice"),
     ("collections", "OrderedDict"), ("collections", "deque"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy.random._pickle", "__generator_ctor"), ("numpy.random._pickle", "__bit_generator_ctor"),
-    ("numpy.random._pickle", "__randomstate_ctor"), ("numpy.random._pcg64", "PCG64"), ("numpy.random._pcg64", "PCG64DXSM"),
+    ("numpy.random._pickle", "__randomstate_ctor"), ("numpy.random._pcg64", "PCG64"),
+    ("numpy.random._pcg64", "PCG64DXSM"),
     ("numpy.random._mt19937", "MT19937"), ("numpy.random._philox", "Philox"), ("numpy.random._sfc64", "SFC64"),
     ("numpy.random._generator", "Generator"), ("numpy.random.mtrand", "RandomState"),
     ("numpy.random.bit_generator", "SeedSequence"), ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
@@ -463,6 +467,7 @@ def finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-__all__ = ["ALLOWED_GLOBALS", "check_finite_parameters", "OutputLockedError", "RunLock", "atomic_write", "cli_errors", "finite_number", "load_agent", "locks_output",
-           "read_agent_data", "read_json_file", "restricted_loads", "resumable_csv_output", "safe_custom_objects", "sb3_load", "save_agent_atomic",
-           "unique_tmp", "write_json_atomic", "write_text_atomic"]
+__all__ = ["ALLOWED_GLOBALS", "OutputLockedError", "RunLock", "atomic_write", "check_finite_parameters", "cli_errors",
+           "finite_number", "load_agent", "locks_output", "read_agent_data", "read_json_file", "restricted_loads",
+           "resumable_csv_output", "safe_custom_objects", "sb3_load", "save_agent_atomic", "unique_tmp",
+           "write_json_atomic", "write_text_atomic"]
