@@ -4,16 +4,19 @@
   objects, the policy class) with an allow-list of globals; anything else (a cloudpickled function,
   ``os.system``, an arbitrary class) raises :class:`~refit_gym.diffusion.checkpoint.CheckpointError`
   naming the file, the key and the refused global, *before* any object is built.
-* :func:`load_agent` -- SB3's ``BaseAlgorithm.load`` fed only with values decoded by
+* :func:`load_agent` / :func:`sb3_load` -- SB3's ``BaseAlgorithm.load`` fed only with values decoded by
   :func:`restricted_loads` (as ``custom_objects``), so SB3 never calls ``cloudpickle.loads`` on file
-  content; counters are range-checked and loaded weights must be finite.
+  content; counters are range-checked, SB3's errors on damaged zips are named, loaded weights must be finite.
 * :func:`read_json_file` -- JSON state files (``train_state.json``, ``metrics.json``) with errors naming
   the file.
 * :func:`unique_tmp` / :func:`atomic_write` -- per-process unique temporary names next to the target,
   removed on any failure; ``ENOSPC`` and other ``OSError`` re-raised naming the target path.
 * :class:`RunLock` -- an exclusive ``flock`` on ``OUT/.lock`` holding the owner's pid: a second run on the
   same output folder raises :class:`OutputLockedError` naming that pid. The kernel releases the lock
-  when the holder dies (also on ``kill -9``), so a stale lock never blocks a resume.
+  when the holder dies (also on ``kill -9``), so a stale lock never blocks a resume; :func:`locks_output`
+  wraps a function in it.
+* :func:`resumable_csv_output` -- ``progress.csv`` continued (not truncated) on resume.
+* :func:`cli_errors` -- a script's named errors end it with one line (Ctrl-C: exit status 130).
 """
 from __future__ import annotations
 
