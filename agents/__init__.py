@@ -7,7 +7,8 @@
 * :class:`DDPO` -- DDPO-style clipped importance-ratio updates over stored transitions.
 * :class:`Pathwise` -- the exact gradient of a differentiable reward through the last reverse steps.
 * :class:`ChainAlgorithm` -- their shared base (construction, loop, save/load).
-* :class:`RatioLoggingPPO` -- SB3's PPO plus importance-ratio extremes in the logs.
+* :class:`RatioLoggingPPO` -- SB3's PPO plus importance-ratio extremes in the logs; :class:`SafeA2C` -- SB3's A2C.
+  Both save the backbone's architecture (not a pickled object) and load without unpickling code.
 
 ``ALGOS`` maps the ``--algo`` names of ``scripts/train.py`` to classes.
 """
@@ -18,11 +19,11 @@ from agents.ddpo import DDPO
 from agents.distributions import DenoiserGaussian
 from agents.policies import DenoiserPolicy, DenoisingSummaryExtractor
 from agents.pathwise import Pathwise
-from agents.ppo import RatioLoggingPPO
+from agents.ppo import RatioLoggingPPO, SafeA2C
 from agents.refit import NonFiniteTrainingError, ReFiT, Trajectories
 
-#: ``"ppo"`` is :class:`RatioLoggingPPO`, a drop-in :class:`stable_baselines3.PPO` subclass.
-ALGOS = {"refit": ReFiT, "ddpo": DDPO, "pathwise": Pathwise, "ppo": RatioLoggingPPO, "a2c": A2C}
+#: ``"ppo"`` is :class:`RatioLoggingPPO`, a drop-in :class:`stable_baselines3.PPO` subclass; ``"a2c"`` :class:`SafeA2C`.
+ALGOS = {"refit": ReFiT, "ddpo": DDPO, "pathwise": Pathwise, "ppo": RatioLoggingPPO, "a2c": SafeA2C}
 
-__all__ = ["A2C", "ALGOS", "ChainAlgorithm", "DDPO", "Pathwise", "DenoiserGaussian", "DenoiserPolicy", "DenoisingSummaryExtractor",
-           "NonFiniteTrainingError", "PPO", "RatioLoggingPPO", "ReFiT", "Trajectories"]
+__all__ = ["A2C", "ALGOS", "ChainAlgorithm", "DDPO", "DenoiserGaussian", "DenoiserPolicy", "DenoisingSummaryExtractor",
+           "NonFiniteTrainingError", "PPO", "Pathwise", "RatioLoggingPPO", "ReFiT", "SafeA2C", "Trajectories"]

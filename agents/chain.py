@@ -143,8 +143,8 @@ class ChainAlgorithm(BaseAlgorithm):
         """Hook run when the policy or the environment changes: raise ValueError for an unusable pairing."""
 
     def _excluded_save_params(self):
-        return super()._excluded_save_params() + ["reference", "_generator", "_rng_state", "_driver", "_last_obs",
-                                                  "_last_original_obs", "_last_episode_starts"]
+        return super()._excluded_save_params() + ["reference", "_generator", "_rng_state", "_driver", "_action_bound",
+                                                  "_last_obs", "_last_original_obs", "_last_episode_starts"]
 
     def _get_torch_save_params(self):
         return ["policy", "policy.optimizer", "reference"], ["_rng_state"]
@@ -158,9 +158,15 @@ class ChainAlgorithm(BaseAlgorithm):
     def load(cls: Type[SelfChain], path, env: Optional[GymEnv] = None, device="auto", custom_objects=None,
              print_system_info: bool = False, force_reset: bool = True, **kwargs) -> SelfChain:
         """Load a model written by :meth:`save`; with ``env`` it can continue training
-        (``learn(..., reset_num_timesteps=False)`` resumes the RNG stream where it stopped)."""
-        model = super().load(path, env=env, device=device, custom_objects=custom_objects,
-                             print_system_info=print_system_info, force_reset=force_reset, **kwargs)
+        (``learn(..., reset_num_timesteps=False)`` resumes the RNG stream where it stopped).
+
+        Nothing in the file is unpickled as code: the zip's serialized values are decoded with an allow-list
+        (:func:`refit_gym.io_safety.safe_custom_objects`; ``custom_objects`` replace them), counters must be
+        non-negative and the weights finite (:class:`~refit_gym.diffusion.checkpoint.CheckpointError` otherwise)."""
+        from refit_gym.io_safety import sb3_load
+
+        model = sb3_load(super().load, path, custom_objects, env=env, device=device,
+                         print_system_info=print_system_info, force_reset=force_reset, **kwargs)
         model._generator.set_state(model._rng_state.cpu())
         return model
 
@@ -191,6 +197,16 @@ class ChainAlgorithm(BaseAlgorithm):
                 f"(num_timesteps={self.num_timesteps}); training stopped before the optimizer step, so the "
                 "parameters are those of the last good update and no checkpoint of the bad state was written. "
                 "Try a lower learning rate, a larger std_floor, log_prob_reduction='mean' or max_grad_norm.")
+
+    def _check_bounded_actions(self, action: torch.Tensor) -> None:
+        """Exploding (finite but beyond the action box) actions stop training like non-finite ones, before the
+        environment sees them (its own check would raise a ValueError naming no cause)."""
+        from agents.guards import action_bound, check_actions
+
+        if not hasattr(self, "_action_bound"):
+            self._action_bound = action_bound(self.action_space)
+        check_actions(action, self._action_bound, f"{type(self).__name__} at update {self._n_updates + 1} "
+                                                  f"(num_timesteps={self.num_timesteps})")
 
     @property
     def trained_steps(self) -> int:

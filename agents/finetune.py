@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import yaml
+
+from refit_gym.io_safety import locks_output, write_json_atomic
 
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 #: zoo-level settings of a hyperparameter section (the rest are algorithm keyword arguments)
@@ -77,10 +78,14 @@ def parse_policy_kwargs(value: Any) -> Dict[str, Any]:
 
 
 def parse_schedule(value: Any) -> Any:
-    """``"lin_<v>"`` -> a linear schedule from v to 0 (rl-zoo's convention); numbers as floats."""
+    """``"lin_<v>"`` -> a linear schedule from v to 0 (rl-zoo's convention); numbers as floats.
+
+    The schedule is SB3's ``LinearSchedule`` object (not a closure), so a saved agent stores a plain
+    class reference that :mod:`refit_gym.io_safety` can load without unpickling code."""
+    from stable_baselines3.common.utils import LinearSchedule
+
     if isinstance(value, str) and value.startswith("lin_"):
-        start = float(value[4:])
-        return lambda progress_remaining: progress_remaining * start
+        return LinearSchedule(float(value[4:]), 0.0, 1.0)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
@@ -96,7 +101,12 @@ def load_hyperparams(algo: str, env_id: str, override: HyperparamsLike = None) -
         FinetuneError: the override file is missing or has no section for ``env_id``.
     """
     def section(path: Path, required: bool) -> Dict[str, Any]:
-        blob = yaml.safe_load(path.read_text()) or {}
+        try:
+            blob = yaml.safe_load(path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise FinetuneError(f"hyperparameter file {path}: not valid YAML ({e})") from None
+        if not isinstance(blob, dict) or not isinstance(blob.get(env_id, {}), (dict, type(None))):
+            raise FinetuneError(f"hyperparameter file {path}: expected a mapping of environment ids to settings")
         if env_id not in blob:
             if required:
                 raise FinetuneError(f"{path} has no section for environment {env_id!r} (sections: {sorted(blob)})")
@@ -145,19 +155,12 @@ def evaluate_splits(adapter, data, env_id: str = "refit_gym/DiffRec-v0") -> Dict
 
 
 def save_model(model, out: Path, state: Dict[str, Any]) -> None:
-    """``last_model.zip`` and the training tracker ``train_state.json``, each replaced atomically."""
-    tmp = out / "last_model.tmp.zip"
-    model.save(tmp)
-    os.replace(tmp, out / "last_model.zip")
+    """``last_model.zip`` and the training tracker ``train_state.json``, each replaced atomically through
+    per-process temporary names (a failed write, e.g. a full disk, leaves the previous files and no temp file)."""
+    from refit_gym.io_safety import save_agent_atomic
+
+    save_agent_atomic(model, out / "last_model.zip")
     write_json_atomic(out / "train_state.json", state)
-
-
-def write_json_atomic(path: Path, obj: Any, indent: Optional[int] = None) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=indent, default=str))
-    os.replace(tmp, path)
 
 
 class TrainingClock:
@@ -191,7 +194,7 @@ class TrainingClock:
 
 def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: int, state: Dict[str, Any],
                    clock: TrainingClock, select_metric: str, log: Callable[[str], None], total: Optional[int] = None,
-                   progress: bool = False):
+                   progress: bool = False, collapse_ratio: Optional[float] = None):
     """SB3 callbacks (validation with best-model export, periodic saving, an optional tqdm bar) and the
     ``validate(model)`` function they use.
 
@@ -199,10 +202,13 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
     validation split with the protocol of ``env_id``'s scenario, logs ``eval/*``, appends
     ``{num_timesteps, train_seconds, <metrics>}`` to ``state["history"]``, keeps the full metrics in
     ``state["last_valid"]`` and exports ``best.pt`` when ``select_metric`` improves on
-    ``state["best_valid"]`` (which starts as the pretrained backbone's: the start competes too).
+    ``state["best_valid"]`` (which starts as the pretrained backbone's: the start competes too). With
+    ``collapse_ratio``, a ``select_metric`` below ``collapse_ratio`` times the best one raises
+    :class:`agents.guards.DivergenceError`. Saving is :class:`agents.guards.RunGuard`'s (after updates only).
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
+    from agents.guards import DivergenceError, RunGuard
     from refit_gym.diffusion.checkpoint import save_backbone
 
     def validate(model) -> Dict[str, float]:
@@ -221,6 +227,11 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
                 source="agents.finetune", num_timesteps=step, valid=metrics, selected_on=f"valid {select_metric}",
                 data=data.name, n_users=data.n_users))
         clock.resume()
+        best = state["best_valid"].get(select_metric, 0.0)
+        if collapse_ratio is not None and best > 0 and not metrics[select_metric] >= collapse_ratio * best:
+            raise DivergenceError(f"validation collapsed at step {step}: {select_metric} {metrics[select_metric]:.4f} "
+                                  f"< {collapse_ratio:g} x the best {best:.4f} (step {state['best_timesteps']}); "
+                                  "best.pt and the last saved state are kept")
         return metrics
 
     class ValidationCallback(BaseCallback):
@@ -229,14 +240,11 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
                 validate(self.model)
             return True
 
-    class SaveCallback(BaseCallback):
-        def _on_step(self) -> bool:
-            if save_every > 0 and self.n_calls % save_every == 0:
-                clock.pause()
-                state["train_seconds"] = clock.seconds
-                save_model(self.model, out, state)
-                clock.resume()
-            return True
+    def save(model) -> None:
+        clock.pause()
+        state["train_seconds"] = clock.seconds
+        save_model(model, out, state)
+        clock.resume()
 
     class ProgressCallback(BaseCallback):
         """A tqdm bar over environment steps (SB3's own bar needs ``rich``)."""
@@ -253,17 +261,18 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
         def _on_training_end(self) -> None:
             self.bar.close()
 
-    callbacks = [ValidationCallback(), SaveCallback()] + ([ProgressCallback()] if progress else [])
+    callbacks = [RunGuard(save, save_every, log=log), ValidationCallback()] + ([ProgressCallback()] if progress else [])
     return callbacks, validate
 
 
 # ---------------------------------------------------------------------------- the entry point
+@locks_output("out")
 def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward: Optional[str] = None,
              hyperparams: HyperparamsLike = None, seed: int = 0, device="cpu", out: Union[str, Path] = "runs/finetune",
              eval_freq: int = 0, save_freq: int = 0, resume: bool = False, tensorboard_log: Optional[str] = None,
              n_timesteps: Optional[int] = None, progress: bool = False, verbose: int = 0,
              select_metric: str = DEFAULT_SELECT_METRIC, pretrained_metrics: Optional[Dict[str, Dict[str, float]]] = None,
-             log: Callable[[str], None] = default_log) -> Dict[str, Any]:
+             log: Callable[[str], None] = default_log, collapse_ratio: Optional[float] = None) -> Dict[str, Any]:
     """Fine-tune the backbone ``checkpoint`` with ``algo`` on the environment ``env_id``; returns the metrics.
 
     Args:
@@ -292,6 +301,14 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         pretrained_metrics: ``{"valid": {...}, "test": {...}}`` of ``checkpoint`` already computed with the same
             protocol (e.g. by the benchmark's pretrained row); skips re-evaluating the start.
         log: receives one human-readable line per event.
+        collapse_ratio: stop with :class:`agents.guards.DivergenceError` when validation ``select_metric``
+            falls below this fraction of the best one (None: never; e.g. 0.5).
+
+    Safety: ``out`` is locked for the run (a second run on it raises
+    :class:`refit_gym.io_safety.OutputLockedError` naming the holder's pid); saves happen after updates;
+    non-finite or exploding weights or actions raise :class:`agents.guards.DivergenceError`; Ctrl-C saves at
+    the next update boundary and raises :class:`agents.guards.TrainingInterrupted`; ``--resume`` loads
+    ``last_model.zip`` without unpickling code and appends to ``progress.csv``.
 
     Returns:
         A JSON-able dict: ``algo, env, data, checkpoint, reward, seed, num_timesteps, hyperparams,
@@ -310,10 +327,12 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     from stable_baselines3.common.vec_env import VecMonitor
 
     from agents import ALGOS, DenoiserPolicy
+    from agents.guards import RunGuard, TrainingInterrupted, check_train_state
     from refit_gym.diffusion import load_backbone
     from refit_gym.diffusion.checkpoint import save_backbone
     from refit_gym.envs import ENV_IDS
     from refit_gym.envs.factory import make_batched_env, resolve_data
+    from refit_gym.io_safety import load_agent, read_json_file, resumable_csv_output, write_text_atomic
     from refit_gym.utils import resolve_device, set_global_seed
 
     if algo not in ALGOS:
@@ -330,7 +349,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     set_global_seed(seed)
 
     params = load_hyperparams(algo, env_id, hyperparams)
-    (out / "hyperparams.yml").write_text(yaml.safe_dump({env_id: params}, sort_keys=True))
+    write_text_atomic(out / "hyperparams.yml", yaml.safe_dump({env_id: params}, sort_keys=True))
     zoo, kwargs = split_hyperparams(params)
     n_timesteps = int(n_timesteps if n_timesteps is not None else zoo.get("n_timesteps", 1e5))
     n_envs = int(zoo.get("n_envs", 16))
@@ -351,12 +370,12 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
                              "last_eval_timesteps": None, "last_valid": None}
     last = out / "last_model.zip"
     if resume and last.is_file():
-        model = algo_cls.load(last, env=env, device=device, tensorboard_log=tensorboard_log)
+        model = load_agent(algo_cls, last, env=env, device=device, tensorboard_log=tensorboard_log)
         if (out / "train_state.json").is_file():
-            state.update(json.loads((out / "train_state.json").read_text()))
+            state.update(check_train_state(out / "train_state.json", read_json_file(out / "train_state.json")))
         # validations after the last save are redone: drop them from the learning curve
         state["history"] = [h for h in state["history"] if h["num_timesteps"] <= model.num_timesteps]
-        previous = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else {}
+        previous = read_json_file(out / "metrics.json") if (out / "metrics.json").is_file() else {}
         before = previous.get("pretrained") or pretrained_metrics or evaluate_splits(pretrained, data, env_id)
         log(f"resuming {algo} from {last} at step {model.num_timesteps}")
     else:
@@ -379,23 +398,32 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     log(f"pretrained backbone: valid recall@20 {before['valid']['recall@20']:.4f}, "
         f"test recall@20 {before['test']['recall@20']:.4f}")
 
-    formats = [make_output_format("csv", str(out))] + ([make_output_format("stdout", str(out))] if verbose else [])
+    resumed = resume and model.num_timesteps > 0
+    formats = [resumable_csv_output(out / "progress.csv", int(model.num_timesteps) if resumed else None)]
+    formats += [make_output_format("stdout", str(out))] if verbose else []
     if tensorboard_log:
         formats.append(make_output_format("tensorboard", str(tensorboard_log)))
     model.set_logger(Logger(str(out), formats))  # progress.csv in OUT, TensorBoard events in tensorboard_log
     eval_every, save_every = (max(f // n_envs, 1) if f > 0 else 0 for f in (eval_freq, save_freq))
     clock = TrainingClock(offset=state["train_seconds"])
     callbacks, validate = make_callbacks(out, data, env_id, eval_every, save_every, state, clock, select_metric, log,
-                                         total=n_timesteps, progress=progress)
+                                         total=n_timesteps, progress=progress, collapse_ratio=collapse_ratio)
+    guard = next(c for c in callbacks if isinstance(c, RunGuard))
     remaining = n_timesteps - model.num_timesteps
     clock.start()
     try:
         if remaining > 0:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
-        if state["last_eval_timesteps"] != model.num_timesteps or state["last_valid"] is None:
+        if not guard.stop and (state["last_eval_timesteps"] != model.num_timesteps or state["last_valid"] is None):
             validate(model)  # the final model competes for best.pt too
     finally:
         model.logger.close()  # progress.csv and TensorBoard files, also when training stops on an error
+        guard.restore_signal_handler()
+    if guard.stop:
+        raise TrainingInterrupted(f"interrupted: {out / 'last_model.zip'} saved at step {guard.saved_at}; "
+                                  "continue with --resume")
+    if remaining > 0:
+        guard.check_health()  # the last update happened after the last boundary check
     state["train_seconds"] = clock.seconds
     save_model(model, out, state)
     save_backbone(model.policy.denoiser, out / "final.pt", meta=dict(source="agents.finetune", algo=algo,

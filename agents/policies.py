@@ -53,7 +53,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from agents.distributions import DenoiserGaussian, check_reduction
-from refit_gym.diffusion.adapters import BACKBONES, DenoiserAdapter
+from refit_gym.diffusion.adapters import DenoiserAdapter
 from refit_gym.diffusion.checkpoint import load_backbone, save_backbone
 from refit_gym.diffusion.denoisers import timestep_embedding
 
@@ -182,10 +182,11 @@ def resolve_backbone(backbone: Optional[DenoiserAdapter] = None, checkpoint: Uni
         raise ValueError("DenoiserPolicy needs exactly one of policy_kwargs 'backbone' (a DenoiserAdapter), "
                          f"'checkpoint' (a path written by save_backbone) or 'backbone_spec'; got {given or 'none'}")
     if backbone_spec is not None:
-        name, config = backbone_spec["backbone"], dict(backbone_spec["config"])
-        if name not in BACKBONES:
-            raise ValueError(f"backbone_spec names backbone {name!r}; known: {sorted(BACKBONES)}")
-        return BACKBONES[name](**config).eval()
+        from refit_gym.diffusion.checkpoint import build_from_config
+
+        if not isinstance(backbone_spec, dict) or "backbone" not in backbone_spec or "config" not in backbone_spec:
+            raise ValueError(f"backbone_spec must be a dict with 'backbone' and 'config', got {backbone_spec!r:.200}")
+        return build_from_config(backbone_spec["backbone"], backbone_spec["config"], "policy_kwargs.backbone_spec").eval()
     if backbone is not None:
         if not isinstance(backbone, DenoiserAdapter):
             raise TypeError(f"backbone must be a DenoiserAdapter, got {type(backbone).__name__}")

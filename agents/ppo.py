@@ -12,10 +12,35 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from stable_baselines3 import PPO
+from stable_baselines3 import A2C, PPO
 
 
-class RatioLoggingPPO(PPO):
+class SafeLoadMixin:
+    """For SB3 on-policy algorithms with a :class:`~agents.policies.DenoiserPolicy`: saved zips never hold a
+    pickled backbone, and loading never unpickles code.
+
+    After ``_setup_model`` the ``policy_kwargs`` keep only the architecture (``backbone_spec``) instead of the
+    adapter object or a checkpoint path, so ``save`` writes JSON; ``load`` goes through
+    :func:`refit_gym.io_safety.safe_custom_objects` (allow-listed values only) and refuses non-finite weights.
+    """
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if "backbone" in self.policy_kwargs or "checkpoint" in self.policy_kwargs:
+            denoiser = getattr(self.policy, "denoiser", None)
+            if denoiser is not None:
+                self.policy_kwargs = {k: v for k, v in self.policy_kwargs.items() if k not in ("backbone", "checkpoint")}
+                self.policy_kwargs["backbone_spec"] = dict(backbone=denoiser.backbone_name, config=denoiser.config())
+
+    @classmethod
+    def load(cls, path, env=None, device="auto", custom_objects=None, **kwargs):
+        """SB3's ``load`` without unpickling code from the file (see :func:`refit_gym.io_safety.load_agent`)."""
+        from refit_gym.io_safety import sb3_load
+
+        return sb3_load(super().load, path, custom_objects, env=env, device=device, **kwargs)
+
+
+class RatioLoggingPPO(SafeLoadMixin, PPO):
     """:class:`stable_baselines3.PPO` plus end-of-update importance-ratio statistics (see module doc)."""
 
     def train(self) -> None:
@@ -39,3 +64,7 @@ class RatioLoggingPPO(PPO):
         self.logger.record("train/log_ratio_abs_max", log_ratio.abs().max().item())
         self.logger.record("train/final_clip_fraction", ((ratio - 1).abs() > clip_range).float().mean().item())
         self.logger.record("train/final_approx_kl", float(np.mean(((ratio - 1) - log_ratio).cpu().numpy())))
+
+
+class SafeA2C(SafeLoadMixin, A2C):
+    """:class:`stable_baselines3.A2C` with :class:`SafeLoadMixin`'s saving and loading."""

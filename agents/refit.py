@@ -57,7 +57,9 @@ updates.
 
 Non-finite values (actions, rewards, losses, gradient norms) stop training with
 :class:`NonFiniteTrainingError` *before* the optimizer step, so the model in memory and every
-checkpoint written so far hold the last good parameters.
+checkpoint written so far hold the last good parameters; exploding actions (finite, beyond the action
+box) stop it with :class:`agents.guards.DivergenceError` (a subclass) before the environment sees them.
+``load`` never unpickles code from the file (:func:`refit_gym.io_safety.sb3_load`).
 
 The agent is a :class:`stable_baselines3.common.base_class.BaseAlgorithm`: ``learn``, ``predict``,
 ``save``/``load`` (zip with policy, optimizer, reference, RNG state and ``num_timesteps``),
@@ -258,6 +260,7 @@ class ReFiT(ChainAlgorithm):
                 dist = self.policy.step_distribution(x, t_vec, ctx)
                 action = dist.sample(self._generator)
             self._check_finite("actions", action)
+            self._check_bounded_actions(action)
             if t <= K:
                 s = K - t
                 xs[s] = x

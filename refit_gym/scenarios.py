@@ -47,6 +47,7 @@ import torch
 from refit_gym.data.dataset import DataError, InteractionData
 from refit_gym.data.sequential import SequentialData
 from refit_gym.diffusion.adapters import DenoiserAdapter, build_backbone
+from refit_gym.io_safety import locks_output, write_json_atomic
 from refit_gym.diffusion.training import (ModelSelection, PretrainConfig, PretrainResult, finish_pretraining,
                                           load_training_state, restore_rng_state, rng_state, run_fingerprint,
                                           save_training_state, seeded_generators)
@@ -56,6 +57,7 @@ KS = (10, 20)
 
 
 # ---------------------------------------------------------------------------------------------- pretraining
+@locks_output("out_dir")
 def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, cfg: PretrainConfig,
                                out_dir: Optional[Path] = None, device="cpu", max_seconds: Optional[float] = None,
                                evaluate_fn: Optional[Callable] = None, log: Callable[[str], None] = print,
@@ -134,14 +136,15 @@ def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, c
             log(f"nothing to resume: max_seconds={max_seconds} already used ({elapsed_before:.1f} s)")
             finished = True
     t_start = time.perf_counter() - elapsed_before
+    from refit_gym.diffusion.divergence import DivergenceMonitor
+
+    monitor = DivergenceMonitor(adapter, str(state_path) if state_path is not None and state_path.exists() else None)
     for epoch in range(start_epoch, start_epoch if finished else cfg.epochs):
         adapter.train()
         t0, total, n, out_of_time = time.perf_counter(), 0.0, 0, False
         for seq, buckets in sequence_batches(data, cfg.batch_size, adapter.max_len, gen, False, n_buckets, device):
             loss = adapter.sequence_loss(seq, buckets, dev_gen)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch}"
-                                         + (f"; last good state kept in {state_path}" if state_path else ""))
+            monitor.check_loss(float(loss.detach()), f"epoch {epoch}, batch {n}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(adapter.parameters(), 5.0)
@@ -152,6 +155,9 @@ def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, c
                 break
         epoch_times.append(time.perf_counter() - t0)
         row = {"epoch": epoch, "train_loss": total / max(n, 1), "epoch_seconds": epoch_times[-1], "batches": n}
+        monitor.check_weights(adapter, f"the end of epoch {epoch}")  # before anything of this epoch is saved
+        if state_path is not None:
+            monitor.kept = f"; last good state kept in {state_path}"
         if out_of_time or (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             adapter.eval()
             metrics = evaluate_fn(adapter, data, "valid")
@@ -163,7 +169,7 @@ def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, c
         if out is not None:
             save_training_state(state_path, adapter, opt, epoch, history, sel, fingerprint,
                                 rng_state(device, **generators), elapsed_seconds=time.perf_counter() - t_start)
-            (out / "history.json").write_text(json.dumps(history, indent=1))
+            write_json_atomic(out / "history.json", history, indent=1)
         if out_of_time:
             log(f"stopping: max_seconds={max_seconds} reached during epoch {epoch}")
             break

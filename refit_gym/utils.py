@@ -52,10 +52,12 @@ def progress_bar(total=None, desc="", disable=False, **kwargs):
 
 
 def atomic_torch_save(obj, path) -> Path:
-    """``torch.save`` to a temp file then rename, so a crash never leaves a half-written file."""
+    """``torch.save`` to a per-process temp file then rename, so a crash never leaves a half-written file and
+    two writers never share a temp file; on failure (e.g. a full disk) the temp file is removed and the
+    ``OSError`` names ``path`` (see :func:`refit_gym.io_safety.atomic_write`)."""
+    from refit_gym.io_safety import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
     return path

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from refit_gym.io_safety import cli_errors
+
 
 def log(msg: str) -> None:
     print(f"[evaluate] {msg}", file=sys.stderr, flush=True)
@@ -135,6 +137,7 @@ def run_sequential(args, data, device: str) -> Dict:
             "scenario": scenario.name}
 
 
+@cli_errors
 def main(argv: Optional[List[str]] = None) -> Dict:
     """Parse ``argv``, evaluate, print the result; returns the result dict (without the scorer)."""
     args = build_parser().parse_args(argv)

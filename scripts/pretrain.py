@@ -29,6 +29,9 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from refit_gym.io_safety import cli_errors
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="diffrec", help="registered backbone name (diffrec, cfdiff, ...)")
@@ -123,6 +126,7 @@ def backbone_kwargs(args) -> dict:
     return kw
 
 
+@cli_errors
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
 

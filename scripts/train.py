@@ -35,6 +35,7 @@ from typing import Any, Dict
 
 from agents import ALGOS
 from agents.finetune import DEFAULT_SELECT_METRIC, FinetuneError, finetune
+from refit_gym.io_safety import cli_errors
 
 
 def log(msg: str) -> None:
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-freq", type=int, default=0, help="save last_model.zip every N environment steps (0: at the end)")
     p.add_argument("--select-metric", default=DEFAULT_SELECT_METRIC,
                    help=f"validation metric choosing best.pt (default {DEFAULT_SELECT_METRIC})")
+    p.add_argument("--collapse-ratio", type=float, default=None,
+                   help="stop when validation --select-metric falls below this fraction of the best (e.g. 0.5)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<algo>-<data>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last_model.zip")
     p.add_argument("--progress", action="store_true", help="show a progress bar over environment steps")
@@ -89,6 +92,7 @@ def obtain_backbone(args, data, kind: str, out: Path, device) -> Path:
     return path
 
 
+@cli_errors
 def main(argv=None) -> Dict[str, Any]:
     args = build_parser().parse_args(argv)
     from agents import NonFiniteTrainingError
@@ -108,7 +112,8 @@ def main(argv=None) -> Dict[str, Any]:
         metrics = finetune(args.algo, args.env, data, checkpoint, reward=args.reward, hyperparams=args.hyperparams,
                            seed=args.seed, device=device, out=out, eval_freq=args.eval_freq, save_freq=args.save_freq,
                            resume=args.resume, tensorboard_log=args.tensorboard_log, n_timesteps=args.n_timesteps,
-                           progress=args.progress, verbose=args.verbose, select_metric=args.select_metric, log=log)
+                           progress=args.progress, verbose=args.verbose, select_metric=args.select_metric, log=log,
+                           collapse_ratio=args.collapse_ratio)
     except FinetuneError as e:
         raise SystemExit(f"error: {e}") from e
     except NonFiniteTrainingError as e:

@@ -11,6 +11,8 @@ Duplicate (user, item) pairs are removed explicitly and counted in ``dedup_count
 """
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Sequence
 
@@ -20,6 +22,17 @@ import scipy.sparse as sp
 
 class DataError(ValueError):
     """Bad input data: the message names the file, the field and the offending value."""
+
+
+class DataWarning(UserWarning):
+    """Suspicious but usable input data (e.g. pairs shared by train and test); the message names the file."""
+
+
+#: largest number of users or items (ids used directly as indices must be below it): a sane bound checked
+#: before anything is allocated; override with the environment variable ``REFIT_GYM_MAX_IDS``
+MAX_IDS = int(os.environ.get("REFIT_GYM_MAX_IDS", 2**27))
+#: what :meth:`InteractionData.from_pairs` does with (user, item) pairs present in two splits
+OVERLAP_POLICIES = ("warn", "error", "count")
 
 
 SPLITS = ("train", "valid", "test")
@@ -32,8 +45,9 @@ def validate_pairs(
     """Check an ``(n, 2)`` array of integer id pairs and return it as int64.
 
     Raises :class:`DataError` for a wrong shape, NaN / infinite / non-integer values,
-    negative ids or ids >= the declared sizes. ``source`` is the file (or object) the pairs
-    came from, ``field_name`` the split or field, both quoted in the message.
+    negative ids, ids >= the declared sizes or (without a declared size) ids >= :data:`MAX_IDS`.
+    ``source`` is the file (or object) the pairs came from, ``field_name`` the split or field, both
+    quoted in the message.
     """
     arr = np.asarray(pairs)
     where = f"{source}: field '{field_name}'"
@@ -46,10 +60,17 @@ def validate_pairs(
         if bad.any():
             r, c = np.argwhere(bad)[0]
             raise DataError(f"{where}: row {r} has a non-finite {(row_name, col_name)[c]} id {arr[r, c]!r}")
+        huge = np.abs(arr) >= 2.0**63
+        if huge.any():
+            r, c = np.argwhere(huge)[0]
+            raise DataError(f"{where}: row {r} has {(row_name, col_name)[c]} id {arr[r, c]!r}, beyond int64")
         frac = arr != np.round(arr)
         if frac.any():
             r, c = np.argwhere(frac)[0]
             raise DataError(f"{where}: row {r} has a non-integer {(row_name, col_name)[c]} id {arr[r, c]!r}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) >= 2**63:
+        r, c = np.argwhere(arr >= 2**63)[0]
+        raise DataError(f"{where}: row {r} has {(row_name, col_name)[c]} id {int(arr[r, c])}, beyond int64")
     arr = arr.astype(np.int64, copy=False)
     for c, (name, limit) in enumerate(((row_name, n_rows), (col_name, n_cols))):
         col = arr[:, c]
@@ -61,7 +82,19 @@ def validate_pairs(
             raise DataError(
                 f"{where}: row {r} has {name} id {int(col[r])}, beyond the declared number of {name}s ({limit})"
             )
+        if limit is None and col.size and col.max() >= MAX_IDS:
+            r = int(np.argmax(col))
+            raise DataError(f"{where}: row {r} has {name} id {int(col[r])}, beyond the bound {MAX_IDS} on {name} ids "
+                            "(ids index the matrices directly; re-index them, or raise REFIT_GYM_MAX_IDS)")
     return arr
+
+
+def check_size(value: int, what: str, source: str) -> int:
+    """A declared or inferred number of users/items must be in ``[1, MAX_IDS]``; returns it."""
+    if not 0 < int(value) <= MAX_IDS:
+        raise DataError(f"{source}: field '{what}' is {value}, outside [1, {MAX_IDS}] (raise REFIT_GYM_MAX_IDS for "
+                        "larger catalogues)")
+    return int(value)
 
 
 def pairs_to_csr(pairs: np.ndarray, shape) -> sp.csr_matrix:
@@ -73,9 +106,15 @@ def pairs_to_csr(pairs: np.ndarray, shape) -> sp.csr_matrix:
 
 
 def dedup_pairs(pairs: np.ndarray, n_cols: int):
-    """Drop repeated rows of ``pairs``; return (unique pairs in first-seen order, kept index, n dropped)."""
-    keys = pairs[:, 0] * np.int64(max(n_cols, 1)) + pairs[:, 1]
-    _, first = np.unique(keys, return_index=True)
+    """Drop repeated rows of ``pairs`` (non-negative int64); return (unique pairs in first-seen order, kept
+    index, n dropped). The scalar key ``row * n_cols + col`` is used only when it cannot overflow int64;
+    otherwise rows are compared as pairs."""
+    n_cols = max(int(n_cols), 1, int(pairs[:, 1].max(initial=0)) + 1)
+    if len(pairs) and (int(pairs[:, 0].max()) + 1) * n_cols < 2**63:
+        keys = pairs[:, 0] * np.int64(n_cols) + pairs[:, 1]
+        _, first = np.unique(keys, return_index=True)
+    else:
+        _, first = np.unique(pairs.reshape(-1, 2), axis=0, return_index=True)
     first.sort()
     return pairs[first], first, len(pairs) - len(first)
 
@@ -94,6 +133,8 @@ class InteractionData:
             (symmetrised, no self loops), or None.
         user_map, item_map: optional dicts raw id -> contiguous index.
         dedup_counts: number of duplicate pairs removed per field (reported, never silent).
+        overlap_counts: number of (user, item) pairs present in two splits, per pair of splits
+            (``"train&valid"``, ``"train&test"``, ``"valid&test"``); nonzero counts are warned about.
         drop_counts: number of raw records a loader filtered out, per reason (e.g. ratings below a
             threshold, users or items below a minimum count); empty when nothing was filtered.
         source: where the data came from (a path or "synthetic(...)").
@@ -112,6 +153,7 @@ class InteractionData:
     dedup_counts: Dict[str, int] = field(default_factory=dict)
     source: str = ""
     drop_counts: Dict[str, int] = field(default_factory=dict)
+    overlap_counts: Dict[str, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -131,6 +173,7 @@ class InteractionData:
         user_map=None,
         item_map=None,
         allow_empty: Sequence = (),
+        overlap: str = "warn",
     ) -> "InteractionData":
         """Validate (user, item) pairs and build the dataset.
 
@@ -143,7 +186,13 @@ class InteractionData:
             train_time: optional ``(n,)`` timestamps (seconds) aligned with ``train`` rows.
             sources: optional per-field file names used in error messages (defaults to ``source``).
             allow_empty: split names that may be empty (by default every split must have pairs).
+            overlap: pairs present in two splits (a leak: test items the model trained on, masked away at
+                evaluation) are counted in ``overlap_counts``; ``"warn"`` issues a :class:`DataWarning` naming
+                the files and counts, ``"error"`` raises :class:`DataError`, ``"count"`` only counts (for derived
+                views where overlaps are expected, e.g. sequences revisiting items).
         """
+        if overlap not in OVERLAP_POLICIES:
+            raise ValueError(f"overlap={overlap!r}: expected one of {OVERLAP_POLICIES}")
         sources = dict(sources or {})
         src = lambda f: sources.get(f, source)  # noqa: E731
         arrays = {}
@@ -157,6 +206,8 @@ class InteractionData:
             n_items = int(max(a[:, 1].max(initial=-1) for a in arrays.values())) + 1
         if n_users <= 0 or n_items <= 0:
             raise DataError(f"{source}: empty dataset (n_users={n_users}, n_items={n_items})")
+        check_size(n_users, "n_users", source)
+        check_size(n_items, "n_items", source)
 
         dedup: Dict[str, int] = {}
         times = None
@@ -179,6 +230,17 @@ class InteractionData:
                 # the first occurrence of a duplicated pair keeps its timestamp
                 time_m = sp.csr_matrix((times[kept], (arr[:, 0], arr[:, 1])), shape=(n_users, n_items), dtype=np.float64)
                 time_m.sort_indices()
+        overlaps = {f"{a}&{b}": int(mats[a].multiply(mats[b]).nnz)
+                    for a, b in (("train", "valid"), ("train", "test"), ("valid", "test"))}
+        if any(overlaps.values()):
+            where = ", ".join(sorted({src(f) for f in SPLITS}))
+            msg = (f"{where}: (user, item) pairs present in two splits: "
+                   + ", ".join(f"{k} {v}" for k, v in overlaps.items() if v)
+                   + " (they are masked away at evaluation, so the metrics ignore them)")
+            if overlap == "error":
+                raise DataError(msg)
+            if overlap == "warn":
+                warnings.warn(msg, DataWarning, stacklevel=2)
         social_m = None
         if social is not None:
             s = validate_pairs(social, source=src("social"), field_name="social", n_rows=n_users, n_cols=n_users,
@@ -195,7 +257,7 @@ class InteractionData:
         return cls(
             name=name, n_users=int(n_users), n_items=int(n_items), train=mats["train"], valid=mats["valid"],
             test=mats["test"], train_time=time_m, social=social_m, user_map=user_map, item_map=item_map,
-            dedup_counts=dedup, source=source,
+            dedup_counts=dedup, source=source, overlap_counts=overlaps,
         )
 
     # ------------------------------------------------------------------ views

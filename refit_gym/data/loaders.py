@@ -57,14 +57,14 @@ def _load_npy_pairs(path: Path, field_name: str) -> np.ndarray:
         raise DataError(f"{path}: field '{field_name}': file not found")
     try:
         arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:  # object arrays, truncated or non-npy files
+    except (ValueError, OSError, EOFError) as exc:  # object arrays, truncated, empty or non-npy files
         raise DataError(f"{path}: field '{field_name}': cannot read as a numpy array ({exc})") from None
     # shape, dtype, NaN, negative and fractional ids are checked (and named) here
     return validate_pairs(arr, source=str(path), field_name=field_name)
 
 
 def load_diffrec(folder: PathLike, name: Optional[str] = None, *, n_users: Optional[int] = None,
-                 n_items: Optional[int] = None) -> InteractionData:
+                 n_items: Optional[int] = None, overlap: str = "warn") -> InteractionData:
     """Load a DiffRec-format dataset folder.
 
     Args:
@@ -74,7 +74,10 @@ def load_diffrec(folder: PathLike, name: Optional[str] = None, *, n_users: Optio
         name: dataset name; defaults to the folder's name.
         n_users, n_items: declared sizes. By default ``max id + 1`` over the three splits (and
             the social edges for users), as DiffRec does; an id at or beyond a declared size
-            raises :class:`DataError` naming the file.
+            raises :class:`DataError` naming the file. Without declared sizes, ids must be below
+            :data:`refit_gym.data.dataset.MAX_IDS` (checked before anything is allocated).
+        overlap: ``"warn"`` (a :class:`~refit_gym.data.dataset.DataWarning`) or ``"error"`` for pairs present in
+            two splits; counted in ``overlap_counts`` either way.
 
     Returns:
         The dataset; ``train_time`` is None (the format carries no timestamps). Duplicate pairs
@@ -89,6 +92,8 @@ def load_diffrec(folder: PathLike, name: Optional[str] = None, *, n_users: Optio
     social_path = folder / DIFFREC_SOCIAL_FILE
     if social_path.exists():
         social = _load_npy_pairs(social_path, "social")
+    if n_users is None and social is not None:  # from_pairs bounds the split ids; bound the social ids here
+        social = validate_pairs(social, source=str(folder / DIFFREC_SOCIAL_FILE), field_name="social")
     if n_users is None:
         cols = [a[:, 0] for a in arrays.values()] + ([] if social is None else [social.ravel()])
         n_users = int(max(c.max(initial=-1) for c in cols)) + 1
@@ -96,7 +101,7 @@ def load_diffrec(folder: PathLike, name: Optional[str] = None, *, n_users: Optio
     sources["social"] = str(social_path)
     return InteractionData.from_pairs(
         arrays["train"], arrays["valid"], arrays["test"], n_users=n_users, n_items=n_items, social=social,
-        name=name or folder.name, source=str(folder), sources=sources,
+        name=name or folder.name, source=str(folder), sources=sources, overlap=overlap,
     )
 
 
@@ -149,11 +154,14 @@ def _parse_numbers(col: np.ndarray, dtype, *, source: str, field_name: str, line
         convert = int if np.dtype(dtype).kind in "iu" else float
         for r, v in enumerate(col):  # error path only: find the first offending row
             try:
-                convert(v)
+                x = convert(v)
             except (ValueError, OverflowError):
                 raise DataError(
                     f"{source}: field '{field_name}' line {line_no[r]}: cannot parse {str(v)!r} as {kind}"
                 ) from None
+            if np.dtype(dtype).kind in "iu" and not np.iinfo(dtype).min <= x <= np.iinfo(dtype).max:
+                raise DataError(f"{source}: field '{field_name}' line {line_no[r]}: value {str(v)!r} is beyond "
+                                f"{np.dtype(dtype).name} [{np.iinfo(dtype).min}, {np.iinfo(dtype).max}]")
         raise  # pragma: no cover - numpy refused a value Python accepts
     if vals.dtype.kind == "f":
         bad = ~np.isfinite(vals)

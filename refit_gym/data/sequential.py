@@ -250,7 +250,7 @@ class SequentialData:
                 np.stack([users, self.train_items], 1), np.stack([all_users, self.valid_item], 1),
                 np.stack([all_users, self.test_item], 1), n_users=self.n_users, n_items=self.n_items,
                 train_time=self.train_times, name=self.name, source=self.source, item_map=self.item_map,
-                user_map=self.user_map,
+                user_map=self.user_map, overlap="count",  # a next item may revisit the history: counted, expected
             )
         return self._interactions
 

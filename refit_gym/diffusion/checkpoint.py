@@ -5,14 +5,21 @@ Format (a ``torch.save`` dict of tensors and builtins only, read back with
 
     {"format": "refit-gym-backbone", "version": 1, "backbone": "diffrec",
      "config": {...constructor kwargs incl. n_items and the schedule...},
-     "state_dict": {...}, "meta": {...free-form, e.g. data name, n_users, epoch, metrics...}}
+     "state_dict": {...}, "meta": {...free-form, e.g. data name, n_users, epoch, metrics...},
+     "digest": "<sha256 of the state dict, see state_digest>"}
+
+PyTorch's reader does not check the zip container's CRCs, so a flipped bit in a weight would load silently;
+the digest catches it (files written before it existed carry none and are not checked).
 
 Data-derived buffers (e.g. CF-Diff's item graph) are part of ``state_dict``.
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
+import os
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -23,16 +30,118 @@ FORMAT = "refit-gym-backbone"
 VERSION = 1
 
 
+#: largest parameter + buffer element count a checkpoint config may ask for (2**31 float32 = 8 GiB);
+#: override with the environment variable ``REFIT_GYM_MAX_PARAMETERS``
+MAX_PARAMETERS = int(os.environ.get("REFIT_GYM_MAX_PARAMETERS", 2**31))
+#: largest integer any config field may hold (ids, widths, ...) and largest number of diffusion steps
+MAX_CONFIG_INT = 2**31
+MAX_STEPS = 100_000
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the data it is used with."""
 
 
+def constructor_parameters(cls) -> List[str]:
+    """Keyword arguments the constructor of ``cls`` accepts, following ``**kwargs`` up the MRO."""
+    names: List[str] = []
+    for c in cls.__mro__:
+        if "__init__" not in vars(c):
+            continue
+        params = inspect.signature(c.__init__).parameters
+        names += [n for n, p in params.items() if n != "self" and n not in names
+                  and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            break
+    return names
+
+
+def _check_config_values(value: Any, field: str, where: str) -> None:
+    """Every number in ``value`` (recursively) must be finite and at most :data:`MAX_CONFIG_INT` in size."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_config_values(v, f"{field}.{k}", where)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_config_values(v, f"{field}[{i}]", where)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not (abs(value) <= MAX_CONFIG_INT):  # also NaN
+            raise CheckpointError(f"{where}: field '{field}' is {value!r}, beyond the bound {MAX_CONFIG_INT} "
+                                  "(a damaged or malicious config)")
+
+
+def build_from_config(name: str, config: Any, where: str = "backbone config") -> DenoiserAdapter:
+    """Build backbone ``name`` from a stored ``config`` after validating it (``where``: the file, for errors).
+
+    Checks, before allocating anything: ``name`` is registered; ``config`` is a dict whose keys the
+    constructor accepts (:func:`constructor_parameters`); numbers are finite and within
+    :data:`MAX_CONFIG_INT`, ``schedule.steps`` within :data:`MAX_STEPS`; the model built on PyTorch's
+    ``meta`` device (no memory) holds at most :data:`MAX_PARAMETERS` elements.
+
+    Raises:
+        CheckpointError: naming ``where``, the field and the value.
+    """
+    if name not in BACKBONES:
+        raise CheckpointError(f"{where}: field 'backbone' is {name!r}; known backbones: {sorted(BACKBONES)}")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{where}: field 'config' is a {type(config).__name__}, expected a dict")
+    cls = BACKBONES[name]
+    accepted = constructor_parameters(cls)
+    unknown = sorted(set(config) - set(accepted))
+    if unknown:
+        raise CheckpointError(f"{where}: field 'config.{unknown[0]}' is not an argument of backbone {name!r} "
+                              f"(accepted: {accepted})")
+    _check_config_values(config, "config", where)
+    steps = config.get("schedule", {}).get("steps") if isinstance(config.get("schedule"), dict) else None
+    if steps is not None and not (isinstance(steps, int) and 2 <= steps <= MAX_STEPS):
+        raise CheckpointError(f"{where}: field 'config.schedule.steps' is {steps!r}, expected an integer in [2, {MAX_STEPS}]")
+    try:
+        with torch.device("meta"):
+            probe = cls(**config)
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{where}: field 'config' does not build backbone {name!r} ({type(e).__name__}: {e})") from None
+    size = sum(t.numel() for t in probe.parameters()) + sum(t.numel() for t in probe.buffers())
+    if size > MAX_PARAMETERS:
+        raise CheckpointError(f"{where}: field 'config' asks for {size:,} parameters, beyond the limit {MAX_PARAMETERS:,} "
+                              "(set REFIT_GYM_MAX_PARAMETERS to raise it)")
+    return cls(**config)
+
+
+def check_finite_state(state: Dict[str, Any], where: str, keys=None) -> None:
+    """Raise CheckpointError naming ``where`` and the tensor when an entry of ``state`` among ``keys`` (the
+    model's parameter names; buffers may hold infinities by design, e.g. padding times) is NaN/inf."""
+    for key, value in state.items():
+        if keys is not None and key not in keys:
+            continue
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{where}: field 'state_dict.{key}' holds non-finite values (NaN/inf weights)")
+
+
+def state_digest(state: Dict[str, Any]) -> str:
+    """SHA-256 (hex) over a state dict's names, dtypes, shapes and bytes (dense tensors; keys sorted)."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key]
+        if not torch.is_tensor(t):
+            raise CheckpointError(f"state_dict entry {key!r} is a {type(t).__name__}, not a tensor")
+        t = t.detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_backbone(adapter: DenoiserAdapter, path, meta: Optional[Dict] = None) -> Path:
-    """Write ``adapter`` to ``path`` atomically (temp file + rename); returns the path."""
+    """Write ``adapter`` to ``path`` atomically (temp file + rename); returns the path.
+
+    Raises:
+        CheckpointError: the weights hold NaN/inf (a diverged model is never written, e.g. as ``best.pt``).
+    """
+    check_finite_state(adapter.state_dict(), f"{path}: refusing to write", {k for k, _ in adapter.named_parameters()})
     blob = {
         "format": FORMAT, "version": VERSION, "backbone": adapter.backbone_name, "config": adapter.config(),
         "state_dict": {k: v.detach().cpu() for k, v in adapter.state_dict().items()}, "meta": dict(meta or {}),
     }
+    blob["digest"] = state_digest(blob["state_dict"])
     return atomic_torch_save(blob, path)
 
 
@@ -51,6 +160,17 @@ def read_checkpoint(path) -> Dict:
         raise CheckpointError(f"{path}: field 'version' is {blob.get('version')!r}, this refit-gym reads {VERSION}")
     if blob.get("backbone") not in BACKBONES:
         raise CheckpointError(f"{path}: field 'backbone' is {blob.get('backbone')!r}; known backbones: {sorted(BACKBONES)}")
+    for key, kind in (("config", dict), ("state_dict", dict), ("meta", dict)):
+        if not isinstance(blob.get(key), kind):
+            raise CheckpointError(f"{path}: field {key!r} is a {type(blob.get(key)).__name__}, expected a {kind.__name__}")
+    if "digest" in blob:
+        try:
+            actual = state_digest(blob["state_dict"])
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: field {e}") from None
+        if actual != blob["digest"]:
+            raise CheckpointError(f"{path}: field 'state_dict' does not match the file's field 'digest' (the file is "
+                                  "damaged: a weight changed after it was written)")
     return blob
 
 
@@ -58,7 +178,8 @@ def load_backbone(path, data=None, device="cpu") -> Tuple[DenoiserAdapter, Dict]
     """Rebuild the adapter stored at ``path`` and load its weights; returns ``(adapter, meta)``.
 
     If ``data`` (an InteractionData) is given, its item count must match the checkpoint's, and
-    its user count too when the checkpoint recorded one.
+    its user count too when the checkpoint recorded one. The config is validated by
+    :func:`build_from_config` before anything is built, and NaN/inf weights are refused.
     """
     blob = read_checkpoint(path)
     cfg = dict(blob["config"])
@@ -70,9 +191,9 @@ def load_backbone(path, data=None, device="cpu") -> Tuple[DenoiserAdapter, Dict]
         n_users = blob["meta"].get("n_users")
         if n_users is not None and int(n_users) != data.n_users:
             raise CheckpointError(f"{path}: field 'meta.n_users' is {n_users}, but data '{data.name}' has {data.n_users} users")
-    cls = BACKBONES[blob["backbone"]]
-    adapter = cls(**cfg)
     state = blob["state_dict"]
+    adapter = build_from_config(blob["backbone"], cfg, str(path))
+    check_finite_state(state, str(path), {k for k, _ in adapter.named_parameters()})
     extra = adapter.data_tensors()
     for name in extra:  # data-derived buffers may differ in size from the empty defaults
         if name in state:

@@ -32,6 +32,7 @@ import torch
 
 from refit_gym.diffusion.adapters import DenoiserAdapter
 from refit_gym.diffusion.checkpoint import CheckpointError, save_backbone
+from refit_gym.io_safety import locks_output, write_json_atomic
 from refit_gym.utils import atomic_torch_save, progress_bar, resolve_device, set_global_seed
 
 
@@ -240,10 +241,16 @@ def save_training_state(path, adapter: DenoiserAdapter, optimizer: torch.optim.O
     """Write the resume state atomically (temp file + rename) to ``path``: ``model``, ``optimizer``,
     ``epoch`` (the last finished epoch, 0-based), ``history`` (JSON string), the :class:`ModelSelection`
     keys, ``run`` (``fingerprint`` as a JSON string), the :func:`rng_state` entries ``rng`` and ``extra``
-    (tensors, numbers, strings or plain containers of them only: the file is read with ``weights_only``)."""
+    (tensors, numbers, strings or plain containers of them only: the file is read with ``weights_only``), and
+    ``digest``, the :func:`~refit_gym.diffusion.checkpoint.state_digest` of ``model`` (a damaged weight is refused
+    on resume)."""
+    from refit_gym.diffusion.checkpoint import state_digest
+
+    model = {k: v.detach().cpu() for k, v in adapter.state_dict().items()}
     return atomic_torch_save({
-        "model": adapter.state_dict(), "optimizer": optimizer.state_dict(), "epoch": int(epoch),
+        "model": model, "optimizer": optimizer.state_dict(), "epoch": int(epoch),
         "history": json.dumps(history), "run": json.dumps(fingerprint), **sel.state_dict(), **rng, **extra,
+        "digest": state_digest(model),
     }, path)
 
 
@@ -267,6 +274,24 @@ def load_training_state(path, adapter: DenoiserAdapter, optimizer: torch.optim.O
                if not isinstance(st, dict) or k not in st]
     if missing:
         raise CheckpointError(f"{path}: not a resume state: field(s) {missing} missing")
+    for key in ("history", "run"):
+        try:
+            if key in st:
+                json.loads(st[key])
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: field {key!r} is not valid JSON ({e})") from None
+    if not isinstance(st["model"], dict):
+        raise CheckpointError(f"{path}: field 'model' is a {type(st['model']).__name__}, expected a state dict")
+    from refit_gym.diffusion.checkpoint import check_finite_state, state_digest
+
+    try:
+        digest = state_digest(st["model"]) if "digest" in st else None
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: field 'model': {e}") from None
+    if digest is not None and digest != st["digest"]:
+        raise CheckpointError(f"{path}: field 'model' does not match the file's field 'digest' (the file is damaged); "
+                              "delete it, or use another output folder, to start afresh")
+    check_finite_state(st["model"], str(path), {k for k, _ in adapter.named_parameters()})
     if fingerprint is not None and "run" in st:
         saved = json.loads(st["run"])
         diffs = _fingerprint_differences(saved, json.loads(json.dumps(fingerprint)))
@@ -290,6 +315,7 @@ def _condition_rows(adapter: DenoiserAdapter, data, users: np.ndarray, device) -
     return torch.as_tensor(adapter.encode_condition(users, data.train[users]), device=device)
 
 
+@locks_output("out_dir")
 def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfig(), out_dir=None,
              device="cpu", tensorboard: bool = True, progress: bool = True, resume: bool = False,
              evaluate_fn: Optional[Callable] = None, log: Callable[[str], None] = print) -> PretrainResult:
@@ -335,6 +361,9 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         sel.load_state_dict(st)
         log(f"resumed from {state_path} at epoch {start_epoch}")
 
+    from refit_gym.diffusion.divergence import DivergenceMonitor
+
+    monitor = DivergenceMonitor(adapter, str(state_path) if state_path is not None and state_path.exists() else None)
     users_all = np.arange(data.n_users)
     epoch_times = []
     T = adapter.schedule.steps
@@ -356,9 +385,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
             u_t = torch.as_tensor(users, device=device)
             per_user = adapter.diffusion_loss(cond, u_t, i, generator=dev_gen, reweight=cfg.reweight)
             loss = (per_user / (T * p)).mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch}, batch starting at {s}; "
-                                         f"last good state kept in {state_path}")
+            monitor.check_loss(float(loss.detach()), f"epoch {epoch}, batch starting at {s}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -367,6 +394,9 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
             n += len(users)
         epoch_times.append(time.perf_counter() - t0)
         row = {"epoch": epoch, "train_loss": total / max(n, 1), "epoch_seconds": epoch_times[-1]}
+        monitor.check_weights(adapter, f"the end of epoch {epoch}")  # before anything of this epoch is saved
+        if state_path is not None:
+            monitor.kept = f"; last good state kept in {state_path}"
         # ---- validation and model selection
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             metrics = evaluate_fn(adapter, data, "valid")
@@ -384,7 +414,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         if state_path is not None:
             save_training_state(state_path, adapter, opt, epoch, history, sel, fingerprint,
                                 rng_state(device, np_rng=rng, **generators), sampler=sampler.state_dict())
-            (out / "history.json").write_text(json.dumps(history, indent=1))
+            write_json_atomic(out / "history.json", history, indent=1)
         if sel.should_stop(cfg.patience):
             log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {sel.bad} evaluations "
                 f"(best {sel.best:.4f} at epoch {sel.best_epoch})")
