@@ -647,8 +647,8 @@ def measure_scaling_point(spec: Dict[str, Any]) -> Dict[str, Any]:
     params = load_hyperparams("refit", spec["env_id"])  # the environment's default ReFiT hyperparameters
     zoo, kwargs = split_hyperparams(params)
     n_envs = int(zoo.get("n_envs", 16))
-    env = make_batched_env(spec["backbone"], data, n_envs=n_envs, backbone_kwargs=spec["backbone_kwargs"],
-                           device=device, seed=SCALING_SEED)
+    env = make_batched_env(spec["backbone"], data, n_envs=n_envs, checkpoint="untrained",
+                           backbone_kwargs=spec["backbone_kwargs"], device=device, seed=SCALING_SEED)
     model = ReFiT(env.adapter, env, seed=SCALING_SEED, device=device, **kwargs)
     T = env.adapter.schedule.steps
     steps_per_rollout = n_envs * T

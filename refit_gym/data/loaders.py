@@ -40,7 +40,7 @@ DIFFREC_SOCIAL_FILE = "social_list.npy"
 MOVIELENS_1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 
 ACCEPTED_FORMATS = (
-    "'synthetic' or 'synthetic:<seed>'; "
+    "'synthetic', 'synthetic-social', 'synthetic-seq' or 'synthetic-poi' (optionally ':<seed>'); "
     "a DiffRec folder holding train_list.npy / valid_list.npy / test_list.npy (+ optional social_list.npy); "
     "a RecBole .inter file or a folder holding exactly one; "
     "a MovieLens-1M ratings.dat or ml-1m.zip (or a folder holding one); "
@@ -531,6 +531,38 @@ def download_movielens(dest: PathLike, url: str = MOVIELENS_1M_URL, overwrite: b
 
 
 # ---------------------------------------------------------------------------------------------
+# synthetic specs
+# ---------------------------------------------------------------------------------------------
+#: synthetic spec name -> what it generates (each accepts ``:<seed>``)
+SYNTHETIC_SPECS = {
+    "synthetic": "user-item interactions with planted communities (make_synthetic)",
+    "synthetic-social": "the same plus a social graph (make_synthetic(social=True))",
+    "synthetic-seq": "leave-one-out sequences with planted item routes (make_synthetic_sequences)",
+    "synthetic-poi": "the same with check-in timestamps (make_synthetic_sequences(timed=True))",
+}
+
+
+def load_synthetic(spec: str, **kwargs):
+    """The dataset of a synthetic spec ``<name>[:<seed>]`` (``name`` a key of :data:`SYNTHETIC_SPECS`);
+    ``kwargs`` go to the generator. Raises DataError for an unknown name or a non-integer seed."""
+    name, _, seed = spec.partition(":")
+    if name not in SYNTHETIC_SPECS:
+        raise DataError(f"dataset spec {spec!r}: unknown synthetic dataset; known: {sorted(SYNTHETIC_SPECS)}")
+    if seed:
+        try:
+            kwargs["seed"] = int(seed)
+        except ValueError:
+            raise DataError(f"dataset spec {spec!r}: the seed after '{name}:' must be an integer") from None
+    if name in ("synthetic", "synthetic-social"):
+        from refit_gym.data.synthetic import make_synthetic
+
+        return make_synthetic(**{"social": name == "synthetic-social", "name": name, **kwargs})
+    from refit_gym.data.synthetic_sequences import make_synthetic_sequences
+
+    return make_synthetic_sequences(**{"timed": name == "synthetic-poi", "name": name, **kwargs})
+
+
+# ---------------------------------------------------------------------------------------------
 # dispatch
 # ---------------------------------------------------------------------------------------------
 def _load_sequential(folder: Path, **kwargs):
@@ -549,7 +581,8 @@ def load_dataset(spec: Union[str, "os.PathLike[str]"], **kwargs) -> InteractionD
 
     Accepted specs:
 
-    * ``"synthetic"`` or ``"synthetic:<seed>"``: :func:`~refit_gym.data.synthetic.make_synthetic`.
+    * ``"synthetic"``, ``"synthetic-social"``, ``"synthetic-seq"``, ``"synthetic-poi"``, each optionally
+      ``:<seed>``: the synthetic generators (:func:`load_synthetic`).
     * a folder with ``train_list.npy``: :func:`load_diffrec`.
     * a folder with ``dataset.pkl``: ``refit_gym.data.sequential.load_sequential``.
     * a ``.inter`` file, or a folder with exactly one: :func:`load_recbole`.
@@ -561,16 +594,8 @@ def load_dataset(spec: Union[str, "os.PathLike[str]"], **kwargs) -> InteractionD
     Raises:
         DataError: the path does not exist or holds none of the formats above (the message lists them).
     """
-    if isinstance(spec, str) and (spec == "synthetic" or spec.startswith("synthetic:")):
-        from refit_gym.data.synthetic import make_synthetic
-
-        _, _, seed = spec.partition(":")
-        if seed:
-            try:
-                kwargs["seed"] = int(seed)
-            except ValueError:
-                raise DataError(f"dataset spec {spec!r}: the seed after 'synthetic:' must be an integer") from None
-        return make_synthetic(**kwargs)
+    if isinstance(spec, str) and spec.partition(":")[0] in SYNTHETIC_SPECS:
+        return load_synthetic(spec, **kwargs)
 
     path = Path(spec)
     if not path.exists():
