@@ -338,6 +338,11 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         env = VecMonitor(env)  # episode statistics for SB3's rollout/ep_rew_mean
         kwargs["policy_kwargs"]["checkpoint"] = str(checkpoint)
         policy: Any = zoo.get("policy", DenoiserPolicy)
+        if isinstance(policy, str) and "." in policy:  # rl-zoo3's convention: a dotted class name
+            import importlib
+
+            module, _, name = policy.rpartition(".")
+            policy = getattr(importlib.import_module(module), name)
         policy = DenoiserPolicy if policy == "DenoiserPolicy" else policy
     else:
         policy = str(checkpoint)
