@@ -90,6 +90,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from refit_gym.cli import HelpFormatter, run_main
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 TABLE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -1130,7 +1132,7 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
 
 # ============================================================================ main
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--data", help="dataset spec or folder for refit_gym.data.load_dataset (e.g. synthetic)")
     p.add_argument("--quick", action="store_true", help="synthetic-size settings: tiny backbones, a few steps, 1 seed")
@@ -1383,5 +1385,4 @@ def _interrupt(signum, frame):
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _interrupt)
-    result = main()
-    sys.exit(130 if result.get("interrupted") else 1 if result.get("failed") else 0)
+    sys.exit(run_main(main, "benchmark.py", exit_code=lambda r: 130 if r.get("interrupted") else 1 if r.get("failed") else 0))

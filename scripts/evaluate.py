@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from refit_gym.cli import HelpFormatter, run_main
+
 
 def log(msg: str) -> None:
     print(f"[evaluate] {msg}", file=sys.stderr, flush=True)
@@ -44,7 +46,7 @@ def resolve_device(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", type=Path, help="a refit-gym backbone checkpoint (.pt)")
     what.add_argument("--baseline", choices=["pop", "itemknn", "ease"], help="a classic baseline fitted on train")
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select-metric", default="ndcg@20", help="validation metric for the grid search")
     p.add_argument("--condition-on", choices=["train", "train+valid"], default="train",
                    help="history that conditions a backbone (DiffRec: train)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="auto: CUDA when available")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -135,4 +137,4 @@ def main(argv: Optional[List[str]] = None) -> Dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "evaluate.py"))

@@ -29,8 +29,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from refit_gym.cli import HelpFormatter, run_main
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--backbone", default="diffrec", help="registered backbone name (diffrec, cfdiff, ...)")
     p.add_argument("--data", default="synthetic", help="dataset folder/file, or 'synthetic' (default)")
     p.add_argument("--out", default=None, help="output folder (default runs/pretrain-<backbone>-<data name>)")
@@ -168,4 +170,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "pretrain.py"))

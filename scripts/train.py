@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from agents.finetune import DEFAULT_SELECT_METRIC, FinetuneError, finetune
+from refit_gym.cli import HelpFormatter, run_main
 
 
 def log(msg: str) -> None:
@@ -41,7 +42,7 @@ def log(msg: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--algo", choices=["refit", "ddpo", "ppo", "a2c"], default="refit")
     p.add_argument("--env", default="refit_gym/DiffRec-v0", help="registered environment id")
     p.add_argument("--data", default="synthetic", help="dataset spec for refit_gym.data.load_dataset")
@@ -51,15 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hyperparams", type=Path, default=None, help="rl-zoo style YAML overriding the defaults")
     p.add_argument("-n", "--n-timesteps", type=int, default=None, help="override n_timesteps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (auto: CUDA when available)")
     p.add_argument("--tensorboard-log", default=None, help="TensorBoard folder (default: no TensorBoard)")
     p.add_argument("--eval-freq", type=int, default=0, help="validate every N environment steps (0: only at the end)")
-    p.add_argument("--save-freq", type=int, default=0, help="save last_model.zip every N environment steps (0: at the end)")
+    p.add_argument("--save-freq", type=int, default=10_000,
+                   help="save last_model.zip every N environment steps, for --resume (0: only at the end)")
     p.add_argument("--select-metric", default=DEFAULT_SELECT_METRIC,
-                   help=f"validation metric choosing best.pt (default {DEFAULT_SELECT_METRIC})")
+                   help="validation metric choosing best.pt")
     p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<algo>-<data>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last_model.zip")
-    p.add_argument("--progress", action="store_true", help="show a progress bar over environment steps")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bars (pretraining epochs, environment steps with an ETA) on stderr")
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print metrics.json on stdout")
     return p
@@ -81,7 +84,7 @@ def obtain_backbone(args, data, kind: str, out: Path, device) -> Path:
     log(f"no --checkpoint: pretraining a {kind} backbone for {args.pretrain_epochs} epochs into {path.parent}")
     adapter = scenario_for(kind).build_backbone(data, kind)  # the same architecture as scripts/pretrain.py
     pretrain(adapter, data, PretrainConfig(epochs=args.pretrain_epochs, seed=args.seed), out_dir=path.parent,
-             device=device, progress=False, log=log)
+             device=device, progress=args.progress, log=log)
     return path
 
 
@@ -116,4 +119,4 @@ def main(argv=None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "train.py"))

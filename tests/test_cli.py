@@ -1,0 +1,83 @@
+"""The ``refit-gym`` command: subcommands over the scripts, --help with defaults, user errors as one line (exit 2),
+--debug, the console-script declaration, and pretrain -> train -> evaluate end to end on tiny synthetic data."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+
+import pytest
+import torch
+
+from refit_gym import cli
+from refit_gym.data.loaders import ACCEPTED_FORMATS
+from refit_gym.diffusion import CheckpointError
+
+from conftest import REPO
+
+torch.set_num_threads(1)
+
+
+def test_console_script_and_module_entry_point():
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, func = scripts["refit-gym"].partition(":")
+    assert module == "refit_gym.cli" and callable(getattr(cli, func))
+    proc = subprocess.run([sys.executable, "-m", "refit_gym", "--help"], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+    assert proc.returncode == 0
+    for command in ("pretrain", "train", "evaluate", "benchmark", "hyperparams"):
+        assert command in proc.stdout
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_help_shows_defaults_and_device_is_auto_everywhere(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith(f"usage: refit-gym {command}")
+    assert "(default: auto)" in out  # --device means the same in every command
+    assert "(default: None)" not in out  # no noise for unset options
+
+
+def test_no_command_and_hyperparams(capsys):
+    assert cli.main([]) == 2
+    assert "pretrain" in capsys.readouterr().err
+    assert cli.main(["hyperparams", "ppo"]) == 0
+    assert capsys.readouterr().out.strip().endswith("agents/hyperparams/ppo.yml")
+    assert cli.main(["hyperparams", "sac"]) == 2
+    assert capsys.readouterr().err.strip() == ("refit-gym hyperparams: error: no shipped hyperparameters for 'sac'; "
+                                               "known: a2c, ddpo, ppo, refit")
+
+
+def test_user_errors_are_one_line_with_exit_2_and_debug_shows_the_traceback(tmp_path, capsys):
+    missing = tmp_path / "missing.pt"
+    assert cli.main(["evaluate", "--checkpoint", str(missing), "--data", "synthetic"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"refit-gym evaluate: error: CheckpointError: {missing}: no such checkpoint file "
+                       "(--debug shows the traceback)")
+    assert not any("Traceback" in line for line in err)
+    with pytest.raises(CheckpointError):
+        cli.main(["evaluate", "--checkpoint", str(missing), "--data", "synthetic", "--debug"])
+    capsys.readouterr()
+    assert cli.main(["train", "--data", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"refit-gym train: error: DataError: {tmp_path / 'nowhere'}: no such file or folder. Accepted dataset specs: "
+        + ACCEPTED_FORMATS
+        + " (--debug shows the traceback)"]
+    with pytest.raises(SystemExit) as e:  # argparse's own usage errors keep their status 2
+        cli.main(["train", "--bogus"])
+    assert e.value.code == 2
+
+
+def test_pretrain_train_evaluate_end_to_end(tmp_path, capsys):
+    pre, run = tmp_path / "pre", tmp_path / "run"
+    assert cli.main(["pretrain", "--data", "synthetic", "--epochs", "1", "--hidden", "16", "--steps", "5",
+                     "--out", str(pre), "--device", "cpu", "--no-progress"]) == 0
+    assert cli.main(["train", "--algo", "refit", "--checkpoint", str(pre / "best.pt"), "--out", str(run), "-n", "640",
+                     "--no-progress", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["num_timesteps"] == 640
+    assert cli.main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", "synthetic", "--json"]) == 0
+    assert "recall@20" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
