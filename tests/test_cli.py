@@ -71,13 +71,32 @@ def test_user_errors_are_one_line_with_exit_2_and_debug_shows_the_traceback(tmp_
     assert e.value.code == 2
 
 
-def test_pretrain_train_evaluate_end_to_end(tmp_path, capsys):
-    pre, run = tmp_path / "pre", tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    pre = tmp_path_factory.mktemp("pre")
     assert cli.main(["pretrain", "--data", "synthetic", "--epochs", "1", "--hidden", "16", "--steps", "5",
                      "--out", str(pre), "--device", "cpu", "--no-progress"]) == 0
-    assert cli.main(["train", "--algo", "refit", "--checkpoint", str(pre / "best.pt"), "--out", str(run), "-n", "640",
+    return pre / "best.pt"
+
+
+def test_pretrain_train_evaluate_end_to_end(tiny_checkpoint, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--algo", "refit", "--checkpoint", str(tiny_checkpoint), "--out", str(run), "-n", "640",
                      "--no-progress", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["num_timesteps"] == 640
     assert cli.main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", "synthetic", "--json"]) == 0
     assert "recall@20" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_tensorboard_one_folder_per_run_and_a2c_logs_every_validation(tiny_checkpoint, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = tmp_path / "tb"
+    for k in (1, 2):  # two runs into the same --tensorboard-log: two sub-folders, never one flat folder
+        assert cli.main(["train", "--algo", "a2c", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / f"r{k}"),
+                         "-n", "1280", "--eval-freq", "640", "--tensorboard-log", str(tb), "--no-progress"]) == 0
+    assert sorted(p.name for p in tb.iterdir()) == ["a2c_DiffRec-v0_1", "a2c_DiffRec-v0_2"]
+    acc = EventAccumulator(str(tb / "a2c_DiffRec-v0_1")).Reload()
+    steps = [e.step for e in acc.Scalars("eval/recall@20")]
+    assert steps == [640, 1280]  # A2C (log_interval 100 updates, never reached here) still logs every validation
