@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select-metric", default=DEFAULT_SELECT_METRIC,
                    help="validation metric choosing best.pt")
     p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<algo>-<data>)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last_model.zip")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last_model.zip with the run's settings "
+                   "(OUT/run.json): flags not given keep their values, run-defining flags that differ are refused")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bars (pretraining epochs, environment steps with an ETA) on stderr")
     p.add_argument("--verbose", type=int, default=0)
@@ -89,20 +90,31 @@ def obtain_backbone(args, data, kind: str, out: Path, device) -> Path:
 
 
 def main(argv=None) -> Dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     from agents import NonFiniteTrainingError
+    from agents.finetune import load_hyperparams
     from refit_gym.data import load_dataset
     from refit_gym.envs import ENV_IDS
+    from refit_gym.run_settings import apply_saved_run, check_hyperparams, given_flags, save_run
     from refit_gym.utils import resolve_device, set_global_seed
 
+    spec = args.data
+    data = load_dataset(spec)
+    out = args.out or Path("runs") / f"{args.algo}-{data.name}"
+    saved = apply_saved_run(args, given_flags(build_parser, argv), out) if args.resume else {}
+    if args.data != spec:
+        data = load_dataset(args.data)  # the run's own data (OUT/run.json), not the default
     if args.env not in ENV_IDS:
         raise SystemExit(f"error: --env {args.env!r}: known environment ids {sorted(ENV_IDS)}")
     device = resolve_device(args.device)
-    data = load_dataset(args.data)
-    out = args.out or Path("runs") / f"{args.algo}-{data.name}"
+    params = load_hyperparams(args.algo, args.env, args.hyperparams)
+    check_hyperparams(saved, params, out)
     out.mkdir(parents=True, exist_ok=True)
     set_global_seed(args.seed)
     checkpoint = obtain_backbone(args, data, ENV_IDS[args.env], out, device)
+    args.checkpoint = checkpoint  # recorded: a resumed run starts from the same backbone
+    save_run(args, out, params)
     try:
         metrics = finetune(args.algo, args.env, data, checkpoint, reward=args.reward, hyperparams=args.hyperparams,
                            seed=args.seed, device=device, out=out, eval_freq=args.eval_freq, save_freq=args.save_freq,
