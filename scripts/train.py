@@ -18,7 +18,9 @@ Writes to ``--out``: ``last_model.zip`` (the full agent: weights, optimizer, RNG
 every ``--save-freq`` steps and at the end), ``best.pt`` (backbone checkpoint of the best validation
 ``--select-metric`` (default Recall@20) seen at the ``--eval-freq`` evaluations, selected on validation only), ``final.pt`` (the
 backbone at the end), ``metrics.json`` (validation and test metrics of the pretrained backbone, the
-final and the best model, and the validation learning curve against training wall-clock), ``hyperparams.yml``, ``progress.csv``. Exported ``.pt`` files are plain
+final and the best model, and the validation learning curve against training wall-clock), ``learning_curve.png``
+(validation Recall@20 / NDCG@20 against steps, the pretrained start and the selected model marked), ``run.json``
+(the settings ``--resume`` reuses), ``hyperparams.yml``, ``progress.csv``. Exported ``.pt`` files are plain
 backbone checkpoints: ``scripts/evaluate.py --checkpoint OUT/best.pt``.
 
 The work is done by :func:`agents.finetune.finetune`; this script parses the command line and, without
@@ -125,6 +127,9 @@ def main(argv=None) -> Dict[str, Any]:
     except NonFiniteTrainingError as e:
         last = out / "last_model.zip"
         raise SystemExit(f"error: {e}\nlast good checkpoint: {last if last.is_file() else 'none written'}") from e
+    from refit_gym.plots import plot_learning_curve
+
+    log(f"learning curve: {plot_learning_curve(metrics, out / 'learning_curve.png')}")
     if args.json:
         print(json.dumps(metrics, default=str))
     return metrics

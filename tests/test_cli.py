@@ -85,6 +85,7 @@ def test_pretrain_train_evaluate_end_to_end(tiny_checkpoint, tmp_path, capsys):
                      "--no-progress", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["num_timesteps"] == 640
+    assert (run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # beside metrics.json
     assert cli.main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", "synthetic", "--json"]) == 0
     assert "recall@20" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
