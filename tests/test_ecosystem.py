@@ -147,3 +147,12 @@ def test_policy_without_a_backbone_refuses_an_ambiguous_choice(default_cache):
     assert a.adapter is not b.adapter
     with pytest.raises(ValueError, match="2 fit these spaces"):
         PPO(DenoiserPolicy, a, n_steps=40, batch_size=80)
+
+
+@pytest.mark.parametrize("env_id, wrong", [("refit_gym/DreamRec-v0", "synthetic"), ("refit_gym/DreamRecPOI-v0", "synthetic-seq"),
+                                           ("refit_gym/SocialDiffRec-v0", "synthetic")])
+def test_wrong_data_for_an_id_is_a_data_error_naming_its_synthetic_data(env_id, wrong, default_cache, capsys):
+    for checkpoint in (None, "untrained"):
+        with pytest.raises(DataError, match=f"its synthetic one is data='{ENV_SPECS[env_id]['data']}'"):
+            gym.make(env_id, data=wrong, checkpoint=checkpoint)
+    assert "pretraining" not in capsys.readouterr().err  # refused before any work

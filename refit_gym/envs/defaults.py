@@ -66,6 +66,7 @@ def default_checkpoint(kind: str, spec: str, data=None, device="cpu") -> Path:
 
     data = load_dataset(spec) if data is None else data
     scenario = scenario_for(kind)
+    scenario.check_data(data)  # before saying that it pretrains
     print(f"refit-gym: no checkpoint given: pretraining the default {kind} backbone for {spec!r} "
           f"({DEFAULT_RECIPE['epochs']} epochs, once; cached in {path})", file=sys.stderr, flush=True)
     adapter = scenario.build_backbone(scenario.check_data(data), kind)

@@ -153,9 +153,27 @@ def env_backbone_for_spaces(observation_space, action_space) -> Tuple[DenoiserAd
     return found[0]
 
 
+def check_env_data(kind: str, data) -> None:
+    """DataError when a ``kind`` backbone cannot run on ``data``: sequence backbones need a SequentialData (the
+    POI one with timestamps), the social one a social graph. The message names the id's synthetic dataset."""
+    from refit_gym.data.dataset import DataError
+    from refit_gym.envs import ENV_SPECS
+    from refit_gym.scenarios import scenario_for
+
+    scenario = scenario_for(kind)
+    if not (scenario.sequential or scenario.needs_social or scenario.needs_time):
+        return  # history backbones run on any dataset's interactions() view
+    try:
+        scenario.check_data(data)
+    except DataError as e:
+        spec = next((v["data"] for v in ENV_SPECS.values() if v["backbone"] == kind), None)
+        raise DataError(f"{e}. A {kind} environment needs such data; its synthetic one is data={spec!r}") from None
+
+
 def _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed):
     spec = data if isinstance(data, (str, Path)) else None
     data = resolve_data(data)
+    check_env_data(backbone, data)
     return data, build_env_backbone(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, spec)
 
 
