@@ -379,6 +379,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
             log(f"resume: {last} does not exist yet; starting from scratch")
         model = algo_cls(policy, env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose,
                          **kwargs)
+        if pretrained_metrics is None:
+            log(f"evaluating the pretrained backbone on valid and test ({data.n_users} users each)")
         before = pretrained_metrics or evaluate_splits(pretrained, data, env_id)
         if select_metric not in before["valid"]:
             raise FinetuneError(f"select_metric {select_metric!r} is not an evaluated metric ({sorted(before['valid'])})")
