@@ -133,3 +133,17 @@ def test_resume_keeps_progress_csv_whole(tiny_checkpoint, tmp_path):
     assert cli.main(["train", "--resume", "--out", str(run), "-n", "1280", "--no-progress"]) == 0
     rows = (run / "progress.csv").read_text().splitlines()
     assert rows[:len(first)] == first and len(rows) > len(first)
+
+
+def test_custom_algorithm_path(tiny_checkpoint, tmp_path, monkeypatch):
+    """The documented path: register a class in agents.ALGOS; finetune() (what refit-gym train runs) uses it."""
+    from agents import ALGOS, ReFiT
+    from agents.finetune import finetune
+
+    class Mine(ReFiT):
+        """A custom algorithm: ReFiT's constructor (checkpoint, env, seed=, device=, tensorboard_log=, verbose=, ...)."""
+
+    monkeypatch.setitem(ALGOS, "mine", Mine)
+    m = finetune("mine", "refit_gym/DiffRec-v0", "synthetic", tiny_checkpoint, out=tmp_path / "mine",
+                 hyperparams=dict(n_envs=16, n_timesteps=160, n_traj_per_user=4), log=lambda msg: None)
+    assert m["algo"] == "mine" and m["num_timesteps"] == 160

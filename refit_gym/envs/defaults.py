@@ -6,7 +6,7 @@ When an environment is made with ``checkpoint=None``:
 
 * on a synthetic spec string (``"synthetic"``, ``"synthetic-seq:3"``, ...): the *default backbone* of the
   id's kind for that dataset is used. It is pretrained once with :data:`DEFAULT_RECIPE` (the scenario's
-  architecture, ``DEFAULT_RECIPE["epochs"]`` epochs, seed 0, validation selection; about 5 s on one CPU
+  architecture, ``DEFAULT_RECIPE["epochs"]`` epochs, seed 0, validation selection; 3 to 6 s on one CPU
   core) and cached as ``<cache>/<kind>-<spec>-r<RECIPE_VERSION>.pt``, where ``<cache>`` is
   ``$REFIT_GYM_CACHE`` or ``~/.cache/refit-gym``. One line on stderr says when it is pretrained.
 * on any other data: :class:`~refit_gym.diffusion.checkpoint.CheckpointError` saying how to get a
