@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="history that conditions a backbone (DiffRec: train)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="auto: CUDA when available")
     p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="a progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return p
 
