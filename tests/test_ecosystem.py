@@ -156,3 +156,15 @@ def test_wrong_data_for_an_id_is_a_data_error_naming_its_synthetic_data(env_id, 
         with pytest.raises(DataError, match=f"its synthetic one is data='{ENV_SPECS[env_id]['data']}'"):
             gym.make(env_id, data=wrong, checkpoint=checkpoint)
     assert "pretraining" not in capsys.readouterr().err  # refused before any work
+
+
+def test_dataset_objects_get_their_own_backbone(default_cache):
+    from refit_gym.envs.factory import make_batched_env
+
+    data = load_dataset("synthetic")
+    path = defaults.default_checkpoint("diffrec", "synthetic")
+    a = make_batched_env("diffrec", data, n_envs=2, checkpoint=path)
+    b = make_batched_env("diffrec", data, n_envs=2, checkpoint=path)
+    assert a.adapter is not b.adapter  # a trainer may update one in place (agents.finetune passes objects)
+    c, d = (make_batched_env("diffrec", "synthetic", n_envs=2, checkpoint=path) for _ in range(2))
+    assert c.adapter is d.adapter and c.process.data is d.process.data  # spec strings share

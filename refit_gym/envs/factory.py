@@ -15,10 +15,13 @@
   without touching the global RNG, eval mode) -- for tests and speed benchmarks only.
 * the other keyword arguments as :class:`~refit_gym.envs.denoising.DenoisingEnv`.
 
-One shared backbone and dataset: environments made in one process with the same data spec, checkpoint,
-device and backbone arguments share one dataset object and one backbone module (``make_vec_env`` with 16
-environments loads the checkpoint once). Environments only read the backbone under ``torch.no_grad``, so
-sharing is safe; the shared objects live as long as an environment holds them (weak references).
+One shared backbone and dataset: environments made in one process from the same data *spec string* (the way
+``gymnasium.make``, ``make_vec_env`` and rl-zoo3 pass it), checkpoint, device and backbone arguments share one
+dataset object and one backbone module (``make_vec_env`` with 16 environments loads the checkpoint once).
+Environments only read the backbone under ``torch.no_grad``, so sharing is safe; the shared objects live as long
+as an environment holds them (weak references). Environments made from a dataset *object* (what
+``agents.finetune`` and the benchmark pass) get their own backbone, so a trainer may update it in place without
+reaching another environment.
 :func:`env_backbone_for_spaces` finds the backbone of the environments alive in this process, which is how
 a :class:`~agents.DenoiserPolicy` built from a YAML file (rl-zoo3) reaches it.
 """
@@ -43,8 +46,8 @@ if TYPE_CHECKING:
 
 #: spec key -> weak reference to the loaded dataset
 _SHARED_DATA: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
-#: backbone key -> (weak reference to the adapter, the data object it was built for, a description)
-_SHARED_BACKBONES: Dict[Tuple, Tuple[weakref.ref, Any, str]] = {}
+#: backbone key -> (weak reference to the adapter, a description)
+_SHARED_BACKBONES: Dict[Tuple, Tuple[weakref.ref, str]] = {}
 
 
 def _spec_key(spec: Union[str, Path]) -> str:
@@ -97,7 +100,7 @@ def build_env_backbone(kind: str, data, checkpoint: Optional[Union[str, Path]] =
         data: the loaded dataset, passed to ``build_backbone`` as given (``from_data`` of sequence backbones
             reads the sequences); a checkpoint is checked against its sizes.
         data_spec: the spec string ``data`` was loaded from (None when the caller passed a dataset object):
-            decides whether ``checkpoint=None`` has a default, and keys the sharing.
+            decides whether ``checkpoint=None`` has a default and whether the backbone is shared.
     Raises:
         CheckpointError: ``checkpoint=None`` on data without a default backbone, or a checkpoint that does not fit.
         ValueError: ``backbone_kwargs`` without ``checkpoint="untrained"``.
@@ -112,17 +115,16 @@ def build_env_backbone(kind: str, data, checkpoint: Optional[Union[str, Path]] =
     ckpt_key = checkpoint if checkpoint == UNTRAINED else str(Path(checkpoint).resolve())
     if ckpt_key != UNTRAINED and Path(ckpt_key).is_file():
         ckpt_key = (ckpt_key, Path(ckpt_key).stat().st_mtime_ns)
-    data_key = _spec_key(data_spec) if data_spec is not None else ("object", id(data))
-    key = (kind, data_key, ckpt_key, str(torch.device(device)), repr(sorted((backbone_kwargs or {}).items())),
-           int(backbone_seed))
+    if data_spec is None:  # a dataset object: the caller owns it, and gets its own backbone
+        return _load_or_build(kind, data, checkpoint, device, backbone_kwargs, backbone_seed)
+    key = (kind, _spec_key(data_spec), ckpt_key, str(torch.device(device)),
+           repr(sorted((backbone_kwargs or {}).items())), int(backbone_seed))
     entry = _SHARED_BACKBONES.get(key)
-    if entry is not None and entry[0]() is not None and (data_spec is not None or entry[1] is data):
+    if entry is not None and entry[0]() is not None:
         return entry[0]()
     adapter = _load_or_build(kind, data, checkpoint, device, backbone_kwargs, backbone_seed)
-    where = data_spec if data_spec is not None else getattr(data, "name", "<data>")
-    desc = f"{kind} on {where!s} from {checkpoint!s}"
     _SHARED_BACKBONES[key] = (weakref.ref(adapter, lambda _, k=key: _SHARED_BACKBONES.pop(k, None)),
-                              None if data_spec is not None else data, desc)
+                              f"{kind} on {data_spec!s} from {checkpoint!s}")
     return adapter
 
 
@@ -136,7 +138,7 @@ def env_backbone_for_spaces(observation_space, action_space) -> Tuple[DenoiserAd
 
     gc.collect()  # environments dropped in reference cycles release their backbones
     found: List[Tuple[DenoiserAdapter, str]] = []
-    for ref, _, desc in list(_SHARED_BACKBONES.values()):
+    for ref, desc in list(_SHARED_BACKBONES.values()):
         adapter = ref()
         if adapter is None or any(adapter is a for a, _ in found):
             continue
