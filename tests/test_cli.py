@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
+import re
 
 import pytest
 import torch
@@ -20,8 +20,8 @@ torch.set_num_threads(1)
 
 
 def test_console_script_and_module_entry_point():
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    module, _, func = scripts["refit-gym"].partition(":")
+    section = (REPO / "pyproject.toml").read_text().split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+    module, _, func = re.search(r'^refit-gym = "([\w.:]+)"$', section, re.M).group(1).partition(":")
     assert module == "refit_gym.cli" and callable(getattr(cli, func))
     proc = subprocess.run([sys.executable, "-m", "refit_gym", "--help"], capture_output=True, text=True, cwd=REPO,
                           timeout=120)
