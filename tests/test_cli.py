@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -147,3 +148,12 @@ def test_custom_algorithm_path(tiny_checkpoint, tmp_path, monkeypatch):
     m = finetune("mine", "refit_gym/DiffRec-v0", "synthetic", tiny_checkpoint, out=tmp_path / "mine",
                  hyperparams=dict(n_envs=16, n_timesteps=160, n_traj_per_user=4), log=lambda msg: None)
     assert m["algo"] == "mine" and m["num_timesteps"] == 160
+
+
+def test_installed_console_script_runs():
+    """The ``refit-gym`` executable that ``pip install -e .`` puts beside this Python (skipped when not installed)."""
+    exe = Path(sys.executable).parent / "refit-gym"
+    if not exe.is_file():
+        pytest.skip(f"{exe} is not installed (pip install -e .)")
+    proc = subprocess.run([str(exe), "hyperparams", "refit"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("refit.yml")
