@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--algo", choices=["refit", "ddpo", "ppo", "a2c"], default="refit")
     p.add_argument("--env", default="refit_gym/DiffRec-v0", help="registered environment id")
-    p.add_argument("--data", default="synthetic", help="dataset spec for refit_gym.data.load_dataset")
+    p.add_argument("--data", default=None, help="dataset spec for refit_gym.data.load_dataset (default: the "
+                   "environment's synthetic dataset: synthetic, synthetic-social, synthetic-seq or synthetic-poi)")
     p.add_argument("--checkpoint", type=Path, default=None, help="pretrained backbone (default: pretrain one first)")
     p.add_argument("--pretrain-epochs", type=int, default=30, help="epochs of the pretraining run without --checkpoint")
     p.add_argument("--reward", default="refit", help="terminal reward: refit, graph-score, topk, reconstruction (constructor arguments: reward_kwargs in --hyperparams)")
@@ -81,13 +82,13 @@ def obtain_backbone(args, data, kind: str, out: Path, device) -> Path:
     if args.resume and path.is_file():
         log(f"reusing the pretrained backbone {path}")
         return path
-    from refit_gym.diffusion.training import PretrainConfig, pretrain
     from refit_gym.scenarios import scenario_for
 
     log(f"no --checkpoint: pretraining a {kind} backbone for {args.pretrain_epochs} epochs into {path.parent}")
-    adapter = scenario_for(kind).build_backbone(data, kind)  # the same architecture as scripts/pretrain.py
-    pretrain(adapter, data, PretrainConfig(epochs=args.pretrain_epochs, seed=args.seed), out_dir=path.parent,
-             device=device, progress=args.progress, log=log)
+    scenario = scenario_for(kind)  # the same architecture and objective as scripts/pretrain.py, for every scenario
+    adapter = scenario.build_backbone(scenario.check_data(data), kind)
+    scenario.pretrain(adapter, data, scenario.pretrain_config(epochs=args.pretrain_epochs, seed=args.seed),
+                      out_dir=path.parent, device=device, progress=args.progress, log=log)
     return path
 
 
@@ -101,6 +102,11 @@ def main(argv=None) -> Dict[str, Any]:
     from refit_gym.run_settings import apply_saved_run, check_hyperparams, given_flags, save_run
     from refit_gym.utils import resolve_device, set_global_seed
 
+    from refit_gym.envs import ENV_SPECS
+
+    if args.env not in ENV_IDS:
+        raise SystemExit(f"error: --env {args.env!r}: known environment ids {sorted(ENV_IDS)}")
+    args.data = args.data or ENV_SPECS[args.env]["data"]
     spec = args.data
     data = load_dataset(spec)
     out = args.out or Path("runs") / f"{args.algo}-{data.name}"

@@ -157,3 +157,12 @@ def test_installed_console_script_runs():
         pytest.skip(f"{exe} is not installed (pip install -e .)")
     proc = subprocess.run([str(exe), "hyperparams", "refit"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("refit.yml")
+
+
+def test_train_data_defaults_to_the_environments_synthetic_data(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "seq"
+    # a DiffRec checkpoint for the DreamRec id: refused as one line, after the id's own data (synthetic-seq) loaded
+    assert cli.main(["train", "--env", "refit_gym/DreamRec-v0", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
+                     "--no-progress"]) == 2
+    assert "expects a 'dreamrec' backbone" in capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["data"] == "synthetic-seq"
