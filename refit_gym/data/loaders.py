@@ -32,6 +32,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from refit_gym.data.dataset import DataError, InteractionData, validate_pairs
+from refit_gym.data.synthetic import SYNTHETIC_SPECS, load_synthetic
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -528,38 +529,6 @@ def download_movielens(dest: PathLike, url: str = MOVIELENS_1M_URL, overwrite: b
             os.remove(tmp)
         raise
     return target
-
-
-# ---------------------------------------------------------------------------------------------
-# synthetic specs
-# ---------------------------------------------------------------------------------------------
-#: synthetic spec name -> what it generates (each accepts ``:<seed>``)
-SYNTHETIC_SPECS = {
-    "synthetic": "user-item interactions with planted communities (make_synthetic)",
-    "synthetic-social": "the same plus a social graph (make_synthetic(social=True))",
-    "synthetic-seq": "leave-one-out sequences with planted item routes (make_synthetic_sequences)",
-    "synthetic-poi": "the same with check-in timestamps (make_synthetic_sequences(timed=True))",
-}
-
-
-def load_synthetic(spec: str, **kwargs):
-    """The dataset of a synthetic spec ``<name>[:<seed>]`` (``name`` a key of :data:`SYNTHETIC_SPECS`);
-    ``kwargs`` go to the generator. Raises DataError for an unknown name or a non-integer seed."""
-    name, _, seed = spec.partition(":")
-    if name not in SYNTHETIC_SPECS:
-        raise DataError(f"dataset spec {spec!r}: unknown synthetic dataset; known: {sorted(SYNTHETIC_SPECS)}")
-    if seed:
-        try:
-            kwargs["seed"] = int(seed)
-        except ValueError:
-            raise DataError(f"dataset spec {spec!r}: the seed after '{name}:' must be an integer") from None
-    if name in ("synthetic", "synthetic-social"):
-        from refit_gym.data.synthetic import make_synthetic
-
-        return make_synthetic(**{"social": name == "synthetic-social", "name": name, **kwargs})
-    from refit_gym.data.synthetic_sequences import make_synthetic_sequences
-
-    return make_synthetic_sequences(**{"timed": name == "synthetic-poi", "name": name, **kwargs})
 
 
 # ---------------------------------------------------------------------------------------------
