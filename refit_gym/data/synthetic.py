@@ -14,12 +14,12 @@ Generative model (all draws from one ``numpy.random.Generator`` seeded with ``se
 * With ``social=True``, about ``SOCIAL_DEGREE`` undirected edges per user are drawn, each within
   the user's community with probability ``SOCIAL_IN_COMMUNITY`` and uniformly otherwise.
 
+Hence community-aware recommenders (item co-occurrence, social propagation) beat global
+popularity on the test split, which the tests check.
+
 :func:`load_synthetic` maps the dataset specs of :data:`SYNTHETIC_SPECS` (``synthetic``, ``synthetic-social``,
 ``synthetic-seq``, ``synthetic-poi``, each with an optional ``:<seed>``) to this generator and to
 :func:`refit_gym.data.synthetic_sequences.make_synthetic_sequences`.
-
-Hence community-aware recommenders (item co-occurrence, social propagation) beat global
-popularity on the test split, which the tests check.
 """
 from __future__ import annotations
 
