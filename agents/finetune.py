@@ -217,6 +217,7 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
         for key in sorted({"recall@20", "ndcg@20", select_metric}):
             model.logger.record(f"eval/{key}", metrics[key])
         step = int(model.num_timesteps)
+        model.logger.dump(step)  # every algorithm writes at least once per validation (A2C's log_interval is long)
         state["history"].append(dict(num_timesteps=step, train_seconds=clock.seconds,
                                      **{k: metrics[k] for k in HISTORY_METRICS if k in metrics}))
         state["last_eval_timesteps"], state["last_valid"] = step, metrics
@@ -265,6 +266,18 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
     return callbacks, validate
 
 
+def tensorboard_run_name(tensorboard_log: Union[str, Path], algo: str, env_id: str) -> str:
+    """``<algo>_<env>_<n>`` with ``n`` one more than the largest such sub-folder of ``tensorboard_log`` (SB3's
+    numbering), e.g. ``refit_DiffRec-v0_3``."""
+    import re
+
+    base = f"{algo}_{env_id.split('/')[-1]}"
+    root = Path(tensorboard_log)
+    taken = [int(m.group(1)) for p in (root.iterdir() if root.is_dir() else [])
+             if (m := re.fullmatch(re.escape(base) + r"_(\d+)", p.name))]
+    return f"{base}_{max(taken, default=0) + 1}"
+
+
 # ---------------------------------------------------------------------------- the entry point
 @locks_output("out")
 def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward: Optional[str] = None,
@@ -292,7 +305,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         eval_freq: validate every this many environment steps (0: only at the start and the end).
         save_freq: save ``last_model.zip`` every this many environment steps (0: only at the end).
         resume: continue from ``out/last_model.zip`` when it exists.
-        tensorboard_log: TensorBoard folder (None: no TensorBoard).
+        tensorboard_log: TensorBoard folder (None: no TensorBoard); the run writes to its own sub-folder
+            :func:`tensorboard_run_name` (kept across ``resume``).
         n_timesteps: overrides the hyperparameters' ``n_timesteps``.
         progress: show a tqdm bar over environment steps.
         verbose: SB3 verbosity (1 also prints SB3's log table).
@@ -363,6 +377,11 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         env = VecMonitor(batched)  # episode statistics for SB3's rollout/ep_rew_mean
         kwargs["policy_kwargs"]["checkpoint"] = str(checkpoint)
         policy: Any = zoo.get("policy", DenoiserPolicy)
+        if isinstance(policy, str) and "." in policy:  # rl-zoo3's convention: a dotted class name
+            import importlib
+
+            module, _, name = policy.rpartition(".")
+            policy = getattr(importlib.import_module(module), name)
         policy = DenoiserPolicy if policy == "DenoiserPolicy" else policy
     else:
         policy = pretrained  # deep-copied into the policy
@@ -383,6 +402,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
             log(f"resume: {last} does not exist yet; starting from scratch")
         model = algo_cls(policy, env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose,
                          **kwargs)
+        if pretrained_metrics is None:
+            log(f"evaluating the pretrained backbone on valid and test ({data.n_users} users each)")
         before = pretrained_metrics or evaluate_splits(pretrained, data, env_id)
         if select_metric not in before["valid"]:
             raise FinetuneError(f"select_metric {select_metric!r} is not an evaluated metric ({sorted(before['valid'])})")
@@ -401,8 +422,10 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     resumed = resume and model.num_timesteps > 0
     formats = [resumable_csv_output(out / "progress.csv", int(model.num_timesteps) if resumed else None)]
     formats += [make_output_format("stdout", str(out))] if verbose else []
-    if tensorboard_log:
-        formats.append(make_output_format("tensorboard", str(tensorboard_log)))
+    if tensorboard_log:  # one sub-folder per run (SB3's <name>_<n>), the same one when the run is resumed
+        state["tensorboard_run"] = state.get("tensorboard_run") or tensorboard_run_name(tensorboard_log, algo, env_id)
+        formats.append(make_output_format("tensorboard", str(Path(tensorboard_log) / state["tensorboard_run"])))
+        log(f"TensorBoard: {Path(tensorboard_log) / state['tensorboard_run']}")
     model.set_logger(Logger(str(out), formats))  # progress.csv in OUT, TensorBoard events in tensorboard_log
     eval_every, save_every = (max(f // n_envs, 1) if f > 0 else 0 for f in (eval_freq, save_freq))
     clock = TrainingClock(offset=state["train_seconds"])

@@ -202,7 +202,9 @@ class DenoiserPolicy(ActorCriticPolicy):
         backbone: a :class:`DenoiserAdapter` to fine-tune (deep-copied), or
         checkpoint: the path of a backbone checkpoint (``save_backbone``), or
         backbone_spec: ``{"backbone": name, "config": {...}}`` (architecture only; used when SB3
-            rebuilds a saved model) -- exactly one of the three.
+            rebuilds a saved model) -- at most one of the three. None of them: a copy of the backbone of the
+            refit-gym environment built in this process whose spaces these are (exactly one must be alive;
+            :func:`refit_gym.envs.factory.env_backbone_for_spaces`), which is how rl-zoo3 builds it.
         exploration_scale: multiplies the schedule's reverse-step std (> 0).
         std_floor: lower bound on the std after scaling (>= 0).
         log_prob_reduction: ``"sum"`` (exact, SB3's convention) or ``"mean"`` (divided by D, DDPO's).
@@ -249,6 +251,10 @@ class DenoiserPolicy(ActorCriticPolicy):
             raise ValueError(f"denoiser_lr_scale={denoiser_lr_scale}: must be >= 0")
         if train_last_k is not None and int(train_last_k) < 1:
             raise ValueError(f"train_last_k={train_last_k}: must be >= 1 (or None to train every step)")
+        if backbone is None and checkpoint is None and backbone_spec is None:  # e.g. rl-zoo3, policy from a YAML file
+            from refit_gym.envs.factory import env_backbone_for_spaces
+
+            backbone, _ = env_backbone_for_spaces(observation_space, action_space)
         denoiser = resolve_backbone(backbone, checkpoint, backbone_spec)
         check_denoising_spaces(observation_space, action_space, denoiser)
 

@@ -433,44 +433,12 @@ def locks_output(param: str) -> Callable:
     return wrap
 
 
-def cli_errors(main: Callable) -> Callable:
-    """Decorator for a script's ``main``: the library's named errors end the program with one line.
-
-    ``DataError``, ``CheckpointError``, :class:`OutputLockedError`, divergence (``FloatingPointError``
-    subclasses) and ``OSError`` become ``SystemExit("error: <message>")`` (exit status 1); Ctrl-C
-    (``KeyboardInterrupt``, e.g. :class:`agents.guards.TrainingInterrupted` after its save) prints one line
-    and exits with status 130. Other exceptions keep their traceback (they are bugs).
-
-    Only a command-line run is translated -- ``main()`` without arguments, as ``python scripts/x.py`` and
-    console scripts call it; ``main(argv)`` from Python code (tests, notebooks) gets the exceptions themselves.
-    """
-    import functools
-    import sys
-
-    from refit_gym.data.dataset import DataError
-    from refit_gym.diffusion.checkpoint import CheckpointError
-
-    @functools.wraps(main)
-    def run(*args, **kwargs):
-        if args or kwargs:
-            return main(*args, **kwargs)
-        try:
-            return main(*args, **kwargs)
-        except (DataError, CheckpointError, OutputLockedError, FloatingPointError, OSError) as e:
-            raise SystemExit(f"error: {e}") from e
-        except KeyboardInterrupt as e:
-            print(str(e) or "interrupted (Ctrl-C)", file=sys.stderr, flush=True)
-            raise SystemExit(130) from None
-
-    return run
-
-
 def finite_number(value: Any) -> bool:
     """True for a real int/float that is neither NaN nor infinite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-__all__ = ["ALLOWED_GLOBALS", "OutputLockedError", "RunLock", "atomic_write", "check_finite_parameters", "cli_errors",
+__all__ = ["ALLOWED_GLOBALS", "OutputLockedError", "RunLock", "atomic_write", "check_finite_parameters",
            "finite_number", "load_agent", "locks_output", "read_agent_data", "read_json_file", "restricted_loads",
            "resumable_csv_output", "safe_custom_objects", "sb3_load", "save_agent_atomic", "unique_tmp",
            "write_json_atomic", "write_text_atomic"]

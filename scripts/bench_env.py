@@ -41,7 +41,8 @@ from refit_gym.envs.factory import build_env_backbone
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="dataset spec or folder for refit_gym.data.load_dataset")
-    p.add_argument("--checkpoint", default=None, help="DiffRec checkpoint (default: a fresh default-size DiffRec)")
+    p.add_argument("--checkpoint", default="untrained",
+                   help="backbone checkpoint (default 'untrained': a freshly initialised default-size backbone)")
     p.add_argument("--backbone", default="diffrec", help="backbone kind when no checkpoint is given")
     p.add_argument("--n-envs", type=int, default=256)
     p.add_argument("--episodes", type=int, default=1, help="episodes per timed repeat")

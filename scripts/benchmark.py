@@ -90,6 +90,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from refit_gym.cli import HelpFormatter, run_main
+from refit_gym.plots import plot_scaling, plot_validation
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 TABLE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -647,8 +650,8 @@ def measure_scaling_point(spec: Dict[str, Any]) -> Dict[str, Any]:
     params = load_hyperparams("refit", spec["env_id"])  # the environment's default ReFiT hyperparameters
     zoo, kwargs = split_hyperparams(params)
     n_envs = int(zoo.get("n_envs", 16))
-    env = make_batched_env(spec["backbone"], data, n_envs=n_envs, backbone_kwargs=spec["backbone_kwargs"],
-                           device=device, seed=SCALING_SEED)
+    env = make_batched_env(spec["backbone"], data, n_envs=n_envs, checkpoint="untrained",
+                           backbone_kwargs=spec["backbone_kwargs"], device=device, seed=SCALING_SEED)
     model = ReFiT(env.adapter, env, seed=SCALING_SEED, device=device, **kwargs)
     T = env.adapter.schedule.steps
     steps_per_rollout = n_envs * T
@@ -891,77 +894,6 @@ def goal_sentence(table: List[Dict[str, Any]], select_metric: str, ref_name: str
     return f"{head}: " + "; ".join(parts) + ".", info
 
 
-def history_curves(entry: Dict[str, Any]) -> Tuple[List[float], List[float]]:
-    """Mean over seeds of (training seconds, validation NDCG@20) per evaluation index (common length)."""
-    import numpy as np
-
-    hs = [h for h in entry.get("history", {}).values() if h]
-    if not hs:
-        return [], []
-    n = min(len(h) for h in hs)
-    t = [float(np.mean([h[i]["train_seconds"] for h in hs])) for i in range(n)]
-    y = [float(np.mean([h[i]["ndcg@20"] for h in hs])) for i in range(n)]
-    return t, y
-
-
-def plot_validation(table: List[Dict[str, Any]], path: Path) -> Optional[Path]:
-    """Validation NDCG@20 against fine-tuning wall-clock, one panel per backbone, one line per algorithm."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tuned = [e for e in table if e["kind"] == "finetuned" and e.get("history")]
-    if not tuned:
-        return None
-    backbones = list(dict.fromkeys(e["spec"]["backbone"] for e in tuned))
-    fig, axes = plt.subplots(1, len(backbones), figsize=(5.5 * len(backbones), 4), squeeze=False)
-    for ax, b in zip(axes[0], backbones):
-        for e in (e for e in tuned if e["spec"]["backbone"] == b):
-            t, y = history_curves(e)
-            n = len(e["seeds_done"])
-            ax.plot(t, y, marker="o", ms=3, label=f"{e['label']} ({n} seed{'s' if n != 1 else ''})")
-        ax.set(title=BACKBONE_LABELS.get(b, b), xlabel="fine-tuning wall-clock (s, without validation)",
-               ylabel="validation NDCG@20 (mean over seeds)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def plot_scaling(scaling: Dict[str, Dict[str, Any]], path: Path) -> Optional[Path]:
-    """Epoch time and epoch peak memory against users and items (log-log), one line per backbone."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not scaling:
-        return None
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
-    for col, (axis, n_key) in enumerate((("users", "n_users"), ("items", "n_items"))):
-        for b, res in scaling.items():
-            pts = sorted([p for name, p in res["points"].items() if name.startswith(axis) or name == "all"],
-                         key=lambda p: p[n_key])
-            x = [p[n_key] for p in pts]
-            slope = res["summary"][axis]["time_slope"]
-            axes[0, col].plot(x, [p["epoch_seconds"] for p in pts], marker="o",
-                              label=f"{BACKBONE_LABELS.get(b, b)} (slope {slope:.2f})" if slope is not None else b)
-            mem = [p.get("epoch_extra_rss_mb") if p.get("epoch_extra_rss_mb") is not None else p["peak_rss_mb"]
-                   for p in pts]
-            axes[1, col].plot(x, mem, marker="o", label=BACKBONE_LABELS.get(b, b))
-        axes[0, col].set(xscale="log", yscale="log", xlabel=f"number of {axis}", ylabel="fine-tuning epoch (s)")
-        axes[1, col].set(xscale="log", xlabel=f"number of {axis}", ylabel="epoch peak RSS above setup (MB)")
-        for r in (0, 1):
-            axes[r, col].grid(alpha=0.3, which="both")
-            axes[r, col].legend(fontsize=8)
-    fig.suptitle("ReFiT fine-tuning epoch cost")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def fmt_seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 120 else (f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.2f} h")
 
@@ -1111,8 +1043,9 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
                     + ("torch.manual_seed(0); " if row.seeded else "")
                     + f"print(s.evaluate(s.baseline_score_fn({lit(row.baseline)}, d{args}), d, \"test\"))")
             lines.append("python -c " + shlex.quote(code))
-    lines += ["```", "", "Plots: `validation_vs_time.png` (validation NDCG@20 against fine-tuning wall-clock), "
-              "`cost_scaling.png`. Every number: `results.json`; per-seed records: `runs/`; logs: `logs/`.", ""]
+    lines += ["```", "", "Plots: `validation_vs_time.png` (validation NDCG@20 against fine-tuning wall-clock: means over seeds with "
+              "±1 std bands, the pretrained start dashed, the best baseline dotted), `cost_scaling.png` (epoch time; "
+              "peak RSS during the epoch and RSS before it: rollout tensors scale with items, not users). Every number: `results.json`; per-seed records: `runs/`; logs: `logs/`.", ""]
     (out / "report.md").write_text("\n".join(lines))
     comparison = dict(sentence=sentence, **ref_info)
     extra: Dict[str, Any] = {"ease_comparison": comparison} if ref_name == "ease" else {}
@@ -1130,7 +1063,7 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
 
 # ============================================================================ main
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--data", help="dataset spec or folder for refit_gym.data.load_dataset (e.g. synthetic)")
     p.add_argument("--quick", action="store_true", help="synthetic-size settings: tiny backbones, a few steps, 1 seed")
@@ -1383,5 +1316,4 @@ def _interrupt(signum, frame):
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _interrupt)
-    result = main()
-    sys.exit(130 if result.get("interrupted") else 1 if result.get("failed") else 0)
+    sys.exit(run_main(main, "benchmark.py", exit_code=lambda r: 130 if r.get("interrupted") else 1 if r.get("failed") else 0))

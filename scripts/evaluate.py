@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from refit_gym.io_safety import cli_errors
+from refit_gym.cli import HelpFormatter, run_main
 
 
 def log(msg: str) -> None:
@@ -52,7 +52,7 @@ def resolve_device(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", type=Path, help="a refit-gym backbone checkpoint (.pt)")
     what.add_argument("--baseline", choices=["pop", "itemknn", "ease", "sasrec"],
@@ -66,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select-metric", default="ndcg@20", help="validation metric for the grid search")
     p.add_argument("--condition-on", choices=["train", "train+valid"], default="train",
                    help="history that conditions a backbone (DiffRec: train)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="auto: CUDA when available")
     p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="a progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return p
 
@@ -137,7 +137,6 @@ def run_sequential(args, data, device: str) -> Dict:
             "scenario": scenario.name}
 
 
-@cli_errors
 def main(argv: Optional[List[str]] = None) -> Dict:
     """Parse ``argv``, evaluate, print the result; returns the result dict (without the scorer)."""
     args = build_parser().parse_args(argv)
@@ -177,4 +176,4 @@ def main(argv: Optional[List[str]] = None) -> Dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "evaluate.py"))

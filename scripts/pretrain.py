@@ -26,14 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
-from refit_gym.io_safety import cli_errors
-
+from refit_gym.cli import HelpFormatter, run_main
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--backbone", default="diffrec", help="registered backbone name (diffrec, cfdiff, ...)")
     p.add_argument("--data", default="synthetic", help="dataset folder/file, or 'synthetic' (default)")
     p.add_argument("--out", default=None, help="output folder (default runs/pretrain-<backbone>-<data name>)")
@@ -126,7 +126,6 @@ def backbone_kwargs(args) -> dict:
     return kw
 
 
-@cli_errors
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
 
@@ -151,19 +150,27 @@ def main(argv=None) -> dict:
                  timestep_sampling=args.timestep_sampling, eval_every=args.eval_every, patience=args.patience)
     cfg = scenario.pretrain_config(**{k: v for k, v in given.items() if v is not None}, reweight=not args.no_reweight,
                                    metric=args.metric or scenario.metric, seed=args.seed)
+    earlier = out / "history.json"
+    n_before = len(json.loads(earlier.read_text())) if args.resume and earlier.is_file() else 0
+    t0 = time.perf_counter()
     result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device, max_seconds=args.max_seconds,
                                progress=not args.no_progress, resume=args.resume, log=log)
+    wall = time.perf_counter() - t0
     best, meta = load_backbone(out / "best.pt", data, device=device)
     metrics = {
         "backbone": args.backbone, "scenario": scenario.name, "data": data.name, "best_epoch": result.best_epoch,
         "seconds_per_epoch": result.seconds_per_epoch, "epochs_run": len(result.history),
+        "session_wall_seconds": wall,  # this session's pretraining (training + validation), without the final tests
         "valid": scenario.evaluate_backbone(best, data, "valid"),
         "test": scenario.evaluate_backbone(best, data, "test"),
         "checkpoint": str(out / "best.pt"), "config": asdict(cfg), "backbone_config": best.config(),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     t = metrics["test"]
-    log(f"best epoch {result.best_epoch}; {result.seconds_per_epoch:.2f} s/epoch on {device}")
+    trained = sum(r["epoch_seconds"] for r in result.history[n_before:])  # this session's training epochs
+    log(f"best epoch {result.best_epoch}; {result.seconds_per_epoch:.2f} s per training epoch on {device}, "
+        f"{wall / 60:.1f} min wall-clock this session, of which validation about "
+        f"{max(wall - min(trained, wall), 0.0) / max(wall, 1e-9):.0%} (--eval-every N validates less often)")
     log("test: " + "  ".join(f"{k} {t[k]:.4f}" for k in t if k.endswith("@20") and k.split("@")[0] in ("recall", "ndcg", "hitrate")))
     log(f"checkpoint: {out / 'best.pt'}" + (f"; TensorBoard: tensorboard --logdir {out / 'tb'}" if (out / "tb").is_dir() else ""))
     if args.json:
@@ -172,4 +179,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "pretrain.py"))

@@ -18,7 +18,9 @@ Writes to ``--out``: ``last_model.zip`` (the full agent: weights, optimizer, RNG
 every ``--save-freq`` steps and at the end), ``best.pt`` (backbone checkpoint of the best validation
 ``--select-metric`` (default Recall@20) seen at the ``--eval-freq`` evaluations, selected on validation only), ``final.pt`` (the
 backbone at the end), ``metrics.json`` (validation and test metrics of the pretrained backbone, the
-final and the best model, and the validation learning curve against training wall-clock), ``hyperparams.yml``, ``progress.csv``. Exported ``.pt`` files are plain
+final and the best model, and the validation learning curve against training wall-clock), ``learning_curve.png``
+(validation Recall@20 / NDCG@20 against steps, the pretrained start and the selected model marked), ``run.json``
+(the settings ``--resume`` reuses), ``hyperparams.yml``, ``progress.csv``. Exported ``.pt`` files are plain
 backbone checkpoints: ``scripts/evaluate.py --checkpoint OUT/best.pt``.
 
 The work is done by :func:`agents.finetune.finetune`; this script parses the command line and, without
@@ -35,7 +37,7 @@ from typing import Any, Dict
 
 from agents import ALGOS
 from agents.finetune import DEFAULT_SELECT_METRIC, FinetuneError, finetune
-from refit_gym.io_safety import cli_errors
+from refit_gym.cli import HelpFormatter, run_main
 
 
 def log(msg: str) -> None:
@@ -43,10 +45,11 @@ def log(msg: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--algo", choices=sorted(ALGOS), default="refit")
     p.add_argument("--env", default="refit_gym/DiffRec-v0", help="registered environment id")
-    p.add_argument("--data", default="synthetic", help="dataset spec for refit_gym.data.load_dataset")
+    p.add_argument("--data", default=None, help="dataset spec for refit_gym.data.load_dataset (default: the "
+                   "environment's synthetic dataset: synthetic, synthetic-social, synthetic-seq or synthetic-poi)")
     p.add_argument("--checkpoint", type=Path, default=None, help="pretrained backbone (default: pretrain one first)")
     p.add_argument("--pretrain-epochs", type=int, default=30, help="epochs of the pretraining run without --checkpoint")
     p.add_argument("--reward", default=None,
@@ -56,17 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hyperparams", type=Path, default=None, help="rl-zoo style YAML overriding the defaults")
     p.add_argument("-n", "--n-timesteps", type=int, default=None, help="override n_timesteps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (auto: CUDA when available)")
     p.add_argument("--tensorboard-log", default=None, help="TensorBoard folder (default: no TensorBoard)")
     p.add_argument("--eval-freq", type=int, default=0, help="validate every N environment steps (0: only at the end)")
-    p.add_argument("--save-freq", type=int, default=0, help="save last_model.zip every N environment steps (0: at the end)")
+    p.add_argument("--save-freq", type=int, default=10_000,
+                   help="save last_model.zip every N environment steps, for --resume (0: only at the end)")
     p.add_argument("--select-metric", default=DEFAULT_SELECT_METRIC,
-                   help=f"validation metric choosing best.pt (default {DEFAULT_SELECT_METRIC})")
+                   help="validation metric choosing best.pt")
     p.add_argument("--collapse-ratio", type=float, default=None,
                    help="stop when validation --select-metric falls below this fraction of the best (e.g. 0.5)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<algo>-<data>)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last_model.zip")
-    p.add_argument("--progress", action="store_true", help="show a progress bar over environment steps")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last_model.zip with the run's settings "
+                   "(OUT/run.json): flags not given keep their values, run-defining flags that differ are refused")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bars (pretraining epochs, environment steps with an ETA) on stderr")
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print metrics.json on stdout")
     return p
@@ -82,32 +88,47 @@ def obtain_backbone(args, data, kind: str, out: Path, device) -> Path:
     if args.resume and path.is_file():
         log(f"reusing the pretrained backbone {path}")
         return path
-    from refit_gym.diffusion.training import PretrainConfig, pretrain
     from refit_gym.scenarios import scenario_for
 
     log(f"no --checkpoint: pretraining a {kind} backbone for {args.pretrain_epochs} epochs into {path.parent}")
-    adapter = scenario_for(kind).build_backbone(data, kind)  # the same architecture as scripts/pretrain.py
-    pretrain(adapter, data, PretrainConfig(epochs=args.pretrain_epochs, seed=args.seed), out_dir=path.parent,
-             device=device, progress=False, log=log)
+    scenario = scenario_for(kind)  # the same architecture and objective as scripts/pretrain.py, for every scenario
+    adapter = scenario.build_backbone(scenario.check_data(data), kind)
+    scenario.pretrain(adapter, data, scenario.pretrain_config(epochs=args.pretrain_epochs, seed=args.seed),
+                      out_dir=path.parent, device=device, progress=args.progress, log=log)
     return path
 
 
-@cli_errors
 def main(argv=None) -> Dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     from agents import NonFiniteTrainingError
+    from agents.finetune import load_hyperparams
     from refit_gym.data import load_dataset
     from refit_gym.envs import ENV_IDS
+    from refit_gym.run_settings import apply_saved_run, check_hyperparams, given_flags, save_run
     from refit_gym.utils import resolve_device, set_global_seed
+
+    from refit_gym.envs import ENV_SPECS
 
     if args.env not in ENV_IDS:
         raise SystemExit(f"error: --env {args.env!r}: known environment ids {sorted(ENV_IDS)}")
-    device = resolve_device(args.device)
-    data = load_dataset(args.data)
+    args.data = args.data or ENV_SPECS[args.env]["data"]
+    spec = args.data
+    data = load_dataset(spec)
     out = args.out or Path("runs") / f"{args.algo}-{data.name}"
+    saved = apply_saved_run(args, given_flags(build_parser, argv), out) if args.resume else {}
+    if args.data != spec:
+        data = load_dataset(args.data)  # the run's own data (OUT/run.json), not the default
+    if args.env not in ENV_IDS:
+        raise SystemExit(f"error: --env {args.env!r}: known environment ids {sorted(ENV_IDS)}")
+    device = resolve_device(args.device)
+    params = load_hyperparams(args.algo, args.env, args.hyperparams)
+    check_hyperparams(saved, params, out)
     out.mkdir(parents=True, exist_ok=True)
     set_global_seed(args.seed)
     checkpoint = obtain_backbone(args, data, ENV_IDS[args.env], out, device)
+    args.checkpoint = checkpoint  # recorded: a resumed run starts from the same backbone
+    save_run(args, out, params)
     try:
         metrics = finetune(args.algo, args.env, data, checkpoint, reward=args.reward, hyperparams=args.hyperparams,
                            seed=args.seed, device=device, out=out, eval_freq=args.eval_freq, save_freq=args.save_freq,
@@ -119,10 +140,13 @@ def main(argv=None) -> Dict[str, Any]:
     except NonFiniteTrainingError as e:
         last = out / "last_model.zip"
         raise SystemExit(f"error: {e}\nlast good checkpoint: {last if last.is_file() else 'none written'}") from e
+    from refit_gym.plots import plot_learning_curve
+
+    log(f"learning curve: {plot_learning_curve(metrics, out / 'learning_curve.png')}")
     if args.json:
         print(json.dumps(metrics, default=str))
     return metrics
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "train.py"))

@@ -421,7 +421,7 @@ def test_train_script_end_to_end_and_resume(tmp_path):
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["selected_on"] == "valid recall@20"
 
     train.main(common + ["--out", str(tmp_path / "b"), "-n", "160"])
-    resumed = train.main(common + ["--out", str(tmp_path / "b"), "--resume"])
+    resumed = train.main(common + ["--out", str(tmp_path / "b"), "--resume", "-n", "320"])  # -n is remembered
     assert resumed["num_timesteps"] == 320
     a, _ = load_backbone(tmp_path / "a" / "final.pt")
     b, _ = load_backbone(tmp_path / "b" / "final.pt")

@@ -76,7 +76,7 @@ class LinearAdapter(DenoiserAdapter):
 # ----------------------------------------------------------------------------- checkers
 @pytest.mark.parametrize("env_id", sorted(SMALL))
 def test_checkers_pass_for_registered_ids(env_id, data):
-    env = gym.make(env_id, data=data, backbone_kwargs=SMALL[env_id])
+    env = gym.make(env_id, data=data, checkpoint="untrained", backbone_kwargs=SMALL[env_id])
     run_checkers(env.unwrapped)
     obs, _ = env.reset(seed=0)
     assert set(obs) == {"x", "t", "user", "condition"}
@@ -155,7 +155,7 @@ def test_batched_equals_single_envs(data, adapter):
 
 def test_vector_env_via_make_vec_matches_batched(data):
     kw = SMALL["refit_gym/DiffRec-v0"]
-    venv = gym.make_vec("refit_gym/DiffRec-v0", num_envs=4, data=data, backbone_kwargs=kw)
+    venv = gym.make_vec("refit_gym/DiffRec-v0", num_envs=4, data=data, checkpoint="untrained", backbone_kwargs=kw)
     assert isinstance(venv.unwrapped, DenoisingVectorEnv)
     sync = BatchedDenoisingEnv(data, venv.unwrapped.batched.adapter, n_envs=4, seed=5)
     obs, _ = venv.reset(seed=5)

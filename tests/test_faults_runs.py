@@ -20,7 +20,7 @@ from refit_gym.diffusion import build_backbone, load_backbone, save_backbone
 from refit_gym.diffusion.checkpoint import CheckpointError
 from refit_gym.diffusion.divergence import PretrainingDivergedError
 from refit_gym.diffusion.training import PretrainConfig, pretrain
-from refit_gym.io_safety import (OutputLockedError, RunLock, atomic_write, cli_errors, load_agent,
+from refit_gym.io_safety import (OutputLockedError, RunLock, atomic_write, load_agent,
                                  save_agent_atomic, unique_tmp)
 
 from fault_helpers import HP, N_ENVS, QUIET, ROLLOUT, T, agent_zip, ckpt, data, refit_hp, rewrite_zip  # noqa: F401
@@ -127,22 +127,24 @@ def test_ctrl_c_saves_at_the_update_boundary_and_resumes(data, ckpt, tmp_path):
 
 
 def test_cli_prints_one_line(capsys):
-    @cli_errors
-    def main(argv=None):
+    """Scripts end named errors with one line (refit_gym.cli.run_main): Ctrl-C after its save exits 130, a damaged
+    checkpoint and a locked folder exit 2; --debug keeps the exception."""
+    from refit_gym.cli import run_main
+
+    def interrupted(argv=None):
         raise TrainingInterrupted("interrupted: OUT/last_model.zip saved at step 80; continue with --resume")
 
-    with pytest.raises(SystemExit) as info:
-        main()
-    assert info.value.code == 130 and capsys.readouterr().err.strip().count("\n") == 0
+    assert run_main(interrupted, "train.py", []) == 130
+    assert capsys.readouterr().err.strip() == "train.py: interrupted: OUT/last_model.zip saved at step 80; continue with --resume"
+    for error in (CheckpointError("x.pt: field 'config' is broken"), OutputLockedError("run/ is locked by pid 7")):
+        def broken(argv=None, error=error):
+            raise error
 
-    @cli_errors
-    def main2(argv=None):
-        raise CheckpointError("x.pt: field 'config' is broken")
-
-    with pytest.raises(SystemExit, match=r"^error: x.pt: field 'config' is broken$"):
-        main2()
-    with pytest.raises(CheckpointError):  # called from Python with arguments: the exception itself
-        main2(["--x"])
+        assert run_main(broken, "train.py", []) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and str(error) in err
+        with pytest.raises(type(error)):
+            run_main(broken, "train.py", ["--debug"])
 
 
 # ============================================================================ divergence

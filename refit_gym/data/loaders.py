@@ -32,6 +32,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from refit_gym.data.dataset import DataError, InteractionData, validate_pairs
+from refit_gym.data.synthetic import SYNTHETIC_SPECS, load_synthetic
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -40,7 +41,7 @@ DIFFREC_SOCIAL_FILE = "social_list.npy"
 MOVIELENS_1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 
 ACCEPTED_FORMATS = (
-    "'synthetic' or 'synthetic:<seed>'; "
+    "'synthetic', 'synthetic-social', 'synthetic-seq' or 'synthetic-poi' (optionally ':<seed>'); "
     "a DiffRec folder holding train_list.npy / valid_list.npy / test_list.npy (+ optional social_list.npy); "
     "a RecBole .inter file or a folder holding exactly one; "
     "a MovieLens-1M ratings.dat or ml-1m.zip (or a folder holding one); "
@@ -557,7 +558,8 @@ def load_dataset(spec: Union[str, "os.PathLike[str]"], **kwargs) -> InteractionD
 
     Accepted specs:
 
-    * ``"synthetic"`` or ``"synthetic:<seed>"``: :func:`~refit_gym.data.synthetic.make_synthetic`.
+    * ``"synthetic"``, ``"synthetic-social"``, ``"synthetic-seq"``, ``"synthetic-poi"``, each optionally
+      ``:<seed>``: the synthetic generators (:func:`load_synthetic`).
     * a folder with ``train_list.npy``: :func:`load_diffrec`.
     * a folder with ``dataset.pkl``: ``refit_gym.data.sequential.load_sequential``.
     * a ``.inter`` file, or a folder with exactly one: :func:`load_recbole`.
@@ -569,16 +571,8 @@ def load_dataset(spec: Union[str, "os.PathLike[str]"], **kwargs) -> InteractionD
     Raises:
         DataError: the path does not exist or holds none of the formats above (the message lists them).
     """
-    if isinstance(spec, str) and (spec == "synthetic" or spec.startswith("synthetic:")):
-        from refit_gym.data.synthetic import make_synthetic
-
-        _, _, seed = spec.partition(":")
-        if seed:
-            try:
-                kwargs["seed"] = int(seed)
-            except ValueError:
-                raise DataError(f"dataset spec {spec!r}: the seed after 'synthetic:' must be an integer") from None
-        return make_synthetic(**kwargs)
+    if isinstance(spec, str) and spec.partition(":")[0] in SYNTHETIC_SPECS:
+        return load_synthetic(spec, **kwargs)
 
     path = Path(spec)
     if not path.exists():

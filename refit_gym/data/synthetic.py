@@ -16,12 +16,16 @@ Generative model (all draws from one ``numpy.random.Generator`` seeded with ``se
 
 Hence community-aware recommenders (item co-occurrence, social propagation) beat global
 popularity on the test split, which the tests check.
+
+:func:`load_synthetic` maps the dataset specs of :data:`SYNTHETIC_SPECS` (``synthetic``, ``synthetic-social``,
+``synthetic-seq``, ``synthetic-poi``, each with an optional ``:<seed>``) to this generator and to
+:func:`refit_gym.data.synthetic_sequences.make_synthetic_sequences`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from refit_gym.data.dataset import InteractionData
+from refit_gym.data.dataset import DataError, InteractionData
 
 NOISE_AFFINITY = 0.08
 POPULARITY_EXPONENT = 0.8
@@ -131,3 +135,33 @@ def _social_edges(community: np.ndarray, rng: np.random.Generator) -> np.ndarray
     e = np.sort(np.stack([src, dst], axis=1), axis=1)
     e = e[e[:, 0] != e[:, 1]]
     return np.unique(e, axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# synthetic specs
+# ---------------------------------------------------------------------------------------------
+#: synthetic spec name -> what it generates (each accepts ``:<seed>``)
+SYNTHETIC_SPECS = {
+    "synthetic": "user-item interactions with planted communities (make_synthetic)",
+    "synthetic-social": "the same plus a social graph (make_synthetic(social=True))",
+    "synthetic-seq": "leave-one-out sequences with planted item routes (make_synthetic_sequences)",
+    "synthetic-poi": "the same with check-in timestamps (make_synthetic_sequences(timed=True))",
+}
+
+
+def load_synthetic(spec: str, **kwargs):
+    """The dataset of a synthetic spec ``<name>[:<seed>]`` (``name`` a key of :data:`SYNTHETIC_SPECS`);
+    ``kwargs`` go to the generator. Raises DataError for an unknown name or a non-integer seed."""
+    name, _, seed = spec.partition(":")
+    if name not in SYNTHETIC_SPECS:
+        raise DataError(f"dataset spec {spec!r}: unknown synthetic dataset; known: {sorted(SYNTHETIC_SPECS)}")
+    if seed:
+        try:
+            kwargs["seed"] = int(seed)
+        except ValueError:
+            raise DataError(f"dataset spec {spec!r}: the seed after '{name}:' must be an integer") from None
+    if name in ("synthetic", "synthetic-social"):
+        return make_synthetic(**{"social": name == "synthetic-social", "name": name, **kwargs})
+    from refit_gym.data.synthetic_sequences import make_synthetic_sequences
+
+    return make_synthetic_sequences(**{"timed": name == "synthetic-poi", "name": name, **kwargs})

@@ -63,17 +63,21 @@ class DenoisingEnv(ProcessViews, gym.Env):
         device: torch device of the internal tensors.
         reward_kwargs: keyword arguments of the reward (e.g. ``{"holdout": 0.2, "tau": 1.0}``).
         action_bound: the finite bound of the action and ``x`` boxes.
-        render_mode: must be None (nothing to render).
+        render_mode: None (default), or one of ``metadata["render_modes"]`` (see :meth:`render`); SB3's
+            ``make_vec_env`` asks for ``"rgb_array"`` and rl-zoo3's ``enjoy`` for ``"human"``.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["ansi", "human", "rgb_array"], "render_fps": 4}
+    #: side in pixels of one value's cell in the ``rgb_array`` image
+    RENDER_CELL = 4
 
     def __init__(self, data: InteractionData, backbone: Union[DenoiserAdapter, str, Path], reward: Union[str, Reward, Any] = "refit",
                  device="cpu", reward_kwargs: Optional[Dict] = None, action_bound: float = DEFAULT_ACTION_BOUND,
                  render_mode: Optional[str] = None):
-        if render_mode is not None:
-            raise ValueError(f"render_mode={render_mode!r}: this environment renders nothing; use None")
-        self.render_mode = None
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r}: supported render modes are None and "
+                             f"{self.metadata['render_modes']}")
+        self.render_mode = render_mode
         adapter = resolve_backbone(backbone, data, device)
         self.process = DenoisingProcess(data, adapter, reward, device, reward_kwargs, action_bound)
         self.observation_space = self.process.single_observation_space
@@ -115,4 +119,37 @@ class DenoisingEnv(ProcessViews, gym.Env):
         return {k: v[0] for k, v in self.process.observation_numpy().items()}
 
     def render(self):
-        return None
+        """Render the current state according to ``render_mode`` (gymnasium's API: the mode is fixed at construction).
+
+        * ``"ansi"``: a one-line ``str``: the remaining steps ``t``, the user and the 10 largest entries of
+          ``x_t`` (item ids for item-space backbones; embedding coordinates for DreamRec) with their values.
+        * ``"human"``: prints that line to stdout and returns None (a text environment: there is no window).
+        * ``"rgb_array"``: an ``(H, W, 3)`` uint8 image of ``x_t``: its D values, min-max scaled to [0, 255] (grey
+          levels, brighter = larger), in row-major square cells of ``RENDER_CELL`` pixels on a grid of
+          ``ceil(sqrt(D))`` columns; ``H = W = RENDER_CELL * ceil(sqrt(D))``.
+        * None: returns None.
+        Before the first reset there is no state: ``"ansi"`` and ``"human"`` say so, ``"rgb_array"`` is all black.
+        """
+        if self.render_mode is None:
+            return None
+        x = None if self.process.x is None else self.process.x[0].detach().float().cpu().numpy()
+        if self.render_mode == "rgb_array":
+            d = self.action_space.shape[0]
+            side = int(np.ceil(np.sqrt(d)))
+            grid = np.zeros(side * side, dtype=np.float64)
+            if x is not None:
+                span = float(x.max() - x.min())
+                grid[:d] = (x - x.min()) / span if span > 0 else 0.5
+            img = np.repeat(np.repeat((grid * 255).round().astype(np.uint8).reshape(side, side), self.RENDER_CELL, 0),
+                            self.RENDER_CELL, 1)
+            return np.stack([img] * 3, axis=-1)
+        if x is None:
+            line = "DenoisingEnv: not reset yet"
+        else:
+            top = np.argsort(-x, kind="stable")[:10]
+            line = (f"t={self.process.t}/{self.process.T} user={self.user} top x_t: "
+                    + " ".join(f"{int(i)}:{x[i]:.3g}" for i in top))
+        if self.render_mode == "human":
+            print(line, flush=True)
+            return None
+        return line
