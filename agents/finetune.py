@@ -217,6 +217,7 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
         for key in sorted({"recall@20", "ndcg@20", select_metric}):
             model.logger.record(f"eval/{key}", metrics[key])
         step = int(model.num_timesteps)
+        model.logger.record("time/total_timesteps", step, exclude="tensorboard")  # every progress.csv row has its step
         model.logger.dump(step)  # every algorithm writes at least once per validation (A2C's log_interval is long)
         state["history"].append(dict(num_timesteps=step, train_seconds=clock.seconds,
                                      **{k: metrics[k] for k in HISTORY_METRICS if k in metrics}))

@@ -49,7 +49,7 @@ def test_no_command_and_hyperparams(capsys):
     assert capsys.readouterr().out.strip().endswith("agents/hyperparams/ppo.yml")
     assert cli.main(["hyperparams", "sac"]) == 2
     assert capsys.readouterr().err.strip() == ("refit-gym hyperparams: error: no shipped hyperparameters for 'sac'; "
-                                               "known: a2c, ddpo, ppo, refit")
+                                               "known: a2c, ddpo, pathwise, ppo, refit")
 
 
 def test_user_errors_are_one_line_with_exit_2_and_debug_shows_the_traceback(tmp_path, capsys):
