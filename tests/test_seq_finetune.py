@@ -220,3 +220,29 @@ def test_ladder_runs_every_rung_and_resumes(tmp_path, env_id):
     logp = torch.log_softmax(scores, dim=1)
     want = torch.stack([logp[u, v[u].indices].mean() for u in range(3)])
     assert torch.allclose(reward(scores, state), want, atol=1e-6)
+
+
+def test_train_script_verdict_sets_start_best_and_ease_side_by_side():
+    """scripts/train.py ends with pretrained / fine-tuned / EASE on test and a sentence saying whether it helped."""
+    import sys
+
+    from refit_gym.data.synthetic import make_synthetic
+    from refit_gym.scenarios import SCENARIOS
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import train
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    data = make_synthetic(n_users=40, n_items=30, seed=0, density=0.2)
+    m = lambda r, n: {"recall@20": r, "ndcg@20": n}  # noqa: E731
+    metrics = {"pretrained": {"test": m(0.2, 0.10)}, "best": {"test": m(0.25, 0.12), "num_timesteps": 640},
+               "selected_on": "valid ndcg@20"}
+    lines = train.verdict(metrics, data, "refit_gym/DiffRec-v0")
+    ease = SCENARIOS["cf"].evaluate(SCENARIOS["cf"].baseline_score_fn("ease", data), data, "test")
+    assert any(line.split()[:1] == ["EASE"] and f"{ease['ndcg@20']:.4f}" in line for line in lines)
+    assert lines[-1] == "fine-tuning helped: test ndcg@20 0.1000 -> 0.1200 (+20.0%) for the model selected on validation"
+    assert metrics["baselines"]["ease"]["test"] == ease
+    metrics["best"] = {"test": m(0.2, 0.10), "num_timesteps": 0}
+    lines = train.verdict(metrics, walks(), "refit_gym/DreamRec-v0")
+    assert len(lines) == 4 and lines[-1].startswith("fine-tuning did not help: no validation ndcg@20 beat")
