@@ -78,27 +78,11 @@ SCHEDULE_FLAGS = ("noise_schedule", "noise_scale", "noise_min", "noise_max", "st
 ARCHITECTURE_FLAGS = ("hidden", "emb_size", "dropout")
 
 
-def constructor_parameters(cls) -> list:
-    """Names of the keyword arguments the constructor of backbone class ``cls`` accepts, following
-    ``**kwargs`` up the MRO (a subclass that forwards ``**kwargs`` accepts its base class's arguments)."""
-    import inspect
-
-    names = []
-    for c in cls.__mro__:
-        if "__init__" not in vars(c):
-            continue
-        params = inspect.signature(c.__init__).parameters
-        names += [n for n, p in params.items() if n != "self" and n not in names
-                  and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            break
-    return names
-
-
 def check_architecture_flags(backbone: str, given) -> None:
     """SystemExit naming the first flag of ``given`` (argument names, e.g. ``["hidden"]``) that the
     constructor of ``backbone`` does not take, with the flags it does take."""
     from refit_gym.diffusion import BACKBONES
+    from refit_gym.diffusion.checkpoint import constructor_parameters
 
     accepted = constructor_parameters(BACKBONES[backbone])
     for name in given:

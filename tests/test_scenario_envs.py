@@ -264,9 +264,11 @@ def test_pretrain_script_rejects_architecture_flags_the_backbone_does_not_take()
     args = pretrain.build_parser().parse_args(["--backbone", "dreamrec-poi", "--hidden", "32", "--emb-size", "8",
                                                "--dropout", "0.2"])
     kw = pretrain.backbone_kwargs(args)
+    from refit_gym.diffusion.checkpoint import constructor_parameters
+
     assert kw["hidden"] == [32] and kw["emb_size"] == 8 and kw["dropout"] == 0.2
     assert {"hidden", "emb_size", "dropout", "time_aware", "n_users"} <= set(
-        pretrain.constructor_parameters(BACKBONES["dreamrec-poi"]))
+        constructor_parameters(BACKBONES["dreamrec-poi"]))
 
 
 # ---------------------------------------------------------------------------------------------- real data
