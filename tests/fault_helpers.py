@@ -46,7 +46,7 @@ def sb3_hp(**kw):
                      policy_kwargs="dict(log_prob_reduction='mean', net_arch=[16])"), **kw)
 
 
-HP = {"refit": refit_hp, "ddpo": refit_hp, "ppo": lambda **kw: sb3_hp(batch_size=40, n_epochs=1, **kw), "a2c": sb3_hp}
+HP = {"refit": refit_hp, "ddpo": refit_hp, "pathwise": lambda **kw: refit_hp(n_traj_per_user=1, **kw), "ppo": lambda **kw: sb3_hp(batch_size=40, n_epochs=1, **kw), "a2c": sb3_hp}
 
 
 @pytest.fixture(scope="module")

@@ -149,7 +149,7 @@ def test_cli_prints_one_line(capsys):
 
 
 # ============================================================================ divergence
-@pytest.mark.parametrize("algo", ["refit", "ddpo", "ppo", "a2c"])
+@pytest.mark.parametrize("algo", ["refit", "ddpo", "pathwise", "ppo", "a2c"])
 def test_divergence_stops_with_a_named_error_and_keeps_the_last_good_save(data, ckpt, tmp_path, algo):
     """A good save, then the learning rate stored in it is set to 1e6 (as a careless edit or a schedule gone
     wrong would): the resumed run must stop with a named error and leave the good save in place."""
