@@ -6,6 +6,7 @@
     refit-gym train     [--algo refit] [--env refit_gym/DiffRec-v0] ...   # scripts/train.py
     refit-gym evaluate  (--checkpoint PATH | --baseline ease) ...     # scripts/evaluate.py
     refit-gym benchmark --data synthetic --quick ...                  # scripts/benchmark.py
+    refit-gym ladder --data FOLDER --checkpoint PATH --recipe R.yml   # scripts/ladder.py
     refit-gym hyperparams ppo                                         # path of the shipped rl-zoo3 YAML file
 
 Each subcommand takes exactly the arguments of its script (``refit-gym train --help`` lists them with their
@@ -31,9 +32,10 @@ SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
 #: subcommand -> one-line description (the script is ``scripts/<subcommand>.py``)
 COMMANDS: Dict[str, str] = {
     "pretrain": "pretrain a diffusion backbone (validation-selected best.pt)",
-    "train": "RL fine-tuning of a pretrained backbone (ReFiT, DDPO, PPO, A2C)",
+    "train": "RL fine-tuning of a pretrained backbone (ReFiT, DDPO, Pathwise, PPO, A2C)",
     "evaluate": "full-ranking evaluation of a checkpoint or a classic baseline",
     "benchmark": "the results tables: every method x seed on one dataset, resumable",
+    "ladder": "the headroom ladder: continued pretraining, oracle, Pathwise, ReFiT, PPO on one start and reward",
 }
 USAGE_EXIT = 2
 

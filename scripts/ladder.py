@@ -26,18 +26,20 @@ import yaml
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from refit_gym.cli import HelpFormatter
     from refit_gym.experiments.ladder import RUNGS
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="refit_gym/DiffRec-v0", help="registered environment id (default %(default)s)")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    p.add_argument("--env", default="refit_gym/DiffRec-v0", help="registered environment id")
     p.add_argument("--data", help="dataset folder")
     p.add_argument("--checkpoint", type=Path, help="the pretrained backbone every rung starts from")
     p.add_argument("--recipe", type=Path, help="YAML {rung: settings}")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--rungs", nargs="+", choices=RUNGS, default=["start", "continued", "oracle", "pathwise", "refit"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--select-metric", default="ndcg@20", help="validation metric of every model selection (default %(default)s)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default %(default)s)")
+    p.add_argument("--rungs", nargs="+", choices=RUNGS, default=["start", "continued", "oracle", "pathwise", "refit"],
+                   help="rungs to run")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one record per rung and seed")
+    p.add_argument("--select-metric", default="ndcg@20", help="validation metric of every model selection")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--report-only", action="store_true", help="rebuild OUT/report.md from OUT/ladder.json")
     p.add_argument("--merge", type=Path, nargs="+", default=None,
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     import json
 
@@ -77,7 +79,10 @@ def main(argv=None) -> None:
                                         f"selection on validation {ladder['select_metric']}; test of the selected "
                                         f"models, mean ± sample std over seeds.\n\n{table}\n")
     print(table)
+    return ladder
 
 
 if __name__ == "__main__":
-    main()
+    from refit_gym.cli import run_main
+
+    sys.exit(run_main(main, "ladder.py"))
