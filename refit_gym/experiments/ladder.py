@@ -114,7 +114,9 @@ def _continued_rung(env_id: str, data, checkpoint: Path, seconds: float, seed: i
     history = [dict(epoch=h["epoch"], train_seconds=float(t), **{k.split("/", 1)[1]: v for k, v in h.items()
                                                                  if k.startswith("valid/")})
                for h, t in zip(result.history, seconds)]
-    return dict(rung="continued", seed=seed, best=best, history=history, train_seconds=time.perf_counter() - t0,
+    # training seconds (the epochs' own time, as the fine-tuning rungs count theirs); the wall-clock adds validation
+    return dict(rung="continued", seed=seed, best=best, history=history,
+                train_seconds=float(seconds[-1]) if len(seconds) else 0.0, wall_seconds=time.perf_counter() - t0,
                 epochs=len(result.history))
 
 
