@@ -129,11 +129,9 @@ def main(argv=None) -> Dict[str, Any]:
     from agents import NonFiniteTrainingError
     from agents.finetune import load_hyperparams
     from refit_gym.data import load_dataset
-    from refit_gym.envs import ENV_IDS
+    from refit_gym.envs import ENV_IDS, ENV_SPECS
     from refit_gym.run_settings import apply_saved_run, check_hyperparams, given_flags, save_run
     from refit_gym.utils import resolve_device, set_global_seed
-
-    from refit_gym.envs import ENV_SPECS
 
     if args.env not in ENV_IDS:
         raise SystemExit(f"error: --env {args.env!r}: known environment ids {sorted(ENV_IDS)}")

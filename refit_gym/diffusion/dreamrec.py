@@ -313,8 +313,7 @@ class DreamRecAdapter(DenoiserAdapter):
             # but it is never kept, and real items are contiguous at the right
             from_end = np.arange(L - 1, -1, -1)
             keep[:, :L] &= from_end[None, :] >= hidden_tail[:, None]
-            keep[:, -1] = False
-        elif split == "valid":
+        if split == "valid" or hidden_tail is not None:
             keep[:, -1] = False
         elif split == "test":
             keep[:, -1] = real[:, -1]

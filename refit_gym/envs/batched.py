@@ -97,8 +97,7 @@ class BatchedDenoisingEnv(ProcessViews, VecEnv):
                 raise ValueError("reset_tensors(keys=...) needs users for every slot and no seed")
             users = check_users(np.asarray(users), self.num_envs, self.process.n_users)
             keys = np.asarray(keys)
-            if keys.shape != (self.num_envs,) or keys.dtype.kind not in "iu" or (keys.astype(np.int64) < 0).any() \
-                    and keys.dtype.kind == "i":
+            if keys.shape != (self.num_envs,) or keys.dtype.kind not in "iu" or (keys.dtype.kind == "i" and (keys < 0).any()):
                 raise ValueError(f"keys must be ({self.num_envs},) non-negative integers, got {keys.dtype} {keys.shape}")
             self.process.reset(users, keys.astype(np.uint64))
             return self.process.observation_tensors()

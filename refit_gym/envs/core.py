@@ -83,13 +83,19 @@ def check_users(users: Any, n: int, n_users: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def adapter_device(adapter: DenoiserAdapter, default) -> torch.device:
+    """Where ``adapter``'s parameters live; ``default`` for an adapter without parameters (it lives wherever
+    its inputs are)."""
+    try:
+        return next(adapter.parameters()).device
+    except StopIteration:
+        return torch.device(default)
+
+
 def resolve_backbone(backbone: Union[DenoiserAdapter, str, Path], data: InteractionData, device) -> DenoiserAdapter:
     """An adapter given directly (must already live on ``device``) or loaded from a checkpoint path."""
     if isinstance(backbone, DenoiserAdapter):
-        try:
-            where = next(backbone.parameters()).device
-        except StopIteration:  # an adapter without parameters lives wherever its inputs are
-            where = torch.device(device)
+        where = adapter_device(backbone, device)
         if where.type != torch.device(device).type:
             raise ValueError(f"backbone is on {where}, but the environment device is {device}; move it with .to()")
         return backbone
@@ -220,10 +226,7 @@ class DenoisingProcess:
         if int(adapter.schedule.steps) != self.T:
             raise ValueError(f"set_backbone: the new backbone has T={adapter.schedule.steps} steps, the environment "
                              f"has T={self.T}")
-        try:
-            where = next(adapter.parameters()).device
-        except StopIteration:
-            where = self.device
+        where = adapter_device(adapter, self.device)
         if where.type != self.device.type:
             raise ValueError(f"set_backbone: the backbone is on {where}, the environment on {self.device}")
         self.adapter = adapter
@@ -341,8 +344,7 @@ class DenoisingProcess:
                                       "(Reward.differentiable is False): use a policy-gradient agent for it")
         if tuple(x0.shape) != tuple(self.x.shape) or not torch.equal(x0.detach().to(self.x), self.x):
             raise ValueError("terminal_reward(x0): x0 is not the final state of the episodes that just ended")
-        comps = self.reward.components(self.adapter.scores(x0.to(self.device), self.ctx), self.state)
-        return torch.stack(list(comps.values()), dim=0).sum(dim=0)
+        return self.reward(self.adapter.scores(x0.to(self.device), self.ctx), self.state)
 
     # ------------------------------------------------------------------ observations
     def observation_tensors(self) -> Dict[str, torch.Tensor]:

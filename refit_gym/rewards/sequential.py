@@ -56,10 +56,10 @@ from refit_gym.data.sequential import SequentialData
 from refit_gym.rewards.base import RewardState, hash_uniform, heldout_target
 from refit_gym.rewards.collaborative import CollaborativeReward, _outside, _row_sum_normalise
 
-_ZERO_TOL = 1e-12
+_ZERO_TOL = 1e-12  # float64 residue of the exact own-transition subtraction
 #: ``targets`` options of :class:`SequentialCollaborativeReward`
 TARGETS = ("last", "random")
-_PREFIX_COUNTER = np.uint64(0x5E9_7A26E7)  # hash counter of the prefix draw (any fixed value)  # float64 residue of the exact own-transition subtraction
+_PREFIX_COUNTER = np.uint64(0x5E9_7A26E7)  # hash counter of the prefix draw (any fixed value)
 
 
 def transition_counts(seq_data: SequentialData) -> sp.csr_matrix:
