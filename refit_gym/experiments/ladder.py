@@ -37,7 +37,8 @@ import torch
 
 #: the rungs in ladder order; ``oracle`` is a diagnostic
 RUNGS = ("start", "continued", "oracle", "pathwise", "refit", "ppo")
-#: the rung whose training wall-clock the ``continued`` control gets
+#: the rung whose training wall-clock the ``continued`` control gets (the recipe's ``continued.budget_rung``
+#: chooses another)
 BUDGET_RUNG = "refit"
 
 
@@ -143,7 +144,8 @@ def run_ladder(env_id: str, data, checkpoint, recipe: Dict[str, Dict[str, Any]],
         checkpoint: the pretrained backbone every rung starts from.
         recipe: ``{rung: hyperparameters}`` for the fine-tuning rungs (``pathwise``, ``refit``, ``ppo``,
             ``oracle``: an rl-zoo dict with ``reward``, ``reward_kwargs``, ``n_envs``, ``n_timesteps``,
-            ``eval_freq`` and the algorithm's arguments) and ``continued`` (PretrainConfig overrides).
+            ``eval_freq`` and the algorithm's arguments) and ``continued`` (PretrainConfig overrides, and
+            ``budget_rung``: the rung whose training seconds it gets, default :data:`BUDGET_RUNG`).
         seeds: one record per rung and seed. rungs: which rungs (``start`` is always measured).
         select_metric: the validation metric of every model selection.
     Returns: ``{"env": ..., "checkpoint": ..., "select_metric": ..., "records": [...]}``.
@@ -167,6 +169,10 @@ def run_ladder(env_id: str, data, checkpoint, recipe: Dict[str, Dict[str, Any]],
         adapter, _ = load_backbone(checkpoint, data, device=device)
         start = {s: scenario.evaluate_backbone(adapter, data, s) for s in ("valid", "test")}
     algos = {"oracle": "pathwise", "pathwise": "pathwise", "refit": "refit", "ppo": "ppo"}
+    continued = dict(recipe.get("continued", {}))
+    budget_rung = continued.pop("budget_rung", BUDGET_RUNG)
+    if budget_rung not in algos:
+        raise ValueError(f"recipe continued.budget_rung: {budget_rung!r} is not a training rung {sorted(algos)}")
     order = [r for r in ("refit", "pathwise", "oracle", "ppo", "continued") if r in rungs]  # the budget first
 
     def save() -> None:
@@ -183,11 +189,12 @@ def run_ladder(env_id: str, data, checkpoint, recipe: Dict[str, Dict[str, Any]],
                 continue
             cell = out / rung / f"seed{seed}"
             if rung == "continued":
-                budget = [r["train_seconds"] for r in records if r["rung"] == BUDGET_RUNG and r["seed"] == seed]
+                budget = [r["train_seconds"] for r in records if r["rung"] == budget_rung and r["seed"] == seed]
                 if not budget:
-                    raise ValueError(f"the continued rung needs the {BUDGET_RUNG!r} rung of seed {seed} (its wall-clock)")
+                    raise ValueError(f"the continued rung needs the {budget_rung!r} rung of seed {seed} (its wall-clock)")
                 rec = _continued_rung(env_id, data, checkpoint, budget[0], seed, cell, device, select_metric, start,
-                                      dict(recipe.get("continued", {})), log)
+                                      continued, log)
+                rec["budget_rung"] = budget_rung
             else:
                 rec = _finetune_rung(rung, algos[rung], env_id, data, checkpoint, recipe.get(rung, {}), seed, cell,
                                      device, select_metric, start, log)
