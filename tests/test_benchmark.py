@@ -1,12 +1,11 @@
-"""scripts/benchmark.py: the report's structure, resuming from the per-seed files, --report-only (not the numbers)."""
+"""refit_gym.experiments.benchmark (scripts/benchmark.py): the report's structure, resuming from the per-seed files,
+--report-only, the Pathwise and continued-pretraining rows (not the numbers)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import pickle
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +20,9 @@ SEQ_COLUMNS = ["method", "HR@10 (= Recall@10)", "HR@20 (= Recall@20)"] + COLUMNS
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmark_under_test", REPO / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    from refit_gym.experiments import benchmark
+
+    return benchmark
 
 
 def table_rows(report: str):
@@ -124,7 +120,8 @@ def test_quick_benchmark_report_and_resume(bench, tmp_path):
     assert [b[0] for b in body] == [r.label for r in rows]
     for r, cells_ in zip(rows, body):
         assert all(not math.isnan(float(c)) for c in cells_[1:5]), cells_
-        assert (cells_[5] == "—") == (r.kind != "finetuned") and (cells_[5].endswith("%") == (r.kind == "finetuned"))
+        relative = r.kind in ("finetuned", "continued")
+        assert (cells_[5] == "—") != relative and cells_[5].endswith("%") == relative
     assert "EASE on test NDCG@20" in report and "Recall@20" in report
     assert "log-log slope of epoch time" in report and "one pretraining epoch" in report
     assert "scripts/benchmark.py --data synthetic --quick" in report
@@ -140,11 +137,12 @@ def test_quick_benchmark_report_and_resume(bench, tmp_path):
     for r in rows:
         e = by_name[r.name]
         assert e["complete"] and {"recall@10", "recall@20", "ndcg@10", "ndcg@20"} <= set(e["test"]) <= set(e["valid"])
-        if r.kind == "finetuned":
+        if r.kind in ("finetuned", "continued"):
             assert set(e["relative_to_pretrained_pct"]) == {"ndcg@20", "recall@20"}
             (hist,) = e["history"].values()
-            assert hist[0]["num_timesteps"] == 0 and len(hist) >= 2
             assert all(a["train_seconds"] <= b["train_seconds"] for a, b in zip(hist, hist[1:]))
+        if r.kind == "finetuned":
+            assert hist[0]["num_timesteps"] == 0 and len(hist) >= 2
     assert set(res["ease_comparison"]) >= {"sentence", "best", "ndcg@20", "recall@20"}
     scal = res["scaling"]["diffrec"]
     assert set(scal["points"]) == {"users0.5", "items0.5", "all"}
@@ -153,6 +151,33 @@ def test_quick_benchmark_report_and_resume(bench, tmp_path):
     full = scal["points"]["all"]
     assert full["peak_rss_mb"] > 0 and full["epoch_seconds"] > 0 and full["finetune_over_pretrain"] > 0
     assert not full["extrapolated"] and full["rollouts_timed"] == full["rollouts_per_epoch"]
+
+    # the Pathwise and continued-pretraining rows: records like the others'; the continued cell trained for the
+    # seconds of the ReFiT cell of its seed (whole epochs for interaction data: those that fit, at least one)
+    for backbone in ("diffrec", "cfdiff"):
+        path = lambda m: out / "runs" / f"{backbone}-{m}" / "seed0.json"  # noqa: E731
+        pathwise, refit, cont = (json.loads(path(m).read_text()) for m in ("pathwise", "refit", "continued"))
+        assert pathwise["spec"]["algo"] == "pathwise" and pathwise["spec"]["reward"] == refit["spec"]["reward"]
+        assert pathwise["hyperparams"]["n_timesteps"] == bench.quick_hyperparams("pathwise")["n_timesteps"]
+        assert cont["kind"] == "continued" and cont["spec"]["budget"] == "refit"
+        assert cont["budget"]["train_seconds"] == refit["train_seconds"] > 0
+        assert cont["budget"]["record"] == str(path("refit"))
+        assert {"valid", "test", "pretrained", "history", "train_seconds"} <= set(cont)
+        assert cont["epochs"] == len(cont["history"]) >= 1
+        epochs = np.diff([0.0] + [h["train_seconds"] for h in cont["history"]])
+        assert cont["train_seconds"] == pytest.approx(sum(epochs))
+        # as many whole epochs as fit in the budget at the estimated epoch time, at least one
+        assert cont["epochs"] == max(1, int(refit["train_seconds"] // cont["epoch_seconds_estimate"]))
+        # the start competes: the selected model is never below the start on validation
+        assert cont["valid"]["ndcg@20"] >= cont["pretrained"]["valid"]["ndcg@20"]
+    assert re.search(r"Controls \(the best fine-tuned model against its pretrained start and against continued "
+                     r"pretraining of its backbone for the same training seconds\): .+ changes test NDCG@20 by [+-]\d+\.\d% "
+                     r"and test Recall@20 by [+-]\d+\.\d% over its pretrained start; (DiffRec|CF-Diff) \+ continued "
+                     r"pretraining changes test NDCG@20 by [+-]\d+\.\d% over the same start, and .+ (beats|does not beat) it "
+                     r"on test NDCG@20 \(0\.\d{4} vs 0\.\d{4}", report), report
+    ctrl = res["control_comparison"]
+    assert ctrl["best"] == res["ease_comparison"]["best"] and ctrl["continued"] == ctrl["best"].split("-")[0] + "-continued"
+    assert set(ctrl["ndcg@20"]) >= {"finetuned", "continued", "beats"}
 
     # resume: nothing recomputed, no result file rewritten
     assert second["computed"] == [] and second["failed"] == [] and sorted(second["reused"]) == sorted(cells)
@@ -266,10 +291,13 @@ def test_rows_of_each_scenario(bench, scenario, backbone, env_id, baselines, rew
     rest = [(r.name, r.kind, r.label, r.env_id, r.seeded) for r in rows if r.kind != "baseline"]
     assert rest == [(backbone, "pretrained", f"{label} (pretrained)", env_id, True)] + [
         (f"{backbone}-{m}", "finetuned", f"{label} + {ml}", env_id, True)
-        for m, (_, _, ml) in bench.FINETUNE_METHODS.items()]
+        for m, (_, _, ml) in bench.FINETUNE_METHODS.items()] + [
+        (f"{backbone}-continued", "continued", f"{label} + continued pretraining", env_id, True)]
     tuned = {r.method: r.reward for r in rows if r.kind == "finetuned"}
     assert tuned["refit"] == reward and tuned["naive"] == "topk"
-    assert set(bench.scenario_methods(scenario)) == {r.name for r in base} | {"pretrained", *bench.FINETUNE_METHODS}
+    assert tuned["pathwise"] == reward  # the same reward as the ReFiT row
+    assert set(bench.scenario_methods(scenario)) == {r.name for r in base} | {"pretrained", *bench.FINETUNE_METHODS,
+                                                                              "continued"}
     # methods that do not exist for the scenario are left out; backbones of another data kind are refused
     other = "sasrec" if scenario in ("cf", "social") else "ease"
     assert other not in {r.name for r in bench.build_rows([], [other, "pop"], scenario=scenario)}
@@ -354,3 +382,72 @@ def test_given_checkpoint_is_scored_once(bench, tmp_path):
     r0, r1 = (json.loads((out / "runs" / "diffrec" / f"seed{s}.json").read_text()) for s in (0, 1))
     assert r0["metrics_reused_from"] is None and r1["metrics_reused_from"].endswith("seed0.json")
     assert r0["valid"] == r1["valid"] and r0["test"] == r1["test"] and r0["checkpoint_sha1"] == r1["checkpoint_sha1"]
+
+
+def test_plan_has_the_pathwise_and_continued_rows(bench):
+    """Issues 15 and 16: per backbone a Pathwise row on the ReFiT row's reward, and the continued-pretraining control
+    (after the fine-tuned rows, its budget the ReFiT cell unless --continued-budget says otherwise)."""
+    assert "pathwise" in bench.FINETUNE_METHODS and "continued" in bench.METHODS
+    rows = {r.name: r for r in bench.build_rows(["diffrec", "cfdiff"])}
+    for b, label in (("diffrec", "DiffRec"), ("cfdiff", "CF-Diff")):
+        pw, refit, cont = rows[f"{b}-pathwise"], rows[f"{b}-refit"], rows[f"{b}-continued"]
+        assert (pw.kind, pw.algo, pw.method, pw.label) == ("finetuned", "pathwise", "pathwise", f"{label} + Pathwise")
+        assert pw.reward == refit.reward == "refit"
+        assert (cont.kind, cont.budget, cont.budget_row, cont.label) == (
+            "continued", "refit", f"{b}-refit", f"{label} + continued pretraining")
+        names = list(rows)
+        assert names.index(f"{b}-continued") > max(names.index(f"{b}-{m}") for m in bench.FINETUNE_METHODS)
+    assert bench.quick_hyperparams("pathwise", 5) == dict(n_envs=bench.QUICK_N_ENVS,
+                                                          n_timesteps=bench.QUICK_N_ENVS * 5 * bench.QUICK_ROLLOUTS)
+    # the budget is a setting of the row; only a continued row's spec carries it (older records read as before)
+    (ppo_budget,) = [r for r in bench.build_rows(["diffrec"], ["continued"], continued_budget="ppo")]
+    assert ppo_budget.budget_row == "diffrec-ppo" and ppo_budget.as_dict()["budget"] == "ppo"
+    assert "budget" not in rows["diffrec-refit"].as_dict()
+    with pytest.raises(ValueError, match="continued budget 'nope'"):
+        bench.build_rows(["diffrec"], continued_budget="nope")
+    with pytest.raises(ValueError, match=r"needs \['budget'\]"):
+        bench.RowSpec(name="x", kind="continued", label="X", backbone="diffrec", env_id="refit_gym/DiffRec-v0")
+
+
+def test_continued_row_needs_its_budget_cell(bench, tmp_path):
+    """Without the ReFiT cell of its seed the continued cell fails with a message naming the missing record; once
+    the budget cell exists it runs; a record made with another budget is refused on reuse."""
+    out = tmp_path / "bench"
+    argv = ["--data", "synthetic", "--quick", "--out", str(out), "--device", "cpu", "--threads", "1", "--backbones",
+            "diffrec", "--skip-scaling"]
+    threads = torch.get_num_threads()
+    try:
+        res = bench.main(argv + ["--methods", "pretrained", "continued"])
+        (fail,) = res["failed"]
+        missing = out / "runs" / "diffrec-refit" / "seed0.json"
+        assert fail["cell"] == "diffrec-continued/seed0" and fail["error"].startswith("BudgetMissingError: ")
+        assert str(missing) in fail["error"] and "run method 'refit' for seed 0 first" in fail["error"]
+        with pytest.raises(bench.BudgetMissingError, match="diffrec-refit"):
+            bench.main(argv + ["--methods", "pretrained", "continued", "--fail-fast"])
+        report = (out / "report.md").read_text()
+        assert "| DiffRec + continued pretraining | missing (0/1 seeds) |" in report
+        res = bench.main(argv + ["--methods", "pretrained", "refit", "continued"])
+        assert res["failed"] == [] and sorted(res["computed"]) == ["diffrec-continued/seed0", "diffrec-refit/seed0"]
+        with pytest.raises(SystemExit, match="computed with --continued-budget refit, not ppo"):
+            bench.main(argv + ["--methods", "continued", "--continued-budget", "ppo"])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_quick_sequence_continued_row(bench, tmp_path):
+    """Sequence data: the continued cell is bounded by the ReFiT cell's training seconds and validated once, at the end."""
+    data = write_sequence_folder(tmp_path / "tiny-seq")
+    out = tmp_path / "bench"
+    threads = torch.get_num_threads()
+    try:
+        res = bench.main(["--data", str(data), "--quick", "--out", str(out), "--device", "cpu", "--threads", "1",
+                          "--methods", "pretrained", "refit", "continued"])
+    finally:
+        torch.set_num_threads(threads)
+    assert res["failed"] == []
+    refit, cont = (json.loads((out / "runs" / f"dreamrec-{m}" / "seed0.json").read_text()) for m in ("refit", "continued"))
+    assert cont["budget"]["train_seconds"] == refit["train_seconds"] and cont["epoch_seconds_estimate"] is None
+    assert cont["epochs"] >= 1 and cont["train_seconds"] >= refit["train_seconds"] * 0.5
+    assert "ndcg@20" in cont["history"][-1]  # validated at the end
+    _, body = table_rows((out / "report.md").read_text())
+    assert body[-1][0] == "DreamRec + continued pretraining" and body[-1][5].endswith("%")

@@ -85,16 +85,39 @@ def _finetune_rung(rung: str, algo: str, env_id: str, data, checkpoint: Path, pa
                 train_seconds=m["train_seconds"], reward=str(m["reward"]))
 
 
-def _continued_rung(env_id: str, data, checkpoint: Path, seconds: float, seed: int, out: Path, device,
-                    select_metric: str, pretrained: Dict, params: Dict[str, Any], log: Callable[[str], None]) -> Dict:
+def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, seed: int, out: Path, device,
+                          select_metric: str, pretrained: Dict, params: Dict[str, Any],
+                          log: Callable[[str], None]) -> Dict:
+    """The continued-pretraining control: the backbone's own pretraining loss continued from ``checkpoint`` for
+    ``seconds`` of training wall-clock (the budget, seconds), with validation-only model selection in which the
+    start competes (the ladder's ``continued`` rung, the benchmark's ``<backbone>-continued`` row).
+
+    Sequence scenarios train until ``seconds`` have passed and validate once, at the end; interaction scenarios
+    run the whole epochs that fit in ``seconds`` (at least one; the epoch time is ``params["seconds_per_epoch"]``
+    or measured with one epoch), validating after each.
+
+    Args:
+        env_id: registered environment id (its scenario pretrains and evaluates).
+        pretrained: ``{"valid": {...}, "test": {...}}`` metrics of ``checkpoint`` (the start).
+        params: PretrainConfig overrides (and optionally ``seconds_per_epoch``).
+        out: the working folder of the run. select_metric: the validation metric of the selection.
+    Returns: ``{"rung": "continued", "seed", "best": {"valid", "test"}`` (the selected model's metrics; the
+    start's when no epoch beats it on validation), ``"history"`` (per epoch: ``epoch``, cumulative
+    ``train_seconds`` and the validation metrics when validated), ``"train_seconds"`` (the epochs' own
+    seconds, as the fine-tuning runs count theirs), ``"wall_seconds"`` (seconds, with validation),
+    ``"epochs"``, ``"epoch_seconds_estimate"`` (the seconds per epoch that sized an interaction run:
+    ``epochs == max(1, seconds // estimate)``; None for sequences)}.
+    """
     from refit_gym.diffusion.checkpoint import load_backbone
     from refit_gym.scenarios import scenario_for
 
     scenario = scenario_for(env_id)
     adapter, _ = load_backbone(checkpoint, data, device=device)
     torch.manual_seed(seed)
-    cfg = scenario.pretrain_config(metric=select_metric, seed=seed, patience=0, **params)
+    overrides = {k: v for k, v in params.items() if k != "seconds_per_epoch"}
+    cfg = scenario.pretrain_config(metric=select_metric, seed=seed, patience=0, **overrides)
     t0 = time.perf_counter()
+    per_epoch = None
     if scenario.sequential:
         # bounded by the seconds; validated once, at the end, so that the whole budget trains (the start competes)
         cfg.epochs, cfg.eval_every = 10 ** 6, 10 ** 6
@@ -118,11 +141,11 @@ def _continued_rung(env_id: str, data, checkpoint: Path, seconds: float, seed: i
     # training seconds (the epochs' own time, as the fine-tuning rungs count theirs); the wall-clock adds validation
     return dict(rung="continued", seed=seed, best=best, history=history,
                 train_seconds=float(seconds[-1]) if len(seconds) else 0.0, wall_seconds=time.perf_counter() - t0,
-                epochs=len(result.history))
+                epochs=len(result.history), epoch_seconds_estimate=per_epoch)
 
 
 def _epoch_seconds(scenario, checkpoint: Path, data, device) -> float:
-    """Wall-clock of one pretraining epoch (measured with one epoch and no validation cost counted)."""
+    """Wall-clock seconds of one pretraining epoch (measured with one epoch and no validation cost counted)."""
     from refit_gym.diffusion.checkpoint import load_backbone
 
     adapter, _ = load_backbone(checkpoint, data, device=device)
@@ -192,8 +215,8 @@ def run_ladder(env_id: str, data, checkpoint, recipe: Dict[str, Dict[str, Any]],
                 budget = [r["train_seconds"] for r in records if r["rung"] == budget_rung and r["seed"] == seed]
                 if not budget:
                     raise ValueError(f"the continued rung needs the {budget_rung!r} rung of seed {seed} (its wall-clock)")
-                rec = _continued_rung(env_id, data, checkpoint, budget[0], seed, cell, device, select_metric, start,
-                                      continued, log)
+                rec = continued_pretraining(env_id, data, checkpoint, budget[0], seed, cell, device, select_metric,
+                                            start, continued, log)
                 rec["budget_rung"] = budget_rung
             else:
                 rec = _finetune_rung(rung, algos[rung], env_id, data, checkpoint, recipe.get(rung, {}), seed, cell,
