@@ -39,7 +39,8 @@ checkpoint of the seed for the training seconds of that seed's ReFiT cell -- ``-
 another method -- with validation-only selection in which the start competes;
 :func:`refit_gym.experiments.ladder.continued_pretraining`; its cell runs after the budget cell and fails with a
 message naming the missing record without it). Backbones are pretrained as ``scripts/pretrain.py`` does
-(:func:`refit_gym.experiments.pretrain.run_pretraining`, one per seed) unless ``OUT/checkpoints/<backbone>-seed<k>.pt`` exists or ``--checkpoint-<backbone> PATH`` is given
+(:func:`refit_gym.experiments.pretrain.run_pretraining`, one per seed) unless
+``OUT/checkpoints/<backbone>-seed<k>.pt`` exists or ``--checkpoint-<backbone> PATH`` is given
 (then used for every seed); fine-tuning is :func:`agents.finetune.finetune` with the defaults of
 ``agents/hyperparams/<algo>.yml`` (``--hyperparams METHOD=FILE`` overrides them per method), validated
 ``--eval-points`` times; the model reported is the checkpoint with the best **validation** NDCG@20
@@ -83,7 +84,8 @@ from __future__ import annotations
 from typing import Any
 
 from refit_gym.experiments.benchmark.cells import BudgetMissingError, Runner
-from refit_gym.experiments.benchmark.entry import _interrupt, build_parser, check_reused, main, parse_hyperparam_overrides
+from refit_gym.experiments.benchmark.entry import (_interrupt, build_parser, check_reused, main,
+                                                   parse_hyperparam_overrides)
 from refit_gym.experiments.benchmark.files import (file_sha1, read_json, repo_relative, row_seeds, run_log, run_path,
                                                    seed_tag, write_json)
 from refit_gym.experiments.benchmark.plan import (

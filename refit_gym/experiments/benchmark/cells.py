@@ -31,7 +31,8 @@ class Runner:
 
     # ---------------------------------------------------------------- pretraining
     def checkpoint(self, backbone: str, seed: int) -> Tuple[Path, Dict[str, Any]]:
-        """The pretrained checkpoint of ``backbone`` for ``seed`` and its record (pretraining it when absent)."""
+        """Returns the pretrained checkpoint of ``backbone`` for ``seed`` and its record (pretraining it when
+        absent)."""
         if backbone in self.given_checkpoints:
             path = self.given_checkpoints[backbone]
             return path, {"source": "given", "checkpoint": str(path)}
@@ -86,11 +87,11 @@ class Runner:
         return record
 
     def _baseline(self, row: RowSpec, seed: int, log) -> Dict[str, Any]:
-        """Fit the baseline ``row.baseline`` on train and evaluate it on valid and test with the scenario's
-        protocol. ``cf`` / ``social``: ItemKNN's ``k`` and EASE's ``lam`` chosen on validation
+        """Returns the record of a baseline cell: fit ``row.baseline`` on train and evaluate it on valid and test
+        with the scenario's protocol. ``cf`` / ``social``: ItemKNN's ``k`` and EASE's ``lam`` chosen on validation
         (:func:`refit_gym.baselines.select_on_validation` over ``DEFAULT_GRIDS``); any other baseline is
-        :meth:`refit_gym.scenarios.Scenario.baseline_score_fn` with ``settings.baseline_kwargs`` (a seeded
-        one, e.g. SASRec: ``torch.manual_seed(seed)`` first and ``seed`` passed to its fit)."""
+        :meth:`refit_gym.scenarios.Scenario.baseline_score_fn` with ``settings.baseline_kwargs`` (a seeded one, e.g.
+        SASRec: ``torch.manual_seed(seed)`` first and ``seed`` passed to its fit)."""
         import torch
 
         from refit_gym.baselines import BASELINES, DEFAULT_GRIDS, select_on_validation
@@ -125,7 +126,8 @@ class Runner:
         return dict(params=params, selection=selection, selected_on=selected_on, fit_seconds=fit_seconds, **splits)
 
     def _pretrained(self, row: RowSpec, seed: int, log) -> Dict[str, Any]:
-        """The pretrained backbone of ``seed`` on valid and test (metrics of an identical checkpoint reused)."""
+        """Returns the record of a pretrained cell: the backbone of ``seed`` on valid and test (metrics of an
+        identical checkpoint reused)."""
         path, record = self.checkpoint(row.backbone, seed)
         digest = file_sha1(path)
         known = self.known_metrics(row.backbone, path, digest)
@@ -140,8 +142,8 @@ class Runner:
 
     def known_metrics(self, backbone: str, checkpoint: Path, digest: str
                       ) -> Optional[Tuple[Dict[str, Dict[str, float]], str]]:
-        """(``{"valid", "test"}`` metrics, the record's file) of ``checkpoint`` from any pretrained-row record of
-        ``backbone`` made from a file with the same SHA-1, or None."""
+        """Returns (``{"valid", "test"}`` metrics, the record's file) of ``checkpoint`` from any pretrained-row
+        record of ``backbone`` made from a file with the same SHA-1, or None."""
         for f in sorted((self.out / "runs" / backbone).glob("seed*.json")):
             record = read_json(f)
             if record and record.get("checkpoint_sha1") == digest and record.get("checkpoint") == str(checkpoint):
@@ -157,14 +159,15 @@ class Runner:
         return evaluate_splits(adapter, self.data, env_id)
 
     def pretrained_metrics(self, row: RowSpec, seed: int, checkpoint: Path) -> Optional[Dict[str, Dict[str, float]]]:
-        """Validation and test metrics of ``checkpoint`` from the pretrained rows of ``row.backbone`` (a record
+        """Returns validation and test metrics of ``checkpoint`` from the pretrained rows of ``row.backbone`` (a record
         of the same checkpoint file, by path and SHA-1), or None when none exists: fine-tuning then evaluates it."""
         known = self.known_metrics(row.backbone, checkpoint, file_sha1(checkpoint))
         return None if known is None else known[0]
 
     def _finetuned(self, row: RowSpec, seed: int, log) -> Dict[str, Any]:
-        """Fine-tune the pretrained backbone of ``seed`` with ``row.algo`` (:func:`agents.finetune.finetune`);
-        the record holds the validation-selected model's metrics, the history and ``train_seconds``."""
+        """Returns the record of a fine-tuned cell: fine-tune the pretrained backbone of ``seed`` with ``row.algo``
+        (:func:`agents.finetune.finetune`); the record holds the validation-selected model's metrics, the history
+        and ``train_seconds``."""
         from agents.finetune import finetune
 
         path, _ = self.checkpoint(row.backbone, seed)
@@ -199,9 +202,10 @@ class Runner:
         return float(record["train_seconds"]), path
 
     def _continued(self, row: RowSpec, seed: int, log) -> Dict[str, Any]:
-        """The backbone's own pretraining continued from the pretrained checkpoint of ``seed`` for the training
-        seconds of the budget cell (:func:`refit_gym.experiments.ladder.continued_pretraining`); the record holds
-        the validation-selected model's metrics (the start competes), the history and ``train_seconds``."""
+        """Returns the record of a continued cell: the backbone's own pretraining continued from the pretrained
+        checkpoint of ``seed`` for the training seconds of the budget cell
+        (:func:`refit_gym.experiments.ladder.continued_pretraining`); the record holds the validation-selected
+        model's metrics (the start competes), the history and ``train_seconds``."""
         from refit_gym.experiments.ladder import continued_pretraining
 
         seconds, budget_path = self.budget_seconds(row, seed)
@@ -218,6 +222,7 @@ class Runner:
         selected = "start" if m["best"] == start else "continued"
         return dict(checkpoint=str(path), valid=m["best"]["valid"], test=m["best"]["test"], pretrained=start,
                     history=m["history"], train_seconds=m["train_seconds"], wall_seconds=m["wall_seconds"],
-                    epochs=m["epochs"], epoch_seconds_estimate=m["epoch_seconds_estimate"], budget=dict(row=row.budget_row, record=str(budget_path), train_seconds=seconds),
+                    epochs=m["epochs"], epoch_seconds_estimate=m["epoch_seconds_estimate"],
+                    budget=dict(row=row.budget_row, record=str(budget_path), train_seconds=seconds),
                     pretrain_overrides=params, selected=selected,
                     selected_on=f"valid {self.settings.select_metric} among the epochs and the start")

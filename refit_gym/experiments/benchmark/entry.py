@@ -14,8 +14,8 @@ from refit_gym.cli import HelpFormatter
 from refit_gym.experiments.benchmark.cells import Runner
 from refit_gym.experiments.benchmark.files import read_json, run_path, seed_tag, row_seeds, write_json
 from refit_gym.experiments.benchmark.plan import (BACKBONE_LABELS, CONTINUED_BUDGET, FINETUNE_METHODS, METHODS,
-                                                  QUICK_EVAL_POINTS, QUICK_PRETRAIN_ARGS, QUICK_STEPS, REPO, RowSpec, Settings,
-                                                  backbone_steps, build_rows, default_backbones,
+                                                  QUICK_EVAL_POINTS, QUICK_PRETRAIN_ARGS, QUICK_STEPS, REPO, RowSpec,
+                                                  Settings, backbone_steps, build_rows, default_backbones,
                                                   effective_baseline_kwargs, effective_hyperparams, env_ids_by_backbone,
                                                   infer_scenario, scenario_methods)
 from refit_gym.experiments.benchmark.report import write_report

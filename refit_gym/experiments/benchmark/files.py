@@ -20,7 +20,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Optional[Any]:
-    """The JSON in ``path``, or None when absent (a corrupt file is an error naming it)."""
+    """Returns the JSON in ``path``, or None when absent (a corrupt file is an error naming it)."""
     if not path.is_file():
         return None
     try:
@@ -30,7 +30,7 @@ def read_json(path: Path) -> Optional[Any]:
 
 
 def repo_relative(path: Path) -> str:
-    """``path`` relative to the repository when it lies inside it (the form the reproduce lines print, run from
+    """Returns ``path`` relative to the repository when it lies inside it (the form the reproduce lines print, run from
     the repository root), else as given."""
     path = Path(path)
     try:
@@ -61,13 +61,13 @@ def run_path(out: Path, row: RowSpec, seed: int) -> Path:
 
 
 def row_seeds(row: RowSpec, seeds: Sequence[int]) -> List[int]:
-    """The seeds a row runs with (one for deterministic rows)."""
+    """Returns the seeds a row runs with (one for deterministic rows)."""
     return list(seeds) if row.seeded else list(seeds[:1])
 
 
 @contextlib.contextmanager
 def run_log(path: Path) -> Iterator[Callable[[str], None]]:
-    """Send stdout, stderr and a ``log(msg)`` function to ``path`` (appended) for the duration."""
+    """Send stdout, stderr and a ``log(msg)`` function to ``path`` (appended) for the duration; yields ``log``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", buffering=1) as fh:
         def log(msg: str) -> None:

@@ -135,7 +135,7 @@ class RowSpec:
             raise ValueError(f"RowSpec name {self.name!r} must be a non-empty path-safe identifier")
 
     def as_dict(self) -> Dict[str, Any]:
-        """The fields as written to the records and ``results.json`` (``budget`` only where set, so that the
+        """Returns the fields as written to the records and ``results.json`` (``budget`` only where set, so that the
         specs of the other rows read as before the continued row existed)."""
         d = asdict(self)
         if d["budget"] is None:
@@ -144,7 +144,7 @@ class RowSpec:
 
     @property
     def budget_row(self) -> str:
-        """The name of the row whose cell of the same seed gives a ``continued`` row its training seconds."""
+        """Returns the name of the row whose cell of the same seed gives a ``continued`` row its training seconds."""
         if self.kind != "continued":
             raise ValueError(f"RowSpec {self.name!r} of kind {self.kind!r} has no budget row")
         return f"{self.backbone}-{self.budget}"
@@ -167,7 +167,7 @@ def env_ids_by_backbone() -> Dict[str, str]:
 
 
 def infer_scenario(data) -> str:
-    """The scenario name of a loaded dataset: ``poi`` for timestamped SequentialData, ``sequential`` for other
+    """Returns the scenario name of a loaded dataset: ``poi`` for timestamped SequentialData, ``sequential`` for other
     SequentialData, ``social`` for InteractionData with a social graph (``data.social``), ``cf`` otherwise."""
     from refit_gym.data.sequential import SequentialData
 
@@ -177,15 +177,15 @@ def infer_scenario(data) -> str:
 
 
 def default_backbones(scenario: str) -> List[str]:
-    """``--backbones`` by default: ``diffrec cfdiff`` for ``cf``, the scenario's own backbone otherwise."""
+    """Returns ``--backbones`` by default: ``diffrec cfdiff`` for ``cf``, the scenario's own backbone otherwise."""
     from refit_gym.scenarios import SCENARIOS
 
     return list(DEFAULT_BACKBONES.get(scenario, (SCENARIOS[scenario].backbone,)))
 
 
 def scenario_methods(scenario: str) -> List[str]:
-    """The :data:`METHODS` that exist for ``scenario``: its baselines, ``pretrained``, the fine-tuning methods and
-    ``continued``."""
+    """Returns the :data:`METHODS` that exist for ``scenario``: its baselines, ``pretrained``, the fine-tuning
+    methods and ``continued``."""
     from refit_gym.scenarios import SCENARIOS
 
     return [m for m in METHODS if m not in BASELINE_LABELS or m in SCENARIOS[scenario].baselines]
@@ -193,7 +193,7 @@ def scenario_methods(scenario: str) -> List[str]:
 
 def build_rows(backbones: Sequence[str], methods: Sequence[str] = METHODS, reward: Optional[str] = None,
                scenario: str = "cf", continued_budget: str = CONTINUED_BUDGET) -> List[RowSpec]:
-    """The plan's rows: the scenario's baselines among ``methods`` (in :data:`BASELINE_LABELS` order), then per
+    """Returns the plan's rows: the scenario's baselines among ``methods`` (in :data:`BASELINE_LABELS` order), then per
     backbone its pretrained and fine-tuned rows and its continued-pretraining row (its training seconds: those
     of the ``continued_budget`` method's cell). Methods that do not exist for the scenario (e.g. ``sasrec``
     for ``cf``) are left out.
@@ -209,7 +209,8 @@ def build_rows(backbones: Sequence[str], methods: Sequence[str] = METHODS, rewar
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; known: {sorted(SCENARIOS)}")
     if continued_budget not in FINETUNE_METHODS:
-        raise ValueError(f"continued budget {continued_budget!r} is not a fine-tuning method {sorted(FINETUNE_METHODS)}")
+        raise ValueError(f"continued budget {continued_budget!r} is not a fine-tuning method "
+                         f"{sorted(FINETUNE_METHODS)}")
     sc = SCENARIOS[scenario]
     envs = env_ids_by_backbone()
     rows = [RowSpec(name=m, kind="baseline", label=BASELINE_LABELS[m], baseline=m, seeded=m in SEEDED_BASELINES,
@@ -266,7 +267,8 @@ def pretrain_argv(backbone: str, settings: Settings) -> List[str]:
 
 
 def pretrain_args(argv: Sequence[str]) -> argparse.Namespace:
-    """``argv`` parsed by :func:`refit_gym.experiments.pretrain.build_parser` (``--pretrain-args`` is those flags)."""
+    """Returns ``argv`` parsed by :func:`refit_gym.experiments.pretrain.build_parser` (``--pretrain-args`` is those
+    flags)."""
     from refit_gym.experiments.pretrain import build_parser
 
     return build_parser().parse_args(list(argv))
@@ -314,8 +316,8 @@ def effective_baseline_kwargs(scenario: str, quick: bool) -> Dict[str, Dict[str,
 
 def effective_hyperparams(algo: str, env_id: str, quick: bool, override: Optional[Path],
                           steps: int = QUICK_STEPS) -> Dict[str, Any]:
-    """Returns the rl-zoo hyperparameters: the defaults of ``agents/hyperparams/<algo>.yml``, then the --quick settings (:func:`quick_hyperparams`
-    for a backbone of ``steps`` denoising steps), then ``--hyperparams``."""
+    """Returns the rl-zoo hyperparameters: the defaults of ``agents/hyperparams/<algo>.yml``, then the --quick
+    settings (:func:`quick_hyperparams` for a backbone of ``steps`` denoising steps), then ``--hyperparams``."""
     from agents.finetune import load_hyperparams
 
     params = load_hyperparams(algo, env_id)

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from refit_gym.experiments.benchmark.files import read_json, repo_relative, row_seeds, run_path, write_json
-from refit_gym.experiments.benchmark.plan import (BACKBONE_LABELS, BASELINE_LABELS, MACHINE_NOT_RECORDED,
-                                                  REFERENCE_BASELINE, RELATIVE_METRICS, SEEDED_BASELINES,
-                                                  SEQUENCE_GOAL_PCT, TABLE_METRICS, RowSpec, Settings)
+from refit_gym.experiments.benchmark.plan import (BACKBONE_LABELS, BASELINE_LABELS, CONTINUED_LABEL,
+                                                  MACHINE_NOT_RECORDED, REFERENCE_BASELINE, RELATIVE_METRICS,
+                                                  SEEDED_BASELINES, SEQUENCE_GOAL_PCT, TABLE_METRICS, RowSpec,
+                                                  Settings)
 from refit_gym.plots import plot_scaling, plot_validation
 
 #: row kinds whose records hold their pretrained start's metrics: the table shows their change over it
@@ -69,8 +70,8 @@ def seed0_checkpoint(out: Path, backbone: str) -> str:
 
 
 def machines_lines(table: List[Dict[str, Any]]) -> List[str]:
-    """Returns where the times of the table were taken, as report lines: one line per machine naming its rows, or nothing
-    when no record names its machine (results from before the benchmark recorded it)."""
+    """Returns where the times of the table were taken, as report lines: one line per machine naming its rows, or
+    nothing when no record names its machine (results from before the benchmark recorded it)."""
     by_machine: Dict[str, List[str]] = {}
     for e in table:
         for m in e.get("machines", []):
@@ -175,7 +176,8 @@ def control_sentence(table: List[Dict[str, Any]], select_metric: str) -> Tuple[O
              f"test Recall@20 by {fmt_mean_std(rel['recall@20']['values'], 1, pct=True)} over its pretrained start"]
     cont = continued.get(best["spec"]["backbone"])
     if cont is None or not cont["seeds_done"]:
-        label = f"{BACKBONE_LABELS.get(best['spec']['backbone'], best['spec']['backbone'])} continued pretraining"
+        backbone = best["spec"]["backbone"]
+        label = cont["label"] if cont else f"{BACKBONE_LABELS.get(backbone, backbone)} + {CONTINUED_LABEL}"
         parts.append(f"{label} is not run yet, so whether it beats training longer is not known")
         return f"{head}: " + "; ".join(parts) + ".", dict(info, continued=None)
     info.update(continued=cont["name"], continued_label=cont["label"], continued_seeds=len(cont["seeds_done"]))

@@ -42,7 +42,7 @@ def _rss_kb(field_name: str) -> Optional[int]:
 
 
 def _reset_peak_rss() -> bool:
-    """Reset the kernel's RSS high-water mark to the current RSS (Linux >= 4.0); False where impossible."""
+    """Reset the kernel's RSS high-water mark to the current RSS (Linux >= 4.0); returns False where impossible."""
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
