@@ -405,6 +405,9 @@ def test_plan_has_the_pathwise_and_continued_rows(bench):
     assert "budget" not in rows["diffrec-refit"].as_dict()
     with pytest.raises(ValueError, match="continued budget 'nope'"):
         bench.build_rows(["diffrec"], continued_budget="nope")
+    with pytest.raises(ValueError, match="budget 'refit' is for kind 'continued'"):
+        bench.RowSpec(name="x", kind="pretrained", label="X", backbone="diffrec", env_id="refit_gym/DiffRec-v0",
+                      budget="refit")
     with pytest.raises(ValueError, match=r"needs \['budget'\]"):
         bench.RowSpec(name="x", kind="continued", label="X", backbone="diffrec", env_id="refit_gym/DiffRec-v0")
 

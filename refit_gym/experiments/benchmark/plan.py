@@ -128,6 +128,8 @@ class RowSpec:
         if self.kind == "baseline" and self.baseline not in SCENARIOS[self.scenario].baselines:
             raise ValueError(f"RowSpec {self.name!r}: scenario {self.scenario!r} has baselines "
                              f"{list(SCENARIOS[self.scenario].baselines)}, not {self.baseline!r}")
+        if self.budget is not None and self.kind != "continued":
+            raise ValueError(f"RowSpec {self.name!r}: budget {self.budget!r} is for kind 'continued', not {self.kind!r}")
         if self.budget is not None and self.budget not in FINETUNE_METHODS:
             raise ValueError(f"RowSpec {self.name!r}: budget {self.budget!r} is not a fine-tuning method "
                              f"{sorted(FINETUNE_METHODS)}")
