@@ -11,7 +11,7 @@
 
 Each subcommand takes exactly the arguments of its script (``refit-gym train --help`` lists them with their
 defaults). A user error -- bad data (:class:`~refit_gym.data.DataError`), a checkpoint that does not fit
-(:class:`~refit_gym.diffusion.CheckpointError`), bad fine-tuning input (``agents.finetune.FinetuneError``) or a
+(:class:`~refit_gym.diffusion.CheckpointError`), bad fine-tuning input (``refit_gym.experiments.hyperparams.FinetuneError``) or a
 script's own ``error: ...`` -- is printed as one line on stderr and the exit status is 2; ``--debug`` (anywhere on
 the command line) shows the traceback instead. Ctrl-C exits with 130.
 
@@ -67,7 +67,7 @@ def user_errors() -> tuple:
     output folder (``OutputLockedError``, naming the holder's pid), divergence (``FloatingPointError``
     subclasses: ``NonFiniteTrainingError``, ``DivergenceError``, ``PretrainingDivergedError``) and
     operating-system errors such as a full disk (``OSError``, naming the path)."""
-    from agents.finetune import FinetuneError
+    from refit_gym.experiments.hyperparams import FinetuneError
     from refit_gym.data.dataset import DataError
     from refit_gym.diffusion.checkpoint import CheckpointError
     from refit_gym.io_safety import OutputLockedError
@@ -123,7 +123,7 @@ def _benchmark_exit(result: Dict[str, Any]) -> int:
 
 def hyperparams_path(algo: str) -> Path:
     """The shipped hyperparameter file of ``algo`` (rl-zoo3's format; ``--conf-file`` of ``rl_zoo3.train``)."""
-    from agents.finetune import HYPERPARAMS_DIR
+    from agents import HYPERPARAMS_DIR
 
     path = HYPERPARAMS_DIR / f"{algo}.yml"
     if not path.is_file():

@@ -420,7 +420,7 @@ def effective_hyperparams(algo: str, env_id: str, quick: bool, override: Optiona
                           steps: int = QUICK_STEPS) -> Dict[str, Any]:
     """Defaults of ``agents/hyperparams/<algo>.yml``, then the --quick settings (:func:`quick_hyperparams`
     for a backbone of ``steps`` denoising steps), then ``--hyperparams``."""
-    from agents.finetune import load_hyperparams
+    from refit_gym.experiments.hyperparams import load_hyperparams
 
     params = load_hyperparams(algo, env_id)
     if quick:
@@ -534,7 +534,7 @@ class Runner:
         return dict(params=params, selection=selection, selected_on=selected_on, fit_seconds=fit_seconds, **splits)
 
     def _pretrained(self, row: RowSpec, seed: int, log) -> Dict[str, Any]:
-        from agents.finetune import evaluate_splits
+        from refit_gym.experiments.finetune import evaluate_splits
         from refit_gym.diffusion import load_backbone
 
         path, record = self.checkpoint(row.backbone, seed)
@@ -567,7 +567,7 @@ class Runner:
         return None if known is None else known[0]
 
     def _finetuned(self, row: RowSpec, seed: int, log) -> Dict[str, Any]:
-        from agents.finetune import finetune
+        from refit_gym.experiments.finetune import finetune
 
         path, _ = self.checkpoint(row.backbone, seed)
         params = self.settings.hyperparams[f"{row.method}|{row.env_id}"]
@@ -626,7 +626,7 @@ def measure_scaling_point(spec: Dict[str, Any]) -> Dict[str, Any]:
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     from agents import ReFiT
-    from agents.finetune import load_hyperparams, split_hyperparams
+    from refit_gym.experiments.hyperparams import load_hyperparams, split_hyperparams
     from refit_gym.data import load_dataset
     from refit_gym.diffusion import build_backbone
     from refit_gym.diffusion.training import PretrainConfig, pretrain

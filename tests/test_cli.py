@@ -137,7 +137,7 @@ def test_resume_keeps_progress_csv_whole(tiny_checkpoint, tmp_path):
 def test_custom_algorithm_path(tiny_checkpoint, tmp_path, monkeypatch):
     """The documented path: register a class in agents.ALGOS; finetune() (what refit-gym train runs) uses it."""
     from agents import ALGOS, ReFiT
-    from agents.finetune import finetune
+    from refit_gym.experiments.finetune import finetune
 
     class Mine(ReFiT):
         """A custom algorithm: ReFiT's constructor (checkpoint, env, seed=, device=, tensorboard_log=, verbose=, ...)."""

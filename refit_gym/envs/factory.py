@@ -20,7 +20,7 @@ One shared backbone and dataset: environments made in one process from the same 
 dataset object and one backbone module (``make_vec_env`` with 16 environments loads the checkpoint once).
 Environments only read the backbone under ``torch.no_grad``, so sharing is safe; the shared objects live as long
 as an environment holds them (weak references). Environments made from a dataset *object* (what
-``agents.finetune`` and the benchmark pass) get their own backbone, so a trainer may update it in place without
+``refit_gym.experiments.finetune`` and the benchmark pass) get their own backbone, so a trainer may update it in place without
 reaching another environment.
 :func:`env_backbone_for_spaces` finds the backbone of the environments alive in this process, which is how
 a :class:`~agents.DenoiserPolicy` built from a YAML file (rl-zoo3) reaches it.
