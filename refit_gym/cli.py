@@ -38,6 +38,10 @@ COMMANDS: Dict[str, str] = {
     "ladder": "the headroom ladder: continued pretraining, oracle, Pathwise, ReFiT, PPO on one start and reward",
 }
 USAGE_EXIT = 2
+#: what ``--device`` means in every script (:func:`add_device_argument`; the value goes through
+#: :func:`refit_gym.utils.resolve_device`)
+DEVICE_HELP = ("auto: CUDA when available, else the CPU; cpu; cuda or cuda:N (an error when CUDA is not "
+               "available, never a silent fallback)")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -60,6 +64,11 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return super()._format_action(action)
 
 
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``, the same option in every script: default ``auto``, help :data:`DEVICE_HELP`."""
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
 def user_errors() -> tuple:
     """The exception classes that are the user's input or the run's state, not a bug: printed as one line.
 
@@ -71,8 +80,9 @@ def user_errors() -> tuple:
     from refit_gym.data.dataset import DataError
     from refit_gym.diffusion.checkpoint import CheckpointError
     from refit_gym.io_safety import OutputLockedError
+    from refit_gym.utils import DeviceError
 
-    return DataError, CheckpointError, FinetuneError, OutputLockedError, FloatingPointError, OSError
+    return DataError, CheckpointError, FinetuneError, DeviceError, OutputLockedError, FloatingPointError, OSError
 
 
 def run_main(main: Callable[[Optional[List[str]]], Any], prog: str, argv: Optional[Sequence[str]] = None,
@@ -185,4 +195,4 @@ def console() -> None:
     sys.exit(main())
 
 
-__all__ = ["COMMANDS", "HelpFormatter", "console", "hyperparams_path", "load_script", "main", "run_main"]
+__all__ = ["COMMANDS", "DEVICE_HELP", "HelpFormatter", "add_device_argument", "console", "hyperparams_path", "load_script", "main", "run_main"]

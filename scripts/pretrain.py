@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from refit_gym.cli import HelpFormatter, run_main
+from refit_gym.cli import HelpFormatter, add_device_argument, run_main
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emb-size", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    add_device_argument(p)
     p.add_argument("--resume", action="store_true", help="continue from --out/last_state.pt (if present; "
                    "else start afresh)")
     p.add_argument("--no-progress", action="store_true")

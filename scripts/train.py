@@ -37,7 +37,7 @@ from typing import Any, Dict
 
 from agents import ALGOS
 from refit_gym.experiments.finetune import DEFAULT_SELECT_METRIC, FinetuneError, finetune
-from refit_gym.cli import HelpFormatter, run_main
+from refit_gym.cli import HelpFormatter, add_device_argument, run_main
 
 
 def log(msg: str) -> None:
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hyperparams", type=Path, default=None, help="rl-zoo style YAML overriding the defaults")
     p.add_argument("-n", "--n-timesteps", type=int, default=None, help="override n_timesteps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (auto: CUDA when available)")
+    add_device_argument(p)
     p.add_argument("--tensorboard-log", default=None, help="TensorBoard folder (default: no TensorBoard)")
     p.add_argument("--eval-freq", type=int, default=0, help="validate every N environment steps (0: only at the end)")
     p.add_argument("--save-freq", type=int, default=10_000,
