@@ -48,6 +48,7 @@ from refit_gym.data.dataset import DataError, InteractionData
 from refit_gym.data.sequential import SequentialData
 from refit_gym.diffusion.adapters import DenoiserAdapter, build_backbone
 from refit_gym.io_safety import locks_output, write_json_atomic
+from refit_gym.registry import ENVIRONMENTS, SCENARIO_OF_BACKBONE, environment
 from refit_gym.diffusion.training import (ModelSelection, PretrainConfig, PretrainResult, finish_pretraining,
                                           load_training_state, restore_rng_state, rng_state, run_fingerprint,
                                           save_training_state, seeded_generators)
@@ -221,12 +222,8 @@ class Scenario:
 
     @property
     def reward(self) -> str:
-        """The default reward name: the one registered with :attr:`env_id`."""
-        import gymnasium
-
-        import refit_gym.envs  # noqa: F401  (registers the ids)
-
-        return gymnasium.spec(self.env_id).kwargs["reward"]
+        """The default reward name: the one registered with :attr:`env_id` (:data:`refit_gym.registry.ENVIRONMENTS`)."""
+        return environment(self.env_id)["reward"]
 
     def pretrain_config(self, **overrides) -> PretrainConfig:
         """:class:`PretrainConfig` with the scenario's defaults, then ``overrides``."""
@@ -399,22 +396,15 @@ SCENARIOS: Dict[str, Scenario] = {
         pretrain_defaults=dict(batch_size=256, epochs=50, patience=5), baseline_defaults={"sasrec": {"epochs": 20}}),
 }
 
-#: backbone name -> the scenario whose default it is (for scripts that take ``--backbone``).
-SCENARIO_OF_BACKBONE: Dict[str, str] = {s.backbone: name for name, s in SCENARIOS.items()}
-SCENARIO_OF_BACKBONE.setdefault("cfdiff", "cf")
-
-
 def scenario_for(env_id_or_backbone: str) -> Scenario:
-    """The scenario of an environment id (``refit_gym/DreamRec-v0``) or a backbone name (``dreamrec``)."""
-    for s in SCENARIOS.values():
-        if s.env_id == env_id_or_backbone:
-            return s
-    if env_id_or_backbone in SCENARIO_OF_BACKBONE:
-        return SCENARIOS[SCENARIO_OF_BACKBONE[env_id_or_backbone]]
-    if env_id_or_backbone == "refit_gym/CFDiff-v0":
-        return SCENARIOS["cf"]
-    raise KeyError(f"no scenario for {env_id_or_backbone!r}; scenarios: "
-                   f"{ {n: (s.env_id, s.backbone) for n, s in SCENARIOS.items()} }")
+    """The scenario of an environment id (``refit_gym/DreamRec-v0``) or a backbone name (``dreamrec``), as the
+    identity table :data:`refit_gym.registry.ENVIRONMENTS` says."""
+    row = ENVIRONMENTS.get(env_id_or_backbone)
+    name = row["scenario"] if row else SCENARIO_OF_BACKBONE.get(env_id_or_backbone)
+    if name is None:
+        raise KeyError(f"no scenario for {env_id_or_backbone!r}; scenarios: "
+                       f"{ {n: (s.env_id, s.backbone) for n, s in SCENARIOS.items()} }")
+    return SCENARIOS[name]
 
 
 __all__ = ["KS", "SCENARIOS", "SCENARIO_OF_BACKBONE", "Scenario", "pretrain_sequence_backbone", "scenario_for"]
