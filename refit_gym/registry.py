@@ -1,29 +1,35 @@
-"""The identity table: environment id -> backbone kind, default reward, synthetic default dataset, scenario.
+"""The identity table: environment id -> backbone kind, default reward, synthetic default dataset, scenario, label.
 
 One row per registered ``refit_gym/...`` id, plain strings and no imports, so every layer may read it. The
 rest derives from it: the ids gymnasium registers and their keyword defaults (:data:`refit_gym.envs.ENV_SPECS`,
 the row without ``scenario``), ``ENV_IDS``, the scenario of an id or a backbone
-(:func:`refit_gym.scenarios.scenario_for`, ``SCENARIO_OF_BACKBONE``) and a scenario's default reward.
+(:func:`refit_gym.scenarios.scenario_for`, ``SCENARIO_OF_BACKBONE``), a scenario's default reward and the
+backbones' display names (:data:`BACKBONE_LABELS`, in tables and figures).
 """
 from __future__ import annotations
 
 from typing import Dict
 
-#: env id -> {"backbone": kind, "reward": default reward, "data": synthetic default spec, "scenario": SCENARIOS key}
+#: env id -> {"backbone": kind, "reward": default reward, "data": synthetic default spec, "scenario": SCENARIOS key,
+#: "label": the backbone's display name}
 ENVIRONMENTS: Dict[str, Dict[str, str]] = {
-    "refit_gym/DiffRec-v0": {"backbone": "diffrec", "reward": "refit", "data": "synthetic", "scenario": "cf"},
-    "refit_gym/CFDiff-v0": {"backbone": "cfdiff", "reward": "refit", "data": "synthetic", "scenario": "cf"},
+    "refit_gym/DiffRec-v0": {"backbone": "diffrec", "reward": "refit", "data": "synthetic", "scenario": "cf",
+                             "label": "DiffRec"},
+    "refit_gym/CFDiff-v0": {"backbone": "cfdiff", "reward": "refit", "data": "synthetic", "scenario": "cf",
+                            "label": "CF-Diff"},
     "refit_gym/SocialDiffRec-v0": {"backbone": "social-diffrec", "reward": "refit", "data": "synthetic-social",
-                                   "scenario": "social"},
+                                   "scenario": "social", "label": "Social-DiffRec"},
     "refit_gym/DreamRec-v0": {"backbone": "dreamrec", "reward": "refit-seq", "data": "synthetic-seq",
-                              "scenario": "sequential"},
+                              "scenario": "sequential", "label": "DreamRec"},
     "refit_gym/DreamRecPOI-v0": {"backbone": "dreamrec-poi", "reward": "refit-seq", "data": "synthetic-poi",
-                                 "scenario": "poi"},
+                                 "scenario": "poi", "label": "DreamRec-POI"},
 }
 #: the fields of a row that are keyword defaults of the environment's entry points (``gymnasium.make`` kwargs)
 MAKE_KEYS = ("backbone", "reward", "data")
 #: backbone kind -> the scenario it belongs to (one row per kind: a kind has one environment id)
 SCENARIO_OF_BACKBONE: Dict[str, str] = {row["backbone"]: row["scenario"] for row in ENVIRONMENTS.values()}
+#: backbone kind -> display name
+BACKBONE_LABELS: Dict[str, str] = {row["backbone"]: row["label"] for row in ENVIRONMENTS.values()}
 
 
 def environment(env_id: str) -> Dict[str, str]:
@@ -33,4 +39,4 @@ def environment(env_id: str) -> Dict[str, str]:
     return ENVIRONMENTS[env_id]
 
 
-__all__ = ["ENVIRONMENTS", "MAKE_KEYS", "SCENARIO_OF_BACKBONE", "environment"]
+__all__ = ["BACKBONE_LABELS", "ENVIRONMENTS", "MAKE_KEYS", "SCENARIO_OF_BACKBONE", "environment"]

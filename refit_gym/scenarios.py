@@ -25,7 +25,7 @@ Evaluation protocols (full ranking over all items; K in ``Scenario.ks``: (10, 20
 * ``cf`` / ``social`` (:func:`refit_gym.metrics.evaluate`): Recall@K, NDCG@K, Precision@K, MRR@K,
   HitRate@K over the users with a non-empty ground truth; the user's known items (train, plus
   valid for 'test') are **masked**; diffusion backbones are conditioned on the train history.
-* ``sequential`` / ``poi`` (:func:`refit_gym.seq_baselines.evaluate_sequential`): leave-one-out,
+* ``sequential`` / ``poi`` (:func:`refit_gym.metrics.evaluate_sequential`): leave-one-out,
   one target per user; the history is the train sequence for 'valid' and train + validation item
   for 'test'; HR@K (``hitrate@K``) and NDCG@K; the history is **not masked** (repeat consumption is
   legitimate, e.g. POI revisits; ``mask_history=False``), ties count in the target's favour.
@@ -298,7 +298,7 @@ class Scenario:
         """Metrics of ``score_fn(users, split) -> (B, n_items)`` on ``split`` with the scenario's protocol."""
         ks = tuple(ks or self.ks)
         if self.sequential:
-            from refit_gym.seq_baselines import evaluate_sequential
+            from refit_gym.metrics import evaluate_sequential
 
             return evaluate_sequential(score_fn, data, split, ks, mask_history=self.mask_history,
                                        batch_size=batch_size)
@@ -337,22 +337,18 @@ class Scenario:
 
         Sequence scenarios: ``"sasrec"`` (:class:`~refit_gym.seq_baselines.SASRec`, ``fit_kwargs`` to
         ``fit``, e.g. ``epochs``; architecture keywords ``d``, ``n_layers``, ``heads``, ``dropout``) and
-        ``"pop"`` (train occurrence counts). Interaction scenarios: ``"pop"``, ``"itemknn"``, ``"ease"``
-        of :mod:`refit_gym.baselines` (``fit_kwargs`` to the constructor, e.g. ``lam``, ``k``).
+        ``"pop"`` (train occurrence counts, repeats included). Interaction scenarios: ``"pop"``, ``"itemknn"``,
+        ``"ease"`` of :mod:`refit_gym.baselines` (``fit_kwargs`` to the constructor, e.g. ``lam``, ``k``).
         Defaults: :attr:`baseline_defaults`.
         """
         if name not in self.baselines:
             raise ValueError(f"scenario {self.name!r} has baselines {list(self.baselines)}, not {name!r}")
         kwargs = {**self.baseline_defaults.get(name, {}), **fit_kwargs}
-        if self.sequential:
-            from refit_gym import seq_baselines
+        if name == "sasrec":
+            from refit_gym.seq_baselines import SASRec
 
-            if name == "pop":
-                model = seq_baselines.MostPopular().fit(data)
-            else:
-                arch = {k: kwargs.pop(k) for k in ("d", "n_layers", "heads", "dropout") if k in kwargs}
-                model = seq_baselines.SASRec(data.n_items, data.max_len, **arch).fit(data, **kwargs)
-            return model.scores
+            arch = {k: kwargs.pop(k) for k in ("d", "n_layers", "heads", "dropout") if k in kwargs}
+            return SASRec(data.n_items, data.max_len, **arch).fit(data, **kwargs).scores
         from refit_gym.baselines import BASELINES
 
         model = BASELINES[name](**kwargs).fit(data)
