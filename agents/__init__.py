@@ -30,5 +30,5 @@ ALGOS = {"refit": ReFiT, "ddpo": DDPO, "pathwise": Pathwise, "ppo": RatioLogging
 #: ``<algo>.yml`` per key of :data:`ALGOS` (also rl-zoo3's ``--conf-file``)
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 
-__all__ = ["A2C", "ALGOS", "HYPERPARAMS_DIR", "ChainAlgorithm", "DDPO", "DenoiserGaussian", "DenoiserPolicy", "DenoisingSummaryExtractor",
-           "NonFiniteTrainingError", "PPO", "Pathwise", "RatioLoggingPPO", "ReFiT", "SafeA2C", "Trajectories"]
+__all__ = ["A2C", "ALGOS", "ChainAlgorithm", "DDPO", "DenoiserGaussian", "DenoiserPolicy", "DenoisingSummaryExtractor",
+           "HYPERPARAMS_DIR", "NonFiniteTrainingError", "PPO", "Pathwise", "RatioLoggingPPO", "ReFiT", "SafeA2C", "Trajectories"]

@@ -11,9 +11,10 @@
 
 Each subcommand takes exactly the arguments of its script (``refit-gym train --help`` lists them with their
 defaults). A user error -- bad data (:class:`~refit_gym.data.DataError`), a checkpoint that does not fit
-(:class:`~refit_gym.diffusion.CheckpointError`), bad fine-tuning input (``refit_gym.experiments.hyperparams.FinetuneError``) or a
-script's own ``error: ...`` -- is printed as one line on stderr and the exit status is 2; ``--debug`` (anywhere on
-the command line) shows the traceback instead. Ctrl-C exits with 130.
+(:class:`~refit_gym.diffusion.CheckpointError`), bad fine-tuning input
+(:class:`~refit_gym.experiments.hyperparams.FinetuneError`), a device that is not there
+(:class:`~refit_gym.utils.DeviceError`) or a script's own ``error: ...`` -- is printed as one line on stderr and the
+exit status is 2; ``--debug`` (anywhere on the command line) shows the traceback instead. Ctrl-C exits with 130.
 
 The scripts live in the source tree (``scripts/``), beside the packages: the command finds them in an editable
 install (``pip install -e .``, as the README says) or a checkout on ``PYTHONPATH``.
@@ -72,14 +73,13 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 def user_errors() -> tuple:
     """The exception classes that are the user's input or the run's state, not a bug: printed as one line.
 
-    Bad files and settings (``DataError``, ``CheckpointError``, ``FinetuneError``), a second run on a locked
+    Bad files and settings (``DataError``, ``CheckpointError``, ``FinetuneError``, ``DeviceError``), a second run on a locked
     output folder (``OutputLockedError``, naming the holder's pid), divergence (``FloatingPointError``
     subclasses: ``NonFiniteTrainingError``, ``DivergenceError``, ``PretrainingDivergedError``) and
     operating-system errors such as a full disk (``OSError``, naming the path)."""
-    from refit_gym.experiments.hyperparams import FinetuneError
     from refit_gym.data.dataset import DataError
-    from refit_gym.diffusion.checkpoint import CheckpointError
-    from refit_gym.io_safety import OutputLockedError
+    from refit_gym.experiments.hyperparams import FinetuneError
+    from refit_gym.io_safety import CheckpointError, OutputLockedError
     from refit_gym.utils import DeviceError
 
     return DataError, CheckpointError, FinetuneError, DeviceError, OutputLockedError, FloatingPointError, OSError
@@ -195,4 +195,5 @@ def console() -> None:
     sys.exit(main())
 
 
-__all__ = ["COMMANDS", "DEVICE_HELP", "HelpFormatter", "add_device_argument", "console", "hyperparams_path", "load_script", "main", "run_main"]
+__all__ = ["COMMANDS", "DEVICE_HELP", "HelpFormatter", "add_device_argument", "console", "hyperparams_path", "load_script",
+           "main", "run_main"]

@@ -12,7 +12,8 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from refit_gym.data.dataset import DataError, InteractionData
-from refit_gym.data.splits import build_from_records, dedup_keep_earliest, global_temporal_split, per_user_temporal_split
+from refit_gym.data.splits import (build_from_records, dedup_keep_earliest, global_temporal_split,
+                                   per_user_temporal_split)
 from refit_gym.data.text_tables import contiguous_ids, parse_numbers, split_table
 
 PathLike = Union[str, "os.PathLike[str]"]
