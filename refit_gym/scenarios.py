@@ -187,8 +187,8 @@ class Scenario:
 
     Attributes:
         name: 'cf', 'social', 'sequential' or 'poi'.
-        env_id: the registered environment id (its spec holds the default reward).
-        backbone: default backbone name (a key of ``refit_gym.diffusion.BACKBONES``).
+        env_id: the default environment id (a row of :data:`refit_gym.registry.ENVIRONMENTS` with this scenario,
+            which names the default backbone and reward).
         backbone_kwargs: default architecture keyword arguments of that backbone.
         data_kind: 'interactions' (InteractionData) or 'sequences' (SequentialData).
         needs_social / needs_time: the data must carry a social graph / timestamps.
@@ -202,7 +202,6 @@ class Scenario:
 
     name: str
     env_id: str
-    backbone: str
     backbone_kwargs: Dict[str, Any]
     data_kind: str
     metric: str
@@ -219,6 +218,11 @@ class Scenario:
     @property
     def sequential(self) -> bool:
         return self.data_kind == "sequences"
+
+    @property
+    def backbone(self) -> str:
+        """The default backbone name (a key of ``refit_gym.diffusion.BACKBONES``): :attr:`env_id`'s."""
+        return environment(self.env_id)["backbone"]
 
     @property
     def reward(self) -> str:
@@ -370,23 +374,23 @@ class Scenario:
 
 SCENARIOS: Dict[str, Scenario] = {
     "cf": Scenario(
-        name="cf", env_id="refit_gym/DiffRec-v0", backbone="diffrec",
+        name="cf", env_id="refit_gym/DiffRec-v0",
         backbone_kwargs=dict(hidden=[600, 200], emb_size=10, dropout=0.5), data_kind="interactions",
         metric="recall@20", mask_history=True, baselines=("pop", "itemknn", "ease"), datasets=("ml-1m", "amazon-beauty"),
         baseline_defaults={"ease": {"lam": 1000.0}, "itemknn": {"k": 100}}, ks=(10, 20, 50, 100)),
     "social": Scenario(
-        name="social", env_id="refit_gym/SocialDiffRec-v0", backbone="social-diffrec",
+        name="social", env_id="refit_gym/SocialDiffRec-v0",
         backbone_kwargs=dict(hidden=[600, 200], emb_size=10, dropout=0.5, top_m=200), data_kind="interactions",
         needs_social=True, metric="recall@20", mask_history=True, baselines=("pop", "itemknn", "ease"),
         datasets=("social-ciao", "social-lastfm"), baseline_defaults={"ease": {"lam": 500.0}, "itemknn": {"k": 100}},
         ks=(10, 20, 50, 100)),
     "sequential": Scenario(
-        name="sequential", env_id="refit_gym/DreamRec-v0", backbone="dreamrec",
+        name="sequential", env_id="refit_gym/DreamRec-v0",
         backbone_kwargs=dict(d=64, n_layers=2, heads=2, dropout=0.1, hidden=[256, 256]), data_kind="sequences",
         metric="ndcg@10", mask_history=False, baselines=("sasrec", "pop"), datasets=("seq-beauty", "seq-ml-1m"),
         pretrain_defaults=dict(batch_size=256, epochs=50, patience=5), baseline_defaults={"sasrec": {"epochs": 20}}),
     "poi": Scenario(
-        name="poi", env_id="refit_gym/DreamRecPOI-v0", backbone="dreamrec-poi",
+        name="poi", env_id="refit_gym/DreamRecPOI-v0",
         backbone_kwargs=dict(d=64, n_layers=2, heads=2, dropout=0.1, hidden=[256, 256]), data_kind="sequences",
         needs_time=True, metric="ndcg@10", mask_history=False, baselines=("sasrec", "pop"), datasets=("poi-gowalla",),
         pretrain_defaults=dict(batch_size=256, epochs=50, patience=5), baseline_defaults={"sasrec": {"epochs": 20}}),
