@@ -10,8 +10,11 @@
 * :class:`RatioLoggingPPO` -- SB3's PPO plus importance-ratio extremes in the logs; :class:`SafeA2C` -- SB3's A2C.
   Both save the backbone's architecture (not a pickled object) and load without unpickling code.
 
-``ALGOS`` maps the ``--algo`` names of ``scripts/train.py`` to classes.
+``ALGOS`` maps the ``--algo`` names of ``scripts/train.py`` to classes; ``HYPERPARAMS_DIR`` holds their default
+hyperparameters (``<algo>.yml``, rl-zoo3's format; read by :mod:`refit_gym.experiments.hyperparams`).
 """
+from pathlib import Path
+
 from stable_baselines3 import A2C, PPO
 
 from agents.chain import ChainAlgorithm
@@ -24,6 +27,8 @@ from agents.refit import NonFiniteTrainingError, ReFiT, Trajectories
 
 #: ``"ppo"`` is :class:`RatioLoggingPPO`, a drop-in :class:`stable_baselines3.PPO` subclass; ``"a2c"`` :class:`SafeA2C`.
 ALGOS = {"refit": ReFiT, "ddpo": DDPO, "pathwise": Pathwise, "ppo": RatioLoggingPPO, "a2c": SafeA2C}
+#: ``<algo>.yml`` per key of :data:`ALGOS` (also rl-zoo3's ``--conf-file``)
+HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 
 __all__ = ["A2C", "ALGOS", "ChainAlgorithm", "DDPO", "DenoiserGaussian", "DenoiserPolicy", "DenoisingSummaryExtractor",
-           "NonFiniteTrainingError", "PPO", "Pathwise", "RatioLoggingPPO", "ReFiT", "SafeA2C", "Trajectories"]
+           "HYPERPARAMS_DIR", "NonFiniteTrainingError", "PPO", "Pathwise", "RatioLoggingPPO", "ReFiT", "SafeA2C", "Trajectories"]

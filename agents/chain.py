@@ -34,15 +34,12 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import safe_mean
 
 from agents.distributions import check_reduction
+from agents.guards import NonFiniteTrainingError, action_bound, check_actions
 from agents.policies import DenoiserPolicy
 from agents.rollout import TensorRollout, make_rollout_driver
 from refit_gym.diffusion.adapters import DenoiserAdapter
 
 SelfChain = TypeVar("SelfChain", bound="ChainAlgorithm")
-
-
-class NonFiniteTrainingError(FloatingPointError):
-    """A loss, gradient, action or reward became NaN/inf; training stopped before the parameter update."""
 
 
 class ChainAlgorithm(BaseAlgorithm):
@@ -201,8 +198,6 @@ class ChainAlgorithm(BaseAlgorithm):
     def _check_bounded_actions(self, action: torch.Tensor) -> None:
         """Exploding (finite but beyond the action box) actions stop training like non-finite ones, before the
         environment sees them (its own check would raise a ValueError naming no cause)."""
-        from agents.guards import action_bound, check_actions
-
         if not hasattr(self, "_action_bound"):
             self._action_bound = action_bound(self.action_space)
         check_actions(action, self._action_bound, f"{type(self).__name__} at update {self._n_updates + 1} "

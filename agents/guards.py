@@ -11,7 +11,7 @@ the previous rollout's update):
 * **Divergence.** At every rollout boundary the policy's parameters must be finite and their L2 norm at
   most ``max_weight_growth`` times the norm at the start of training; during rollouts the *raw* actions
   (before SB3's clipping to the action box) must be finite and inside the action space's bounds. A
-  violation raises :class:`DivergenceError` (a :class:`~agents.refit.NonFiniteTrainingError`) before
+  violation raises :class:`DivergenceError` (a :class:`NonFiniteTrainingError`) before
   anything is saved, so ``last_model.zip`` stays the last good state.
 * **Ctrl-C.** The first SIGINT (main thread only) is recorded; the current rollout and its update
   finish, the agent is saved at the boundary and training stops: the runner then raises
@@ -28,12 +28,14 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.refit import NonFiniteTrainingError
-
 #: largest allowed ratio of the policy's parameter norm to its norm at the start of training
 DEFAULT_MAX_WEIGHT_GROWTH = 10.0
 #: a validation ``select_metric`` below this fraction of the best one so far stops the run
 DEFAULT_COLLAPSE_RATIO = 0.5
+
+
+class NonFiniteTrainingError(FloatingPointError):
+    """A loss, gradient, action or reward became NaN/inf; training stopped before the parameter update."""
 
 
 class DivergenceError(NonFiniteTrainingError):

@@ -56,8 +56,8 @@ from agents.distributions import DenoiserGaussian, check_reduction
 from refit_gym.diffusion.adapters import DenoiserAdapter
 from refit_gym.diffusion.checkpoint import load_backbone, save_backbone
 from refit_gym.diffusion.denoisers import timestep_embedding
+from refit_gym.envs.core import OBS_KEYS, check_denoising_spaces
 
-OBS_KEYS = ("x", "t", "user", "condition")
 
 
 # ---------------------------------------------------------------------------- optimizer helper
@@ -110,24 +110,6 @@ def unpack_obs(obs: PyTorchObs) -> Tuple[torch.Tensor, torch.Tensor, torch.Tenso
     t = t.round().long() if t.is_floating_point() else t.long()
     users = users.round().long() if users.is_floating_point() else users.long()
     return x, t, users, obs["condition"].float()
-
-
-def check_denoising_spaces(observation_space: spaces.Space, action_space: spaces.Space,
-                           denoiser: DenoiserAdapter) -> None:
-    """Raise a ValueError naming the mismatch if the spaces do not fit ``denoiser``."""
-    if not isinstance(observation_space, spaces.Dict) or any(k not in observation_space.spaces for k in OBS_KEYS):
-        raise ValueError(f"DenoiserPolicy needs a Dict observation space with keys {list(OBS_KEYS)}, got {observation_space}")
-    if not isinstance(action_space, spaces.Box) or action_space.shape != (denoiser.action_dim,):
-        raise ValueError(f"action space {action_space} does not fit the backbone's action_dim={denoiser.action_dim}")
-    obs = observation_space.spaces
-    if obs["x"].shape != (denoiser.action_dim,):
-        raise ValueError(f"observation 'x' has shape {obs['x'].shape}; the backbone's action_dim is {denoiser.action_dim}")
-    if obs["condition"].shape != (denoiser.condition_dim,):
-        raise ValueError(f"observation 'condition' has shape {obs['condition'].shape}; "
-                         f"the backbone's condition_dim is {denoiser.condition_dim}")
-    t_high = int(np.asarray(obs["t"].high).reshape(-1)[0])
-    if t_high != denoiser.schedule.steps:
-        raise ValueError(f"observation 't' goes up to {t_high}; the backbone has T={denoiser.schedule.steps} diffusion steps")
 
 
 # ---------------------------------------------------------------------------- value features

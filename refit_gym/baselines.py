@@ -79,9 +79,19 @@ class Recommender:
 
 
 class MostPopular(Recommender):
-    """Scores every item by its number of training interactions (the same ranking for all users)."""
+    """Scores every item by its number of training interactions (the same ranking for all users).
+
+    On sequence data (a :class:`~refit_gym.data.sequential.SequentialData`) it counts every entry of the train
+    sequences, repeats included (a POI visited twice counts twice)."""
 
     name = "pop"
+
+    def fit(self, data) -> "MostPopular":
+        if not hasattr(data, "train_items"):
+            return super().fit(data)
+        super().fit(data.interactions())  # users and items of the binary view; the counts keep the repeats
+        self.popularity = np.bincount(data.train_items, minlength=data.n_items).astype(np.float32)
+        return self
 
     def _fit(self, train: sp.csr_matrix) -> None:
         #: ``(n_items,)`` float32 training interaction counts

@@ -11,9 +11,10 @@
 
 Each subcommand takes exactly the arguments of its script (``refit-gym train --help`` lists them with their
 defaults). A user error -- bad data (:class:`~refit_gym.data.DataError`), a checkpoint that does not fit
-(:class:`~refit_gym.diffusion.CheckpointError`), bad fine-tuning input (``agents.finetune.FinetuneError``) or a
-script's own ``error: ...`` -- is printed as one line on stderr and the exit status is 2; ``--debug`` (anywhere on
-the command line) shows the traceback instead. Ctrl-C exits with 130.
+(:class:`~refit_gym.diffusion.CheckpointError`), bad fine-tuning input
+(:class:`~refit_gym.experiments.hyperparams.FinetuneError`), a device that is not there
+(:class:`~refit_gym.utils.DeviceError`) or a script's own ``error: ...`` -- is printed as one line on stderr and the
+exit status is 2; ``--debug`` (anywhere on the command line) shows the traceback instead. Ctrl-C exits with 130.
 
 The scripts live in the source tree (``scripts/``), beside the packages: the command finds them in an editable
 install (``pip install -e .``, as the README says) or a checkout on ``PYTHONPATH``.
@@ -21,12 +22,13 @@ install (``pip install -e .``, as the README says) or a checkout on ``PYTHONPATH
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from refit_gym.options import DEVICE_HELP, HelpFormatter, add_device_argument  # noqa: F401 (the scripts' options)
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
 #: subcommand -> one-line description (the script is ``scripts/<subcommand>.py``)
@@ -38,41 +40,19 @@ COMMANDS: Dict[str, str] = {
     "ladder": "the headroom ladder: continued pretraining, oracle, Pathwise, ReFiT, PPO on one start and reward",
 }
 USAGE_EXIT = 2
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """The scripts' ``--help``: the description as written, and the default of every option that has one
-    (not for flags that are off by default, options whose default is None, or help that already states it)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if ("default" in text or default is None or default is False or default == argparse.SUPPRESS
-                or not action.option_strings):
-            return text
-        return (text + " " if text else "") + "(default: %(default)s)"
-
-    def _format_action(self, action: argparse.Action) -> str:
-        if action.help is None and action.option_strings and action.default not in (None, argparse.SUPPRESS) \
-                and action.default is not False:  # an option without help text still shows its default
-            action = copy.copy(action)
-            action.help = "(default: %(default)s)"
-        return super()._format_action(action)
-
-
 def user_errors() -> tuple:
     """The exception classes that are the user's input or the run's state, not a bug: printed as one line.
 
-    Bad files and settings (``DataError``, ``CheckpointError``, ``FinetuneError``), a second run on a locked
+    Bad files and settings (``DataError``, ``CheckpointError``, ``FinetuneError``, ``DeviceError``), a second run on a locked
     output folder (``OutputLockedError``, naming the holder's pid), divergence (``FloatingPointError``
     subclasses: ``NonFiniteTrainingError``, ``DivergenceError``, ``PretrainingDivergedError``) and
     operating-system errors such as a full disk (``OSError``, naming the path)."""
-    from agents.finetune import FinetuneError
     from refit_gym.data.dataset import DataError
-    from refit_gym.diffusion.checkpoint import CheckpointError
-    from refit_gym.io_safety import OutputLockedError
+    from refit_gym.experiments.hyperparams import FinetuneError
+    from refit_gym.io_safety import CheckpointError, OutputLockedError
+    from refit_gym.utils import DeviceError
 
-    return DataError, CheckpointError, FinetuneError, OutputLockedError, FloatingPointError, OSError
+    return DataError, CheckpointError, FinetuneError, DeviceError, OutputLockedError, FloatingPointError, OSError
 
 
 def run_main(main: Callable[[Optional[List[str]]], Any], prog: str, argv: Optional[Sequence[str]] = None,
@@ -123,7 +103,7 @@ def _benchmark_exit(result: Dict[str, Any]) -> int:
 
 def hyperparams_path(algo: str) -> Path:
     """The shipped hyperparameter file of ``algo`` (rl-zoo3's format; ``--conf-file`` of ``rl_zoo3.train``)."""
-    from agents.finetune import HYPERPARAMS_DIR
+    from agents import HYPERPARAMS_DIR
 
     path = HYPERPARAMS_DIR / f"{algo}.yml"
     if not path.is_file():
@@ -185,4 +165,5 @@ def console() -> None:
     sys.exit(main())
 
 
-__all__ = ["COMMANDS", "HelpFormatter", "console", "hyperparams_path", "load_script", "main", "run_main"]
+__all__ = ["COMMANDS", "DEVICE_HELP", "HelpFormatter", "add_device_argument", "console", "hyperparams_path", "load_script",
+           "main", "run_main"]

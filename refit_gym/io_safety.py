@@ -2,7 +2,7 @@
 
 * :func:`restricted_loads` -- unpickle the few non-JSON values of an SB3 agent zip (spaces, schedule
   objects, the policy class) with an allow-list of globals; anything else (a cloudpickled function,
-  ``os.system``, an arbitrary class) raises :class:`~refit_gym.diffusion.checkpoint.CheckpointError`
+  ``os.system``, an arbitrary class) raises :class:`CheckpointError`
   naming the file, the key and the refused global, *before* any object is built.
 * :func:`load_agent` / :func:`sb3_load` -- SB3's ``BaseAlgorithm.load`` fed only with values decoded by
   :func:`restricted_loads` (as ``custom_objects``), so SB3 never calls ``cloudpickle.loads`` on file
@@ -71,10 +71,10 @@ NONNEGATIVE_COUNTERS = ("num_timesteps", "_total_timesteps", "_num_timesteps_at_
 REBUILT_KEYS = ("lr_schedule",)
 
 
-def _checkpoint_error(msg: str) -> Exception:
-    from refit_gym.diffusion.checkpoint import CheckpointError
+class CheckpointError(ValueError):
+    """A checkpoint or agent file that cannot be read, or does not fit the data it is used with.
 
-    return CheckpointError(msg)
+    Defined here, the lowest layer that reads files; :mod:`refit_gym.diffusion.checkpoint` exports it too."""
 
 
 class OutputLockedError(RuntimeError):
@@ -88,7 +88,7 @@ class _AllowListUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in ALLOWED_GLOBALS:
-            raise _checkpoint_error(f"{self.where}: refuses to unpickle global {module}.{name} (only spaces, numpy "
+            raise CheckpointError(f"{self.where}: refuses to unpickle global {module}.{name} (only spaces, numpy "
                                     "arrays, SB3 schedules and refit-gym policies are allowed; a pickled function "
                                     "or any other object could run code)")
         return super().find_class(module, name)
@@ -100,14 +100,12 @@ def restricted_loads(blob: bytes, where: str) -> Any:
     Raises:
         CheckpointError: a refused global or an unreadable pickle.
     """
-    from refit_gym.diffusion.checkpoint import CheckpointError
-
     try:
         return _AllowListUnpickler(io.BytesIO(blob), where).load()
     except CheckpointError:
         raise
     except Exception as e:  # truncated / corrupt pickle
-        raise _checkpoint_error(f"{where}: unreadable pickled value ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{where}: unreadable pickled value ({type(e).__name__}: {e})") from None
 
 
 def read_agent_data(path) -> Dict[str, Any]:
@@ -120,23 +118,23 @@ def read_agent_data(path) -> Dict[str, Any]:
     if isinstance(path, (str, os.PathLike)):
         path = Path(path)
         if not path.is_file():
-            raise _checkpoint_error(f"{path}: no such agent file")
+            raise CheckpointError(f"{path}: no such agent file")
     try:
         with zipfile.ZipFile(path) as zf:
             raw = zf.read("data")
     except KeyError:
-        raise _checkpoint_error(f"{path}: not an SB3 agent zip (no 'data' entry)") from None
+        raise CheckpointError(f"{path}: not an SB3 agent zip (no 'data' entry)") from None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise _checkpoint_error(f"{path}: not a readable agent zip ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: not a readable agent zip ({type(e).__name__}: {e})") from None
     finally:
         if hasattr(path, "seek"):
             path.seek(0)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
-        raise _checkpoint_error(f"{path}: entry 'data' is not valid JSON ({e})") from None
+        raise CheckpointError(f"{path}: entry 'data' is not valid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise _checkpoint_error(f"{path}: entry 'data' is a {type(data).__name__}, expected a JSON object")
+        raise CheckpointError(f"{path}: entry 'data' is a {type(data).__name__}, expected a JSON object")
     return data
 
 
@@ -154,7 +152,7 @@ def safe_custom_objects(path: PathLike, data: Dict[str, Any], given: Optional[Di
     for key in NONNEGATIVE_COUNTERS:
         value = data.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise _checkpoint_error(f"{path}: field 'data.{key}' is {value!r}, expected a non-negative integer")
+            raise CheckpointError(f"{path}: field 'data.{key}' is {value!r}, expected a non-negative integer")
     for key, value in data.items():
         if key in out or not (isinstance(value, dict) and ":serialized:" in value):
             continue
@@ -164,7 +162,7 @@ def safe_custom_objects(path: PathLike, data: Dict[str, Any], given: Optional[Di
         try:
             blob = base64.b64decode(value[":serialized:"].encode(), validate=True)
         except (ValueError, AttributeError) as e:
-            raise _checkpoint_error(f"{path}: field 'data.{key}' is not base64 ({e})") from None
+            raise CheckpointError(f"{path}: field 'data.{key}' is not base64 ({e})") from None
         out[key] = restricted_loads(blob, f"{path}: field 'data.{key}'")
     return out
 
@@ -175,7 +173,7 @@ def check_finite_parameters(model, path) -> None:
 
     for name, p in model.policy.state_dict().items():
         if torch.is_tensor(p) and p.is_floating_point() and not bool(torch.isfinite(p).all()):
-            raise _checkpoint_error(f"{path}: field 'policy.{name}' holds non-finite values")
+            raise CheckpointError(f"{path}: field 'policy.{name}' holds non-finite values")
 
 
 def sb3_load(load: Callable, path, custom_objects: Optional[Dict[str, Any]] = None, **kwargs):
@@ -183,8 +181,6 @@ def sb3_load(load: Callable, path, custom_objects: Optional[Dict[str, Any]] = No
     come from :func:`safe_custom_objects`, SB3's own errors on a damaged zip (bad CRC, missing entries, state
     dicts that do not fit) become :class:`CheckpointError` naming the file, and the loaded weights must be finite.
     """
-    from refit_gym.diffusion.checkpoint import CheckpointError
-
     objects = safe_custom_objects(path, read_agent_data(path), custom_objects)
     try:
         model = load(path, custom_objects=objects, **kwargs)
@@ -192,7 +188,7 @@ def sb3_load(load: Callable, path, custom_objects: Optional[Dict[str, Any]] = No
         raise
     except (AssertionError, KeyError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile,
             pickle.UnpicklingError) as e:
-        raise _checkpoint_error(f"{path}: cannot load the agent ({type(e).__name__}: {e})") from e
+        raise CheckpointError(f"{path}: cannot load the agent ({type(e).__name__}: {e})") from e
     check_finite_parameters(model, path)
     return model
 
@@ -224,14 +220,14 @@ def read_json_file(path: PathLike, expect: type = dict) -> Any:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        raise _checkpoint_error(f"{path}: cannot read the JSON state file ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: cannot read the JSON state file ({type(e).__name__}: {e})") from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise _checkpoint_error(f"{path}: not valid JSON at line {e.lineno} column {e.colno} ({e.msg}); "
+        raise CheckpointError(f"{path}: not valid JSON at line {e.lineno} column {e.colno} ({e.msg}); "
                                 "delete it or restore it from a backup") from None
     if not isinstance(obj, expect):
-        raise _checkpoint_error(f"{path}: top-level value is a {type(obj).__name__}, expected a {expect.__name__}")
+        raise CheckpointError(f"{path}: top-level value is a {type(obj).__name__}, expected a {expect.__name__}")
     return obj
 
 
@@ -318,7 +314,7 @@ def resumable_csv_output(path: PathLike, keep_until_step: Optional[int] = None, 
             with open(path, newline="") as fh:
                 rows = list(csv.reader(fh))
         except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise _checkpoint_error(f"{path}: cannot continue the progress log ({type(e).__name__}: {e})") from None
+            raise CheckpointError(f"{path}: cannot continue the progress log ({type(e).__name__}: {e})") from None
         header, body = rows[0], rows[1:]
         if step_key in header:
             col = header.index(step_key)
@@ -438,7 +434,7 @@ def finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-__all__ = ["ALLOWED_GLOBALS", "OutputLockedError", "RunLock", "atomic_write", "check_finite_parameters",
+__all__ = ["ALLOWED_GLOBALS", "CheckpointError", "OutputLockedError", "RunLock", "atomic_write", "check_finite_parameters",
            "finite_number", "load_agent", "locks_output", "read_agent_data", "read_json_file", "restricted_loads",
            "resumable_csv_output", "safe_custom_objects", "sb3_load", "save_agent_atomic", "unique_tmp",
            "write_json_atomic", "write_text_atomic"]

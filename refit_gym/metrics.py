@@ -1,6 +1,8 @@
-"""Full-ranking top-K evaluation: Recall, NDCG, Precision, MRR and HitRate at several cut-offs.
+"""Full-ranking top-K evaluation, the two protocols of the scenarios (:meth:`refit_gym.scenarios.Scenario.evaluate`
+picks one): :func:`evaluate` (interaction data: Recall, NDCG, Precision, MRR and HitRate at several cut-offs) and
+:func:`evaluate_sequential` (sequences: leave-one-out HR / NDCG, see its docstring).
 
-The protocol is DiffRec's (Wang et al., SIGIR 2023), which matches RecBole's full-sort evaluation:
+The interaction protocol is DiffRec's (Wang et al., SIGIR 2023), which matches RecBole's full-sort evaluation:
 
 * every item is ranked for every user (no negative sampling);
 * the items a user already interacted with in the splits *before* the evaluated one are masked
@@ -288,6 +290,57 @@ def evaluate_backbone(adapter, data, split: str = "test", ks: Sequence[int] = DE
     return evaluate(backbone_score_fn(adapter, data, split, device=device, **kwargs), data, split, ks, batch_size)
 
 
+# ---------------------------------------------------------------------------- sequences: leave-one-out
+SeqScoreFn = Callable[[np.ndarray, str], "torch.Tensor | np.ndarray"]
+
+
+def evaluate_sequential(score_fn: SeqScoreFn, seq_data, split: str = "test", ks: Sequence[int] = (10, 20),
+                        mask_history: bool = False, batch_size: int = 1024,
+                        users: Optional[np.ndarray] = None) -> Dict[str, float]:
+    """Leave-one-out full-ranking metrics of sequence data.
+
+    One ground-truth item per user (the validation or test item), ranked against *all* items (no sampled
+    negatives); the history that scores is the train sequence for 'valid' and train + validation item for 'test'.
+    The usual leave-one-out ranking does *not* mask the history (repeat consumption is legitimate, e.g. POI
+    revisits), hence ``mask_history=False`` by default; with True the known items of the split are excluded from
+    the ranking *except* the ground truth itself. Ranks count strictly higher scores (ties favour the target);
+    ``HR@K = 1[rank < K]``, ``NDCG@K = 1[rank < K] / log2(rank + 2)``, averaged over users. With one target per
+    user Recall@K equals HR@K: it is reported under both names (``recall@K``, ``hitrate@K``) so that code written
+    for interaction data (selection on ``recall@20``, the benchmark tables) reads sequence results unchanged.
+
+    Args:
+        score_fn: ``score_fn(users (B,) int64, split) -> (B, n_items)`` scores (tensor or array).
+        seq_data: the :class:`~refit_gym.data.sequential.SequentialData`.
+        split: 'valid' or 'test'. ks: cut-offs. mask_history: see above.
+        batch_size: users per ``score_fn`` call. users: evaluate a subset (default: all).
+    Returns:
+        ``{"hitrate@K": float, "recall@K": float (= hitrate@K, one target per user), "ndcg@K": float
+        for K in ks, "n_users": int}``.
+    """
+    target_all = seq_data.held_out(split)
+    users = np.arange(seq_data.n_users) if users is None else np.asarray(users, dtype=np.int64)
+    known = seq_data.interactions().known_items(split) if mask_history else None
+    ranks = np.empty(len(users), dtype=np.int64)
+    for s in range(0, len(users), batch_size):
+        u = users[s:s + batch_size]
+        scores = torch.as_tensor(score_fn(u, split)).detach().float().cpu().clone()
+        if scores.shape != (len(u), seq_data.n_items):
+            raise ValueError(f"score_fn returned shape {tuple(scores.shape)}; expected ({len(u)}, {seq_data.n_items})")
+        target = torch.as_tensor(target_all[u])
+        t_score = scores.gather(1, target.unsqueeze(1))  # read before masking: the target is never masked
+        if known is not None:
+            m = known[u].tocoo()
+            scores[torch.as_tensor(m.row, dtype=torch.long), torch.as_tensor(m.col, dtype=torch.long)] = -torch.inf
+        ranks[s:s + len(u)] = (scores > t_score).sum(dim=1).numpy()
+    out: Dict[str, float] = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"hitrate@{k}"] = out[f"recall@{k}"] = float(hit.mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+    out["n_users"] = int(len(users))
+    return out
+
+
 def format_table(results: Dict[str, float], ks: Sequence[int] = DEFAULT_KS) -> str:
     """A plain-text table of :func:`evaluate`'s output: one row per metric, one column per K."""
     ks = _check_ks(ks)
@@ -300,5 +353,6 @@ def format_table(results: Dict[str, float], ks: Sequence[int] = DEFAULT_KS) -> s
     return "\n".join(rows)
 
 
-__all__ = ["METRICS", "DEFAULT_KS", "ranking_metrics", "evaluate", "backbone_score_fn", "evaluate_backbone", "metric_keys",
+__all__ = ["METRICS", "DEFAULT_KS", "ranking_metrics", "evaluate", "backbone_score_fn", "evaluate_backbone",
+           "evaluate_sequential", "metric_keys",
            "as_bool_mask", "format_table"]

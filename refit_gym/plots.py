@@ -20,10 +20,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from refit_gym.registry import BACKBONE_LABELS
+
 #: smallest y span, as a fraction of the mean absolute plotted value
 MIN_REL_SPAN = 0.05
-BACKBONE_LABELS = {"diffrec": "DiffRec", "cfdiff": "CF-Diff", "social-diffrec": "Social-DiffRec",
-                   "dreamrec": "DreamRec", "dreamrec-poi": "DreamRec-POI"}
 
 
 def _pyplot():

@@ -25,7 +25,7 @@ Evaluation protocols (full ranking over all items; K in ``Scenario.ks``: (10, 20
 * ``cf`` / ``social`` (:func:`refit_gym.metrics.evaluate`): Recall@K, NDCG@K, Precision@K, MRR@K,
   HitRate@K over the users with a non-empty ground truth; the user's known items (train, plus
   valid for 'test') are **masked**; diffusion backbones are conditioned on the train history.
-* ``sequential`` / ``poi`` (:func:`refit_gym.seq_baselines.evaluate_sequential`): leave-one-out,
+* ``sequential`` / ``poi`` (:func:`refit_gym.metrics.evaluate_sequential`): leave-one-out,
   one target per user; the history is the train sequence for 'valid' and train + validation item
   for 'test'; HR@K (``hitrate@K``) and NDCG@K; the history is **not masked** (repeat consumption is
   legitimate, e.g. POI revisits; ``mask_history=False``), ties count in the target's favour.
@@ -48,6 +48,7 @@ from refit_gym.data.dataset import DataError, InteractionData
 from refit_gym.data.sequential import SequentialData
 from refit_gym.diffusion.adapters import DenoiserAdapter, build_backbone
 from refit_gym.io_safety import locks_output, write_json_atomic
+from refit_gym.registry import ENVIRONMENTS, SCENARIO_OF_BACKBONE, environment
 from refit_gym.diffusion.training import (ModelSelection, PretrainConfig, PretrainResult, finish_pretraining,
                                           load_training_state, restore_rng_state, rng_state, run_fingerprint,
                                           save_training_state, seeded_generators)
@@ -186,8 +187,8 @@ class Scenario:
 
     Attributes:
         name: 'cf', 'social', 'sequential' or 'poi'.
-        env_id: the registered environment id (its spec holds the default reward).
-        backbone: default backbone name (a key of ``refit_gym.diffusion.BACKBONES``).
+        env_id: the default environment id (a row of :data:`refit_gym.registry.ENVIRONMENTS` with this scenario,
+            which names the default backbone and reward).
         backbone_kwargs: default architecture keyword arguments of that backbone.
         data_kind: 'interactions' (InteractionData) or 'sequences' (SequentialData).
         needs_social / needs_time: the data must carry a social graph / timestamps.
@@ -201,7 +202,6 @@ class Scenario:
 
     name: str
     env_id: str
-    backbone: str
     backbone_kwargs: Dict[str, Any]
     data_kind: str
     metric: str
@@ -220,13 +220,14 @@ class Scenario:
         return self.data_kind == "sequences"
 
     @property
+    def backbone(self) -> str:
+        """The default backbone name (a key of ``refit_gym.diffusion.BACKBONES``): :attr:`env_id`'s."""
+        return environment(self.env_id)["backbone"]
+
+    @property
     def reward(self) -> str:
-        """The default reward name: the one registered with :attr:`env_id`."""
-        import gymnasium
-
-        import refit_gym.envs  # noqa: F401  (registers the ids)
-
-        return gymnasium.spec(self.env_id).kwargs["reward"]
+        """The default reward name: the one registered with :attr:`env_id` (:data:`refit_gym.registry.ENVIRONMENTS`)."""
+        return environment(self.env_id)["reward"]
 
     def pretrain_config(self, **overrides) -> PretrainConfig:
         """:class:`PretrainConfig` with the scenario's defaults, then ``overrides``."""
@@ -301,7 +302,7 @@ class Scenario:
         """Metrics of ``score_fn(users, split) -> (B, n_items)`` on ``split`` with the scenario's protocol."""
         ks = tuple(ks or self.ks)
         if self.sequential:
-            from refit_gym.seq_baselines import evaluate_sequential
+            from refit_gym.metrics import evaluate_sequential
 
             return evaluate_sequential(score_fn, data, split, ks, mask_history=self.mask_history,
                                        batch_size=batch_size)
@@ -340,22 +341,18 @@ class Scenario:
 
         Sequence scenarios: ``"sasrec"`` (:class:`~refit_gym.seq_baselines.SASRec`, ``fit_kwargs`` to
         ``fit``, e.g. ``epochs``; architecture keywords ``d``, ``n_layers``, ``heads``, ``dropout``) and
-        ``"pop"`` (train occurrence counts). Interaction scenarios: ``"pop"``, ``"itemknn"``, ``"ease"``
-        of :mod:`refit_gym.baselines` (``fit_kwargs`` to the constructor, e.g. ``lam``, ``k``).
+        ``"pop"`` (train occurrence counts, repeats included). Interaction scenarios: ``"pop"``, ``"itemknn"``,
+        ``"ease"`` of :mod:`refit_gym.baselines` (``fit_kwargs`` to the constructor, e.g. ``lam``, ``k``).
         Defaults: :attr:`baseline_defaults`.
         """
         if name not in self.baselines:
             raise ValueError(f"scenario {self.name!r} has baselines {list(self.baselines)}, not {name!r}")
         kwargs = {**self.baseline_defaults.get(name, {}), **fit_kwargs}
-        if self.sequential:
-            from refit_gym import seq_baselines
+        if name == "sasrec":
+            from refit_gym.seq_baselines import SASRec
 
-            if name == "pop":
-                model = seq_baselines.MostPopular().fit(data)
-            else:
-                arch = {k: kwargs.pop(k) for k in ("d", "n_layers", "heads", "dropout") if k in kwargs}
-                model = seq_baselines.SASRec(data.n_items, data.max_len, **arch).fit(data, **kwargs)
-            return model.scores
+            arch = {k: kwargs.pop(k) for k in ("d", "n_layers", "heads", "dropout") if k in kwargs}
+            return SASRec(data.n_items, data.max_len, **arch).fit(data, **kwargs).scores
         from refit_gym.baselines import BASELINES
 
         model = BASELINES[name](**kwargs).fit(data)
@@ -377,44 +374,37 @@ class Scenario:
 
 SCENARIOS: Dict[str, Scenario] = {
     "cf": Scenario(
-        name="cf", env_id="refit_gym/DiffRec-v0", backbone="diffrec",
+        name="cf", env_id="refit_gym/DiffRec-v0",
         backbone_kwargs=dict(hidden=[600, 200], emb_size=10, dropout=0.5), data_kind="interactions",
         metric="recall@20", mask_history=True, baselines=("pop", "itemknn", "ease"), datasets=("ml-1m", "amazon-beauty"),
         baseline_defaults={"ease": {"lam": 1000.0}, "itemknn": {"k": 100}}, ks=(10, 20, 50, 100)),
     "social": Scenario(
-        name="social", env_id="refit_gym/SocialDiffRec-v0", backbone="social-diffrec",
+        name="social", env_id="refit_gym/SocialDiffRec-v0",
         backbone_kwargs=dict(hidden=[600, 200], emb_size=10, dropout=0.5, top_m=200), data_kind="interactions",
         needs_social=True, metric="recall@20", mask_history=True, baselines=("pop", "itemknn", "ease"),
         datasets=("social-ciao", "social-lastfm"), baseline_defaults={"ease": {"lam": 500.0}, "itemknn": {"k": 100}},
         ks=(10, 20, 50, 100)),
     "sequential": Scenario(
-        name="sequential", env_id="refit_gym/DreamRec-v0", backbone="dreamrec",
+        name="sequential", env_id="refit_gym/DreamRec-v0",
         backbone_kwargs=dict(d=64, n_layers=2, heads=2, dropout=0.1, hidden=[256, 256]), data_kind="sequences",
         metric="ndcg@10", mask_history=False, baselines=("sasrec", "pop"), datasets=("seq-beauty", "seq-ml-1m"),
         pretrain_defaults=dict(batch_size=256, epochs=50, patience=5), baseline_defaults={"sasrec": {"epochs": 20}}),
     "poi": Scenario(
-        name="poi", env_id="refit_gym/DreamRecPOI-v0", backbone="dreamrec-poi",
+        name="poi", env_id="refit_gym/DreamRecPOI-v0",
         backbone_kwargs=dict(d=64, n_layers=2, heads=2, dropout=0.1, hidden=[256, 256]), data_kind="sequences",
         needs_time=True, metric="ndcg@10", mask_history=False, baselines=("sasrec", "pop"), datasets=("poi-gowalla",),
         pretrain_defaults=dict(batch_size=256, epochs=50, patience=5), baseline_defaults={"sasrec": {"epochs": 20}}),
 }
 
-#: backbone name -> the scenario whose default it is (for scripts that take ``--backbone``).
-SCENARIO_OF_BACKBONE: Dict[str, str] = {s.backbone: name for name, s in SCENARIOS.items()}
-SCENARIO_OF_BACKBONE.setdefault("cfdiff", "cf")
-
-
 def scenario_for(env_id_or_backbone: str) -> Scenario:
-    """The scenario of an environment id (``refit_gym/DreamRec-v0``) or a backbone name (``dreamrec``)."""
-    for s in SCENARIOS.values():
-        if s.env_id == env_id_or_backbone:
-            return s
-    if env_id_or_backbone in SCENARIO_OF_BACKBONE:
-        return SCENARIOS[SCENARIO_OF_BACKBONE[env_id_or_backbone]]
-    if env_id_or_backbone == "refit_gym/CFDiff-v0":
-        return SCENARIOS["cf"]
-    raise KeyError(f"no scenario for {env_id_or_backbone!r}; scenarios: "
-                   f"{ {n: (s.env_id, s.backbone) for n, s in SCENARIOS.items()} }")
+    """The scenario of an environment id (``refit_gym/DreamRec-v0``) or a backbone name (``dreamrec``), as the
+    identity table :data:`refit_gym.registry.ENVIRONMENTS` says."""
+    row = ENVIRONMENTS.get(env_id_or_backbone)
+    name = row["scenario"] if row else SCENARIO_OF_BACKBONE.get(env_id_or_backbone)
+    if name is None:
+        raise KeyError(f"no scenario for {env_id_or_backbone!r}; scenarios: "
+                       f"{ {n: (s.env_id, s.backbone) for n, s in SCENARIOS.items()} }")
+    return SCENARIOS[name]
 
 
 __all__ = ["KS", "SCENARIOS", "SCENARIO_OF_BACKBONE", "Scenario", "pretrain_sequence_backbone", "scenario_for"]

@@ -1,24 +1,8 @@
-"""Sequential baselines (SASRec, popularity) and leave-one-out evaluation.
-
-Protocol (:func:`evaluate_sequential`): one ground-truth item per user (the validation or test
-item), ranked against *all* items (full ranking, no sampled negatives). The history used to score
-is the train sequence for 'valid' and train + validation item for 'test'.
-
-History masking: the usual leave-one-out full ranking of sequential recommenders does *not*
-mask the user's history (repeat consumption is legitimate, e.g. POI revisits), so
-``mask_history=False`` is the default. With ``mask_history=True`` the known items of the split
-(train, plus the validation item for 'test') are excluded from the ranking, *except* the ground
-truth itself, so that a repeated target stays reachable.
-
-Ranks count strictly higher scores (ties favour the target); ``HR@K = 1[rank < K]``,
-``NDCG@K = 1[rank < K] / log2(rank + 2)``, averaged over users. With one ground-truth item per user
-Recall@K equals HR@K; it is reported under both names (``recall@K`` and ``hitrate@K``) so that code
-written for interaction data (model selection on ``recall@20``, the benchmark tables) reads
-sequential results unchanged.
-"""
+"""The SASRec baseline of the sequence scenarios (the popularity one is :class:`refit_gym.baselines.MostPopular`;
+their leave-one-out protocol is :func:`refit_gym.metrics.evaluate_sequential`)."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -27,64 +11,6 @@ from torch import nn
 
 from refit_gym.diffusion.dreamrec import CausalSeqEncoder
 from refit_gym.diffusion.seq_training import sequence_batches
-
-ScoreFn = Callable[[np.ndarray, str], "torch.Tensor | np.ndarray"]
-
-
-def evaluate_sequential(score_fn: ScoreFn, seq_data, split: str = "test", ks: Sequence[int] = (10, 20),
-                        mask_history: bool = False, batch_size: int = 1024,
-                        users: Optional[np.ndarray] = None) -> Dict[str, float]:
-    """Leave-one-out full-ranking metrics.
-
-    Args:
-        score_fn: ``score_fn(users (B,) int64, split) -> (B, n_items)`` scores (tensor or array).
-        seq_data: the :class:`~refit_gym.data.sequential.SequentialData`.
-        split: 'valid' or 'test'. ks: cut-offs. mask_history: see the module docstring.
-        batch_size: users per ``score_fn`` call. users: evaluate a subset (default: all).
-    Returns:
-        ``{"hitrate@K": float, "recall@K": float (= hitrate@K, one target per user), "ndcg@K": float
-        for K in ks, "n_users": int}``.
-    """
-    target_all = seq_data.held_out(split)
-    users = np.arange(seq_data.n_users) if users is None else np.asarray(users, dtype=np.int64)
-    known = seq_data.interactions().known_items(split) if mask_history else None
-    ranks = np.empty(len(users), dtype=np.int64)
-    for s in range(0, len(users), batch_size):
-        u = users[s:s + batch_size]
-        scores = torch.as_tensor(score_fn(u, split)).detach().float().cpu().clone()
-        if scores.shape != (len(u), seq_data.n_items):
-            raise ValueError(f"score_fn returned shape {tuple(scores.shape)}; expected ({len(u)}, {seq_data.n_items})")
-        target = torch.as_tensor(target_all[u])
-        t_score = scores.gather(1, target.unsqueeze(1))  # read before masking: the target is never masked
-        if known is not None:
-            m = known[u].tocoo()
-            scores[torch.as_tensor(m.row, dtype=torch.long), torch.as_tensor(m.col, dtype=torch.long)] = -torch.inf
-        ranks[s:s + len(u)] = (scores > t_score).sum(dim=1).numpy()
-    out: Dict[str, float] = {}
-    for k in ks:
-        hit = ranks < k
-        out[f"hitrate@{k}"] = out[f"recall@{k}"] = float(hit.mean())
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
-    out["n_users"] = int(len(users))
-    return out
-
-
-class MostPopular:
-    """Scores every item by its number of train occurrences (repeats counted), for every user."""
-
-    def fit(self, seq_data, include_valid: bool = False) -> "MostPopular":
-        counts = np.bincount(seq_data.train_items, minlength=seq_data.n_items).astype(np.float32)
-        if include_valid:
-            counts += np.bincount(seq_data.valid_item, minlength=seq_data.n_items)
-        self.counts = torch.as_tensor(counts)
-        return self
-
-    def scores(self, users: np.ndarray, split: str = "valid") -> torch.Tensor:
-        """``(B, n_items)``: the same popularity row for each user."""
-        return self.counts.unsqueeze(0).expand(len(users), -1).clone()
-
-    __call__ = scores
-
 
 class SASRec(nn.Module):
     """SASRec-style next-item model (Kang & McAuley, ICDM 2018) with a full-softmax cross-entropy.

@@ -10,15 +10,24 @@ import numpy as np
 import torch
 
 
+class DeviceError(ValueError):
+    """A ``--device`` / ``device=`` value that names no usable device (the message says which and why)."""
+
+
 def resolve_device(device="auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU. An explicit 'cuda' without CUDA raises (no silent fallback)."""
+    """The one device rule: ``'auto'`` (or None) -> CUDA when available, else CPU; any other name is a
+    ``torch.device`` (``cpu``, ``cuda``, ``cuda:1``). A CUDA device without CUDA, or an unknown name, raises
+    :class:`DeviceError` (no silent fallback)."""
     if isinstance(device, torch.device):
         return device
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"device={device!r}: not a device name; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r} requested but CUDA is not available; use --device cpu or auto")
+        raise DeviceError(f"device={device!r} requested but CUDA is not available; use --device cpu or auto")
     return dev
 
 

@@ -36,6 +36,8 @@ from refit_gym.data import load_dataset
 from refit_gym.envs.batched import BatchedDenoisingEnv
 from refit_gym.envs.denoising import DenoisingEnv
 from refit_gym.envs.factory import build_env_backbone
+from refit_gym.options import add_device_argument
+from refit_gym.utils import resolve_device
 
 
 def main(argv=None) -> dict:
@@ -48,15 +50,16 @@ def main(argv=None) -> dict:
     p.add_argument("--episodes", type=int, default=1, help="episodes per timed repeat")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--single-episodes", type=int, default=5, help="episodes per repeat of the single env")
-    p.add_argument("--device", default="cpu")
+    add_device_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
 
+    device = resolve_device(args.device)
     data = load_dataset(args.data)
-    adapter = build_env_backbone(args.backbone, data, args.checkpoint, args.device, backbone_seed=args.seed)
+    adapter = build_env_backbone(args.backbone, data, args.checkpoint, device, backbone_seed=args.seed)
     adapter.eval()
-    T, device = adapter.schedule.steps, torch.device(args.device)
+    T = adapter.schedule.steps
     venv = BatchedDenoisingEnv(data, adapter, n_envs=args.n_envs, device=device, seed=args.seed)
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
 

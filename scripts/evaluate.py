@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from refit_gym.cli import HelpFormatter, run_main
+from refit_gym.cli import run_main
+from refit_gym.options import HelpFormatter, add_device_argument
 
 
 def log(msg: str) -> None:
@@ -38,16 +39,6 @@ def load_data(spec: str):
     from refit_gym.data import load_dataset
 
     return load_dataset(spec)
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda requested but CUDA is not available")
-    return name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select-metric", default="ndcg@20", help="validation metric for the grid search")
     p.add_argument("--condition-on", choices=["train", "train+valid"], default="train",
                    help="history that conditions a backbone (DiffRec: train)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="auto: CUDA when available")
+    add_device_argument(p)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="a progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -102,7 +93,7 @@ def run_baseline(args, data) -> Dict:
     return out
 
 
-def run_checkpoint(args, data, device: str) -> Dict:
+def run_checkpoint(args, data, device) -> Dict:
     from refit_gym.diffusion.checkpoint import load_backbone
     from refit_gym.metrics import backbone_score_fn
 
@@ -112,7 +103,7 @@ def run_checkpoint(args, data, device: str) -> Dict:
             "params": {"condition_on": args.condition_on}, "score_fn": score_fn}
 
 
-def run_sequential(args, data, device: str) -> Dict:
+def run_sequential(args, data, device) -> Dict:
     """Leave-one-out evaluation of a sequence checkpoint or baseline with its scenario (see the module docstring)."""
     from refit_gym.diffusion.checkpoint import load_backbone
     from refit_gym.scenarios import SCENARIOS, scenario_for
@@ -149,6 +140,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     if args.checkpoint is not None and args.param is not None:
         raise SystemExit("error: --param applies to baselines only")
     from refit_gym.metrics import evaluate, format_table
+    from refit_gym.utils import resolve_device
 
     device = resolve_device(args.device)
     t0 = time.perf_counter()

@@ -26,7 +26,7 @@ import yaml
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from refit_gym.cli import HelpFormatter
+    from refit_gym.options import HelpFormatter, add_device_argument
     from refit_gym.experiments.ladder import RUNGS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rungs to run")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one record per rung and seed")
     p.add_argument("--select-metric", default="ndcg@20", help="validation metric of every model selection")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    add_device_argument(p)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--report-only", action="store_true", help="rebuild OUT/report.md from OUT/ladder.json")
     p.add_argument("--merge", type=Path, nargs="+", default=None,

@@ -23,7 +23,7 @@ final and the best model, and the validation learning curve against training wal
 (the settings ``--resume`` reuses), ``hyperparams.yml``, ``progress.csv``. Exported ``.pt`` files are plain
 backbone checkpoints: ``scripts/evaluate.py --checkpoint OUT/best.pt``.
 
-The work is done by :func:`agents.finetune.finetune`; this script parses the command line and, without
+The work is done by :func:`refit_gym.experiments.finetune.finetune`; this script parses the command line and, without
 ``--checkpoint``, first pretrains a backbone with :func:`refit_gym.diffusion.training.pretrain` into
 ``OUT/pretrain/best.pt`` (reused on ``--resume``).
 """
@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any, Dict
 
 from agents import ALGOS
-from agents.finetune import DEFAULT_SELECT_METRIC, FinetuneError, finetune
-from refit_gym.cli import HelpFormatter, run_main
+from refit_gym.experiments.finetune import DEFAULT_SELECT_METRIC, FinetuneError, finetune
+from refit_gym.cli import run_main
+from refit_gym.options import HelpFormatter, add_device_argument
 
 
 def log(msg: str) -> None:
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hyperparams", type=Path, default=None, help="rl-zoo style YAML overriding the defaults")
     p.add_argument("-n", "--n-timesteps", type=int, default=None, help="override n_timesteps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (auto: CUDA when available)")
+    add_device_argument(p)
     p.add_argument("--tensorboard-log", default=None, help="TensorBoard folder (default: no TensorBoard)")
     p.add_argument("--eval-freq", type=int, default=0, help="validate every N environment steps (0: only at the end)")
     p.add_argument("--save-freq", type=int, default=10_000,
@@ -127,7 +128,7 @@ def main(argv=None) -> Dict[str, Any]:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     from agents import NonFiniteTrainingError
-    from agents.finetune import load_hyperparams
+    from refit_gym.experiments.hyperparams import load_hyperparams
     from refit_gym.data import load_dataset
     from refit_gym.envs import ENV_IDS, ENV_SPECS
     from refit_gym.run_settings import apply_saved_run, check_hyperparams, given_flags, save_run

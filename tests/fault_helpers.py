@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from agents import ReFiT
-from agents.finetune import finetune
+from refit_gym.experiments.finetune import finetune
 from refit_gym.data.synthetic import make_synthetic
 from refit_gym.diffusion import build_backbone, load_backbone, save_backbone
 from refit_gym.envs.batched import BatchedDenoisingEnv

@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 
 from agents import ALGOS, DDPO, DenoiserPolicy, NonFiniteTrainingError, RatioLoggingPPO, ReFiT
 from agents.distributions import DenoiserGaussian
-from agents.finetune import split_hyperparams
+from refit_gym.experiments.hyperparams import split_hyperparams
 from refit_gym.data.synthetic import make_synthetic
 from refit_gym.diffusion import build_backbone, load_backbone, save_backbone
 from refit_gym.envs.batched import BatchedDenoisingEnv
@@ -431,7 +431,7 @@ def test_train_script_end_to_end_and_resume(tmp_path):
 def test_finetune_start_competes_for_the_best_model(tmp_path):
     """With a zero learning rate no validation beats the start (strictly), so the pretrained backbone is the
     selected model: best == pretrained, selected at step 0, and its test metrics are not recomputed."""
-    from agents.finetune import finetune
+    from refit_gym.experiments.finetune import finetune
     from refit_gym.data import load_dataset
 
     data = load_dataset("synthetic")

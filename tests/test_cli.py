@@ -42,6 +42,20 @@ def test_help_shows_defaults_and_device_is_auto_everywhere(command, capsys):
     assert "(default: None)" not in out  # no noise for unset options
 
 
+def test_device_is_one_rule(capsys):
+    """resolve_device is the only reading of --device: auto -> CUDA if present, else CPU; a device that is not there
+    or an unknown name is a DeviceError, printed as one line (exit 2) by every command."""
+    from refit_gym.utils import DeviceError, resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(DeviceError, match="'gpu': not a device name"):
+        resolve_device("gpu")
+    assert cli.main(["evaluate", "--baseline", "pop", "--data", "synthetic", "--device", "gpu"]) == 2
+    assert capsys.readouterr().err.strip().endswith("DeviceError: device='gpu': not a device name; use auto, cpu, "
+                                                    "cuda or cuda:N (--debug shows the traceback)")
+
+
 def test_no_command_and_hyperparams(capsys):
     assert cli.main([]) == 2
     assert "pretrain" in capsys.readouterr().err
@@ -137,7 +151,7 @@ def test_resume_keeps_progress_csv_whole(tiny_checkpoint, tmp_path):
 def test_custom_algorithm_path(tiny_checkpoint, tmp_path, monkeypatch):
     """The documented path: register a class in agents.ALGOS; finetune() (what refit-gym train runs) uses it."""
     from agents import ALGOS, ReFiT
-    from agents.finetune import finetune
+    from refit_gym.experiments.finetune import finetune
 
     class Mine(ReFiT):
         """A custom algorithm: ReFiT's constructor (checkpoint, env, seed=, device=, tensorboard_log=, verbose=, ...)."""

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from refit_gym.data import (DataError, InteractionData, load_dataset, load_diffrec, load_movielens_raw,
                             load_recbole, make_synthetic)
-from refit_gym.data.loaders import global_temporal_split, per_user_temporal_split
+from refit_gym.data.splits import global_temporal_split, per_user_temporal_split
 
 from conftest import shared_dataset
 

@@ -165,6 +165,6 @@ def test_dataset_objects_get_their_own_backbone(default_cache):
     path = defaults.default_checkpoint("diffrec", "synthetic")
     a = make_batched_env("diffrec", data, n_envs=2, checkpoint=path)
     b = make_batched_env("diffrec", data, n_envs=2, checkpoint=path)
-    assert a.adapter is not b.adapter  # a trainer may update one in place (agents.finetune passes objects)
+    assert a.adapter is not b.adapter  # a trainer may update one in place (experiments.finetune passes objects)
     c, d = (make_batched_env("diffrec", "synthetic", n_envs=2, checkpoint=path) for _ in range(2))
     assert c.adapter is d.adapter and c.process.data is d.process.data  # spec strings share

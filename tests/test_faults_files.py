@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from agents import ReFiT, SafeA2C
-from agents.finetune import finetune
+from refit_gym.experiments.finetune import finetune
 from agents.guards import check_train_state
 from refit_gym.data import load_dataset
 from refit_gym.data.dataset import DataError, DataWarning, InteractionData, dedup_pairs
@@ -140,7 +140,7 @@ def test_split_overlaps_are_counted_warned_or_refused(tmp_path):
     with pytest.warns(DataWarning, match=r"test_list.npy.*train&test 1"):
         d = load_dataset(str(folder))
     assert d.overlap_counts == {"train&valid": 0, "train&test": 1, "valid&test": 0}
-    from refit_gym.data.loaders import load_diffrec
+    from refit_gym.data.diffrec_format import load_diffrec
     with pytest.raises(DataError, match="pairs present in two splits: train&test 1"):
         load_diffrec(folder, overlap="error")
     with warnings.catch_warnings():
@@ -234,7 +234,7 @@ def test_train_state_fields_are_checked(tmp_path):
 
 
 def test_damaged_resume_state_and_hyperparameter_file_are_named(data, tmp_path):
-    from agents.finetune import FinetuneError, load_hyperparams
+    from refit_gym.experiments.hyperparams import FinetuneError, load_hyperparams
     from refit_gym.diffusion import build_backbone
     from refit_gym.diffusion.training import PretrainConfig, pretrain
     out = tmp_path / "pre"

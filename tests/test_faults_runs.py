@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from agents import ReFiT
-from agents.finetune import finetune
+from refit_gym.experiments.finetune import finetune
 from agents.guards import DivergenceError, RunGuard, TrainingInterrupted
 from agents.refit import NonFiniteTrainingError
 from refit_gym.data import load_dataset

@@ -289,9 +289,9 @@ def test_real_data_envs_step(name, env_id):
 
 @pytest.mark.parametrize("env_id", ["refit_gym/DreamRec-v0", "refit_gym/SocialDiffRec-v0"])
 def test_finetune_evaluates_with_the_scenario_protocol(tmp_path, seq_data, social_data, env_id):
-    """agents.finetune (what scripts/train.py and the benchmark run) validates and tests each scenario with
+    """refit_gym.experiments.finetune (what scripts/train.py and the benchmark run) validates and tests each scenario with
     its own protocol: leave-one-out HR/NDCG for sequences, masked full ranking for interaction data."""
-    from agents.finetune import finetune
+    from refit_gym.experiments.finetune import finetune
     from refit_gym.diffusion.checkpoint import load_backbone, save_backbone
 
     s = scenario_for(env_id)

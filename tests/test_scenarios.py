@@ -19,7 +19,9 @@ from refit_gym.diffusion.dreamrec import DreamRecAdapter, time_gap_buckets
 from refit_gym.diffusion.seq_training import adapter_score_fn, pretrain_sequential
 from refit_gym.diffusion.social import SocialDiffRecAdapter
 from refit_gym.scenarios import SCENARIOS
-from refit_gym.seq_baselines import MostPopular, SASRec, evaluate_sequential
+from refit_gym.baselines import MostPopular
+from refit_gym.metrics import evaluate_sequential
+from refit_gym.seq_baselines import SASRec
 
 from conftest import shared_dataset
 
@@ -421,5 +423,15 @@ def test_sasrec_beats_random_and_popularity_on_planted_pattern():
     for split in ("valid", "test"):
         m = evaluate_sequential(model.scores, d, split, ks=(1, 5))
         assert m["hitrate@1"] > 0.5, (split, m)  # random: 1 / 20
-    pop = evaluate_sequential(MostPopular().fit(d), d, "test", ks=(1, 5))
+    popular = MostPopular().fit(d)
+    pop = evaluate_sequential(lambda users, split: popular.scores(users), d, "test", ks=(1, 5))
     assert pop["hitrate@5"] < 0.6
+
+
+def test_most_popular_on_sequences_counts_repeats():
+    """One MostPopular for both data kinds: on sequences every train entry counts, a repeated item twice."""
+    d = SequentialData.from_sequences([[0, 1, 0, 2], [1, 1, 3]], [2, 0], [3, 2], 4, max_len=8, name="repeats")
+    popular = MostPopular().fit(d)
+    np.testing.assert_array_equal(popular.popularity, [2, 3, 1, 1])
+    assert d.interactions().train.sum() == 5  # the binary view counts (user, item) pairs once
+    np.testing.assert_array_equal(popular.scores(np.array([0, 1])).numpy(), [[2, 3, 1, 1]] * 2)

@@ -146,7 +146,7 @@ def test_pathwise_raises_a_differentiable_reward_and_refuses_others(tmp_path):
 def test_finetune_uses_the_environment_reward_and_pathwise(tmp_path):
     """Without --reward, fine-tuning uses the environment's registered reward (refit-seq for DreamRec);
     ``algo='pathwise'`` runs through the same entry point."""
-    from agents.finetune import finetune
+    from refit_gym.experiments.finetune import finetune
 
     data = walks()
     ckpt = save_backbone(backbone(data), tmp_path / "b.pt", meta=dict(n_users=data.n_users))

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from refit_gym.diffusion.adapters import BACKBONES, DenoiserAdapter
+from refit_gym.io_safety import CheckpointError
 from refit_gym.utils import atomic_torch_save
 
 FORMAT = "refit-gym-backbone"
@@ -36,10 +37,6 @@ MAX_PARAMETERS = int(os.environ.get("REFIT_GYM_MAX_PARAMETERS", 2**31))
 #: largest integer any config field may hold (ids, widths, ...) and largest number of diffusion steps
 MAX_CONFIG_INT = 2**31
 MAX_STEPS = 100_000
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the data it is used with."""
 
 
 def constructor_parameters(cls) -> List[str]:

@@ -83,7 +83,7 @@ def pretrain_sequential(adapter: DreamRecAdapter, seq_data, epochs: int = 1, bat
 
 def adapter_score_fn(adapter, seq_data, deterministic: bool = True, seed: int = 0
                      ) -> Callable[[np.ndarray, str], torch.Tensor]:
-    """A ``score_fn(users, split) -> (B, n_items)`` for :func:`refit_gym.seq_baselines.evaluate_sequential`.
+    """A ``score_fn(users, split) -> (B, n_items)`` for :func:`refit_gym.metrics.evaluate_sequential`.
 
     The visible items are the known items of the split (train for 'valid', train + valid for
     'test'); every adapter also gets ``split`` (sequence adapters use it to handle repeat consumption

@@ -15,7 +15,7 @@ also works and stacks single envs):
   timestamped sequences, default reward ``"refit-seq"``.
 
 The defaults of each id (its backbone kind, default reward and synthetic default dataset) are in
-:data:`ENV_SPECS` and in the registered spec's ``kwargs`` (``gymnasium.spec(id).kwargs``); keywords override
+:data:`ENV_SPECS` (from the identity table :data:`refit_gym.registry.ENVIRONMENTS`) and in the registered spec's ``kwargs`` (``gymnasium.spec(id).kwargs``); keywords override
 them. ``gymnasium.make(id)`` alone works: it uses the synthetic default and a default backbone pretrained on it
 once and cached (:mod:`refit_gym.envs.defaults`); other data need ``checkpoint=`` (or ``"untrained"``).
 :mod:`refit_gym.scenarios` groups every id with its data loader, pretraining and evaluation.
@@ -29,16 +29,12 @@ from typing import Any
 
 import gymnasium
 
+from refit_gym.registry import ENVIRONMENTS, MAKE_KEYS
+
 #: id -> default keyword arguments of the entry points (``backbone``: the backbone kind; ``reward``; ``data``: the
 #: synthetic default dataset, whose default backbone is pretrained and cached on first use, see
-#: :mod:`refit_gym.envs.defaults`).
-ENV_SPECS = {
-    "refit_gym/DiffRec-v0": {"backbone": "diffrec", "reward": "refit", "data": "synthetic"},
-    "refit_gym/CFDiff-v0": {"backbone": "cfdiff", "reward": "refit", "data": "synthetic"},
-    "refit_gym/SocialDiffRec-v0": {"backbone": "social-diffrec", "reward": "refit", "data": "synthetic-social"},
-    "refit_gym/DreamRec-v0": {"backbone": "dreamrec", "reward": "refit-seq", "data": "synthetic-seq"},
-    "refit_gym/DreamRecPOI-v0": {"backbone": "dreamrec-poi", "reward": "refit-seq", "data": "synthetic-poi"},
-}
+#: :mod:`refit_gym.envs.defaults`): the rows of :data:`refit_gym.registry.ENVIRONMENTS` without their scenario.
+ENV_SPECS = {env_id: {k: row[k] for k in MAKE_KEYS} for env_id, row in ENVIRONMENTS.items()}
 #: id -> backbone kind (what ``make_env`` / ``make_batched_env`` take as ``backbone``).
 ENV_IDS = {env_id: spec["backbone"] for env_id, spec in ENV_SPECS.items()}
 

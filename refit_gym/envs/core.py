@@ -107,6 +107,10 @@ def resolve_backbone(backbone: Union[DenoiserAdapter, str, Path], data: Interact
     raise TypeError(f"backbone must be a DenoiserAdapter or a checkpoint path, got {type(backbone).__name__}")
 
 
+#: keys of a denoising observation (:func:`observation_space`)
+OBS_KEYS = ("x", "t", "user", "condition")
+
+
 def observation_space(adapter: DenoiserAdapter, n_users: int, action_bound: float) -> spaces.Dict:
     """The observation space of one episode (see :class:`DenoisingProcess`)."""
     T = int(adapter.schedule.steps)
@@ -122,6 +126,26 @@ def observation_space(adapter: DenoiserAdapter, n_users: int, action_bound: floa
 def action_space(adapter: DenoiserAdapter, action_bound: float) -> spaces.Box:
     """The action space of one episode: ``x_{t-1}`` in ``[-action_bound, action_bound]^action_dim``."""
     return spaces.Box(-action_bound, action_bound, (adapter.action_dim,), np.float32)
+
+
+def check_denoising_spaces(observation_space: spaces.Space, action_space: spaces.Space,
+                           denoiser: DenoiserAdapter) -> None:
+    """Raise a ValueError naming the mismatch if the spaces (of a denoising environment) do not fit ``denoiser``
+    (what :class:`agents.DenoiserPolicy` checks, and how :func:`~refit_gym.envs.factory.env_backbone_for_spaces`
+    finds the backbone of a space)."""
+    if not isinstance(observation_space, spaces.Dict) or any(k not in observation_space.spaces for k in OBS_KEYS):
+        raise ValueError(f"DenoiserPolicy needs a Dict observation space with keys {list(OBS_KEYS)}, got {observation_space}")
+    if not isinstance(action_space, spaces.Box) or action_space.shape != (denoiser.action_dim,):
+        raise ValueError(f"action space {action_space} does not fit the backbone's action_dim={denoiser.action_dim}")
+    obs = observation_space.spaces
+    if obs["x"].shape != (denoiser.action_dim,):
+        raise ValueError(f"observation 'x' has shape {obs['x'].shape}; the backbone's action_dim is {denoiser.action_dim}")
+    if obs["condition"].shape != (denoiser.condition_dim,):
+        raise ValueError(f"observation 'condition' has shape {obs['condition'].shape}; "
+                         f"the backbone's condition_dim is {denoiser.condition_dim}")
+    t_high = int(np.asarray(obs["t"].high).reshape(-1)[0])
+    if t_high != denoiser.schedule.steps:
+        raise ValueError(f"observation 't' goes up to {t_high}; the backbone has T={denoiser.schedule.steps} diffusion steps")
 
 
 class ProcessViews:

@@ -34,7 +34,7 @@ def cache_dir() -> Path:
 
 def is_synthetic_spec(data: Any) -> bool:
     """Whether ``data`` is a synthetic dataset spec string (``"synthetic"``, ``"synthetic-poi:2"``, ...)."""
-    from refit_gym.data.loaders import SYNTHETIC_SPECS
+    from refit_gym.data.synthetic import SYNTHETIC_SPECS
 
     return isinstance(data, str) and data.partition(":")[0] in SYNTHETIC_SPECS
 

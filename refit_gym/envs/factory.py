@@ -20,7 +20,7 @@ One shared backbone and dataset: environments made in one process from the same 
 dataset object and one backbone module (``make_vec_env`` with 16 environments loads the checkpoint once).
 Environments only read the backbone under ``torch.no_grad``, so sharing is safe; the shared objects live as long
 as an environment holds them (weak references). Environments made from a dataset *object* (what
-``agents.finetune`` and the benchmark pass) get their own backbone, so a trainer may update it in place without
+``refit_gym.experiments.finetune`` and the benchmark pass) get their own backbone, so a trainer may update it in place without
 reaching another environment.
 :func:`env_backbone_for_spaces` finds the backbone of the environments alive in this process, which is how
 a :class:`~agents.DenoiserPolicy` built from a YAML file (rl-zoo3) reaches it.
@@ -37,7 +37,7 @@ import torch
 from refit_gym.data.dataset import InteractionData, as_interactions
 from refit_gym.diffusion.adapters import DenoiserAdapter, build_backbone
 from refit_gym.envs.batched import BatchedDenoisingEnv, DenoisingVectorEnv
-from refit_gym.envs.core import DEFAULT_ACTION_BOUND
+from refit_gym.envs.core import DEFAULT_ACTION_BOUND, check_denoising_spaces
 from refit_gym.envs.defaults import UNTRAINED, default_checkpoint, is_synthetic_spec, no_checkpoint_error
 from refit_gym.envs.denoising import DenoisingEnv
 
@@ -131,11 +131,9 @@ def build_env_backbone(kind: str, data, checkpoint: Optional[Union[str, Path]] =
 def env_backbone_for_spaces(observation_space, action_space) -> Tuple[DenoiserAdapter, str]:
     """``(backbone, description)`` of the refit-gym environments alive in this process whose spaces these are.
 
-    Exactly one distinct backbone must match (``agents.policies.check_denoising_spaces``); otherwise a
+    Exactly one distinct backbone must match (:func:`~refit_gym.envs.core.check_denoising_spaces`); otherwise a
     ValueError lists what was found, so a policy never picks one of several backbones silently.
     """
-    from agents.policies import check_denoising_spaces
-
     gc.collect()  # environments dropped in reference cycles release their backbones
     found: List[Tuple[DenoiserAdapter, str]] = []
     for ref, desc in list(_SHARED_BACKBONES.values()):

@@ -22,7 +22,7 @@ it; L1 whether fine-tuning beats training longer.
 
 The settings of the fine-tuning rungs are one rl-zoo-style hyperparameter dict per algorithm (as in
 ``agents/hyperparams``), e.g. read from a YAML recipe ``{rung: {key: value}}``. Everything a rung
-writes goes to ``out/<rung>/seed<k>/`` (``metrics.json`` as written by :func:`agents.finetune.finetune`);
+writes goes to ``out/<rung>/seed<k>/`` (``metrics.json`` as written by :func:`refit_gym.experiments.finetune.finetune`);
 :func:`run_ladder` returns (and writes to ``out/ladder.json``) the per-seed records.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ RUNGS = ("start", "continued", "oracle", "pathwise", "refit", "ppo")
 #: the rung whose training wall-clock the ``continued`` control gets (the recipe's ``continued.budget_rung``
 #: chooses another)
 BUDGET_RUNG = "refit"
+#: about how many validations an interaction-data continued run makes (every ``epochs // 10`` epochs and the last:
+#: with 1-second epochs, validating each one would cost more than the training it selects from)
+CONTINUED_VALIDATIONS = 10
 
 
 def oracle_reward(data, tau: float = 1.0, device="cpu"):
@@ -71,7 +74,7 @@ def oracle_reward(data, tau: float = 1.0, device="cpu"):
 
 def _finetune_rung(rung: str, algo: str, env_id: str, data, checkpoint: Path, params: Dict[str, Any], seed: int,
                    out: Path, device, select_metric: str, pretrained: Dict, log: Callable[[str], None]) -> Dict:
-    from agents.finetune import finetune
+    from refit_gym.experiments.finetune import finetune
 
     params = dict(params)
     reward = params.pop("reward", None)
@@ -126,6 +129,7 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     else:  # whole epochs that fit in the budget (one epoch at least)
         per_epoch = float(params.get("seconds_per_epoch", 0)) or _epoch_seconds(scenario, checkpoint, data, device)
         cfg.epochs = max(1, int(seconds // per_epoch))
+        cfg.eval_every = max(1, cfg.epochs // CONTINUED_VALIDATIONS)  # validation must not rule the budget
         result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device,
                                    log=lambda s: log(f"continued seed {seed}: {s}"))
     valid = result.best_valid
@@ -163,7 +167,7 @@ def run_ladder(env_id: str, data, checkpoint, recipe: Dict[str, Dict[str, Any]],
 
     Args:
         env_id: registered environment id (its scenario gives the evaluation protocol).
-        data: the dataset (as for :func:`agents.finetune.finetune`).
+        data: the dataset (as for :func:`refit_gym.experiments.finetune.finetune`).
         checkpoint: the pretrained backbone every rung starts from.
         recipe: ``{rung: hyperparameters}`` for the fine-tuning rungs (``pathwise``, ``refit``, ``ppo``,
             ``oracle``: an rl-zoo dict with ``reward``, ``reward_kwargs``, ``n_envs``, ``n_timesteps``,

@@ -32,7 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from refit_gym.cli import HelpFormatter
+from refit_gym.options import HelpFormatter, add_device_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emb-size", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    add_device_argument(p)
     p.add_argument("--resume", action="store_true", help="continue from --out/last_state.pt (if present; "
                    "else start afresh)")
     p.add_argument("--no-progress", action="store_true")

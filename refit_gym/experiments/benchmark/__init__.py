@@ -41,7 +41,7 @@ another method -- with validation-only selection in which the start competes;
 message naming the missing record without it). Backbones are pretrained as ``scripts/pretrain.py`` does
 (:func:`refit_gym.experiments.pretrain.run_pretraining`, one per seed) unless
 ``OUT/checkpoints/<backbone>-seed<k>.pt`` exists or ``--checkpoint-<backbone> PATH`` is given
-(then used for every seed); fine-tuning is :func:`agents.finetune.finetune` with the defaults of
+(then used for every seed); fine-tuning is :func:`refit_gym.experiments.finetune.finetune` with the defaults of
 ``agents/hyperparams/<algo>.yml`` (``--hyperparams METHOD=FILE`` overrides them per method), validated
 ``--eval-points`` times; the model reported is the checkpoint with the best **validation** NDCG@20
 (``--select-metric``) among those evaluations and the pretrained start. Test metrics never choose anything.

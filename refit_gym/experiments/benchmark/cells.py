@@ -152,7 +152,7 @@ class Runner:
 
     def evaluate_checkpoint(self, checkpoint: Path, env_id: str) -> Dict[str, Dict[str, float]]:
         """Returns ``{"valid", "test"}`` metrics of ``checkpoint`` with the protocol of ``env_id``'s scenario."""
-        from agents.finetune import evaluate_splits
+        from refit_gym.experiments.finetune import evaluate_splits
         from refit_gym.diffusion import load_backbone
 
         adapter, _ = load_backbone(checkpoint, self.data, device=self.device)
@@ -166,9 +166,9 @@ class Runner:
 
     def _finetuned(self, row: RowSpec, seed: int, log) -> Dict[str, Any]:
         """Returns the record of a fine-tuned cell: fine-tune the pretrained backbone of ``seed`` with ``row.algo``
-        (:func:`agents.finetune.finetune`); the record holds the validation-selected model's metrics, the history
+        (:func:`refit_gym.experiments.finetune.finetune`); the record holds the validation-selected model's metrics, the history
         and ``train_seconds``."""
-        from agents.finetune import finetune
+        from refit_gym.experiments.finetune import finetune
 
         path, _ = self.checkpoint(row.backbone, seed)
         params = self.settings.hyperparams[f"{row.method}|{row.env_id}"]

@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from refit_gym.cli import HelpFormatter
+from refit_gym.options import HelpFormatter, add_device_argument
 from refit_gym.experiments.benchmark.cells import Runner
 from refit_gym.experiments.benchmark.files import read_json, run_path, seed_tag, row_seeds, write_json
 from refit_gym.experiments.benchmark.plan import (BACKBONE_LABELS, CONTINUED_BUDGET, FINETUNE_METHODS, METHODS,
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the fine-tuning method whose cell (same backbone, same seed) gives the continued-pretraining "
                         "row its training seconds")
     p.add_argument("--out", type=Path, default=None, help="output folder (default results/<dataset name>)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    add_device_argument(p)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--select-metric", default="ndcg@20", help="validation metric of every model selection")
     p.add_argument("--eval-points", type=int, default=None, help="validations per fine-tuning run (default 10; 2 quick)")

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from refit_gym.registry import BACKBONE_LABELS, ENVIRONMENTS
+
 REPO = Path(__file__).resolve().parents[3]
 TABLE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 RELATIVE_METRICS = ("ndcg@20", "recall@20")
@@ -17,8 +19,6 @@ MACHINE_NOT_RECORDED = "machine not recorded (a record written before the benchm
 BASELINE_LABELS = {"pop": "MostPopular", "itemknn": "ItemKNN", "ease": "EASE", "sasrec": "SASRec"}
 #: stochastic baselines: one run per seed (``torch.manual_seed(seed)`` before building it, ``seed`` to its fit)
 SEEDED_BASELINES = ("sasrec",)
-BACKBONE_LABELS = {"diffrec": "DiffRec", "cfdiff": "CF-Diff", "social-diffrec": "Social-DiffRec",
-                   "dreamrec": "DreamRec", "dreamrec-poi": "DreamRec-POI"}
 #: default ``--backbones`` per scenario (the others: ``[Scenario.backbone]``)
 DEFAULT_BACKBONES = {"cf": ("diffrec", "cfdiff")}
 #: per scenario: the baseline the best fine-tuned model is compared with in the report's sentence
@@ -160,11 +160,9 @@ EXTRA_ROWS: List[RowSpec] = []
 
 def env_ids_by_backbone() -> Dict[str, str]:
     """Returns backbone kind -> its environment id (the first registered one when several ids share a backbone)."""
-    from refit_gym.envs import ENV_IDS
-
     out: Dict[str, str] = {}
-    for env_id, kind in ENV_IDS.items():
-        out.setdefault(kind, env_id)
+    for env_id, row in ENVIRONMENTS.items():
+        out.setdefault(row["backbone"], env_id)
     return out
 
 
@@ -320,7 +318,7 @@ def effective_hyperparams(algo: str, env_id: str, quick: bool, override: Optiona
                           steps: int = QUICK_STEPS) -> Dict[str, Any]:
     """Returns the rl-zoo hyperparameters: the defaults of ``agents/hyperparams/<algo>.yml``, then the --quick
     settings (:func:`quick_hyperparams` for a backbone of ``steps`` denoising steps), then ``--hyperparams``."""
-    from agents.finetune import load_hyperparams
+    from refit_gym.experiments.hyperparams import load_hyperparams
 
     params = load_hyperparams(algo, env_id)
     if quick:

@@ -67,7 +67,7 @@ def measure_scaling_point(spec: Dict[str, Any]) -> Dict[str, Any]:
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     from agents import ReFiT
-    from agents.finetune import load_hyperparams, split_hyperparams
+    from refit_gym.experiments.hyperparams import load_hyperparams, split_hyperparams
     from refit_gym.data import load_dataset
     from refit_gym.diffusion import build_backbone
     from refit_gym.diffusion.training import PretrainConfig, pretrain

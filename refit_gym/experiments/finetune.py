@@ -1,18 +1,15 @@
-"""RL fine-tuning of a pretrained diffusion recommender as one function call.
+"""RL fine-tuning of a pretrained diffusion recommender as one function call (an experiment runner).
 
 :func:`finetune` is what ``scripts/train.py`` runs (the script is a thin command line over it) and what
 ``scripts/benchmark.py`` calls for every fine-tuned cell of the results table::
 
-    from agents.finetune import finetune
+    from refit_gym.experiments.finetune import finetune
     metrics = finetune("refit", "refit_gym/DiffRec-v0", "synthetic", "runs/diffrec/best.pt", out="runs/refit",
                        eval_freq=20_000, select_metric="ndcg@20")
     metrics["best"]["test"]["ndcg@20"], metrics["history"]  # validation curve against training wall-clock
 
-Hyperparameters follow rl-zoo3's format: the defaults of ``agents/hyperparams/<algo>.yml`` for the
-environment id, updated by an override (a YAML file with the same layout, or a dict of one
-environment's settings). ``n_timesteps``, ``n_envs`` and ``policy`` are zoo-level settings;
-``policy_kwargs`` is a dict or a ``"dict(...)"`` string of literals; learning rates and clip ranges are
-numbers or ``"lin_<value>"``; everything else is a keyword argument of the algorithm.
+Hyperparameters follow rl-zoo3's format (:mod:`refit_gym.experiments.hyperparams`): the defaults of
+``agents/hyperparams/<algo>.yml`` for the environment id, updated by an override.
 
 Model selection uses the validation split only: the backbone is validated every ``eval_freq``
 environment steps and at the end, and the checkpoint with the best validation ``select_metric`` is
@@ -21,122 +18,29 @@ selected model is the start); test metrics are computed once per distinct model 
 """
 from __future__ import annotations
 
-import ast
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 import yaml
 
+from refit_gym.experiments.hyperparams import FinetuneError, HyperparamsLike, load_hyperparams, split_hyperparams
 from refit_gym.io_safety import locks_output, write_json_atomic
 
-HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
-#: zoo-level settings of a hyperparameter section (the rest are algorithm keyword arguments)
-#: settings of the run rather than of the algorithm (``reward_kwargs`` go to the reward's constructor)
-ZOO_KEYS = ("n_timesteps", "n_envs", "policy", "reward", "reward_kwargs")
 #: validation metric of the model selection unless told otherwise
 DEFAULT_SELECT_METRIC = "recall@20"
 #: validation metrics recorded in the learning-curve history
 HISTORY_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
-UNSUPPORTED_ZOO_KEYS = ("normalize", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper")
 ON_POLICY_SB3 = ("ppo", "a2c")
-
-HyperparamsLike = Union[None, str, Path, Dict[str, Any]]
-
-
-class FinetuneError(ValueError):
-    """Bad fine-tuning input (unknown environment, missing file, unsupported hyperparameter, ...)."""
+#: ``meta["source"]`` of the checkpoints a run writes
+SOURCE = "refit_gym.experiments.finetune"
 
 
 def default_log(msg: str) -> None:
     """The default ``log`` of :func:`finetune`: one ``[train]`` line on stderr."""
     print(f"[train] {msg}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------- hyperparameters
-def parse_policy_kwargs(value: Any) -> Dict[str, Any]:
-    """rl-zoo's ``policy_kwargs``: a dict, or a string ``"dict(a=1, b=[2, 3])"`` / ``"{'a': 1}"`` of literals
-    (parsed with ``ast``, never ``eval``)."""
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return dict(value)
-    if not isinstance(value, str):
-        raise ValueError(f"policy_kwargs must be a dict or a string, got {type(value).__name__}")
-    node = ast.parse(value.strip(), mode="eval").body
-    try:
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
-            return {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
-        out = ast.literal_eval(node)
-    except ValueError as e:
-        raise ValueError(f"policy_kwargs {value!r}: only literal values are supported ({e})") from None
-    if not isinstance(out, dict):
-        raise ValueError(f"policy_kwargs {value!r} is not a dict")
-    return out
-
-
-def parse_schedule(value: Any) -> Any:
-    """``"lin_<v>"`` -> a linear schedule from v to 0 (rl-zoo's convention); numbers as floats.
-
-    The schedule is SB3's ``LinearSchedule`` object (not a closure), so a saved agent stores a plain
-    class reference that :mod:`refit_gym.io_safety` can load without unpickling code."""
-    from stable_baselines3.common.utils import LinearSchedule
-
-    if isinstance(value, str) and value.startswith("lin_"):
-        return LinearSchedule(float(value[4:]), 0.0, 1.0)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-
-
-def load_hyperparams(algo: str, env_id: str, override: HyperparamsLike = None) -> Dict[str, Any]:
-    """Defaults of ``agents/hyperparams/<algo>.yml`` for ``env_id``, updated by ``override``.
-
-    Args:
-        algo: an ``agents.ALGOS`` name.
-        env_id: the section of the YAML files to read.
-        override: None; a YAML file in rl-zoo's format (it must have a section for ``env_id``); or a dict of
-            settings for ``env_id`` itself (no environment-id level).
-    Raises:
-        FinetuneError: the override file is missing or has no section for ``env_id``.
-    """
-    def section(path: Path, required: bool) -> Dict[str, Any]:
-        try:
-            blob = yaml.safe_load(path.read_text()) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise FinetuneError(f"hyperparameter file {path}: not valid YAML ({e})") from None
-        if not isinstance(blob, dict) or not isinstance(blob.get(env_id, {}), (dict, type(None))):
-            raise FinetuneError(f"hyperparameter file {path}: expected a mapping of environment ids to settings")
-        if env_id not in blob:
-            if required:
-                raise FinetuneError(f"{path} has no section for environment {env_id!r} (sections: {sorted(blob)})")
-            return {}
-        return dict(blob[env_id] or {})
-
-    defaults = HYPERPARAMS_DIR / f"{algo}.yml"
-    params = section(defaults, required=False) if defaults.is_file() else {}
-    if isinstance(override, dict):
-        params.update(override)
-    elif override is not None:
-        override = Path(override)
-        if not override.is_file():
-            raise FinetuneError(f"hyperparameter file {override}: no such file")
-        params.update(section(override, required=True))
-    return params
-
-
-def split_hyperparams(params: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """(zoo-level settings, algorithm keyword arguments) with policy_kwargs and schedules parsed."""
-    zoo = {k: params[k] for k in ZOO_KEYS if k in params}
-    kwargs = {k: v for k, v in params.items() if k not in ZOO_KEYS}
-    for unsupported in UNSUPPORTED_ZOO_KEYS:
-        if unsupported in kwargs:
-            raise FinetuneError(f"hyperparameter {unsupported!r} is not supported by refit-gym's fine-tuning")
-    kwargs["policy_kwargs"] = parse_policy_kwargs(kwargs.get("policy_kwargs"))
-    for key in ("learning_rate", "clip_range"):
-        if key in kwargs:
-            kwargs[key] = parse_schedule(kwargs[key])
-    return zoo, kwargs
 
 
 # ---------------------------------------------------------------------------- evaluation, saving, callbacks
@@ -226,7 +130,7 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
         if metrics[select_metric] > state["best_valid"].get(select_metric, float("-inf")):
             state["best_valid"], state["best_timesteps"] = metrics, step
             save_backbone(model.policy.denoiser, out / "best.pt", meta=dict(
-                source="agents.finetune", num_timesteps=step, valid=metrics, selected_on=f"valid {select_metric}",
+                source=SOURCE, num_timesteps=step, valid=metrics, selected_on=f"valid {select_metric}",
                 data=data.name, n_users=data.n_users))
         clock.resume()
         best = state["best_valid"].get(select_metric, 0.0)
@@ -298,7 +202,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
             ...); None: the hyperparameters' ``reward`` if they set one, else the reward registered for
             ``env_id``'s scenario (``refit-seq`` for DreamRec). Its constructor arguments come from the
             hyperparameters' ``reward_kwargs``.
-        hyperparams: override of the defaults (see :func:`load_hyperparams`).
+        hyperparams: override of the defaults (see :func:`~refit_gym.experiments.hyperparams.load_hyperparams`).
         seed: seed of the agent and the environment.
         device: ``cpu``, ``cuda`` or ``auto``.
         out: output folder (created): ``best.pt``, ``final.pt``, ``last_model.zip``, ``train_state.json``,
@@ -412,7 +316,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
                                  **{k: before["valid"][k] for k in HISTORY_METRICS if k in before["valid"]})]
         # the start competes for best.pt: when no validation beats it, the selected model is the pretrained one
         state["best_valid"], state["best_timesteps"] = before["valid"], 0
-        save_backbone(pretrained, out / "best.pt", meta=dict(source="agents.finetune", num_timesteps=0,
+        save_backbone(pretrained, out / "best.pt", meta=dict(source=SOURCE, num_timesteps=0,
                       valid=before["valid"], selected_on=f"valid {select_metric}", data=data.name, n_users=data.n_users))
         write_json_atomic(out / "metrics.json", {"pretrained": before}, indent=1)
     # the reward scores x0 with the model being trained (DreamRec's item embeddings train), not a frozen copy
@@ -450,7 +354,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         guard.check_health()  # the last update happened after the last boundary check
     state["train_seconds"] = clock.seconds
     save_model(model, out, state)
-    save_backbone(model.policy.denoiser, out / "final.pt", meta=dict(source="agents.finetune", algo=algo,
+    save_backbone(model.policy.denoiser, out / "final.pt", meta=dict(source=SOURCE, algo=algo,
                   num_timesteps=int(model.num_timesteps), data=data.name, n_users=data.n_users))
     # validation metrics are those of the validations themselves; test is evaluated once per distinct model
     final = {"valid": state["last_valid"], "test": evaluate_split(model.policy.denoiser, data, "test", env_id)}
@@ -476,6 +380,5 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     return json.loads(json.dumps(metrics, default=str))  # plain JSON types (schedules as strings)
 
 
-__all__ = ["DEFAULT_SELECT_METRIC", "FinetuneError", "HISTORY_METRICS", "HYPERPARAMS_DIR", "TrainingClock",
-           "evaluate_splits", "finetune", "load_hyperparams", "parse_policy_kwargs", "parse_schedule",
-           "split_hyperparams", "write_json_atomic"]
+__all__ = ["DEFAULT_SELECT_METRIC", "FinetuneError", "HISTORY_METRICS", "TrainingClock", "evaluate_split",
+           "evaluate_splits", "finetune", "make_callbacks", "save_model", "tensorboard_run_name"]
