@@ -3,6 +3,8 @@
 
 Examples::
 
+    python scripts/train.py                                                     # the main job: synthetic data,
+                                                                                # pretraining, then Pathwise
     python scripts/train.py --algo refit --data synthetic                       # pretrains a backbone first
     python scripts/train.py --algo refit --data ../shared/datasets/ml-1m --checkpoint runs/diffrec-ml1m/best.pt \\
         --out runs/refit-ml1m --eval-freq 20000 --save-freq 20000 --tensorboard-log runs/refit-ml1m/tb
@@ -47,7 +49,7 @@ def log(msg: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    p.add_argument("--algo", choices=sorted(ALGOS), default="refit")
+    p.add_argument("--algo", choices=sorted(ALGOS), default="pathwise")
     p.add_argument("--env", default="refit_gym/DiffRec-v0", help="registered environment id")
     p.add_argument("--data", default=None, help="dataset spec for refit_gym.data.load_dataset (default: the "
                    "environment's synthetic dataset: synthetic, synthetic-social, synthetic-seq or synthetic-poi)")
