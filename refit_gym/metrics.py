@@ -176,6 +176,9 @@ def evaluate(
     Raises:
         ValueError: for an unknown split, a bad ``batch_size``, out-of-range users, no user with
             a ground truth, or scores of the wrong shape.
+
+    Under ``torch.distributed`` (:mod:`refit_gym.distributed`) this is a collective: every rank must call it
+    with the same users; each scores its block of them and the metric sums are reduced.
     """
     ks = _check_ks(ks)
     if batch_size < 1:
@@ -193,8 +196,12 @@ def evaluate(
     if keep.size == 0:
         raise ValueError(f"no user among the {users.size} requested has a ground truth in split {split!r}")
 
+    from refit_gym import distributed
+
     keys = metric_keys(ks)
     sums = {key: 0.0 for key in keys}
+    evaluated = keep.size
+    keep = distributed.shard(keep)  # under torch.distributed each rank scores its block; the sums are reduced
     starts = range(0, keep.size, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -211,8 +218,9 @@ def evaluate(
         per_user = ranking_metrics(scores, known[batch], truth[batch], ks)
         for key in keys:
             sums[key] += float(per_user[key].double().sum())
-    out: Dict[str, float] = {key: sums[key] / keep.size for key in keys}
-    out["n_users_evaluated"] = int(keep.size)
+    totals = distributed.all_reduce_sum([sums[key] for key in keys])
+    out: Dict[str, float] = {key: float(total) / evaluated for key, total in zip(keys, totals)}
+    out["n_users_evaluated"] = int(evaluated)
     out["n_users_skipped_empty_truth"] = n_skipped
     return out
 

@@ -101,6 +101,11 @@ def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, c
     """
     from refit_gym.diffusion.seq_training import sequence_batches
 
+    from refit_gym import distributed
+
+    if distributed.active():
+        raise RuntimeError("sequence pretraining is not data-parallel: run it as one process (without torchrun); "
+                           "interaction backbones (diffrec, cfdiff, social-diffrec) pretrain under torchrun")
     if not hasattr(adapter, "sequence_loss"):
         raise TypeError(f"{type(adapter).__name__} has no sequence_loss(seq, buckets, generator): "
                         "it is not a sequence backbone")

@@ -45,12 +45,15 @@ def evaluate_sequential(score_fn: ScoreFn, seq_data, split: str = "test", ks: Se
         ``{"hitrate@K": float, "recall@K": float (= hitrate@K, one target per user), "ndcg@K": float
         for K in ks, "n_users": int}``.
     """
+    from refit_gym import distributed
+
     target_all = seq_data.held_out(split)
     users = np.arange(seq_data.n_users) if users is None else np.asarray(users, dtype=np.int64)
     known = seq_data.interactions().known_items(split) if mask_history else None
-    ranks = np.empty(len(users), dtype=np.int64)
-    for s in range(0, len(users), batch_size):
-        u = users[s:s + batch_size]
+    lo, hi = distributed.shard_bounds(len(users))  # under torch.distributed each rank ranks its block (a collective)
+    ranks = np.empty(hi - lo, dtype=np.int64)
+    for s in range(lo, hi, batch_size):
+        u = users[s:min(s + batch_size, hi)]
         scores = torch.as_tensor(score_fn(u, split)).detach().float().cpu().clone()
         if scores.shape != (len(u), seq_data.n_items):
             raise ValueError(f"score_fn returned shape {tuple(scores.shape)}; expected ({len(u)}, {seq_data.n_items})")
@@ -59,7 +62,8 @@ def evaluate_sequential(score_fn: ScoreFn, seq_data, split: str = "test", ks: Se
         if known is not None:
             m = known[u].tocoo()
             scores[torch.as_tensor(m.row, dtype=torch.long), torch.as_tensor(m.col, dtype=torch.long)] = -torch.inf
-        ranks[s:s + len(u)] = (scores > t_score).sum(dim=1).numpy()
+        ranks[s - lo:s - lo + len(u)] = (scores > t_score).sum(dim=1).numpy()
+    ranks = distributed.gather_rows(torch.as_tensor(ranks), len(users)).numpy()
     out: Dict[str, float] = {}
     for k in ks:
         hit = ranks < k
