@@ -89,4 +89,5 @@ def test_bench_cost_smoke(capsys):
     for op in out["operations"].values():
         assert op["seconds"] > 0 and op["flops"] > 0 and op["rate"] > 0 and 0 < op["fraction_timed"] <= 1
         assert op["ratio"] == pytest.approx(op["seconds"] / (op["flops"] / op["rate"]))
+        assert op["cpu_seconds"] > 0 and op["ratio_cpu"] == pytest.approx(op["cpu_seconds"] * op["rate_cpu"] / op["flops"])
     assert result["operations"]["finetune_refit"]["fraction_timed"] < 1  # scaled from a part of the epoch

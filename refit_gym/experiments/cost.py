@@ -17,6 +17,8 @@ passes the operation needs at minimum, divided by the machine's measured matmul 
 ``(rows, k) @ (k, n)`` product, ``rows`` the operation's batch and ``(k, n)`` the model's largest 2-D
 weight, with the same thread count). ``ratio = measured seconds / floor seconds``: 1 is the floor, and a
 ratio far above 1 says where the implementation (small matmuls, Python overhead, non-matmul work) costs.
+The same ratio is also given in CPU time (``ratio_cpu``: the process's CPU seconds against the matmul's FLOPs
+per CPU second), which other processes on a busy machine disturb much less than wall-clock.
 
 FLOPs are counted from the model's shapes with :class:`torch.utils.flop_counter.FlopCounterMode` on a
 probe batch of a few users (matmul FLOPs are linear in the rows), as per-row units (:class:`UnitFlops`):
@@ -229,9 +231,11 @@ def recipe_rollout_flops(u: UnitFlops, steps: int, algo: str, params: Dict[str, 
 
 
 # ---------------------------------------------------------------------------------------------- machine rate
-def matmul_rate(rows: int, k: int, n: int, device="cpu", min_seconds: float = 0.2, repeats: int = 3) -> float:
+def matmul_rate(rows: int, k: int, n: int, device="cpu", min_seconds: float = 0.2, repeats: int = 3,
+                clock: Callable[[], float] = time.perf_counter) -> float:
     """Measured FLOP/s of a dense float32 ``(rows, k) @ (k, n)`` product (best of ``repeats`` runs of at least
-    ``min_seconds`` each) with torch's current thread count."""
+    ``min_seconds`` each) with torch's current thread count; ``clock=time.process_time`` gives FLOPs per CPU
+    second (all threads summed), which a busy machine disturbs less than wall-clock."""
     device = torch.device(device)
     a = torch.randn(int(rows), int(k), device=device)
     w = torch.randn(int(k), int(n), device=device)
@@ -240,12 +244,12 @@ def matmul_rate(rows: int, k: int, n: int, device="cpu", min_seconds: float = 0.
     sync()
     best = 0.0
     for _ in range(repeats):
-        reps, t0 = 0, time.perf_counter()
+        reps, t0 = 0, clock()
         while True:
             a @ w
             reps += 1
             sync()
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             if dt >= min_seconds:
                 break
         best = max(best, 2.0 * rows * k * n * reps / dt)
@@ -267,15 +271,29 @@ def largest_weight(adapter) -> Tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------- timings
+class _Timer:
+    """``with _Timer() as t: ...``; then ``t.wall`` and ``t.cpu`` (this process's CPU seconds) of the block."""
+
+    def __enter__(self):
+        self._w, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self._w, time.process_time() - self._c
+
+
 @dataclass
 class OpCost:
-    """One measured operation. seconds: wall-clock of the whole operation (scaled from ``fraction_timed`` of
-    it); flops: its matmul FLOP floor; rate: the machine's FLOP/s at ``rate_shape``; floor_seconds =
-    flops / rate; ratio = seconds / floor_seconds."""
+    """One measured operation. seconds / cpu_seconds: wall-clock / CPU time of the whole operation (scaled from
+    ``fraction_timed`` of it); flops: its matmul FLOP floor; rate / rate_cpu: the machine's FLOP per wall / CPU
+    second at ``rate_shape``; floor_seconds = flops / rate; ratio = seconds / floor_seconds, ratio_cpu the same
+    in CPU time (less disturbed by other processes on a busy machine)."""
 
     seconds: float
+    cpu_seconds: float
     flops: float
     rate: float
+    rate_cpu: float
     rate_shape: Tuple[int, int, int]
     fraction_timed: float = 1.0
     detail: Optional[Dict[str, float]] = None
@@ -288,18 +306,24 @@ class OpCost:
     def ratio(self) -> float:
         return self.seconds / self.floor_seconds if self.flops > 0 else float("nan")
 
+    @property
+    def ratio_cpu(self) -> float:
+        return self.cpu_seconds * self.rate_cpu / self.flops if self.flops > 0 else float("nan")
+
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
-        d.update(floor_seconds=self.floor_seconds, ratio=self.ratio, rate_shape=list(self.rate_shape))
+        d.update(floor_seconds=self.floor_seconds, ratio=self.ratio, ratio_cpu=self.ratio_cpu,
+                 rate_shape=list(self.rate_shape))
         if d["detail"] is None:
             del d["detail"]
         return d
 
 
-def time_pretrain_epoch(adapter, data, scenario, device, max_seconds: float, log=print) -> Tuple[float, float]:
-    """``(epoch seconds, fraction timed)`` of one pretraining epoch of a copy of ``adapter`` (scenario defaults,
-    validation replaced by a constant). History backbones: the second of two epochs (the first warms up);
-    sequence backbones: one epoch bounded by ``max_seconds`` and scaled by its batch count."""
+def time_pretrain_epoch(adapter, data, scenario, device, max_seconds: float, log=print
+                        ) -> Tuple[float, float, float]:
+    """``(wall seconds, CPU seconds, fraction timed)`` of one pretraining epoch of a copy of ``adapter`` (scenario
+    defaults, validation replaced by a constant). History backbones: a second one-epoch run (the first warms
+    up); sequence backbones: one epoch bounded by ``max_seconds`` and scaled by its batch count."""
     import copy
 
     from refit_gym.diffusion.training import pretrain
@@ -312,37 +336,40 @@ def time_pretrain_epoch(adapter, data, scenario, device, max_seconds: float, log
         from refit_gym.scenarios import pretrain_sequence_backbone
 
         cfg.epochs = 1
-        res = pretrain_sequence_backbone(model, data, cfg, None, device, max_seconds, const, quiet)
-        row = res.history[0]
+        with _Timer() as t:
+            res = pretrain_sequence_backbone(model, data, cfg, None, device, max_seconds, const, quiet)
         total = math.ceil(data.n_users / cfg.batch_size)
-        return row["epoch_seconds"] * total / row["batches"], row["batches"] / total
-    cfg.epochs = 2
-    res = pretrain(model, data, cfg, out_dir=None, device=device, tensorboard=False, progress=False,
-                   evaluate_fn=const, log=quiet)
-    return res.history[-1]["epoch_seconds"], 1.0
+        frac = res.history[0]["batches"] / total
+        return t.wall / frac, t.cpu / frac, frac
+    cfg.epochs = 1
+    run = lambda: pretrain(model, data, cfg, out_dir=None, device=device, tensorboard=False,  # noqa: E731
+                           progress=False, evaluate_fn=const, log=quiet)
+    run()  # warm-up
+    with _Timer() as t:
+        run()
+    return t.wall, t.cpu, 1.0
 
 
-def time_evaluation(adapter, data, scenario, eval_users: np.ndarray, max_seconds: float) -> Tuple[float, float]:
-    """``(seconds, fraction timed)`` of the validation of ``eval_users``: one batch first; when the whole would
-    exceed ``max_seconds``, a prefix of the users sized to it, scaled."""
+def time_evaluation(adapter, data, scenario, eval_users: np.ndarray, max_seconds: float
+                    ) -> Tuple[float, float, float]:
+    """``(wall seconds, CPU seconds, fraction timed)`` of the validation of ``eval_users``: one batch first (the
+    estimate); then all of them, or, when that would exceed ``max_seconds``, a prefix sized to it, scaled."""
     bs = 1024
-    t0 = time.perf_counter()
-    scenario.evaluate_backbone(adapter, data, "valid", users=eval_users[:bs])
-    first = time.perf_counter() - t0
-    n_first = min(bs, len(eval_users))
-    if n_first == len(eval_users):
-        return first, 1.0
-    per_user = first / n_first
-    n = len(eval_users) if per_user * len(eval_users) <= max_seconds else max(bs, int(max_seconds / per_user))
-    n = min(n, len(eval_users))
-    t0 = time.perf_counter()
-    scenario.evaluate_backbone(adapter, data, "valid", users=eval_users[:n])
-    return (time.perf_counter() - t0) * len(eval_users) / n, n / len(eval_users)
+    with _Timer() as t:
+        scenario.evaluate_backbone(adapter, data, "valid", users=eval_users[:bs])
+    if len(eval_users) <= bs:
+        return t.wall, t.cpu, 1.0
+    per_user = t.wall / bs
+    n = min(len(eval_users), max(bs, int(max_seconds / per_user)))
+    with _Timer() as t:
+        scenario.evaluate_backbone(adapter, data, "valid", users=eval_users[:n])
+    frac = n / len(eval_users)
+    return t.wall / frac, t.cpu / frac, frac
 
 
 def time_finetune_epoch(algo: str, env_id: str, data, adapter, device, max_seconds: float, seed: int = 0
-                        ) -> Tuple[float, float, Dict[str, Any]]:
-    """``(epoch seconds, fraction timed, hyperparameters)`` of one fine-tuning epoch (every user once) of the
+                        ) -> Tuple[float, float, float, Dict[str, Any]]:
+    """``(wall seconds, CPU seconds, fraction timed, hyperparameters)`` of one fine-tuning epoch (every user once) of the
     shipped ``algo`` recipe for ``env_id``: one warm-up rollout + update, then as many rollouts of the epoch as
     fit in ``max_seconds`` (at least one), scaled to the epoch."""
     import gymnasium
@@ -360,16 +387,15 @@ def time_finetune_epoch(algo: str, env_id: str, data, adapter, device, max_secon
     T = adapter.schedule.steps
     per_rollout = n_envs * T
     rollouts = math.ceil(data.n_users / (n_envs // model.n_traj_per_user))
-    t0 = time.perf_counter()
-    model.learn(per_rollout)  # warm-up (lazy initialisation, allocator pools); also the time estimate
-    first = time.perf_counter() - t0
-    timed = max(1, min(rollouts, int(max_seconds / max(first, 1e-9))))
-    t0 = time.perf_counter()
-    model.learn(timed * per_rollout, reset_num_timesteps=True)
-    seconds = time.perf_counter() - t0
+    with _Timer() as t:
+        model.learn(per_rollout)  # warm-up (lazy initialisation, allocator pools); also the time estimate
+    timed = max(1, min(rollouts, int(max_seconds / max(t.wall, 1e-9))))
+    with _Timer() as t:
+        model.learn(timed * per_rollout, reset_num_timesteps=True)
     # the effective settings, defaults of the algorithm included (what recipe_rollout_flops reads)
     params = dict(params, n_envs=n_envs, n_traj_per_user=model.n_traj_per_user, train_last_k=model.trained_steps)
-    return seconds * rollouts / timed, timed / rollouts, params
+    frac = timed / rollouts
+    return t.wall / frac, t.cpu / frac, frac, params
 
 
 # ---------------------------------------------------------------------------------------------- the study
@@ -408,32 +434,33 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
     T = adapter.schedule.steps
     u = unit_flops(adapter, data, probe)
     k, n = largest_weight(adapter)
-    rates: Dict[int, float] = {}
+    rates: Dict[int, Tuple[float, float]] = {}
 
-    def rate(rows: int) -> float:
+    def rate(rows: int) -> Tuple[float, float]:
+        """(FLOP per wall second, FLOP per CPU second) at ``(rows, k) @ (k, n)``."""
         if rows not in rates:
-            rates[rows] = matmul_rate(rows, k, n, device)
+            rates[rows] = (matmul_rate(rows, k, n, device), matmul_rate(rows, k, n, device, clock=time.process_time))
         return rates[rows]
 
     ops: Dict[str, OpCost] = {}
     cfg = scenario.pretrain_config()
     log(f"pretraining epoch ({data.n_users} users, batch {cfg.batch_size})")
-    sec, frac = time_pretrain_epoch(adapter, data, scenario, device, max_seconds, log)
-    ops["pretrain_epoch"] = OpCost(sec, pretrain_epoch_flops(copy.deepcopy(adapter), data, probe), rate(cfg.batch_size),
-                                   (cfg.batch_size, k, n), frac)
+    wall, cpu, frac = time_pretrain_epoch(adapter, data, scenario, device, max_seconds, log)
+    ops["pretrain_epoch"] = OpCost(wall, cpu, pretrain_epoch_flops(copy.deepcopy(adapter), data, probe),
+                                   *rate(cfg.batch_size), (cfg.batch_size, k, n), frac)
     users = evaluated_users(data)
     log(f"evaluation ({len(users)} users, T={T})")
-    sec, frac = time_evaluation(adapter, data, scenario, users, max_seconds)
-    ops["evaluation"] = OpCost(sec, evaluation_flops(u, T, len(users)), rate(1024), (1024, k, n), frac)
+    wall, cpu, frac = time_evaluation(adapter, data, scenario, users, max_seconds)
+    ops["evaluation"] = OpCost(wall, cpu, evaluation_flops(u, T, len(users)), *rate(1024), (1024, k, n), frac)
     shared = deterministic_start(adapter, data)
     for algo in recipes:
         log(f"fine-tuning epoch: {algo}")
-        sec, frac, params = time_finetune_epoch(algo, scenario.env_id, data, copy.deepcopy(adapter), device,
-                                                max_seconds, seed)
+        wall, cpu, frac, params = time_finetune_epoch(algo, scenario.env_id, data, copy.deepcopy(adapter), device,
+                                                      max_seconds, seed)
         parts = recipe_rollout_flops(u, T, algo, params, shared)
         N = int(params["n_envs"])
         rollouts = math.ceil(data.n_users / (N // int(params["n_traj_per_user"])))
-        ops[f"finetune_{algo}"] = OpCost(sec, rollouts * sum(parts.values()), rate(N), (N, k, n), frac,
+        ops[f"finetune_{algo}"] = OpCost(wall, cpu, rollouts * sum(parts.values()), *rate(N), (N, k, n), frac,
                                          {p: rollouts * v for p, v in parts.items()})
     return {"machine": machine_info(device), "data": getattr(data, "name", "?"), "backbone": adapter.backbone_name,
             "n_users": int(data.n_users), "n_items": int(data.n_items), "steps": int(T), "unit_flops": asdict(u),
@@ -444,11 +471,13 @@ def format_table(result: Dict[str, Any]) -> str:
     """A readable table of :func:`measure_cost`'s result."""
     lines = [f"{result['backbone']} on {result['data']} ({result['n_users']} users, {result['n_items']} items, "
              f"T={result['steps']}); {result['machine']['machine']}; torch {result['machine']['torch']}",
-             f"{'operation':<18} {'measured s':>11} {'floor GFLOP':>12} {'GFLOP/s':>8} {'floor s':>9} {'ratio':>7}  timed",
-             "-" * 78]
+             f"{'operation':<18} {'measured s':>11} {'floor GFLOP':>12} {'GFLOP/s':>8} {'floor s':>9} {'ratio':>7} "
+             f"{'CPU s':>9} {'ratio CPU':>9}  timed",
+             "-" * 100]
     for name, op in result["operations"].items():
         lines.append(f"{name:<18} {op['seconds']:>11.3f} {op['flops'] / 1e9:>12.2f} {op['rate'] / 1e9:>8.1f} "
-                     f"{op['floor_seconds']:>9.3f} {op['ratio']:>7.2f}  {op['fraction_timed']:.0%}")
+                     f"{op['floor_seconds']:>9.3f} {op['ratio']:>7.2f} {op['cpu_seconds']:>9.3f} {op['ratio_cpu']:>9.2f}"
+                     f"  {op['fraction_timed']:.0%}")
     return "\n".join(lines)
 
 
