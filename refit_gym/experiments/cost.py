@@ -15,7 +15,7 @@ architecture: the cost does not depend on the weights), :func:`measure_cost` tim
 and sets each beside its **FLOP floor**: the matmul FLOPs (2 per multiply-add) of the forward / backward
 passes the operation needs at minimum, divided by the machine's measured matmul rate (FLOP/s of a dense
 ``(rows, k) @ (k, n)`` product, ``rows`` the operation's batch and ``(k, n)`` the model's largest 2-D
-weight, with the same thread count). ``ratio = measured seconds / floor seconds``: 1 is the floor, and a
+weight or its largest Linear weight, whichever runs faster, with the same thread count). ``ratio = measured seconds / floor seconds``: 1 is the floor, and a
 ratio far above 1 says where the implementation (small matmuls, Python overhead, non-matmul work) costs.
 The same ratio is also given in CPU time (``ratio_cpu``: the process's CPU seconds against the matmul's FLOPs
 per CPU second), which other processes on a busy machine disturb much less than wall-clock.
@@ -256,17 +256,17 @@ def matmul_rate(rows: int, k: int, n: int, device="cpu", min_seconds: float = 0.
     return best
 
 
-def largest_weight(adapter) -> Tuple[int, int]:
+def largest_weight(adapter, linear_only: bool = False) -> Tuple[int, int]:
     """``(k, n)`` of the adapter's 2-D parameter with most entries (a Linear's ``(in, out)``; an embedding
-    table ``(d, n_items)``, as item scoring multiplies by its transpose)."""
-    best = None
-    for name, p in adapter.named_parameters():
-        if p.dim() == 2 and (best is None or p.numel() > best[1].numel()):
-            best = (name, p)
-    if best is None:
-        raise ValueError(f"{type(adapter).__name__} has no 2-D parameter")
-    name, p = best
-    a, b = p.shape
+    table ``(d, n_items)``, as item scoring multiplies by its transpose); ``linear_only``: among the
+    ``nn.Linear`` weights only."""
+    if linear_only:
+        params = [m.weight for m in adapter.modules() if isinstance(m, torch.nn.Linear)]
+    else:
+        params = [p for p in adapter.parameters() if p.dim() == 2]
+    if not params:
+        raise ValueError(f"{type(adapter).__name__} has no 2-D {'Linear weight' if linear_only else 'parameter'}")
+    a, b = max(params, key=lambda p: p.numel()).shape
     return (int(b), int(a))  # Linear (out, in) -> (in, out); Embedding (n_items, d) -> (d, n_items)
 
 
@@ -433,13 +433,16 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
     adapter = adapter.to(device).eval()
     T = adapter.schedule.steps
     u = unit_flops(adapter, data, probe)
-    k, n = largest_weight(adapter)
-    rates: Dict[int, Tuple[float, float]] = {}
+    shapes = sorted({largest_weight(adapter), largest_weight(adapter, linear_only=True)})
+    rates: Dict[int, Tuple[float, float, Tuple[int, int, int]]] = {}
 
-    def rate(rows: int) -> Tuple[float, float]:
-        """(FLOP per wall second, FLOP per CPU second) at ``(rows, k) @ (k, n)``."""
+    def rate(rows: int) -> Tuple[float, float, Tuple[int, int, int]]:
+        """(FLOP per wall second, FLOP per CPU second, shape) at the faster of ``(rows, k) @ (k, n)`` for the
+        largest 2-D parameter and the largest Linear weight (a floor takes the best rate)."""
         if rows not in rates:
-            rates[rows] = (matmul_rate(rows, k, n, device), matmul_rate(rows, k, n, device, clock=time.process_time))
+            best = max((matmul_rate(rows, k, n, device), k, n) for k, n in shapes)
+            _, k, n = best
+            rates[rows] = (best[0], matmul_rate(rows, k, n, device, clock=time.process_time), (rows, k, n))
         return rates[rows]
 
     ops: Dict[str, OpCost] = {}
@@ -447,11 +450,11 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
     log(f"pretraining epoch ({data.n_users} users, batch {cfg.batch_size})")
     wall, cpu, frac = time_pretrain_epoch(adapter, data, scenario, device, max_seconds, log)
     ops["pretrain_epoch"] = OpCost(wall, cpu, pretrain_epoch_flops(copy.deepcopy(adapter), data, probe),
-                                   *rate(cfg.batch_size), (cfg.batch_size, k, n), frac)
+                                   *rate(cfg.batch_size), frac)
     users = evaluated_users(data)
     log(f"evaluation ({len(users)} users, T={T})")
     wall, cpu, frac = time_evaluation(adapter, data, scenario, users, max_seconds)
-    ops["evaluation"] = OpCost(wall, cpu, evaluation_flops(u, T, len(users)), *rate(1024), (1024, k, n), frac)
+    ops["evaluation"] = OpCost(wall, cpu, evaluation_flops(u, T, len(users)), *rate(1024), frac)
     shared = deterministic_start(adapter, data)
     for algo in recipes:
         log(f"fine-tuning epoch: {algo}")
@@ -460,7 +463,7 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
         parts = recipe_rollout_flops(u, T, algo, params, shared)
         N = int(params["n_envs"])
         rollouts = math.ceil(data.n_users / (N // int(params["n_traj_per_user"])))
-        ops[f"finetune_{algo}"] = OpCost(wall, cpu, rollouts * sum(parts.values()), *rate(N), (N, k, n), frac,
+        ops[f"finetune_{algo}"] = OpCost(wall, cpu, rollouts * sum(parts.values()), *rate(N), frac,
                                          {p: rollouts * v for p, v in parts.items()})
     return {"machine": machine_info(device), "data": getattr(data, "name", "?"), "backbone": adapter.backbone_name,
             "n_users": int(data.n_users), "n_items": int(data.n_items), "steps": int(T), "unit_flops": asdict(u),
