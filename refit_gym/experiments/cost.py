@@ -34,8 +34,9 @@ Sparse products (CF-Diff's hop signals), top-k and element-wise work are not cou
   (+ backward when trained); the T - K frozen steps forward, once per user when the chain's start is
   deterministic (copies share it) else per chain; the K trained steps forward + backward once per chain
   (each pass counted once: ReFiT / DDPO recompute the trained steps' log-probabilities with gradients after
-  a no-grad rollout, which this floor does not need; DDPO's further epochs are counted); the frozen
-  reference's K steps when ``kl_coef > 0``; the terminal scores (+ backward for Pathwise).
+  a no-grad rollout, which this floor does not need; DDPO's further epochs are counted, and so is the
+  context of each DDPO minibatch's users after the first, as the parameters change between minibatches);
+  the frozen reference's K steps when ``kl_coef > 0``; the terminal scores (+ backward for Pathwise).
 
 Seconds of an operation that would exceed ``max_seconds`` are measured on part of it (a sample of the
 users for evaluation, the first batches of a sequence pretraining epoch, some rollouts of a fine-tuning
@@ -209,8 +210,8 @@ def recipe_rollout_flops(u: UnitFlops, steps: int, algo: str, params: Dict[str, 
                          ) -> Dict[str, float]:
     """Floor of one rollout + update of a fine-tuning recipe (``params``: its hyperparameters), by part.
 
-    Returns ``{"context", "frozen_steps", "trained_steps", "reference", "scores", "extra_epochs"}`` FLOPs
-    (see the module docstring); their sum is the rollout's floor.
+    Returns ``{"context", "frozen_steps", "trained_steps", "reference", "scores", "extra_epochs",
+    "minibatch_context"}`` FLOPs (see the module docstring); their sum is the rollout's floor.
     """
     N = int(params.get("n_envs", 16))
     n = int(params.get("n_traj_per_user", 4 if algo in ("refit", "ddpo") else 1))
@@ -220,6 +221,12 @@ def recipe_rollout_flops(u: UnitFlops, steps: int, algo: str, params: Dict[str, 
     kl = float(params.get("kl_coef", 0.0)) > 0
     pathwise = algo == "pathwise"
     trained = N * K * (u.step_fwd + u.step_bwd)
+    # DDPO steps the optimizer after every minibatch, so each minibatch recomputes the context of its users
+    # with the current parameters: the expected number of distinct users among ``bs`` random rows of K * N
+    bs = params.get("batch_size")
+    rows = K * N
+    n_mb = int(params.get("n_epochs", 1)) * (math.ceil(rows / int(bs)) if bs else 1) if algo == "ddpo" else 1
+    users_per_mb = G * (1 - (1 - 1 / G) ** min(int(bs or rows), rows))
     return {
         "context": G * (u.ctx_fwd + u.ctx_bwd),
         "frozen_steps": (G if shared_start else N) * (steps - K) * u.step_fwd,
@@ -227,6 +234,7 @@ def recipe_rollout_flops(u: UnitFlops, steps: int, algo: str, params: Dict[str, 
         "reference": (N * K * u.step_fwd + G * u.ctx_fwd) if kl else 0.0,
         "scores": N * (u.score_fwd + (u.score_bwd if pathwise else 0.0)),
         "extra_epochs": (int(params.get("n_epochs", 1)) - 1) * trained if algo == "ddpo" else 0.0,
+        "minibatch_context": max(n_mb - 1, 0) * users_per_mb * (u.ctx_fwd + u.ctx_bwd),
     }
 
 
