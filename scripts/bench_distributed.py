@@ -9,7 +9,8 @@ Run once as one process and once under torchrun, with the same --threads per pro
 Builds the scenario's default (freshly initialised) interaction backbone, times ``--epochs`` pretraining epochs
 (:func:`refit_gym.diffusion.training.pretrain`, the global batch of the scenario's defaults, validation replaced by
 a constant; the first epoch is a warm-up) and one full validation (users sharded over the processes). Rank 0
-prints one JSON object: world size, threads per process, epoch seconds, validation seconds, the machine.
+prints one JSON object: world size, threads per process, epoch seconds, every rank's CPU seconds of the
+pretraining, validation seconds, the machine.
 """
 from __future__ import annotations
 
@@ -43,8 +44,13 @@ def main(argv=None) -> dict:
         set_global_seed(args.seed)
         adapter = scenario.build_backbone(data, args.backbone)
         cfg = scenario.pretrain_config(epochs=args.epochs, patience=0, seed=args.seed)
+        cpu0 = time.process_time()
         res = pretrain(adapter, data, cfg, out_dir=None, device="cpu", tensorboard=False, progress=False,
                        evaluate_fn=lambda *_: {cfg.metric: 0.0}, log=lambda m: None)
+        # CPU seconds of every rank's pretraining (all epochs): on a machine whose cores are shared with other
+        # jobs, single-process CPU / the largest rank's CPU bounds the speed-up free cores would give
+        cpu = distributed.gather_rows(torch.tensor([time.process_time() - cpu0], dtype=torch.float64),
+                                      distributed.world_size()).tolist()
         distributed.barrier()
         t0 = time.perf_counter()
         metrics = scenario.evaluate_backbone(adapter, data, "valid")
@@ -54,7 +60,7 @@ def main(argv=None) -> dict:
         out = {"world_size": distributed.world_size(), "threads_per_process": torch.get_num_threads(),
                "data": data.name, "backbone": args.backbone, "batch_size": cfg.batch_size, "epoch_seconds": epochs,
                "epoch_seconds_after_warmup": sum(epochs[1:]) / max(len(epochs) - 1, 1),
-               "validation_seconds": eval_seconds, "valid_recall@20": metrics["recall@20"], **machine_info()}
+               "pretrain_cpu_seconds_per_rank": cpu, "validation_seconds": eval_seconds, "valid_recall@20": metrics["recall@20"], **machine_info()}
         if distributed.is_main():
             print(json.dumps(out))
         return out
