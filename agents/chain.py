@@ -11,7 +11,14 @@ the update, as SB3's PPO and A2C share ``OnPolicyAlgorithm``:
   *policy's* denoiser (``env.set_backbone``), so a reward that reads the backbone (DreamRec's item
   embeddings) always reads the model being trained;
 * ``learn``: rollout -> update -> log, once per iteration, with SB3 callbacks and logger;
-* ``save``/``load`` (SB3 zip: policy, optimizer, reference, RNG state, counters) and ``export_backbone``.
+* ``save``/``load`` (SB3 zip: policy, optimizer, reference, RNG state, counters) and ``export_backbone``;
+* data parallelism under ``torch.distributed`` (:mod:`refit_gym.distributed`) for subclasses that set
+  ``supports_distributed`` (:class:`~agents.pathwise.Pathwise`): each rank's environment holds its ``n_envs``
+  chains of a global batch of ``n_envs * world_size`` chains; every rank draws the global users, keys and
+  policy noise from the shared generator and keeps its block (:meth:`ChainAlgorithm._draw_episodes`,
+  :meth:`ChainAlgorithm._rank_noise`), gradients are summed over the ranks before clipping
+  (:meth:`ChainAlgorithm._clip_and_step`; a subclass's loss is its rows' share of the global mean), and
+  ``num_timesteps`` counts the global steps; only rank 0 dumps logs (saving is the caller's, on rank 0).
 
 A subclass implements :meth:`ChainAlgorithm.collect_rollout` (one batch of chains, or None when a
 callback stops) and :meth:`ChainAlgorithm.train` (one update on it).
@@ -37,6 +44,7 @@ from agents.distributions import check_reduction
 from agents.guards import NonFiniteTrainingError, action_bound, check_actions
 from agents.policies import DenoiserPolicy
 from agents.rollout import TensorRollout, make_rollout_driver
+from refit_gym import distributed
 from refit_gym.diffusion.adapters import DenoiserAdapter
 
 SelfChain = TypeVar("SelfChain", bound="ChainAlgorithm")
@@ -64,6 +72,8 @@ class ChainAlgorithm(BaseAlgorithm):
 
     policy_aliases: ClassVar[Dict[str, Type[BasePolicy]]] = {"DenoiserPolicy": DenoiserPolicy}
     policy: DenoiserPolicy
+    #: whether the subclass's losses are written for data parallelism (see the module docstring)
+    supports_distributed: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -121,6 +131,11 @@ class ChainAlgorithm(BaseAlgorithm):
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule,
                                         **self.policy_kwargs).to(self.device)
+        if distributed.active():
+            if not self.supports_distributed:
+                raise ValueError(f"{type(self).__name__} does not run under torch.distributed (WORLD_SIZE="
+                                 f"{distributed.world_size()}); Pathwise does, or run one process")
+            distributed.broadcast_parameters(self.policy)  # every rank starts from rank 0's weights
         # From now on the architecture is enough to rebuild the policy: saved models carry the
         # weights in their state dicts, not a pickled backbone or a path that may have moved.
         spec = dict(backbone=self.policy.denoiser.backbone_name, config=self.policy.denoiser.config())
@@ -211,19 +226,40 @@ class ChainAlgorithm(BaseAlgorithm):
 
     def _draw_episodes(self) -> Tuple[np.ndarray, np.ndarray]:
         """Users ``(N,)`` and episode keys ``(N,)``: ``n_envs / n_traj_per_user`` distinct users (with
-        replacement across rollouts), each repeated ``n_traj_per_user`` times with one shared key."""
-        n_groups = self.n_envs // self.n_traj_per_user
+        replacement across rollouts), each repeated ``n_traj_per_user`` times with one shared key. Under
+        torch.distributed the groups of the global batch (``world_size`` times as many) are drawn and this
+        rank's block is returned."""
+        distributed.check_same(self.n_envs, "n_envs (every rank's environment holds as many chains)")
+        n_local = self.n_envs // self.n_traj_per_user
+        n_groups = n_local * distributed.world_size()
         n_users = self.driver.n_users
         g = self._generator
         users = torch.randperm(n_users, generator=g, device=g.device)[:n_groups] if n_groups <= n_users else \
             torch.randint(n_users, (n_groups,), generator=g, device=g.device)
         keys = torch.randint(0, 2**62, (n_groups,), generator=g, device=g.device)
-        users = users.cpu().numpy().astype(np.int64).repeat(self.n_traj_per_user)
-        keys = keys.cpu().numpy().astype(np.uint64).repeat(self.n_traj_per_user)
+        lo, hi = distributed.shard_bounds(n_groups)
+        users = users[lo:hi].cpu().numpy().astype(np.int64).repeat(self.n_traj_per_user)
+        keys = keys[lo:hi].cpu().numpy().astype(np.uint64).repeat(self.n_traj_per_user)
         return users, keys
 
+    @property
+    def global_n_envs(self) -> int:
+        """Chains per rollout over all ranks (``n_envs`` on one process)."""
+        return self.n_envs * distributed.world_size()
+
+    def _rank_noise(self, like: torch.Tensor) -> Optional[torch.Tensor]:
+        """Standard normal noise shaped like ``like`` ``(n_envs, ...)``: this rank's rows of one draw for the global
+        batch from the shared generator (None on one process: the caller draws as usual, same numbers)."""
+        if not distributed.active():
+            return None
+        full = torch.randn((self.global_n_envs,) + tuple(like.shape[1:]), generator=self._generator,
+                           device=like.device, dtype=like.dtype)
+        return distributed.shard(full)
+
     def _clip_and_step(self) -> float:
-        """Clip the accumulated gradient, check it, take the optimizer step; returns the pre-clip norm."""
+        """Sum the gradient over the ranks (torch.distributed), clip it, check it, take the optimizer step;
+        returns the pre-clip norm."""
+        distributed.all_reduce_gradients(self.policy)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
         self._check_finite("gradient norm", grad_norm)
         self.policy.optimizer.step()
@@ -267,7 +303,7 @@ class ChainAlgorithm(BaseAlgorithm):
             iteration += 1
             self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
             self.train(batch)
-            if log_interval is not None and iteration % log_interval == 0:
+            if log_interval is not None and iteration % log_interval == 0 and distributed.is_main():
                 self.dump_logs(iteration)
         callback.on_training_end()
         return self

@@ -102,9 +102,13 @@ class DenoiserGaussian(Distribution):
         per_dim = (0.5 + _HALF_LOG_2PI + torch.log(self.std)).expand_as(self.mean)
         return self._reduce(per_dim)
 
-    def sample(self, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """A draw ``(B, D)``; inactive rows return the mean. ``generator`` makes it reproducible."""
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+    def sample(self, generator: Optional[torch.Generator] = None, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """A draw ``(B, D)``; inactive rows return the mean. ``generator`` makes it reproducible; ``noise``
+        ``(B, D)`` (standard normal) replaces the draw (e.g. rows of a larger batch's draw)."""
+        if noise is None:
+            noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        elif noise.shape != self.mean.shape:
+            raise ValueError(f"noise has shape {tuple(noise.shape)}; the distribution has {tuple(self.mean.shape)}")
         if self.active is not None:
             noise = noise * self.active.unsqueeze(-1).to(noise.dtype)
         return self.mean + self.std * noise

@@ -23,9 +23,15 @@ estimating its gradient from reward values (REINFORCE, :class:`~agents.refit.ReF
 
 Memory grows with ``K`` (the activations of K denoiser passes for ``n_envs`` chains are kept for the
 backward pass); ``K = 1`` (DRaFT-1) is the cheapest and, per DRaFT, often enough.
+
+Data parallel under ``torchrun`` (:mod:`refit_gym.distributed`): each rank's environment holds ``n_envs``
+chains of a global batch of ``n_envs * world_size``; users, keys and noise are drawn for the global batch
+and each rank keeps its block, its loss is its chains' share of the global means, and the gradients are
+summed over the ranks, so the updates equal one process's with ``n_envs * world_size`` environments.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Type, Union
@@ -36,6 +42,7 @@ from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from agents.chain import ChainAlgorithm
 from agents.policies import DenoiserPolicy
+from refit_gym import distributed
 from refit_gym.diffusion.adapters import DenoiserAdapter
 
 
@@ -64,6 +71,8 @@ class Pathwise(ChainAlgorithm):
         pretrain_coef: weight of the backbone's own pretraining loss on each rollout's conditions (0: off).
         reward_scale: the reward is multiplied by it in the loss (its gradient's unit).
     """
+
+    supports_distributed = True
 
     def __init__(
         self,
@@ -127,7 +136,7 @@ class Pathwise(ChainAlgorithm):
                     action = self.policy.step_distribution(x, t_vec, ctx).mode()
             else:
                 dist = self.policy.step_distribution(x, t_vec, ctx)
-                action = dist.sample(self._generator) if self.sample_noise else dist.mode()
+                action = dist.sample(self._generator, self._rank_noise(dist.mean)) if self.sample_noise else dist.mode()
                 if use_ref:
                     with torch.no_grad():
                         ref_mean = self.reference.reverse_step(x.detach(), t_vec - 1, ref_ctx)[0]
@@ -135,7 +144,7 @@ class Pathwise(ChainAlgorithm):
             self._check_finite("actions", action)
             self._check_bounded_actions(action)
             rewards, done = self.driver.step(action.detach())
-            self.num_timesteps += N
+            self.num_timesteps += self.global_n_envs
             callback.update_locals(locals())
             if not callback.on_step():
                 return None
@@ -150,31 +159,50 @@ class Pathwise(ChainAlgorithm):
 
     # ------------------------------------------------------------------ update
     def pretrain_loss(self, batch: PathwiseBatch) -> torch.Tensor:
-        """The backbone's own loss on the rollout's conditions at uniform diffusion indices (a scalar)."""
+        """The backbone's own loss on the rollout's conditions at uniform diffusion indices: this rank's share
+        ``sum / global_n_envs`` of the global mean (the mean on one process). Under torch.distributed the
+        indices (and, for backbones whose ``diffusion_loss`` takes ``noise``, the noise) are drawn for the
+        global batch and this rank's rows kept."""
         steps = self.policy.denoiser.schedule.steps
-        i = torch.randint(0, steps, (batch.condition.shape[0],), generator=self._generator,
+        i = torch.randint(0, steps, (self.global_n_envs,), generator=self._generator,
                           device=self._generator.device).to(self.device)
-        return self.policy.denoiser.diffusion_loss(batch.condition, batch.users, i, generator=self._generator).mean()
+        i = distributed.shard(i)
+        kwargs = {}
+        if distributed.active() and "noise" in inspect.signature(self.policy.denoiser.diffusion_loss).parameters:
+            kwargs["noise"] = self._rank_noise(batch.condition.new_empty(
+                (self.n_envs, self.policy.denoiser.action_dim)))
+        per_row = self.policy.denoiser.diffusion_loss(batch.condition, batch.users, i, generator=self._generator,
+                                                      **kwargs)
+        return per_row.sum() / self.global_n_envs
 
     def train(self, batch: PathwiseBatch) -> None:
-        """One gradient step on ``-mean R + kl_coef * mean KL + pretrain_coef * L_pretrain``."""
+        """One gradient step on ``-mean R + kl_coef * mean KL + pretrain_coef * L_pretrain`` (means over the
+        global batch; each rank's loss is its chains' share, see the module docstring)."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         self.policy.optimizer.zero_grad(set_to_none=True)
-        reward_loss = -self.reward_scale * batch.reward.mean()
-        kl_loss = batch.kl.mean() if batch.kl is not None else torch.zeros((), device=self.device)
-        pre_loss = self.pretrain_loss(batch) if self.pretrain_coef > 0 else torch.zeros((), device=self.device)
+        n = self.global_n_envs
+        zero = torch.zeros((), device=self.device)
+        reward_loss = -self.reward_scale * batch.reward.sum() / n
+        kl_loss = batch.kl.sum() / n if batch.kl is not None else zero
+        pre_loss = self.pretrain_loss(batch) if self.pretrain_coef > 0 else zero
         loss = reward_loss + self.kl_coef * kl_loss + self.pretrain_coef * pre_loss
-        self._check_finite("loss", loss)
+        r = batch.reward.detach()
+        # global values of the loss terms and reward statistics (one reduction; the same on every rank)
+        loss_g, kl_g, pre_g, r_sum, r_sq = distributed.all_reduce_sum(
+            [float(loss.detach()), float(kl_loss.detach()), float(pre_loss.detach()), float(r.sum()),
+             float((r.double() ** 2).sum())])
+        self._check_finite("loss", torch.tensor(loss_g))
         loss.backward()
         grad_norm = self._clip_and_step()
         self._n_updates += 1
-        self.logger.record("rollout/reward_mean", float(batch.reward.detach().mean()))
-        self.logger.record("rollout/reward_std", float(batch.reward.detach().std(unbiased=False)))
-        self.logger.record("train/loss", float(loss.detach()))
+        r_mean = r_sum / n
+        self.logger.record("rollout/reward_mean", r_mean)
+        self.logger.record("rollout/reward_std", max(r_sq / n - r_mean ** 2, 0.0) ** 0.5)
+        self.logger.record("train/loss", loss_g)
         if batch.kl is not None:
-            self.logger.record("train/kl", float(kl_loss.detach()))
+            self.logger.record("train/kl", kl_g)
         if self.pretrain_coef > 0:
-            self.logger.record("train/pretrain_loss", float(pre_loss.detach()))
+            self.logger.record("train/pretrain_loss", pre_g)
         self.logger.record("train/grad_norm", grad_norm)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

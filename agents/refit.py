@@ -100,6 +100,9 @@ class Trajectories:
             KL penalty is off (``kl_coef == 0``: the reference is not run).
         rewards: ``(N,)`` terminal rewards.
         item_rewards: ``(N, n_items)`` per-item terms of the terminal rewards (``credit="item"``), else None.
+        ctx_index: ``(N,)`` int64: the trajectory whose condition (and user) each trajectory shares, the
+            first copy of its user when their conditions are equal, else itself; the denoiser context is
+            computed once per distinct entry (None: every trajectory its own).
     """
 
     users: torch.Tensor
@@ -110,6 +113,7 @@ class Trajectories:
     ref_mean: Optional[torch.Tensor]
     rewards: torch.Tensor
     item_rewards: Optional[torch.Tensor] = None
+    ctx_index: Optional[torch.Tensor] = None
 
     @property
     def n_traj(self) -> int:
@@ -125,7 +129,8 @@ class Trajectories:
         s, n = index // self.n_traj, index % self.n_traj
         out = dict(x=self.xs[s, n], action=self.xs[s + 1, n], t=self.t[s], users=self.users[n],
                    condition=self.condition[n], old_log_prob=self.log_prob[s, n],
-                   ref_mean=None if self.ref_mean is None else self.ref_mean[s, n], traj=n)
+                   ref_mean=None if self.ref_mean is None else self.ref_mean[s, n], traj=n,
+                   ctx_traj=n if self.ctx_index is None else self.ctx_index[n])
         return out
 
 
@@ -235,9 +240,10 @@ class ReFiT(ChainAlgorithm):
         obs = self.driver.reset(users, keys)
         x, condition, users_t = obs["x"], obs["condition"], obs["user"].reshape(-1)
         N = x.shape[0]
-        ctx = self.policy.denoiser.context(condition, users_t)
+        ctx_index = self._shared_conditions(condition, users_t)
+        ctx = self._context_once(self.policy.denoiser, condition, users_t, ctx_index)
         use_ref = self.kl_coef > 0  # kl_coef = 0: the reference's forward passes are skipped (no KL to log)
-        ref_ctx = self.reference.context(condition, users_t) if use_ref else None
+        ref_ctx = self._context_once(self.reference, condition, users_t, ctx_index) if use_ref else None
         # The frozen steps (t > K) are deterministic. When the copies of a user also start from the
         # same x_T, they stay identical until step K: compute those steps once per user, not per copy.
         n = self.n_traj_per_user
@@ -285,7 +291,27 @@ class ReFiT(ChainAlgorithm):
             self.ep_info_buffer.append({"r": r, "l": T})
         return Trajectories(users=users_t.long(), condition=condition, xs=xs,
                             t=torch.arange(K, 0, -1, device=self.device), log_prob=log_prob, ref_mean=ref_mean,
-                            rewards=rewards.float(), item_rewards=item_rewards)
+                            rewards=rewards.float(), item_rewards=item_rewards, ctx_index=ctx_index)
+
+    def _shared_conditions(self, condition: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` int64: for each chain, the first copy of its user when the two have the same user and
+        condition (the copies of a user share its episode key), else the chain itself."""
+        N, n = condition.shape[0], self.n_traj_per_user
+        index = torch.arange(N, device=condition.device)
+        if n == 1:
+            return index
+        first = index - index % n
+        same = (condition == condition[first]).all(dim=-1) & (users == users[first])
+        return torch.where(same, first, index)
+
+    @staticmethod
+    def _context_once(denoiser, condition: torch.Tensor, users: torch.Tensor, ctx_index: torch.Tensor) -> Any:
+        """``denoiser.context`` of every chain, computed once per distinct ``ctx_index`` entry (see
+        :meth:`_shared_conditions`): a condition encoder (DreamRec's Transformer) runs once per user, not per copy."""
+        uniq, inverse = torch.unique(ctx_index, return_inverse=True)
+        if len(uniq) == len(ctx_index):
+            return denoiser.context(condition, users)
+        return index_context(denoiser.context(condition[uniq], users[uniq]), inverse)
 
     # ------------------------------------------------------------------ advantages and losses
     def _row_batches(self, n_rows: int, shuffle: bool = False):
@@ -350,10 +376,11 @@ class ReFiT(ChainAlgorithm):
         return dist, log_prob, kl
 
     def _row_context(self, rows: Dict[str, torch.Tensor]) -> Any:
-        """The denoiser context of every row, computed once per distinct trajectory among the rows (with
-        gradients): the K trained steps of a chain share one condition, so the context (a Transformer pass
-        for DreamRec) runs on at most N rows instead of K * N."""
-        traj = rows["traj"]
+        """The denoiser context of every row, computed once per distinct condition among the rows (with
+        gradients): the K trained steps of a chain share one condition, and so do the copies of a user
+        (``rows["ctx_traj"]``, see :meth:`_shared_conditions`), so the context (a Transformer pass for DreamRec)
+        runs on at most N / n_traj_per_user rows instead of K * N."""
+        traj = rows["ctx_traj"]
         uniq, inverse = torch.unique(traj, return_inverse=True)
         first = torch.empty(len(uniq), dtype=torch.long, device=traj.device)
         first.scatter_(0, inverse, torch.arange(len(traj), device=traj.device))  # a row of each trajectory

@@ -407,7 +407,8 @@ class RunLock:
 
 def locks_output(param: str) -> Callable:
     """Decorator: the wrapped function runs holding :class:`RunLock` on its argument ``param`` (a folder; None
-    or absent: no lock), so two runs never write one output folder."""
+    or absent: no lock), so two runs never write one output folder. Under ``torch.distributed`` only rank 0
+    (the one that writes) takes the lock."""
     import functools
     import inspect
 
@@ -419,7 +420,9 @@ def locks_output(param: str) -> Callable:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             folder = bound.arguments.get(param)
-            if folder is None:
+            from refit_gym import distributed
+
+            if folder is None or not distributed.is_main():
                 return fn(*args, **kwargs)
             with RunLock(folder):
                 return fn(*args, **kwargs)

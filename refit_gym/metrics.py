@@ -178,6 +178,9 @@ def evaluate(
     Raises:
         ValueError: for an unknown split, a bad ``batch_size``, out-of-range users, no user with
             a ground truth, or scores of the wrong shape.
+
+    Under ``torch.distributed`` (:mod:`refit_gym.distributed`) this is a collective: every rank must call it
+    with the same users; each scores its block of them and the metric sums are reduced.
     """
     ks = _check_ks(ks)
     if batch_size < 1:
@@ -195,8 +198,12 @@ def evaluate(
     if keep.size == 0:
         raise ValueError(f"no user among the {users.size} requested has a ground truth in split {split!r}")
 
+    from refit_gym import distributed
+
     keys = metric_keys(ks)
     sums = {key: 0.0 for key in keys}
+    evaluated = keep.size
+    keep = distributed.shard(keep)  # under torch.distributed each rank scores its block; the sums are reduced
     starts = range(0, keep.size, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -213,8 +220,9 @@ def evaluate(
         per_user = ranking_metrics(scores, known[batch], truth[batch], ks)
         for key in keys:
             sums[key] += float(per_user[key].double().sum())
-    out: Dict[str, float] = {key: sums[key] / keep.size for key in keys}
-    out["n_users_evaluated"] = int(keep.size)
+    totals = distributed.all_reduce_sum([sums[key] for key in keys])
+    out: Dict[str, float] = {key: float(total) / evaluated for key, total in zip(keys, totals)}
+    out["n_users_evaluated"] = int(evaluated)
     out["n_users_skipped_empty_truth"] = n_skipped
     return out
 
@@ -317,12 +325,15 @@ def evaluate_sequential(score_fn: SeqScoreFn, seq_data, split: str = "test", ks:
         ``{"hitrate@K": float, "recall@K": float (= hitrate@K, one target per user), "ndcg@K": float
         for K in ks, "n_users": int}``.
     """
+    from refit_gym import distributed
+
     target_all = seq_data.held_out(split)
     users = np.arange(seq_data.n_users) if users is None else np.asarray(users, dtype=np.int64)
     known = seq_data.interactions().known_items(split) if mask_history else None
-    ranks = np.empty(len(users), dtype=np.int64)
-    for s in range(0, len(users), batch_size):
-        u = users[s:s + batch_size]
+    lo, hi = distributed.shard_bounds(len(users))  # under torch.distributed each rank ranks its block (a collective)
+    ranks = np.empty(hi - lo, dtype=np.int64)
+    for s in range(lo, hi, batch_size):
+        u = users[s:min(s + batch_size, hi)]
         scores = torch.as_tensor(score_fn(u, split)).detach().float().cpu().clone()
         if scores.shape != (len(u), seq_data.n_items):
             raise ValueError(f"score_fn returned shape {tuple(scores.shape)}; expected ({len(u)}, {seq_data.n_items})")
@@ -331,7 +342,8 @@ def evaluate_sequential(score_fn: SeqScoreFn, seq_data, split: str = "test", ks:
         if known is not None:
             m = known[u].tocoo()
             scores[torch.as_tensor(m.row, dtype=torch.long), torch.as_tensor(m.col, dtype=torch.long)] = -torch.inf
-        ranks[s:s + len(u)] = (scores > t_score).sum(dim=1).numpy()
+        ranks[s - lo:s - lo + len(u)] = (scores > t_score).sum(dim=1).numpy()
+    ranks = distributed.gather_rows(torch.as_tensor(ranks), len(users)).numpy()
     out: Dict[str, float] = {}
     for k in ks:
         hit = ranks < k

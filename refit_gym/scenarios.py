@@ -102,6 +102,11 @@ def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, c
     """
     from refit_gym.diffusion.seq_training import sequence_batches
 
+    from refit_gym import distributed
+
+    if distributed.active():
+        raise RuntimeError("sequence pretraining is not data-parallel: run it as one process (without torchrun); "
+                           "interaction backbones (diffrec, cfdiff, social-diffrec) pretrain under torchrun")
     if not hasattr(adapter, "sequence_loss"):
         raise TypeError(f"{type(adapter).__name__} has no sequence_loss(seq, buckets, generator): "
                         "it is not a sequence backbone")
@@ -298,17 +303,18 @@ class Scenario:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, score_fn: ScoreFn, data, split: str = "test", ks: Optional[Sequence[int]] = None,
-                 batch_size: int = 1024) -> Dict[str, float]:
-        """Metrics of ``score_fn(users, split) -> (B, n_items)`` on ``split`` with the scenario's protocol."""
+                 batch_size: int = 1024, users: Optional[np.ndarray] = None) -> Dict[str, float]:
+        """Metrics of ``score_fn(users, split) -> (B, n_items)`` on ``split`` with the scenario's protocol
+        (``users``: evaluate these users only; default all)."""
         ks = tuple(ks or self.ks)
         if self.sequential:
             from refit_gym.metrics import evaluate_sequential
 
             return evaluate_sequential(score_fn, data, split, ks, mask_history=self.mask_history,
-                                       batch_size=batch_size)
+                                       batch_size=batch_size, users=users)
         from refit_gym.metrics import evaluate
 
-        return evaluate(lambda users: score_fn(users, split), data, split, ks, batch_size)
+        return evaluate(lambda u: score_fn(u, split), data, split, ks, batch_size, users=users)
 
     def backbone_score_fn(self, adapter: DenoiserAdapter, data, seed: int = 0) -> ScoreFn:
         """``score_fn(users, split)`` of the backbone's deterministic inference with the scenario's conditioning
@@ -330,10 +336,11 @@ class Scenario:
 
     @torch.no_grad()
     def evaluate_backbone(self, adapter: DenoiserAdapter, data, split: str = "test",
-                          ks: Optional[Sequence[int]] = None, batch_size: int = 1024) -> Dict[str, float]:
+                          ks: Optional[Sequence[int]] = None, batch_size: int = 1024,
+                          users: Optional[np.ndarray] = None) -> Dict[str, float]:
         """:meth:`evaluate` of :meth:`backbone_score_fn` (the adapter is left in eval mode)."""
         adapter.eval()
-        return self.evaluate(self.backbone_score_fn(adapter, data), data, split, ks, batch_size)
+        return self.evaluate(self.backbone_score_fn(adapter, data), data, split, ks, batch_size, users)
 
     # ------------------------------------------------------------------ baselines
     def baseline_score_fn(self, name: str, data, **fit_kwargs) -> ScoreFn:

@@ -10,4 +10,10 @@ from refit_gym.experiments.pretrain import (ARCHITECTURE_FLAGS, SCHEDULE_FLAGS, 
                                             build_parser, check_architecture_flags, main)
 
 if __name__ == "__main__":
-    sys.exit(run_main(main, "pretrain.py"))
+    from refit_gym import distributed
+
+    try:
+        status = run_main(main, "pretrain.py")
+    finally:
+        distributed.shutdown()  # under torchrun: leave the process group
+    sys.exit(status)

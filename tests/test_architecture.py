@@ -26,7 +26,8 @@ DEVICE_OPTION_EXCLUDED: set = set()
 #: lowest first. A module belongs to the layer of its longest matching entry (an entry names a module or a package,
 #: whose submodules it covers; ``refit_gym`` alone is the package's ``__init__``, which registers the environments).
 LAYERS: List[tuple] = [
-    ("common", ["refit_gym.utils", "refit_gym.io_safety", "refit_gym.registry", "refit_gym.options"]),
+    ("common", ["refit_gym.utils", "refit_gym.io_safety", "refit_gym.registry", "refit_gym.options",
+                "refit_gym.distributed"]),
     ("data", ["refit_gym.data"]),
     ("metrics", ["refit_gym.metrics", "refit_gym.baselines"]),
     ("diffusion", ["refit_gym.diffusion", "refit_gym.seq_baselines"]),

@@ -113,6 +113,32 @@ def test_agents_make_the_environment_score_with_the_trained_backbone():
         env.set_backbone(backbone(SequentialData.from_sequences([[0, 1]], [2], [3], n_items=5, max_len=8)))
 
 
+@pytest.mark.parametrize("algo", ["refit", "ddpo"])
+def test_condition_encoder_runs_once_per_user(algo):
+    """The copies of a user share its condition: the agent runs the sequence encoder on one row per user in the
+    rollout and in every update chunk, and the update equals the one with a context per trajectory."""
+    from agents import DDPO, ReFiT
+
+    data = walks()
+    cls = {"refit": ReFiT, "ddpo": DDPO}[algo]
+    models = []
+    for share in (True, False):
+        env = BatchedDenoisingEnv(data, backbone(data), n_envs=8, reward="refit-seq")
+        model = cls(backbone(data), env, seed=0, n_traj_per_user=4, kl_coef=0.1, train_last_k=3, batch_size=12,
+                    device="cpu")
+        if not share:
+            model._shared_conditions = lambda condition, users: torch.arange(condition.shape[0])
+        rows = []
+        for m in (model.policy.denoiser.encoder, model.reference.encoder):
+            m.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[0]))
+        model.learn(2 * 8 * model.policy.steps)
+        models.append(model)
+        # 8 chains = 2 users x 4 copies (the environment itself encodes its 8 conditions at each reset)
+        assert set(rows) == {2, 8} if share else 2 not in rows
+    for a, b in zip(models[0].policy.parameters(), models[1].policy.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_pathwise_raises_a_differentiable_reward_and_refuses_others(tmp_path):
     from agents import Pathwise
     from refit_gym.rewards import FunctionReward

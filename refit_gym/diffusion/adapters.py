@@ -131,12 +131,19 @@ class DenoiserAdapter(nn.Module):
         return self.scores(x, ctx)
 
     def diffusion_loss(self, condition: torch.Tensor, users: Optional[torch.Tensor], i: torch.Tensor,
-                       generator: Optional[torch.Generator] = None, reweight: bool = True) -> torch.Tensor:
+                       generator: Optional[torch.Generator] = None, reweight: bool = True,
+                       noise: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Per-user pretraining loss ``(B,)`` at indices ``i``: the MSE of DiffRec's objective (x0 or eps
-        target), mean over the D dimensions, times ``schedule.timestep_weight(i)`` if ``reweight``."""
+        target), mean over the D dimensions, times ``schedule.timestep_weight(i)`` if ``reweight``.
+
+        ``noise`` ``(B, D)``: the Gaussian draw of ``q(x_i | x0)`` (default: drawn with ``generator``), e.g. the
+        rows of a larger batch's draw (data-parallel training, :mod:`refit_gym.distributed`)."""
         ctx = self.context(condition, users)
         x0 = self.training_target(condition, ctx)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        elif noise.shape != x0.shape:
+            raise ValueError(f"noise has shape {tuple(noise.shape)}; the training target has {tuple(x0.shape)}")
         x_i = self.schedule.q_sample(x0, i, noise)
         out = self.denoise(x_i, i, ctx)
         target = x0 if self.schedule.cfg.mean_type == "x0" else noise

@@ -331,10 +331,19 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         evaluate_fn: ``f(adapter, data, split) -> metrics dict``; defaults to
             :func:`refit_gym.metrics.evaluate_backbone`.
     Returns: a :class:`PretrainResult`; the adapter is left holding the best weights.
+
+    Data parallel (under ``torchrun``, see :mod:`refit_gym.distributed`): every rank draws the same global
+    batch of ``cfg.batch_size`` users, indices and noise and computes its block of rows; the gradients are
+    summed over the ranks, so the updates equal one process's on the same global batches (up to float
+    summation order) when the backbone has no dropout; dropout masks are drawn per rank
+    (:func:`~refit_gym.distributed.rank_seed`). The default evaluation shards the users. Rank 0 alone writes
+    ``out_dir``; a resume reads ``out_dir/last_state.pt`` on every rank (the folder must be visible to all).
     """
+    from refit_gym import distributed
     from refit_gym.metrics import evaluate_backbone  # metrics sit beside, not below, diffusion
 
-    device = resolve_device(device)
+    device = distributed.local_device(resolve_device(device))
+    main, parallel = distributed.is_main(), distributed.active()
     evaluate_fn = evaluate_fn or (lambda a, d, s: evaluate_backbone(a, d, s, batch_size=cfg.eval_batch_size, device=device))
     set_global_seed(cfg.seed)
     adapter.to(device)
@@ -342,9 +351,10 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
     sampler = ImportanceSampler(adapter.schedule.steps)
     gen, dev_gen, generators = seeded_generators(cfg.seed, device)
     rng = np.random.default_rng(cfg.seed)
+    distributed.broadcast_parameters(adapter)
     out = Path(out_dir) if out_dir is not None else None
     writer = None
-    if out is not None:
+    if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -353,13 +363,17 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
     sel = ModelSelection(cfg.metric)
     state_path = out / "last_state.pt" if out is not None else None
     fingerprint = run_fingerprint(adapter, data) if state_path is not None else None
-    if resume and state_path is not None and state_path.exists():
+    found = resume and state_path is not None and state_path.exists()
+    distributed.check_same(float(found), f"whether {state_path} exists (resume needs a folder all ranks see)")
+    if found:
         st = load_training_state(state_path, adapter, opt, fingerprint)
         sampler.load_state_dict(st["sampler"])
         restore_rng_state(st, device, np_rng=rng, **generators)  # dropout draws from the global generator
         start_epoch, history = st["epoch"] + 1, json.loads(st["history"])
         sel.load_state_dict(st)
         log(f"resumed from {state_path} at epoch {start_epoch}")
+    if parallel:  # dropout masks come from the global generator: each rank draws its own
+        torch.manual_seed(distributed.rank_seed(cfg.seed, start_epoch))
 
     from refit_gym.diffusion.divergence import DivergenceMonitor
 
@@ -367,7 +381,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
     users_all = np.arange(data.n_users)
     epoch_times = []
     T = adapter.schedule.steps
-    bar = progress_bar(total=cfg.epochs, initial=start_epoch, desc="pretrain", disable=not progress)
+    bar = progress_bar(total=cfg.epochs, initial=start_epoch, desc="pretrain", disable=not progress or not main)
     for epoch in range(start_epoch, cfg.epochs):
         # ---- one pass over the users
         adapter.train()
@@ -375,22 +389,29 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         perm = rng.permutation(users_all)
         total, n = 0.0, 0
         for s in range(0, len(perm), cfg.batch_size):
-            users = perm[s:s + cfg.batch_size]
-            cond = _condition_rows(adapter, data, users, device)
+            users = perm[s:s + cfg.batch_size]  # the global batch; this rank computes rows lo:hi
+            lo, hi = distributed.shard_bounds(len(users))
+            cond = _condition_rows(adapter, data, users[lo:hi], device)
             if cfg.timestep_sampling == "importance":
                 i, p = sampler.sample(len(users), gen, device)
             else:
                 i = torch.randint(0, T, (len(users),), generator=gen).to(device)
                 p = torch.full((len(users),), 1.0 / T, device=device)
-            u_t = torch.as_tensor(users, device=device)
-            per_user = adapter.diffusion_loss(cond, u_t, i, generator=dev_gen, reweight=cfg.reweight)
-            loss = (per_user / (T * p)).mean()
-            monitor.check_loss(float(loss.detach()), f"epoch {epoch}, batch starting at {s}")
+            u_t = torch.as_tensor(users[lo:hi], device=device)
+            # one process draws the noise inside diffusion_loss; ranks draw the global batch's and keep their rows
+            noise = torch.randn((len(users), adapter.action_dim), generator=dev_gen, device=device)[lo:hi] \
+                if parallel else None
+            per_user = adapter.diffusion_loss(cond, u_t, i[lo:hi], generator=dev_gen, reweight=cfg.reweight,
+                                              noise=noise)
+            loss = (per_user / (T * p[lo:hi])).sum() / len(users)  # this rank's share of the global mean
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            loss_global = distributed.all_reduce_sum(float(loss.detach()))
+            monitor.check_loss(loss_global, f"epoch {epoch}, batch starting at {s}")  # same verdict on every rank
+            distributed.all_reduce_gradients(adapter)
             opt.step()
-            sampler.update(i, per_user)
-            total += loss.item() * len(users)
+            sampler.update(i, distributed.gather_rows(per_user.detach(), len(users)))
+            total += loss_global * len(users)
             n += len(users)
         epoch_times.append(time.perf_counter() - t0)
         row = {"epoch": epoch, "train_loss": total / max(n, 1), "epoch_seconds": epoch_times[-1]}
@@ -401,7 +422,7 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             metrics = evaluate_fn(adapter, data, "valid")
             row.update({f"valid/{k}": v for k, v in metrics.items()})
-            sel.observe(adapter, data, epoch, metrics, cfg, out)
+            sel.observe(adapter, data, epoch, metrics, cfg, out if main else None)
         history.append(row)
         if writer is not None:
             for k, v in row.items():
@@ -411,17 +432,19 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         bar.update(1)
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", **{cfg.metric: f"{row.get('valid/' + cfg.metric, float('nan')):.4f}"},
                         best=f"{sel.best:.4f}@{sel.best_epoch}")
-        if state_path is not None:
+        if state_path is not None and main:
             save_training_state(state_path, adapter, opt, epoch, history, sel, fingerprint,
                                 rng_state(device, np_rng=rng, **generators), sampler=sampler.state_dict())
             write_json_atomic(out / "history.json", history, indent=1)
         if sel.should_stop(cfg.patience):
-            log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {sel.bad} evaluations "
-                f"(best {sel.best:.4f} at epoch {sel.best_epoch})")
+            if main:
+                log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {sel.bad} evaluations "
+                    f"(best {sel.best:.4f} at epoch {sel.best_epoch})")
             break
     bar.close()
     if writer is not None:
         writer.close()
+    distributed.barrier()  # rank 0's files are complete before any rank reads them
     return finish_pretraining(adapter, history, sel, out, epoch_times)
 
 

@@ -133,29 +133,33 @@ def run_pretraining(args: argparse.Namespace) -> Dict[str, Any]:
     return the metrics written to ``metrics.json``: valid / test metrics of the best model, ``best_epoch``,
     ``seconds_per_epoch`` (training seconds per epoch), ``epochs_run``, ``session_wall_seconds`` (seconds),
     ``checkpoint`` (the path of best.pt), the configs."""
+    from refit_gym import distributed
     from refit_gym.diffusion import BACKBONES, load_backbone
     from refit_gym.scenarios import scenario_for
     from refit_gym.utils import resolve_device, set_global_seed
 
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    distributed.init_from_env(resolve_device(args.device))  # under torchrun: join the process group
+    main = distributed.is_main()
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if main else (lambda msg: None)  # noqa: E731
     if args.backbone not in BACKBONES:
         raise SystemExit(f"error: unknown backbone {args.backbone!r}; known: {sorted(BACKBONES)}")
     kwargs = backbone_kwargs(args)  # before loading the data: an architecture flag the backbone does not take fails
     scenario = scenario_for(args.backbone)
-    device = resolve_device(args.device)
+    device = distributed.local_device(resolve_device(args.device))
     data = scenario.load(args.data)
     log(f"data: {data.summary()}  (scenario {scenario.name!r})")
     out = Path(args.out or f"runs/pretrain-{args.backbone}-{data.name}")
     set_global_seed(args.seed)
     adapter = scenario.build_backbone(data, args.backbone, **kwargs)
     n_params = sum(p.numel() for p in adapter.parameters())
-    log(f"backbone: {args.backbone} ({n_params:,} parameters), device {device}, output {out}")
+    log(f"backbone: {args.backbone} ({n_params:,} parameters), device {device}, output {out}"
+        + (f", {distributed.world_size()} processes" if distributed.active() else ""))
     cfg = scenario.pretrain_config(**config_overrides(args), metric=args.metric or scenario.metric, seed=args.seed)
     earlier = out / "history.json"
     n_before = len(json.loads(earlier.read_text())) if args.resume and earlier.is_file() else 0
     t0 = time.perf_counter()
     result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device, max_seconds=args.max_seconds,
-                               progress=not args.no_progress, resume=args.resume, log=log)
+                               progress=not args.no_progress and main, resume=args.resume, log=log)
     wall = time.perf_counter() - t0
     best, meta = load_backbone(out / "best.pt", data, device=device)
     metrics = {
@@ -166,7 +170,8 @@ def run_pretraining(args: argparse.Namespace) -> Dict[str, Any]:
         "test": scenario.evaluate_backbone(best, data, "test"),
         "checkpoint": str(out / "best.pt"), "config": asdict(cfg), "backbone_config": best.config(),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    if main:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     t = metrics["test"]
     trained = sum(r["epoch_seconds"] for r in result.history[n_before:])  # this session's training epochs
     log(f"best epoch {result.best_epoch}; {result.seconds_per_epoch:.2f} s per training epoch on {device}, "
@@ -174,7 +179,7 @@ def run_pretraining(args: argparse.Namespace) -> Dict[str, Any]:
         f"{max(wall - min(trained, wall), 0.0) / max(wall, 1e-9):.0%} (--eval-every N validates less often)")
     log("test: " + "  ".join(f"{k} {t[k]:.4f}" for k in t if k.endswith("@20") and k.split("@")[0] in ("recall", "ndcg", "hitrate")))
     log(f"checkpoint: {out / 'best.pt'}" + (f"; TensorBoard: tensorboard --logdir {out / 'tb'}" if (out / "tb").is_dir() else ""))
-    if args.json:
+    if args.json and main:
         print(json.dumps(metrics))
     return metrics
 

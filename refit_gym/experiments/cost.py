@@ -1,0 +1,498 @@
+"""Wall-clock cost of the main operations of a backbone against their matmul FLOP floor.
+
+For one dataset and one backbone (a checkpoint, or a freshly initialised backbone of the scenario's
+architecture: the cost does not depend on the weights), :func:`measure_cost` times
+
+* ``pretrain_epoch``: one pretraining epoch (every user once; :func:`refit_gym.diffusion.training.pretrain`
+  for history backbones, :func:`refit_gym.scenarios.pretrain_sequence_backbone` for sequence backbones),
+  validation replaced by a constant;
+* ``evaluation``: one full validation (every user with a ground truth, full ranking over all items,
+  :meth:`refit_gym.scenarios.Scenario.evaluate_backbone`);
+* ``finetune_<algo>``: one fine-tuning epoch (every user once: ``ceil(n_users / (n_envs / n_traj_per_user))``
+  rollouts + updates) of each shipped recipe (``agents/hyperparams/<algo>.yml`` for the scenario's
+  environment id) on a ``BatchedDenoisingEnv``,
+
+and sets each beside its **FLOP floor**: the matmul FLOPs (2 per multiply-add) of the forward / backward
+passes the operation needs at minimum, divided by the machine's measured matmul rate (FLOP/s of a dense
+``(rows, k) @ (k, n)`` product, ``rows`` the operation's batch and ``(k, n)`` the model's largest 2-D
+weight or its largest Linear weight, whichever runs faster, with the same thread count). ``ratio = measured seconds / floor seconds``: 1 is the floor, and a
+ratio far above 1 says where the implementation (small matmuls, Python overhead, non-matmul work) costs.
+The same ratio is also given in CPU time (``ratio_cpu``: the process's CPU seconds against the matmul's FLOPs
+per CPU second), which other processes on a busy machine disturb much less than wall-clock.
+
+FLOPs are counted from the model's shapes with :class:`torch.utils.flop_counter.FlopCounterMode` on a
+probe batch of a few users (matmul FLOPs are linear in the rows), as per-row units (:class:`UnitFlops`):
+``ctx`` (the condition encoder, e.g. DreamRec's Transformer; DiffRec: none), ``step`` (one denoiser
+pass), ``score`` (item scores of a final state; DiffRec: identity), each forward and backward (the
+backward counts only the gradients a trained pass needs: parameters and, for ``score``, its input).
+Sparse products (CF-Diff's hop signals), top-k and element-wise work are not counted. The floors:
+
+* evaluation: ``users x (ctx + T steps + score)`` forward;
+* pretraining: one forward + backward of the training objective per user (probe of the objective itself);
+  sequence backbones: the all-prefix objective, ``a * users + b * pairs`` fitted on two probes;
+* fine-tuning, per rollout of N chains for G = N / n_traj_per_user users (K trained steps): G x ctx
+  (+ backward when trained); the T - K frozen steps forward, once per user when the chain's start is
+  deterministic (copies share it) else per chain; the K trained steps forward + backward once per chain
+  (each pass counted once: ReFiT / DDPO recompute the trained steps' log-probabilities with gradients after
+  a no-grad rollout, which this floor does not need; DDPO's further epochs are counted, and so is the
+  context of each DDPO minibatch's users after the first, as the parameters change between minibatches);
+  the frozen reference's K steps when ``kl_coef > 0``; the terminal scores (+ backward for Pathwise).
+
+Seconds of an operation that would exceed ``max_seconds`` are measured on part of it (a sample of the
+users for evaluation, the first batches of a sequence pretraining epoch, some rollouts of a fine-tuning
+epoch) and scaled linearly to the whole; ``fraction_timed`` says how much was timed.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+#: fine-tuning recipes measured by default (``agents/hyperparams/<algo>.yml``)
+RECIPES = ("refit", "ddpo", "pathwise")
+
+
+# ---------------------------------------------------------------------------------------------- FLOP counting
+def count_flops(fn: Callable[[], Any]) -> int:
+    """Matmul FLOPs (2 per multiply-add, as counted by ``FlopCounterMode``) of running ``fn()``."""
+    with FlopCounterMode(display=False) as mode:
+        fn()
+    return int(mode.get_total_flops())
+
+
+def _grad_tensors(obj: Any) -> List[torch.Tensor]:
+    """The floating tensors of a context (tensor, dict, tuple, list) that carry a gradient."""
+    if isinstance(obj, torch.Tensor):
+        return [obj] if obj.requires_grad else []
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    if isinstance(obj, (tuple, list)):
+        return [t for v in obj for t in _grad_tensors(v)]
+    return []
+
+
+def _detach(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach()
+    if isinstance(obj, dict):
+        return {k: _detach(v) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_detach(v) for v in obj)
+    return obj
+
+
+def _backward_flops(outputs: List[torch.Tensor]) -> int:
+    """FLOPs of back-propagating ``sum(o.sum() for o in outputs)`` (0 when nothing carries a gradient)."""
+    outputs = [o for o in outputs if o.requires_grad]
+    if not outputs:
+        return 0
+    return count_flops(lambda: sum(o.float().sum() for o in outputs).backward())
+
+
+@dataclass
+class UnitFlops:
+    """Matmul FLOPs per row (one user or chain) of the backbone's parts; see the module docstring.
+
+    ctx_fwd / ctx_bwd: the context (condition encoder) forward / its parameters' backward.
+    step_fwd / step_bwd: one denoiser pass ``denoise(x_i, i, ctx)`` / its parameters' backward.
+    score_fwd / score_bwd: item scores of a final state / backward to the state and the parameters.
+    """
+
+    ctx_fwd: float
+    ctx_bwd: float
+    step_fwd: float
+    step_bwd: float
+    score_fwd: float
+    score_bwd: float
+
+
+def probe_conditions(adapter, data, users: np.ndarray, split: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(condition (B, C), users (B,))`` tensors of ``users`` conditioned on their train items."""
+    from refit_gym.data.dataset import as_interactions
+
+    visible = as_interactions(data).train[users]
+    cond = torch.as_tensor(adapter.encode_condition(users, visible, split=split), device=adapter.device)
+    return cond, torch.as_tensor(users, device=adapter.device)
+
+
+def unit_flops(adapter, data, probe: int = 8) -> UnitFlops:
+    """Count :class:`UnitFlops` on the first ``probe`` users of ``data`` (the adapter is left in eval mode,
+    its gradients cleared)."""
+    adapter.eval()
+    b = min(int(probe), int(data.n_users))
+    cond, users = probe_conditions(adapter, data, np.arange(b))
+    box: Dict[str, Any] = {}
+    f = {"ctx_fwd": count_flops(lambda: box.__setitem__("ctx", adapter.context(cond, users)))}
+    f["ctx_bwd"] = _backward_flops(_grad_tensors(box["ctx"]))
+    ctx = _detach(box["ctx"])
+    x = adapter.start(cond, ctx, torch.Generator(adapter.device).manual_seed(0)).detach()
+    i = torch.full((b,), adapter.schedule.steps // 2, dtype=torch.long, device=x.device)
+    f["step_fwd"] = count_flops(lambda: box.__setitem__("out", adapter.denoise(x, i, ctx)))
+    f["step_bwd"] = _backward_flops([box["out"]])
+    x0 = x.clone().requires_grad_(True)
+    f["score_fwd"] = count_flops(lambda: box.__setitem__("s", adapter.scores(x0, ctx)))
+    f["score_bwd"] = _backward_flops([box["s"]])
+    adapter.zero_grad(set_to_none=True)
+    return UnitFlops(**{k: v / b for k, v in f.items()})
+
+
+def deterministic_start(adapter, data) -> bool:
+    """Whether the chain's start ``x_T`` is a function of the condition alone (copies of a user share it)."""
+    cond, users = probe_conditions(adapter, data, np.arange(min(2, data.n_users)))
+    with torch.no_grad():
+        ctx = adapter.context(cond, users)
+        a = adapter.start(cond, ctx, torch.Generator(adapter.device).manual_seed(1))
+        b = adapter.start(cond, ctx, torch.Generator(adapter.device).manual_seed(2))
+    return bool(torch.equal(a, b))
+
+
+def evaluation_flops(u: UnitFlops, steps: int, n_users: int) -> float:
+    """Floor of evaluating ``n_users`` users: context, ``steps`` reverse steps and item scores, forward only."""
+    return n_users * (u.ctx_fwd + steps * u.step_fwd + u.score_fwd)
+
+
+def pretrain_epoch_flops(adapter, data, probe: int = 8, batch_size: int = 256) -> float:
+    """Floor of one pretraining epoch: forward + backward of the training objective once per user.
+
+    History backbones: ``adapter.diffusion_loss`` on a probe of ``probe`` users, times ``n_users / probe``.
+    Sequence backbones (``sequence_loss``, all prefixes): FLOPs = ``a * users + b * pairs`` (the encoder runs
+    on every padded sequence, the denoiser and the item scores on every (prefix, next item) pair), with
+    ``a, b`` fitted on the ``probe`` shortest and longest sequences, summed over the data's pairs.
+    """
+    was_training = adapter.training
+    adapter.train()
+    try:
+        if hasattr(adapter, "sequence_loss"):
+            items, times, _ = data.padded(adapter.max_len)
+            n_buckets = adapter.n_time_buckets if getattr(adapter, "time_aware", False) else 0
+            buckets = None
+            if n_buckets:
+                from refit_gym.diffusion.dreamrec import time_gap_buckets
+
+                buckets = time_gap_buckets(times, n_buckets)
+            pad = adapter.pad_id
+            pairs = (items[:, 1:] != pad).sum(axis=1)  # sequence_loss's (prefix, next item) pairs per user
+
+            def probe_rows(rows):
+                seq = torch.as_tensor(items[rows], device=adapter.device)
+                bk = None if buckets is None else torch.as_tensor(buckets[rows], device=adapter.device)
+                gen = torch.Generator(adapter.device).manual_seed(0)
+                return count_flops(lambda: adapter.sequence_loss(seq, bk, gen).backward())
+
+            order = np.argsort(pairs, kind="stable")
+            b = min(int(probe), len(order))
+            lo, hi = order[:b], order[-b:]
+            f_lo, f_hi = probe_rows(lo), probe_rows(hi)
+            p_lo, p_hi = float(pairs[lo].sum()), float(pairs[hi].sum())
+            if p_hi > p_lo:
+                per_pair = (f_hi - f_lo) / (p_hi - p_lo)
+                per_user = (f_lo - per_pair * p_lo) / b
+                return float(per_user * data.n_users + per_pair * pairs.sum())
+            return float(f_hi / b * data.n_users)
+        b = min(int(probe), int(data.n_users))
+        cond, users = probe_conditions(adapter, data, np.arange(b))
+        i = torch.full((b,), adapter.schedule.steps // 2, dtype=torch.long, device=adapter.device)
+        gen = torch.Generator(adapter.device).manual_seed(0)
+        flops = count_flops(lambda: adapter.diffusion_loss(cond, users, i, generator=gen).mean().backward())
+        return flops / b * data.n_users
+    finally:
+        adapter.zero_grad(set_to_none=True)
+        adapter.train(was_training)
+
+
+def recipe_rollout_flops(u: UnitFlops, steps: int, algo: str, params: Dict[str, Any], shared_start: bool
+                         ) -> Dict[str, float]:
+    """Floor of one rollout + update of a fine-tuning recipe (``params``: its hyperparameters), by part.
+
+    Returns ``{"context", "frozen_steps", "trained_steps", "reference", "scores", "extra_epochs",
+    "minibatch_context"}`` FLOPs (see the module docstring); their sum is the rollout's floor.
+    """
+    N = int(params.get("n_envs", 16))
+    n = int(params.get("n_traj_per_user", 4 if algo in ("refit", "ddpo") else 1))
+    G = N // n
+    k = params.get("train_last_k", None)
+    K = steps if k is None else min(int(k), steps)
+    kl = float(params.get("kl_coef", 0.0)) > 0
+    pathwise = algo == "pathwise"
+    trained = N * K * (u.step_fwd + u.step_bwd)
+    # DDPO steps the optimizer after every minibatch, so each minibatch recomputes the context of its users
+    # with the current parameters: the expected number of distinct users among ``bs`` random rows of K * N
+    bs = params.get("batch_size")
+    rows = K * N
+    n_mb = int(params.get("n_epochs", 1)) * (math.ceil(rows / int(bs)) if bs else 1) if algo == "ddpo" else 1
+    users_per_mb = G * (1 - (1 - 1 / G) ** min(int(bs or rows), rows))
+    return {
+        "context": G * (u.ctx_fwd + u.ctx_bwd),
+        "frozen_steps": (G if shared_start else N) * (steps - K) * u.step_fwd,
+        "trained_steps": trained,
+        "reference": (N * K * u.step_fwd + G * u.ctx_fwd) if kl else 0.0,
+        "scores": N * (u.score_fwd + (u.score_bwd if pathwise else 0.0)),
+        "extra_epochs": (int(params.get("n_epochs", 1)) - 1) * trained if algo == "ddpo" else 0.0,
+        "minibatch_context": max(n_mb - 1, 0) * users_per_mb * (u.ctx_fwd + u.ctx_bwd),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- machine rate
+def matmul_rate(rows: int, k: int, n: int, device="cpu", min_seconds: float = 0.2, repeats: int = 3,
+                clock: Callable[[], float] = time.perf_counter) -> float:
+    """Measured FLOP/s of a dense float32 ``(rows, k) @ (k, n)`` product (best of ``repeats`` runs of at least
+    ``min_seconds`` each) with torch's current thread count; ``clock=time.process_time`` gives FLOPs per CPU
+    second (all threads summed), which a busy machine disturbs less than wall-clock."""
+    device = torch.device(device)
+    a = torch.randn(int(rows), int(k), device=device)
+    w = torch.randn(int(k), int(n), device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    a @ w
+    sync()
+    best = 0.0
+    for _ in range(repeats):
+        reps, t0 = 0, clock()
+        while True:
+            a @ w
+            reps += 1
+            sync()
+            dt = clock() - t0
+            if dt >= min_seconds:
+                break
+        best = max(best, 2.0 * rows * k * n * reps / dt)
+    return best
+
+
+def largest_weight(adapter, linear_only: bool = False) -> Tuple[int, int]:
+    """``(k, n)`` of the adapter's 2-D parameter with most entries (a Linear's ``(in, out)``; an embedding
+    table ``(d, n_items)``, as item scoring multiplies by its transpose); ``linear_only``: among the
+    ``nn.Linear`` weights only."""
+    if linear_only:
+        params = [m.weight for m in adapter.modules() if isinstance(m, torch.nn.Linear)]
+    else:
+        params = [p for p in adapter.parameters() if p.dim() == 2]
+    if not params:
+        raise ValueError(f"{type(adapter).__name__} has no 2-D {'Linear weight' if linear_only else 'parameter'}")
+    a, b = max(params, key=lambda p: p.numel()).shape
+    return (int(b), int(a))  # Linear (out, in) -> (in, out); Embedding (n_items, d) -> (d, n_items)
+
+
+# ---------------------------------------------------------------------------------------------- timings
+class _Timer:
+    """``with _Timer() as t: ...``; then ``t.wall`` and ``t.cpu`` (this process's CPU seconds) of the block."""
+
+    def __enter__(self):
+        self._w, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self._w, time.process_time() - self._c
+
+
+@dataclass
+class OpCost:
+    """One measured operation. seconds / cpu_seconds: wall-clock / CPU time of the whole operation (scaled from
+    ``fraction_timed`` of it); flops: its matmul FLOP floor; rate / rate_cpu: the machine's FLOP per wall / CPU
+    second at ``rate_shape``; floor_seconds = flops / rate; ratio = seconds / floor_seconds, ratio_cpu the same
+    in CPU time (less disturbed by other processes on a busy machine)."""
+
+    seconds: float
+    cpu_seconds: float
+    flops: float
+    rate: float
+    rate_cpu: float
+    rate_shape: Tuple[int, int, int]
+    fraction_timed: float = 1.0
+    detail: Optional[Dict[str, float]] = None
+
+    @property
+    def floor_seconds(self) -> float:
+        return self.flops / self.rate
+
+    @property
+    def ratio(self) -> float:
+        return self.seconds / self.floor_seconds if self.flops > 0 else float("nan")
+
+    @property
+    def ratio_cpu(self) -> float:
+        return self.cpu_seconds * self.rate_cpu / self.flops if self.flops > 0 else float("nan")
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d.update(floor_seconds=self.floor_seconds, ratio=self.ratio, ratio_cpu=self.ratio_cpu,
+                 rate_shape=list(self.rate_shape))
+        if d["detail"] is None:
+            del d["detail"]
+        return d
+
+
+def time_pretrain_epoch(adapter, data, scenario, device, max_seconds: float, log=print
+                        ) -> Tuple[float, float, float]:
+    """``(wall seconds, CPU seconds, fraction timed)`` of one pretraining epoch of a copy of ``adapter`` (scenario
+    defaults, validation replaced by a constant). History backbones: a second one-epoch run (the first warms
+    up); sequence backbones: one epoch bounded by ``max_seconds`` and scaled by its batch count."""
+    import copy
+
+    from refit_gym.diffusion.training import pretrain
+
+    model = copy.deepcopy(adapter)
+    cfg = scenario.pretrain_config(patience=0)
+    const = lambda *_: {cfg.metric: 0.0}  # noqa: E731
+    quiet = lambda *_: None  # noqa: E731
+    if scenario.sequential:
+        from refit_gym.scenarios import pretrain_sequence_backbone
+
+        cfg.epochs = 1
+        with _Timer() as t:
+            res = pretrain_sequence_backbone(model, data, cfg, None, device, max_seconds, const, quiet)
+        total = math.ceil(data.n_users / cfg.batch_size)
+        frac = res.history[0]["batches"] / total
+        return t.wall / frac, t.cpu / frac, frac
+    cfg.epochs = 1
+    run = lambda: pretrain(model, data, cfg, out_dir=None, device=device, tensorboard=False,  # noqa: E731
+                           progress=False, evaluate_fn=const, log=quiet)
+    run()  # warm-up
+    with _Timer() as t:
+        run()
+    return t.wall, t.cpu, 1.0
+
+
+def time_evaluation(adapter, data, scenario, eval_users: np.ndarray, max_seconds: float
+                    ) -> Tuple[float, float, float]:
+    """``(wall seconds, CPU seconds, fraction timed)`` of the validation of ``eval_users``: one batch first (the
+    estimate); then all of them, or, when that would exceed ``max_seconds``, a prefix sized to it, scaled."""
+    bs = 1024
+    with _Timer() as t:
+        scenario.evaluate_backbone(adapter, data, "valid", users=eval_users[:bs])
+    if len(eval_users) <= bs:
+        return t.wall, t.cpu, 1.0
+    per_user = t.wall / bs
+    n = min(len(eval_users), max(bs, int(max_seconds / per_user)))
+    with _Timer() as t:
+        scenario.evaluate_backbone(adapter, data, "valid", users=eval_users[:n])
+    frac = n / len(eval_users)
+    return t.wall / frac, t.cpu / frac, frac
+
+
+def time_finetune_epoch(algo: str, env_id: str, data, adapter, device, max_seconds: float, seed: int = 0
+                        ) -> Tuple[float, float, float, Dict[str, Any]]:
+    """``(wall seconds, CPU seconds, fraction timed, hyperparameters)`` of one fine-tuning epoch (every user once) of the
+    shipped ``algo`` recipe for ``env_id``: one warm-up rollout + update, then as many rollouts of the epoch as
+    fit in ``max_seconds`` (at least one), scaled to the epoch."""
+    import gymnasium
+
+    from agents import ALGOS
+    from refit_gym.experiments.hyperparams import load_hyperparams, split_hyperparams
+    from refit_gym.envs.batched import BatchedDenoisingEnv
+
+    params = load_hyperparams(algo, env_id)
+    zoo, kwargs = split_hyperparams(params)
+    n_envs = int(zoo.get("n_envs", 16))
+    reward = zoo.get("reward") or gymnasium.spec(env_id).kwargs["reward"]
+    env = BatchedDenoisingEnv(data, adapter, n_envs, reward, device, zoo.get("reward_kwargs"), seed=seed)
+    model = ALGOS[algo](adapter, env, seed=seed, device=device, **kwargs)
+    T = adapter.schedule.steps
+    per_rollout = n_envs * T
+    rollouts = math.ceil(data.n_users / (n_envs // model.n_traj_per_user))
+    with _Timer() as t:
+        model.learn(per_rollout)  # warm-up (lazy initialisation, allocator pools); also the time estimate
+    timed = max(1, min(rollouts, int(max_seconds / max(t.wall, 1e-9))))
+    with _Timer() as t:
+        model.learn(timed * per_rollout, reset_num_timesteps=True)
+    # the effective settings, defaults of the algorithm included (what recipe_rollout_flops reads)
+    params = dict(params, n_envs=n_envs, n_traj_per_user=model.n_traj_per_user, train_last_k=model.trained_steps)
+    frac = timed / rollouts
+    return t.wall / frac, t.cpu / frac, frac, params
+
+
+# ---------------------------------------------------------------------------------------------- the study
+def machine_info(device="cpu") -> Dict[str, Any]:
+    """Where the numbers were taken: CPU/GPU description, platform, torch version, threads."""
+    from refit_gym.utils import describe_machine
+
+    return {"machine": describe_machine(device), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device)}
+
+
+def evaluated_users(data, split: str = "valid") -> np.ndarray:
+    """The users an evaluation of ``split`` scores (those with a non-empty ground truth), int64."""
+    from refit_gym.data.dataset import as_interactions
+
+    truth = as_interactions(data).split(split)
+    return np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
+
+
+def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] = RECIPES, max_seconds: float = 60.0,
+                 probe: int = 8, seed: int = 0, log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Time every operation (see the module docstring) and set it beside its floor.
+
+    Args:
+        data: the scenario's dataset. adapter: the backbone (left unchanged: pretraining and fine-tuning
+            run on copies). scenario: a :class:`~refit_gym.scenarios.Scenario` (environment id, protocol).
+        recipes: fine-tuning algorithms (``agents/hyperparams/<algo>.yml``). max_seconds: per operation,
+            beyond which a part is timed and scaled. probe: users of the FLOP-counting probes.
+    Returns: ``{"machine": machine_info, "data", "backbone", "n_users", "n_items", "steps", "unit_flops",
+    "operations": {name: OpCost.to_dict()}}`` (numbers in seconds, FLOPs and FLOP/s).
+    """
+    import copy
+
+    device = torch.device(device)
+    adapter = adapter.to(device).eval()
+    T = adapter.schedule.steps
+    u = unit_flops(adapter, data, probe)
+    shapes = sorted({largest_weight(adapter), largest_weight(adapter, linear_only=True)})
+    rates: Dict[int, Tuple[float, float, Tuple[int, int, int]]] = {}
+
+    def rate(rows: int) -> Tuple[float, float, Tuple[int, int, int]]:
+        """(FLOP per wall second, FLOP per CPU second, shape) at the faster of ``(rows, k) @ (k, n)`` for the
+        largest 2-D parameter and the largest Linear weight (a floor takes the best rate)."""
+        if rows not in rates:
+            best = max((matmul_rate(rows, k, n, device), k, n) for k, n in shapes)
+            _, k, n = best
+            rates[rows] = (best[0], matmul_rate(rows, k, n, device, clock=time.process_time), (rows, k, n))
+        return rates[rows]
+
+    ops: Dict[str, OpCost] = {}
+    cfg = scenario.pretrain_config()
+    log(f"pretraining epoch ({data.n_users} users, batch {cfg.batch_size})")
+    wall, cpu, frac = time_pretrain_epoch(adapter, data, scenario, device, max_seconds, log)
+    ops["pretrain_epoch"] = OpCost(wall, cpu, pretrain_epoch_flops(copy.deepcopy(adapter), data, probe),
+                                   *rate(cfg.batch_size), frac)
+    users = evaluated_users(data)
+    log(f"evaluation ({len(users)} users, T={T})")
+    wall, cpu, frac = time_evaluation(adapter, data, scenario, users, max_seconds)
+    ops["evaluation"] = OpCost(wall, cpu, evaluation_flops(u, T, len(users)), *rate(1024), frac)
+    shared = deterministic_start(adapter, data)
+    for algo in recipes:
+        log(f"fine-tuning epoch: {algo}")
+        wall, cpu, frac, params = time_finetune_epoch(algo, scenario.env_id, data, copy.deepcopy(adapter), device,
+                                                      max_seconds, seed)
+        parts = recipe_rollout_flops(u, T, algo, params, shared)
+        N = int(params["n_envs"])
+        rollouts = math.ceil(data.n_users / (N // int(params["n_traj_per_user"])))
+        ops[f"finetune_{algo}"] = OpCost(wall, cpu, rollouts * sum(parts.values()), *rate(N), frac,
+                                         {p: rollouts * v for p, v in parts.items()})
+    return {"machine": machine_info(device), "data": getattr(data, "name", "?"), "backbone": adapter.backbone_name,
+            "n_users": int(data.n_users), "n_items": int(data.n_items), "steps": int(T), "unit_flops": asdict(u),
+            "deterministic_start": shared, "operations": {name: op.to_dict() for name, op in ops.items()}}
+
+
+def format_table(result: Dict[str, Any]) -> str:
+    """A readable table of :func:`measure_cost`'s result."""
+    lines = [f"{result['backbone']} on {result['data']} ({result['n_users']} users, {result['n_items']} items, "
+             f"T={result['steps']}); {result['machine']['machine']}; torch {result['machine']['torch']}",
+             f"{'operation':<18} {'measured s':>11} {'floor GFLOP':>12} {'GFLOP/s':>8} {'floor s':>9} {'ratio':>7} "
+             f"{'CPU s':>9} {'ratio CPU':>9}  timed",
+             "-" * 100]
+    for name, op in result["operations"].items():
+        lines.append(f"{name:<18} {op['seconds']:>11.3f} {op['flops'] / 1e9:>12.2f} {op['rate'] / 1e9:>8.1f} "
+                     f"{op['floor_seconds']:>9.3f} {op['ratio']:>7.2f} {op['cpu_seconds']:>9.3f} {op['ratio_cpu']:>9.2f}"
+                     f"  {op['fraction_timed']:.0%}")
+    return "\n".join(lines)
+
+
+__all__ = ["OpCost", "RECIPES", "UnitFlops", "count_flops", "deterministic_start", "evaluated_users",
+           "evaluation_flops", "format_table", "largest_weight", "machine_info", "matmul_rate", "measure_cost",
+           "pretrain_epoch_flops", "recipe_rollout_flops", "time_evaluation", "time_finetune_epoch",
+           "time_pretrain_epoch", "unit_flops"]

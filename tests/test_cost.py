@@ -1,0 +1,96 @@
+"""The cost study: FLOP floors counted from shapes (hand-checked on a tiny MLP) and a smoke run of bench_cost."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from refit_gym.data import make_synthetic
+from refit_gym.diffusion.adapters import DiffRecAdapter
+from refit_gym.experiments.cost import (UnitFlops, count_flops, evaluation_flops, largest_weight, matmul_rate,
+                                        pretrain_epoch_flops, recipe_rollout_flops, unit_flops)
+
+REPO = Path(__file__).resolve().parents[1]
+
+# DiffRecMLP(n_items=20, hidden=[8], emb_size=4): Linear(4, 4) index embedding, Linear(24, 8) encoder, Linear(8, 20)
+# decoder. Forward per row: 2 * (4*4 + 24*8 + 8*20) = 736. Backward of the parameters: every weight gradient
+# (736 again) plus the input gradients the chain needs: the decoder's input (2*8*20 = 320) and the encoder's
+# input (2*24*8 = 384: its index-embedding part carries a gradient); the noisy x and the sinusoidal embedding
+# need none. 736 + 320 + 384 = 1440.
+FWD, BWD = 736, 1440
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    data = make_synthetic(n_users=30, n_items=20, seed=0)
+    torch.manual_seed(0)
+    adapter = DiffRecAdapter(n_items=20, hidden=[8], emb_size=4, dropout=0.0, schedule={"steps": 5})
+    return data, adapter
+
+
+def test_unit_flops_of_a_known_mlp(tiny):
+    data, adapter = tiny
+    u = unit_flops(adapter, data, probe=3)
+    assert (u.step_fwd, u.step_bwd) == (FWD, BWD)
+    assert (u.ctx_fwd, u.ctx_bwd, u.score_fwd, u.score_bwd) == (0, 0, 0, 0)  # DiffRec: identity context and scores
+    assert evaluation_flops(u, 5, 30) == 30 * 5 * FWD
+    assert pretrain_epoch_flops(adapter, data, probe=4) == 30 * (FWD + BWD)  # one forward + backward per user
+    assert largest_weight(adapter) == largest_weight(adapter, linear_only=True) == (24, 8)  # the encoder 24 -> 8
+
+
+def test_recipe_floors_by_hand():
+    u = UnitFlops(ctx_fwd=10, ctx_bwd=20, step_fwd=FWD, step_bwd=BWD, score_fwd=3, score_bwd=6)
+    # ReFiT, 8 chains = 2 users x 4 copies, all T = 5 steps trained, KL on
+    refit = recipe_rollout_flops(u, 5, "refit", dict(n_envs=8, n_traj_per_user=4, train_last_k=None, kl_coef=0.01),
+                                 shared_start=True)
+    assert refit == {"context": 2 * 30, "frozen_steps": 0, "trained_steps": 8 * 5 * (FWD + BWD),
+                     "reference": 8 * 5 * FWD + 2 * 10, "scores": 8 * 3, "extra_epochs": 0, "minibatch_context": 0}
+    # Pathwise, 4 chains of 4 users, the last step trained, no KL: frozen steps per user (deterministic start)
+    pw = recipe_rollout_flops(u, 5, "pathwise", dict(n_envs=4, n_traj_per_user=1, train_last_k=1, kl_coef=0.0),
+                              shared_start=False)
+    assert pw == {"context": 4 * 30, "frozen_steps": 4 * 4 * FWD, "trained_steps": 4 * (FWD + BWD), "reference": 0,
+                  "scores": 4 * (3 + 6), "extra_epochs": 0, "minibatch_context": 0}
+    # DDPO, 3 epochs of minibatches of 40 rows of the 5 * 8 = 40: 3 minibatches, each holding both users
+    ddpo = recipe_rollout_flops(u, 5, "ddpo", dict(n_envs=8, n_traj_per_user=4, n_epochs=3, batch_size=40),
+                                shared_start=True)
+    assert ddpo["extra_epochs"] == 2 * ddpo["trained_steps"]
+    assert ddpo["minibatch_context"] == pytest.approx(2 * 2 * 30)
+
+
+def test_sequence_pretraining_floor_matches_a_full_count():
+    from conftest import walks
+    from refit_gym.diffusion.dreamrec import DreamRecAdapter
+
+    data = walks(n_users=24, n_items=20, max_len=8)
+    torch.manual_seed(0)
+    adapter = DreamRecAdapter.from_data(data, d=16, n_layers=1, heads=2, hidden=[32], emb_size=8)
+    seq = torch.as_tensor(data.padded(adapter.max_len)[0])
+    full = count_flops(lambda: adapter.sequence_loss(seq, None, torch.Generator().manual_seed(0)).backward())
+    assert pretrain_epoch_flops(adapter, data, probe=4) == pytest.approx(full, rel=1e-9)
+
+
+def test_matmul_rate_is_positive():
+    assert matmul_rate(16, 32, 32, min_seconds=0.01, repeats=1) > 0
+
+
+def test_bench_cost_smoke(capsys):
+    spec = importlib.util.spec_from_file_location("bench_cost", REPO / "scripts" / "bench_cost.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    threads = torch.get_num_threads()
+    try:
+        result = mod.main(["--data", "synthetic", "--threads", "1", "--max-seconds", "0.2", "--probe", "4", "--json"])
+    finally:
+        torch.set_num_threads(threads)
+    out = json.loads(capsys.readouterr().out)
+    assert out["operations"].keys() == {"pretrain_epoch", "evaluation", "finetune_refit", "finetune_ddpo",
+                                        "finetune_pathwise"}
+    assert out["machine"]["threads"] == 1 and out["machine"]["torch"] == torch.__version__
+    for op in out["operations"].values():
+        assert op["seconds"] > 0 and op["flops"] > 0 and op["rate"] > 0 and 0 < op["fraction_timed"] <= 1
+        assert op["ratio"] == pytest.approx(op["seconds"] / (op["flops"] / op["rate"]))
+        assert op["cpu_seconds"] > 0 and op["ratio_cpu"] == pytest.approx(op["cpu_seconds"] * op["rate_cpu"] / op["flops"])
+    assert result["operations"]["finetune_refit"]["fraction_timed"] < 1  # scaled from a part of the epoch
