@@ -222,10 +222,13 @@ class DenoiserPolicy(ActorCriticPolicy):
         log_prob_reduction: ``"sum"`` (exact, SB3's convention) or ``"mean"`` (divided by D, DDPO's).
         train_last_k: if set, only steps with ``t <= train_last_k`` are stochastic and trained.
         denoiser_lr_scale: the denoiser's learning rate relative to the value head's.
-        net_arch: hidden sizes of the value MLP (a list, or SB3's ``dict(vf=[...])``); default [64, 64].
+        net_arch: hidden sizes of the value MLP (a list, or SB3's ``dict(vf=[...])``); default :attr:`VALUE_NET_ARCH`.
         activation_fn, ortho_init, features_extractor_class/_kwargs, optimizer_class/_kwargs: as in SB3;
             the features extractor (default :class:`DenoisingSummaryExtractor`) feeds the value head only.
     """
+
+    #: hidden sizes of the value MLP without ``net_arch``
+    VALUE_NET_ARCH = (64, 64)
 
     def __init__(
         self,
@@ -265,8 +268,8 @@ class DenoiserPolicy(ActorCriticPolicy):
         check_denoising_spaces(observation_space, action_space, denoiser)
 
         if isinstance(net_arch, dict):
-            net_arch = net_arch.get("vf", [64, 64])
-        vf_arch = [64, 64] if net_arch is None else [int(h) for h in net_arch]
+            net_arch = net_arch.get("vf")
+        vf_arch = [int(h) for h in (self.VALUE_NET_ARCH if net_arch is None else net_arch)]
         for name, value in options.as_dict().items():  # exploration_scale, std_floor, log_prob_reduction, ...
             setattr(self, name, value)
         # The parent constructor builds the features extractor and calls self._build (value side
