@@ -21,12 +21,15 @@ the update, as SB3's PPO and A2C share ``OnPolicyAlgorithm``:
   ``num_timesteps`` counts the global steps; only rank 0 dumps logs (saving is the caller's, on rank 0).
 
 A subclass implements :meth:`ChainAlgorithm.collect_rollout` (one batch of chains, or None when a
-callback stops) and :meth:`ChainAlgorithm.train` (one update on it).
+callback stops) and :meth:`ChainAlgorithm.train` (one update on it), and names its hyperparameters:
+``config_class``, a dataclass extending :class:`ChainConfig` (one field per hyperparameter, its default written
+once; the constructor takes them as keywords, as SB3's algorithms do).
 """
 from __future__ import annotations
 
 import copy
 import sys
+from dataclasses import dataclass
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Dict, Optional, Tuple, Type, TypeVar, Union
@@ -40,9 +43,8 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import safe_mean
 
-from agents.distributions import check_reduction
 from agents.guards import NonFiniteTrainingError, action_bound, check_actions
-from agents.policies import DenoiserPolicy
+from agents.policies import DenoiserPolicy, PolicyConfig
 from agents.rollout import TensorRollout, make_rollout_driver
 from refit_gym import distributed
 from refit_gym.diffusion.adapters import DenoiserAdapter
@@ -50,8 +52,50 @@ from refit_gym.diffusion.adapters import DenoiserAdapter
 SelfChain = TypeVar("SelfChain", bound="ChainAlgorithm")
 
 
+@dataclass
+class ChainConfig(PolicyConfig):
+    """The hyperparameters every chain algorithm shares (the policy's options included)."""
+
+    learning_rate: Union[float, Schedule] = 1e-5
+    """learning rate (or SB3 schedule) of the value head; the denoiser's is denoiser_lr_scale times it"""
+    n_traj_per_user: int = 4
+    """chains per user and rollout (the copies share the user's episode key)"""
+    kl_coef: float = 0.0
+    """weight of the KL penalty to the frozen pretrained denoiser (0: the reference is not run)"""
+    max_grad_norm: float = 1.0
+    """gradient-norm clipping threshold"""
+    policy_kwargs: Optional[Dict[str, Any]] = None
+    """further DenoiserPolicy keyword arguments (net_arch, optimizer_class, ...)"""
+    stats_window_size: int = 100
+    """episodes averaged in rollout/ep_rew_mean (as in SB3)"""
+
+    @property
+    def min_traj_per_user(self) -> int:
+        """The fewest copies per user the algorithm works with."""
+        return 1
+
+    def check(self) -> None:
+        if self.n_traj_per_user < self.min_traj_per_user:
+            raise ValueError(f"n_traj_per_user={self.n_traj_per_user}: need >= {self.min_traj_per_user} copies per user"
+                             + (" for the group baseline" if self.min_traj_per_user > 1 else ""))
+        if not (self.kl_coef >= 0 and self.max_grad_norm > 0):
+            raise ValueError(f"need kl_coef >= 0 and max_grad_norm > 0; got {self.kl_coef}, {self.max_grad_norm}")
+        super().check()
+
+
+#: ChainConfig fields that SB3's ``BaseAlgorithm`` stores itself (the others become attributes of the algorithm,
+#: except the policy's options, which go into ``policy_kwargs``)
+BASE_ALGORITHM_FIELDS = ("learning_rate", "policy_kwargs", "stats_window_size")
+
+
 class ChainAlgorithm(BaseAlgorithm):
     """Base of the whole-chain agents (see the module docstring).
+
+    Construction: ``Algo(policy, env, config=None, **hyperparameters)``: the hyperparameters are the fields of
+    :attr:`config_class` (its defaults for those not given; an unknown one is a TypeError listing the known ones).
+    Every field becomes an attribute of the algorithm (``self.kl_coef``, ...), except the policy's options
+    (:class:`~agents.policies.PolicyConfig`, written into ``policy_kwargs``: ``self.policy.train_last_k``, ...)
+    and ``learning_rate``, ``policy_kwargs``, ``stats_window_size`` (SB3's ``BaseAlgorithm`` keeps them).
 
     Args:
         policy: a :class:`DenoiserAdapter` (deep-copied), a backbone checkpoint path, or the policy
@@ -59,18 +103,13 @@ class ChainAlgorithm(BaseAlgorithm):
             or ``checkpoint``.
         env: a refit-gym denoising environment: ``BatchedDenoisingEnv`` (tensor fast path) or any SB3
             VecEnv of ``DenoisingEnv``; ``n_envs`` chains per rollout, a multiple of ``n_traj_per_user``.
-        learning_rate: learning rate (or SB3 schedule) of the value head; the denoiser's is
-            ``denoiser_lr_scale`` times it.
-        n_traj_per_user: chains per user and rollout (the copies share the user's episode key).
-        kl_coef: weight of the KL penalty to the frozen pretrained denoiser (0: the reference is not run).
-        max_grad_norm: gradient-norm clipping threshold.
-        train_last_k, exploration_scale, std_floor, log_prob_reduction, denoiser_lr_scale: policy
-            options (see :class:`DenoiserPolicy`); written into ``policy_kwargs``.
-        policy_kwargs: further :class:`DenoiserPolicy` keyword arguments.
-        stats_window_size, tensorboard_log, verbose, seed, device: as in SB3.
+        config: a :attr:`config_class` instance (None: its defaults); keyword hyperparameters override it.
+        tensorboard_log, verbose, seed, device: as in SB3.
     """
 
     policy_aliases: ClassVar[Dict[str, Type[BasePolicy]]] = {"DenoiserPolicy": DenoiserPolicy}
+    #: the hyperparameters of the algorithm (a subclass names its own)
+    config_class: ClassVar[Type[ChainConfig]] = ChainConfig
     policy: DenoiserPolicy
     #: whether the subclass's losses are written for data parallelism (see the module docstring)
     supports_distributed: ClassVar[bool] = False
@@ -79,37 +118,30 @@ class ChainAlgorithm(BaseAlgorithm):
         self,
         policy: Union[str, Path, Type[DenoiserPolicy], DenoiserAdapter],
         env: Union[GymEnv, str, None],
-        learning_rate: Union[float, Schedule] = 1e-5,
-        n_traj_per_user: int = 4,
-        kl_coef: float = 0.0,
-        max_grad_norm: float = 1.0,
-        train_last_k: Optional[int] = None,
-        exploration_scale: float = 1.0,
-        std_floor: float = 0.0,
-        log_prob_reduction: str = "sum",
-        denoiser_lr_scale: float = 1.0,
-        policy_kwargs: Optional[Dict[str, Any]] = None,
-        stats_window_size: int = 100,
+        config: Optional[ChainConfig] = None,
+        *,
         tensorboard_log: Optional[str] = None,
         verbose: int = 0,
         seed: Optional[int] = None,
         device: Union[torch.device, str] = "auto",
-        min_traj_per_user: int = 1,
+        _init_setup_model: bool = True,
+        **hyperparams: Any,
     ):
-        policy, policy_kwargs = self._resolve_policy(policy, policy_kwargs)
-        policy_kwargs.update(train_last_k=train_last_k, exploration_scale=exploration_scale, std_floor=std_floor,
-                             log_prob_reduction=check_reduction(log_prob_reduction), denoiser_lr_scale=denoiser_lr_scale)
-        super().__init__(policy, env, learning_rate, policy_kwargs=policy_kwargs, stats_window_size=stats_window_size,
-                         tensorboard_log=tensorboard_log, verbose=verbose, device=device, support_multi_env=True,
-                         monitor_wrapper=False, seed=seed, supported_action_spaces=(spaces.Box,))
-        if int(n_traj_per_user) < int(min_traj_per_user):
-            raise ValueError(f"n_traj_per_user={n_traj_per_user}: need >= {min_traj_per_user} copies per user"
-                             + (" for the group baseline" if min_traj_per_user > 1 else ""))
-        if not (kl_coef >= 0 and max_grad_norm > 0):
-            raise ValueError(f"need kl_coef >= 0 and max_grad_norm > 0; got {kl_coef}, {max_grad_norm}")
-        self.n_traj_per_user, self.kl_coef, self.max_grad_norm = int(n_traj_per_user), float(kl_coef), float(max_grad_norm)
+        cfg = self.config_class.build(config, hyperparams)
+        policy, policy_kwargs = self._resolve_policy(policy, cfg.policy_kwargs)
+        policy_options = PolicyConfig.keys()
+        policy_kwargs.update({name: getattr(cfg, name) for name in policy_options})
+        for name, value in cfg.as_dict().items():
+            if name not in policy_options and name not in BASE_ALGORITHM_FIELDS:
+                setattr(self, name, value)
+        super().__init__(policy, env, cfg.learning_rate, policy_kwargs=policy_kwargs,
+                         stats_window_size=cfg.stats_window_size, tensorboard_log=tensorboard_log, verbose=verbose,
+                         device=device, support_multi_env=True, monitor_wrapper=False, seed=seed,
+                         supported_action_spaces=(spaces.Box,))
         if self.env is not None and self.n_envs % self.n_traj_per_user:
             raise ValueError(f"n_envs={self.n_envs} is not a multiple of n_traj_per_user={self.n_traj_per_user}")
+        if _init_setup_model:
+            self._setup_model()
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -17,46 +17,50 @@ means over transitions (ReFiT's are sums over the steps of a trajectory).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Union
+from dataclasses import dataclass
+from typing import Dict, Union
 
 import torch
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.common.utils import FloatSchedule
 
-from agents.refit import ReFiT, Trajectories
+from agents.refit import ReFiT, ReFiTConfig, Trajectories
+
+
+@dataclass
+class DDPOConfig(ReFiTConfig):
+    """DDPO's hyperparameters: ReFiT's, with DDPO's log-probability reduction, plus the clipped surrogate's."""
+
+    log_prob_reduction: str = "mean"
+    """log-probabilities divided by the D item dimensions (DDPO's scale; the clip range is chosen on it)"""
+    n_epochs: int = 1
+    """passes over the stored transitions per rollout"""
+    clip_range: Union[float, Schedule] = 1e-4
+    """PPO clip range on the ratio (float or SB3 schedule), on the scale set by log_prob_reduction"""
+    adv_clip_max: float = 5.0
+    """advantages are clipped to [-adv_clip_max, adv_clip_max]"""
+
+    def check(self) -> None:
+        if self.n_epochs < 1:
+            raise ValueError(f"n_epochs={self.n_epochs}: must be >= 1")
+        if not callable(self.clip_range) and not self.clip_range > 0:
+            raise ValueError(f"clip_range={self.clip_range}: must be > 0")
+        if not self.adv_clip_max > 0:
+            raise ValueError(f"adv_clip_max={self.adv_clip_max}: must be > 0")
+        if self.credit != "trajectory":
+            raise ValueError(f"credit={self.credit!r}: DDPO's clipped surrogate uses trajectory credit only "
+                             "(per-item credit is implemented by ReFiT)")
+        super().check()
 
 
 class DDPO(ReFiT):
-    """DDPO-style clipped-ratio fine-tuning (see the module docstring); other arguments as :class:`ReFiT`.
-
-    Args:
-        n_epochs: passes over the stored transitions per rollout.
-        batch_size: transitions per minibatch (None: all, one step per epoch).
-        clip_range: PPO clip range on the ratio (float or SB3 schedule), on the scale set by
-            ``log_prob_reduction``.
-        adv_clip_max: advantages are clipped to ``[-adv_clip_max, adv_clip_max]``.
+    """DDPO-style clipped-ratio fine-tuning (see the module docstring); hyperparameters :class:`DDPOConfig`
+    (``batch_size``: transitions per minibatch, None: all, one step per epoch).
 
     ``credit`` must stay ``"trajectory"``: per-item credit (``credit="item"``) exists for :class:`ReFiT` only.
     """
 
-    def __init__(self, policy, env, learning_rate: Union[float, Schedule] = 1e-5, n_traj_per_user: int = 4,
-                 n_epochs: int = 1, batch_size: Optional[int] = None, clip_range: Union[float, Schedule] = 1e-4,
-                 adv_clip_max: float = 5.0, log_prob_reduction: str = "mean", _init_setup_model: bool = True,
-                 **kwargs: Any):
-        if int(n_epochs) < 1:
-            raise ValueError(f"n_epochs={n_epochs}: must be >= 1")
-        if not callable(clip_range) and not clip_range > 0:
-            raise ValueError(f"clip_range={clip_range}: must be > 0")
-        if not adv_clip_max > 0:
-            raise ValueError(f"adv_clip_max={adv_clip_max}: must be > 0")
-        if kwargs.get("credit", "trajectory") != "trajectory":
-            raise ValueError(f"credit={kwargs['credit']!r}: DDPO's clipped surrogate uses trajectory credit only "
-                             "(per-item credit is implemented by ReFiT)")
-        super().__init__(policy, env, learning_rate=learning_rate, n_traj_per_user=n_traj_per_user,
-                         batch_size=batch_size, log_prob_reduction=log_prob_reduction, _init_setup_model=False, **kwargs)
-        self.n_epochs, self.clip_range, self.adv_clip_max = int(n_epochs), clip_range, float(adv_clip_max)
-        if _init_setup_model:
-            self._setup_model()
+    config_class = DDPOConfig
 
     def _setup_model(self) -> None:
         super()._setup_model()

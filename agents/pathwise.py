@@ -33,17 +33,14 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, Optional, Type, Union
+from typing import Optional, Union
 
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.type_aliases import Schedule
 
-from agents.chain import ChainAlgorithm
-from agents.policies import DenoiserPolicy
+from agents.chain import ChainAlgorithm, ChainConfig
 from refit_gym import distributed
-from refit_gym.diffusion.adapters import DenoiserAdapter
 
 
 @dataclass
@@ -58,55 +55,37 @@ class PathwiseBatch:
     users: torch.Tensor
 
 
-class Pathwise(ChainAlgorithm):
-    """Reward-gradient fine-tuning (see the module docstring).
+@dataclass
+class PathwiseConfig(ChainConfig):
+    """Pathwise's hyperparameters: the chain's, with DRaFT-1's defaults, plus the reward-gradient loss's."""
 
-    Args:
-        policy, env, learning_rate, n_traj_per_user, kl_coef, max_grad_norm, train_last_k,
-            exploration_scale, std_floor, denoiser_lr_scale, policy_kwargs, stats_window_size,
-            tensorboard_log, verbose, seed, device: see :class:`~agents.chain.ChainAlgorithm`. ``env``
-            must be a ``BatchedDenoisingEnv`` (its torch fast path recomputes the reward with gradients)
-            whose reward is differentiable.
-        sample_noise: reparameterised Gaussian steps (True) or the deterministic chain (False).
-        pretrain_coef: weight of the backbone's own pretraining loss on each rollout's conditions (0: off).
-        reward_scale: the reward is multiplied by it in the loss (its gradient's unit).
+    learning_rate: Union[float, Schedule] = 1e-4
+    """learning rate (or SB3 schedule) of the value head; the denoiser's is denoiser_lr_scale times it"""
+    n_traj_per_user: int = 1
+    """chains per user and rollout (no baseline: one is enough)"""
+    train_last_k: Optional[int] = 1
+    """backpropagate through the last k reverse steps (DRaFT-K; None: all T)"""
+    sample_noise: bool = True
+    """reparameterised Gaussian steps (True) or the deterministic chain that evaluation runs (False)"""
+    pretrain_coef: float = 0.0
+    """weight of the backbone's own pretraining loss on each rollout's conditions (0: off)"""
+    reward_scale: float = 1.0
+    """the reward is multiplied by it in the loss (its gradient's unit)"""
+
+    def check(self) -> None:
+        if not (self.pretrain_coef >= 0 and self.reward_scale > 0):
+            raise ValueError(f"need pretrain_coef >= 0 and reward_scale > 0; got {self.pretrain_coef}, {self.reward_scale}")
+        super().check()
+
+
+class Pathwise(ChainAlgorithm):
+    """Reward-gradient fine-tuning (see the module docstring; hyperparameters :class:`PathwiseConfig`). ``env``
+    must be a ``BatchedDenoisingEnv`` (its torch fast path recomputes the reward with gradients) whose reward is
+    differentiable.
     """
 
+    config_class = PathwiseConfig
     supports_distributed = True
-
-    def __init__(
-        self,
-        policy: Union[str, Path, Type[DenoiserPolicy], DenoiserAdapter],
-        env: Union[GymEnv, str, None],
-        learning_rate: Union[float, Schedule] = 1e-4,
-        n_traj_per_user: int = 1,
-        kl_coef: float = 0.0,
-        max_grad_norm: float = 1.0,
-        train_last_k: Optional[int] = 1,
-        exploration_scale: float = 1.0,
-        std_floor: float = 0.0,
-        sample_noise: bool = True,
-        pretrain_coef: float = 0.0,
-        reward_scale: float = 1.0,
-        denoiser_lr_scale: float = 1.0,
-        policy_kwargs: Optional[Dict[str, Any]] = None,
-        stats_window_size: int = 100,
-        tensorboard_log: Optional[str] = None,
-        verbose: int = 0,
-        seed: Optional[int] = None,
-        device: Union[torch.device, str] = "auto",
-        _init_setup_model: bool = True,
-    ):
-        if not (pretrain_coef >= 0 and reward_scale > 0):
-            raise ValueError(f"need pretrain_coef >= 0 and reward_scale > 0; got {pretrain_coef}, {reward_scale}")
-        self.sample_noise, self.pretrain_coef, self.reward_scale = bool(sample_noise), float(pretrain_coef), float(reward_scale)
-        super().__init__(policy, env, learning_rate, n_traj_per_user=n_traj_per_user, kl_coef=kl_coef,
-                         max_grad_norm=max_grad_norm, train_last_k=train_last_k, exploration_scale=exploration_scale,
-                         std_floor=std_floor, log_prob_reduction="sum", denoiser_lr_scale=denoiser_lr_scale,
-                         policy_kwargs=policy_kwargs, stats_window_size=stats_window_size,
-                         tensorboard_log=tensorboard_log, verbose=verbose, seed=seed, device=device)
-        if _init_setup_model:
-            self._setup_model()
 
     def _check_env(self) -> None:
         if self.env is not None:

@@ -40,6 +40,7 @@ Training details:
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Type, Union
@@ -52,6 +53,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
+from agents.config import Config
 from agents.distributions import DenoiserGaussian, check_reduction
 from refit_gym.diffusion.adapters import DenoiserAdapter
 from refit_gym.diffusion.checkpoint import load_backbone, save_backbone
@@ -141,6 +143,34 @@ class DenoisingSummaryExtractor(BaseFeaturesExtractor):
 
 
 # ---------------------------------------------------------------------------- the policy
+@dataclass
+class PolicyConfig(Config):
+    """The options of :class:`DenoiserPolicy` that every agent sets (the chain algorithms' configurations extend it)."""
+
+    train_last_k: Optional[int] = None
+    """only the last k reverse steps (t <= k) are stochastic and trained; None: all T"""
+    exploration_scale: float = 1.0
+    """multiplies the schedule's reverse-step std (> 0)"""
+    std_floor: float = 0.0
+    """lower bound of the std after scaling (>= 0)"""
+    log_prob_reduction: str = "sum"
+    """log-probabilities and KL summed over the D action dimensions (exact, SB3's convention) or "mean" (DDPO's)"""
+    denoiser_lr_scale: float = 1.0
+    """the denoiser's learning rate relative to the value head's (>= 0)"""
+
+    def check(self) -> None:
+        if not self.exploration_scale > 0:
+            raise ValueError(f"exploration_scale={self.exploration_scale}: must be > 0")
+        if not self.std_floor >= 0:
+            raise ValueError(f"std_floor={self.std_floor}: must be >= 0")
+        if not self.denoiser_lr_scale >= 0:
+            raise ValueError(f"denoiser_lr_scale={self.denoiser_lr_scale}: must be >= 0")
+        if self.train_last_k is not None and self.train_last_k < 1:
+            raise ValueError(f"train_last_k={self.train_last_k}: must be >= 1 (or None to train every step)")
+        check_reduction(self.log_prob_reduction)
+        super().check()
+
+
 def load_state_resizing_data_tensors(module: DenoiserAdapter, state_dict, prefix, *args) -> None:
     """``load_state_dict`` pre-hook for adapters: data-derived buffers (``module.data_tensors()``,
     e.g. CF-Diff's item graph) take the stored tensor's size, as in ``load_backbone``."""
@@ -192,10 +222,13 @@ class DenoiserPolicy(ActorCriticPolicy):
         log_prob_reduction: ``"sum"`` (exact, SB3's convention) or ``"mean"`` (divided by D, DDPO's).
         train_last_k: if set, only steps with ``t <= train_last_k`` are stochastic and trained.
         denoiser_lr_scale: the denoiser's learning rate relative to the value head's.
-        net_arch: hidden sizes of the value MLP (a list, or SB3's ``dict(vf=[...])``); default [64, 64].
+        net_arch: hidden sizes of the value MLP (a list, or SB3's ``dict(vf=[...])``); default :attr:`VALUE_NET_ARCH`.
         activation_fn, ortho_init, features_extractor_class/_kwargs, optimizer_class/_kwargs: as in SB3;
             the features extractor (default :class:`DenoisingSummaryExtractor`) feeds the value head only.
     """
+
+    #: hidden sizes of the value MLP without ``net_arch``
+    VALUE_NET_ARCH = (64, 64)
 
     def __init__(
         self,
@@ -205,11 +238,11 @@ class DenoiserPolicy(ActorCriticPolicy):
         backbone: Optional[DenoiserAdapter] = None,
         checkpoint: Union[str, Path, None] = None,
         backbone_spec: Optional[Dict[str, Any]] = None,
-        exploration_scale: float = 1.0,
-        std_floor: float = 0.0,
-        log_prob_reduction: str = "sum",
-        train_last_k: Optional[int] = None,
-        denoiser_lr_scale: float = 1.0,
+        exploration_scale: float = PolicyConfig.exploration_scale,
+        std_floor: float = PolicyConfig.std_floor,
+        log_prob_reduction: str = PolicyConfig.log_prob_reduction,
+        train_last_k: Optional[int] = PolicyConfig.train_last_k,
+        denoiser_lr_scale: float = PolicyConfig.denoiser_lr_scale,
         net_arch: Union[Sequence[int], Dict[str, Sequence[int]], None] = None,
         activation_fn: Type[nn.Module] = nn.Tanh,
         ortho_init: bool = True,
@@ -225,14 +258,8 @@ class DenoiserPolicy(ActorCriticPolicy):
         if unsupported:
             raise TypeError(f"DenoiserPolicy got unsupported keyword arguments {sorted(unsupported)} "
                             "(there is no learned log_std, squashing or action network)")
-        if not exploration_scale > 0:
-            raise ValueError(f"exploration_scale={exploration_scale}: must be > 0")
-        if not std_floor >= 0:
-            raise ValueError(f"std_floor={std_floor}: must be >= 0")
-        if not denoiser_lr_scale >= 0:
-            raise ValueError(f"denoiser_lr_scale={denoiser_lr_scale}: must be >= 0")
-        if train_last_k is not None and int(train_last_k) < 1:
-            raise ValueError(f"train_last_k={train_last_k}: must be >= 1 (or None to train every step)")
+        options = PolicyConfig(train_last_k=train_last_k, exploration_scale=exploration_scale, std_floor=std_floor,
+                               log_prob_reduction=log_prob_reduction, denoiser_lr_scale=denoiser_lr_scale)
         if backbone is None and checkpoint is None and backbone_spec is None:  # e.g. rl-zoo3, policy from a YAML file
             from refit_gym.envs.factory import env_backbone_for_spaces
 
@@ -241,12 +268,10 @@ class DenoiserPolicy(ActorCriticPolicy):
         check_denoising_spaces(observation_space, action_space, denoiser)
 
         if isinstance(net_arch, dict):
-            net_arch = net_arch.get("vf", [64, 64])
-        vf_arch = [64, 64] if net_arch is None else [int(h) for h in net_arch]
-        self.exploration_scale, self.std_floor = float(exploration_scale), float(std_floor)
-        self.log_prob_reduction = check_reduction(log_prob_reduction)
-        self.train_last_k = None if train_last_k is None else int(train_last_k)
-        self.denoiser_lr_scale = float(denoiser_lr_scale)
+            net_arch = net_arch.get("vf")
+        vf_arch = [int(h) for h in (self.VALUE_NET_ARCH if net_arch is None else net_arch)]
+        for name, value in options.as_dict().items():  # exploration_scale, std_floor, log_prob_reduction, ...
+            setattr(self, name, value)
         # The parent constructor builds the features extractor and calls self._build (value side
         # only, orthogonal init included); the denoiser is attached afterwards so that no generic
         # initialisation can ever reach the pretrained weights.

@@ -68,18 +68,15 @@ The agent is a :class:`stable_baselines3.common.base_class.BaseAlgorithm`: ``lea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Type, Union
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
-from agents.chain import ChainAlgorithm, NonFiniteTrainingError
-from agents.policies import DenoiserPolicy
+from agents.chain import ChainAlgorithm, ChainConfig, NonFiniteTrainingError
 from refit_gym.diffusion.adapters import DenoiserAdapter, index_context
 
-__all__ = ["BASELINES", "CREDITS", "NonFiniteTrainingError", "ReFiT", "Trajectories"]
+__all__ = ["BASELINES", "CREDITS", "NonFiniteTrainingError", "ReFiT", "ReFiTConfig", "Trajectories"]
 BASELINES = ("group", "value", "none")
 #: ``credit`` options: the whole reward credited to every item dimension, or per-item reward terms
 CREDITS = ("trajectory", "item")
@@ -134,80 +131,58 @@ class Trajectories:
         return out
 
 
-class ReFiT(ChainAlgorithm):
-    """REINFORCE fine-tuning of a diffusion backbone (see the module docstring; the construction, the
-    loop, saving and loading are :class:`~agents.chain.ChainAlgorithm`'s).
+@dataclass
+class ReFiTConfig(ChainConfig):
+    """ReFiT's hyperparameters (see the module docstring)."""
 
-    Args:
-        policy, env, learning_rate, n_traj_per_user, kl_coef, max_grad_norm, train_last_k,
-            exploration_scale, std_floor, log_prob_reduction, denoiser_lr_scale, policy_kwargs,
-            stats_window_size, tensorboard_log, verbose, seed, device: see :class:`ChainAlgorithm`
-            (``n_traj_per_user`` is the group of the baseline: >= 2 for "group").
-        baseline: ``"group"``, ``"value"`` or ``"none"``.
-        credit: ``"trajectory"`` (every item dimension credited with the whole reward) or ``"item"``
-            (per-item reward terms, see the module docstring; needs ``train_last_k=1``, a reward with
-            ``item_terms``, a ``BatchedDenoisingEnv`` and ``baseline`` "group" or "none").
-        vf_coef: weight of the value loss (``baseline="value"`` only).
-        batch_size: (step, trajectory) rows per gradient-accumulation chunk (None: one chunk).
-        score_grad: also follow the exact gradient of the reward in the parameters that *score* the final
-            state (``adapter.scores``, e.g. DreamRec's item embeddings), the final states held fixed:
-            ``grad E[R_theta(x0)] = E[R grad log pi] + E[grad_theta R_theta(x0)]``; the chain itself still
-            learns by REINFORCE only. Needs a ``BatchedDenoisingEnv`` and a differentiable reward; a no-op
-            for backbones whose ``scores`` has no parameters (DiffRec's identity).
-    """
+    baseline: str = "group"
+    """advantage baseline: group (the copies of a user; n_traj_per_user >= 2), value (the value head) or none"""
+    credit: str = "trajectory"
+    """credit of the reward: trajectory (every item dimension gets the whole reward) or item (per-item terms)"""
+    vf_coef: float = 0.5
+    """weight of the value loss (baseline="value" only)"""
+    batch_size: Optional[int] = None
+    """(step, trajectory) rows per gradient-accumulation chunk (None: one chunk)"""
+    score_grad: bool = False
+    """also follow the exact reward gradient in the parameters that score the final state (adapter.scores)"""
 
-    def __init__(
-        self,
-        policy: Union[str, Path, Type[DenoiserPolicy], DenoiserAdapter],
-        env: Union[GymEnv, str, None],
-        learning_rate: Union[float, Schedule] = 1e-5,
-        n_traj_per_user: int = 4,
-        kl_coef: float = 0.0,
-        baseline: str = "group",
-        credit: str = "trajectory",
-        max_grad_norm: float = 1.0,
-        vf_coef: float = 0.5,
-        batch_size: Optional[int] = None,
-        train_last_k: Optional[int] = None,
-        exploration_scale: float = 1.0,
-        std_floor: float = 0.0,
-        log_prob_reduction: str = "sum",
-        denoiser_lr_scale: float = 1.0,
-        score_grad: bool = False,
-        policy_kwargs: Optional[Dict[str, Any]] = None,
-        stats_window_size: int = 100,
-        tensorboard_log: Optional[str] = None,
-        verbose: int = 0,
-        seed: Optional[int] = None,
-        device: Union[torch.device, str] = "auto",
-        _init_setup_model: bool = True,
-    ):
-        self.score_grad = bool(score_grad)
-        if baseline not in BASELINES:
-            raise ValueError(f"baseline={baseline!r}: expected one of {BASELINES}")
-        if credit not in CREDITS:
-            raise ValueError(f"credit={credit!r}: expected one of {CREDITS}")
-        if credit == "item" and baseline == "value":
+    @property
+    def min_traj_per_user(self) -> int:
+        return 2 if self.baseline == "group" else 1
+
+    def check(self) -> None:
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline={self.baseline!r}: expected one of {BASELINES}")
+        if self.credit not in CREDITS:
+            raise ValueError(f"credit={self.credit!r}: expected one of {CREDITS}")
+        if self.credit == "item" and self.baseline == "value":
             raise ValueError("credit='item' needs baseline='group' (per-item group means) or 'none': the value head "
                              "predicts the scalar reward, not per-item terms")
-        if credit == "item" and train_last_k != 1:
-            raise ValueError(f"credit='item' needs train_last_k=1 (got {train_last_k!r}): only "
+        if self.credit == "item" and self.train_last_k != 1:
+            raise ValueError(f"credit='item' needs train_last_k=1 (got {self.train_last_k!r}): only "
                              "the last reverse step x1 -> x0 factorises over items; earlier steps mix the items through "
                              "the denoiser, so per-item reward terms are not valid credit for them")
-        if not vf_coef >= 0:
-            raise ValueError(f"need vf_coef >= 0; got {vf_coef}")
-        if batch_size is not None and int(batch_size) < 1:
-            raise ValueError(f"batch_size={batch_size}: must be >= 1 (or None)")
-        self.baseline, self.credit, self.vf_coef = baseline, credit, float(vf_coef)
-        self.batch_size = None if batch_size is None else int(batch_size)
-        super().__init__(policy, env, learning_rate, n_traj_per_user=n_traj_per_user, kl_coef=kl_coef,
-                         max_grad_norm=max_grad_norm, train_last_k=train_last_k, exploration_scale=exploration_scale,
-                         std_floor=std_floor, log_prob_reduction=log_prob_reduction,
-                         denoiser_lr_scale=denoiser_lr_scale, policy_kwargs=policy_kwargs,
-                         stats_window_size=stats_window_size, tensorboard_log=tensorboard_log, verbose=verbose,
-                         seed=seed, device=device, min_traj_per_user=2 if baseline == "group" else 1)
-        if _init_setup_model:
-            self._setup_model()
+        if not self.vf_coef >= 0:
+            raise ValueError(f"need vf_coef >= 0; got {self.vf_coef}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size}: must be >= 1 (or None)")
+        super().check()
+
+
+class ReFiT(ChainAlgorithm):
+    """REINFORCE fine-tuning of a diffusion backbone (see the module docstring; the construction, the
+    loop, saving and loading are :class:`~agents.chain.ChainAlgorithm`'s, the hyperparameters
+    :class:`ReFiTConfig`'s).
+
+    ``credit="item"`` (see the module docstring) needs ``train_last_k=1``, a reward with ``item_terms``, a
+    ``BatchedDenoisingEnv`` and ``baseline`` "group" or "none". ``score_grad=True`` adds the exact gradient of
+    the reward in the parameters that *score* the final state (``adapter.scores``, e.g. DreamRec's item
+    embeddings), the final states held fixed: ``grad E[R_theta(x0)] = E[R grad log pi] + E[grad_theta R_theta(x0)]``;
+    the chain itself still learns by REINFORCE only. It needs a ``BatchedDenoisingEnv`` and a differentiable
+    reward, and is a no-op for backbones whose ``scores`` has no parameters (DiffRec's identity).
+    """
+
+    config_class = ReFiTConfig
 
     def _check_env(self) -> None:
         """Raise ValueError for an unusable pairing: ``score_grad`` without a differentiable terminal reward;

@@ -3,8 +3,8 @@
 One row per registered ``refit_gym/...`` id, plain strings and no imports, so every layer may read it. The
 rest derives from it: the ids gymnasium registers and their keyword defaults (:data:`refit_gym.envs.ENV_SPECS`,
 the row without ``scenario``), ``ENV_IDS``, the scenario of an id or a backbone
-(:func:`refit_gym.scenarios.scenario_for`, ``SCENARIO_OF_BACKBONE``), a scenario's default reward and the
-backbones' display names (:data:`BACKBONE_LABELS`, in tables and figures).
+(:func:`refit_gym.scenarios.scenario_for`, ``SCENARIO_OF_BACKBONE``), a scenario's and a backbone kind's default
+reward (``REWARD_OF_BACKBONE``) and the backbones' display names (:data:`BACKBONE_LABELS`, in tables and figures).
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ ENVIRONMENTS: Dict[str, Dict[str, str]] = {
 MAKE_KEYS = ("backbone", "reward", "data")
 #: backbone kind -> the scenario it belongs to (one row per kind: a kind has one environment id)
 SCENARIO_OF_BACKBONE: Dict[str, str] = {row["backbone"]: row["scenario"] for row in ENVIRONMENTS.values()}
+#: backbone kind -> its environment id's default reward (what the builders of :mod:`refit_gym.envs.factory` use)
+REWARD_OF_BACKBONE: Dict[str, str] = {row["backbone"]: row["reward"] for row in ENVIRONMENTS.values()}
 #: backbone kind -> display name
 BACKBONE_LABELS: Dict[str, str] = {row["backbone"]: row["label"] for row in ENVIRONMENTS.values()}
 
@@ -39,4 +41,4 @@ def environment(env_id: str) -> Dict[str, str]:
     return ENVIRONMENTS[env_id]
 
 
-__all__ = ["BACKBONE_LABELS", "ENVIRONMENTS", "MAKE_KEYS", "SCENARIO_OF_BACKBONE", "environment"]
+__all__ = ["BACKBONE_LABELS", "ENVIRONMENTS", "MAKE_KEYS", "REWARD_OF_BACKBONE", "SCENARIO_OF_BACKBONE", "environment"]

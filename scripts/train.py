@@ -14,7 +14,9 @@ Examples::
 Hyperparameters: the defaults of ``agents/hyperparams/<algo>.yml`` updated by ``--hyperparams FILE``,
 both in rl-zoo3's format (top-level key = environment id; ``n_timesteps``, ``n_envs``, ``policy``,
 ``policy_kwargs`` as a dict or a ``"dict(...)"`` string of literals, learning rates as numbers or
-``"lin_<value>"``; the rest are keyword arguments of the algorithm).
+``"lin_<value>"``; the rest are keyword arguments of the algorithm: the fields of its config dataclass,
+e.g. ``agents.ReFiTConfig``, or SB3's constructor parameters for PPO/A2C). An unknown key or a value of the
+wrong type stops the run with an error naming the file, the environment id and the key.
 
 Writes to ``--out``: ``last_model.zip`` (the full agent: weights, optimizer, RNG state and step count,
 every ``--save-freq`` steps and at the end), ``best.pt`` (backbone checkpoint of the best validation
@@ -22,7 +24,8 @@ every ``--save-freq`` steps and at the end), ``best.pt`` (backbone checkpoint of
 backbone at the end), ``metrics.json`` (validation and test metrics of the pretrained backbone, the
 final and the best model, and the validation learning curve against training wall-clock), ``learning_curve.png``
 (validation Recall@20 / NDCG@20 against steps, the pretrained start and the selected model marked), ``run.json``
-(the settings ``--resume`` reuses), ``hyperparams.yml``, ``progress.csv``. Exported ``.pt`` files are plain
+(the settings ``--resume`` reuses), ``hyperparams.yml`` (the configuration as used, every default filled in),
+``progress.csv``. Exported ``.pt`` files are plain
 backbone checkpoints: ``scripts/evaluate.py --checkpoint OUT/best.pt``.
 
 The work is done by :func:`refit_gym.experiments.finetune.finetune`; this script parses the command line and, without

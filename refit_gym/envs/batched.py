@@ -28,8 +28,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from refit_gym.data.dataset import InteractionData
 from refit_gym.diffusion.adapters import DenoiserAdapter
-from refit_gym.envs.core import (DEFAULT_ACTION_BOUND, DenoisingProcess, ProcessViews, check_user, check_users,
-                                 draw_episode, reset_option, resolve_backbone)
+from refit_gym.envs.core import (DEFAULT_ACTION_BOUND, DEFAULT_REWARD, DenoisingProcess, ProcessViews, check_user,
+                                 check_users, draw_episode, reset_option, resolve_backbone)
 from refit_gym.rewards import Reward
 
 _SLOT_ATTRS = ("np_random", "user")
@@ -63,7 +63,7 @@ class BatchedDenoisingEnv(ProcessViews, VecEnv):
     metadata = {"render_modes": []}
 
     def __init__(self, data: InteractionData, backbone: Union[DenoiserAdapter, str, Path], n_envs: int = 1,
-                 reward: Union[str, Reward, Any] = "refit", device="cpu", reward_kwargs: Optional[Dict] = None,
+                 reward: Union[str, Reward, Any] = DEFAULT_REWARD, device="cpu", reward_kwargs: Optional[Dict] = None,
                  action_bound: float = DEFAULT_ACTION_BOUND, seed: Optional[int] = None):
         if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs={n_envs!r}: expected a positive integer")
@@ -246,7 +246,7 @@ class DenoisingVectorEnv(VectorEnv):
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, data: InteractionData, backbone: Union[DenoiserAdapter, str, Path], num_envs: int = 1,
-                 reward: Union[str, Reward, Any] = "refit", device="cpu", reward_kwargs: Optional[Dict] = None,
+                 reward: Union[str, Reward, Any] = DEFAULT_REWARD, device="cpu", reward_kwargs: Optional[Dict] = None,
                  action_bound: float = DEFAULT_ACTION_BOUND):
         self.batched = BatchedDenoisingEnv(data, backbone, num_envs, reward, device, reward_kwargs, action_bound)
         self.num_envs = self.batched.num_envs

@@ -32,6 +32,9 @@ from refit_gym.rewards import Reward, RewardState, make_reward
 from refit_gym.rewards.base import KEY_HIGH, draw_episode_keys, mix64
 
 DEFAULT_ACTION_BOUND = 1e3
+#: the reward of an environment class built without ``reward=`` (``gymnasium.make(id)`` and the
+#: :mod:`refit_gym.envs.factory` builders take the id's own from :data:`refit_gym.registry.ENVIRONMENTS`)
+DEFAULT_REWARD = "refit"
 
 
 def draw_episode(rng: np.random.Generator, n_users: int, user: Optional[int] = None) -> Tuple[int, np.uint64]:
@@ -202,7 +205,7 @@ class DenoisingProcess:
         action_bound: actions (and ``x``) must lie in ``[-action_bound, action_bound]``.
     """
 
-    def __init__(self, data: InteractionData, adapter: DenoiserAdapter, reward: Union[str, Reward, Any] = "refit",
+    def __init__(self, data: InteractionData, adapter: DenoiserAdapter, reward: Union[str, Reward, Any],
                  device="cpu", reward_kwargs: Optional[Dict] = None, action_bound: float = DEFAULT_ACTION_BOUND):
         source, data = data, as_interactions(data)  # TypeError for anything else
         if not isinstance(adapter, DenoiserAdapter):

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 UNTRAINED = "untrained"
+#: ``torch`` seed of a ``checkpoint="untrained"`` backbone's initial weights unless ``backbone_seed=`` says otherwise
+DEFAULT_BACKBONE_SEED = 0
 RECIPE_VERSION = 1
 #: pretraining of the cached default backbones (PretrainConfig overrides; the architecture is the scenario's)
 DEFAULT_RECIPE = dict(epochs=10, patience=0, seed=0)
@@ -91,5 +93,5 @@ def no_checkpoint_error(env_kind: str, data: Any):
         f"checkpoint='DIR/best.pt', or pass checkpoint='{UNTRAINED}' for a randomly initialised backbone")
 
 
-__all__ = ["DEFAULT_RECIPE", "RECIPE_VERSION", "UNTRAINED", "cache_dir", "default_checkpoint",
+__all__ = ["DEFAULT_BACKBONE_SEED", "DEFAULT_RECIPE", "RECIPE_VERSION", "UNTRAINED", "cache_dir", "default_checkpoint",
            "default_checkpoint_path", "is_synthetic_spec", "no_checkpoint_error"]

@@ -15,8 +15,8 @@ import torch
 
 from refit_gym.data.dataset import InteractionData
 from refit_gym.diffusion.adapters import DenoiserAdapter
-from refit_gym.envs.core import (DEFAULT_ACTION_BOUND, DenoisingProcess, ProcessViews, check_user, draw_episode,
-                                 reset_option, resolve_backbone)
+from refit_gym.envs.core import (DEFAULT_ACTION_BOUND, DEFAULT_REWARD, DenoisingProcess, ProcessViews, check_user,
+                                 draw_episode, reset_option, resolve_backbone)
 from refit_gym.rewards import Reward
 
 
@@ -58,8 +58,8 @@ class DenoisingEnv(ProcessViews, gym.Env):
         backbone: a :class:`~refit_gym.diffusion.adapters.DenoiserAdapter` on ``device`` or a
             checkpoint path (loaded with ``load_backbone``). The env only calls the adapter
             interface, under ``torch.no_grad``, and never changes its train/eval mode.
-        reward: "refit" (default), "topk", "reconstruction", a Reward or a callable (see
-            :func:`refit_gym.rewards.make_reward`).
+        reward: a reward name (default :data:`~refit_gym.envs.core.DEFAULT_REWARD`, ``"refit"``), a Reward or a
+            callable (see :func:`refit_gym.rewards.make_reward`).
         device: torch device of the internal tensors.
         reward_kwargs: keyword arguments of the reward (e.g. ``{"holdout": 0.2, "tau": 1.0}``).
         action_bound: the finite bound of the action and ``x`` boxes.
@@ -71,7 +71,7 @@ class DenoisingEnv(ProcessViews, gym.Env):
     #: side in pixels of one value's cell in the ``rgb_array`` image
     RENDER_CELL = 4
 
-    def __init__(self, data: InteractionData, backbone: Union[DenoiserAdapter, str, Path], reward: Union[str, Reward, Any] = "refit",
+    def __init__(self, data: InteractionData, backbone: Union[DenoiserAdapter, str, Path], reward: Union[str, Reward, Any] = DEFAULT_REWARD,
                  device="cpu", reward_kwargs: Optional[Dict] = None, action_bound: float = DEFAULT_ACTION_BOUND,
                  render_mode: Optional[str] = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

@@ -13,6 +13,8 @@
   :mod:`refit_gym.envs.defaults`); ``"untrained"``: a *freshly initialised* backbone built with
   ``build_backbone(kind, data, **backbone_kwargs)`` (weights drawn under ``torch`` seed ``backbone_seed``,
   without touching the global RNG, eval mode) -- for tests and speed benchmarks only.
+* ``reward``: None (default): the reward of the id's row in :data:`refit_gym.registry.ENVIRONMENTS` (the row
+  whose backbone kind is ``backbone``; ``gymnasium.make`` passes it from the registered spec).
 * the other keyword arguments as :class:`~refit_gym.envs.denoising.DenoisingEnv`.
 
 One shared backbone and dataset: environments made in one process from the same data *spec string* (the way
@@ -38,8 +40,10 @@ from refit_gym.data.dataset import InteractionData, as_interactions
 from refit_gym.diffusion.adapters import DenoiserAdapter, build_backbone
 from refit_gym.envs.batched import BatchedDenoisingEnv, DenoisingVectorEnv
 from refit_gym.envs.core import DEFAULT_ACTION_BOUND, check_denoising_spaces
-from refit_gym.envs.defaults import UNTRAINED, default_checkpoint, is_synthetic_spec, no_checkpoint_error
+from refit_gym.envs.defaults import (DEFAULT_BACKBONE_SEED, UNTRAINED, default_checkpoint, is_synthetic_spec,
+                                     no_checkpoint_error)
 from refit_gym.envs.denoising import DenoisingEnv
+from refit_gym.registry import REWARD_OF_BACKBONE
 
 if TYPE_CHECKING:
     from refit_gym.data.sequential import SequentialData
@@ -91,7 +95,7 @@ def _load_or_build(kind: str, data, checkpoint, device, backbone_kwargs, backbon
 
 
 def build_env_backbone(kind: str, data, checkpoint: Optional[Union[str, Path]] = None, device="cpu",
-                       backbone_kwargs: Optional[Dict[str, Any]] = None, backbone_seed: int = 0,
+                       backbone_kwargs: Optional[Dict[str, Any]] = None, backbone_seed: int = DEFAULT_BACKBONE_SEED,
                        data_spec: Optional[Union[str, Path]] = None) -> DenoiserAdapter:
     """The backbone of a registered id (see the module docstring for ``checkpoint``), shared between calls.
 
@@ -170,41 +174,43 @@ def check_env_data(kind: str, data) -> None:
         raise DataError(f"{e}. A {kind} environment needs such data; its synthetic one is data={spec!r}") from None
 
 
-def _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed):
+def _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, reward):
+    """(dataset, backbone, reward: ``reward``, or the registry's for the ``backbone`` kind when None)."""
     spec = data if isinstance(data, (str, Path)) else None
     data = resolve_data(data)
     check_env_data(backbone, data)
-    return data, build_env_backbone(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, spec)
+    reward = REWARD_OF_BACKBONE[backbone] if reward is None else reward
+    return data, build_env_backbone(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, spec), reward
 
 
 def make_env(backbone: str, data: Union[InteractionData, str, Path], checkpoint: Optional[Union[str, Path]] = None,
-             reward: Any = "refit", device="cpu", reward_kwargs: Optional[Dict] = None,
-             backbone_kwargs: Optional[Dict] = None, backbone_seed: int = 0,
+             reward: Any = None, device="cpu", reward_kwargs: Optional[Dict] = None,
+             backbone_kwargs: Optional[Dict] = None, backbone_seed: int = DEFAULT_BACKBONE_SEED,
              action_bound: float = DEFAULT_ACTION_BOUND, render_mode: Optional[str] = None) -> DenoisingEnv:
     """Entry point of the registered ids: a :class:`DenoisingEnv` (``backbone`` is the id's kind; ``render_mode``
     None, ``"ansi"``, ``"human"`` or ``"rgb_array"``, see :meth:`DenoisingEnv.render`)."""
-    data, adapter = _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed)
+    data, adapter, reward = _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, reward)
     return DenoisingEnv(data, adapter, reward, device, reward_kwargs, action_bound, render_mode)
 
 
 def make_batched_env(backbone: str, data: Union[InteractionData, str, Path], n_envs: int = 1,
-                     checkpoint: Optional[Union[str, Path]] = None, reward: Any = "refit", device="cpu",
+                     checkpoint: Optional[Union[str, Path]] = None, reward: Any = None, device="cpu",
                      reward_kwargs: Optional[Dict] = None, backbone_kwargs: Optional[Dict] = None,
-                     backbone_seed: int = 0, action_bound: float = DEFAULT_ACTION_BOUND,
+                     backbone_seed: int = DEFAULT_BACKBONE_SEED, action_bound: float = DEFAULT_ACTION_BOUND,
                      seed: Optional[int] = None) -> BatchedDenoisingEnv:
     """An SB3 :class:`BatchedDenoisingEnv` built like :func:`make_env`."""
-    data, adapter = _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed)
+    data, adapter, reward = _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, reward)
     return BatchedDenoisingEnv(data, adapter, n_envs, reward, device, reward_kwargs, action_bound, seed)
 
 
 def make_vector_env(backbone: str, data: Union[InteractionData, str, Path], num_envs: int = 1,
-                    checkpoint: Optional[Union[str, Path]] = None, reward: Any = "refit", device="cpu",
+                    checkpoint: Optional[Union[str, Path]] = None, reward: Any = None, device="cpu",
                     reward_kwargs: Optional[Dict] = None, backbone_kwargs: Optional[Dict] = None,
-                    backbone_seed: int = 0, action_bound: float = DEFAULT_ACTION_BOUND,
+                    backbone_seed: int = DEFAULT_BACKBONE_SEED, action_bound: float = DEFAULT_ACTION_BOUND,
                     render_mode: Optional[str] = None) -> DenoisingVectorEnv:
     """Vector entry point of the registered ids: a gymnasium :class:`DenoisingVectorEnv`."""
     if render_mode is not None:
         raise ValueError(f"render_mode={render_mode!r}: the vector environment renders nothing; use None "
                          "(or vectorization_mode='sync', whose single environments render)")
-    data, adapter = _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed)
+    data, adapter, reward = _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, reward)
     return DenoisingVectorEnv(data, adapter, num_envs, reward, device, reward_kwargs, action_bound)

@@ -26,7 +26,8 @@ from typing import Any, Callable, Dict, Optional, Union
 
 import yaml
 
-from refit_gym.experiments.hyperparams import FinetuneError, HyperparamsLike, load_hyperparams, split_hyperparams
+from refit_gym.experiments.hyperparams import (FinetuneError, HyperparamsLike, load_hyperparams, resolve_hyperparams,
+                                               split_hyperparams)
 from refit_gym.io_safety import locks_output, write_json_atomic
 
 #: validation metric of the model selection unless told otherwise
@@ -190,7 +191,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
              eval_freq: int = 0, save_freq: int = 0, resume: bool = False, tensorboard_log: Optional[str] = None,
              n_timesteps: Optional[int] = None, progress: bool = False, verbose: int = 0,
              select_metric: str = DEFAULT_SELECT_METRIC, pretrained_metrics: Optional[Dict[str, Dict[str, float]]] = None,
-             log: Callable[[str], None] = default_log, collapse_ratio: Optional[float] = None) -> Dict[str, Any]:
+             log: Callable[[str], None] = default_log, collapse_ratio: Optional[float] = None,
+             hyperparams_source: Optional[str] = None) -> Dict[str, Any]:
     """Fine-tune the backbone ``checkpoint`` with ``algo`` on the environment ``env_id``; returns the metrics.
 
     Args:
@@ -203,6 +205,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
             ``env_id``'s scenario (``refit-seq`` for DreamRec). Its constructor arguments come from the
             hyperparameters' ``reward_kwargs``.
         hyperparams: override of the defaults (see :func:`~refit_gym.experiments.hyperparams.load_hyperparams`).
+            The resolved configuration (every default filled in) is written to ``out/hyperparams.yml`` and
+            ``metrics.json``.
         seed: seed of the agent and the environment.
         device: ``cpu``, ``cuda`` or ``auto``.
         out: output folder (created): ``best.pt``, ``final.pt``, ``last_model.zip``, ``train_state.json``,
@@ -222,6 +226,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         log: receives one human-readable line per event.
         collapse_ratio: stop with :class:`agents.guards.DivergenceError` when validation ``select_metric``
             falls below this fraction of the best one (None: never; e.g. 0.5).
+        hyperparams_source: how errors name a dict ``hyperparams`` (e.g. the ladder's recipe and rung).
 
     Safety: ``out`` is locked for the run (a second run on it raises
     :class:`refit_gym.io_safety.OutputLockedError` naming the holder's pid); saves happen after updates;
@@ -238,10 +243,10 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         The same dict is written to ``out/metrics.json``.
 
     Raises:
-        FinetuneError: unknown ``algo``/``env_id``, missing checkpoint or hyperparameter file.
+        FinetuneError: unknown ``algo``/``env_id``, missing checkpoint or hyperparameter file, an unknown
+            hyperparameter or one of the wrong type (naming the file, the environment id and the key).
         agents.NonFiniteTrainingError: training diverged (the last good ``last_model.zip`` is kept).
     """
-    import gymnasium
     from stable_baselines3.common.logger import Logger, make_output_format
     from stable_baselines3.common.vec_env import VecMonitor
 
@@ -267,12 +272,14 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     out.mkdir(parents=True, exist_ok=True)
     set_global_seed(seed)
 
-    params = load_hyperparams(algo, env_id, hyperparams)
-    write_text_atomic(out / "hyperparams.yml", yaml.safe_dump({env_id: params}, sort_keys=True))
+    # the configuration as used: every default filled in, the reward and n_timesteps as run
+    params = resolve_hyperparams(algo, env_id, load_hyperparams(algo, env_id, hyperparams, source=hyperparams_source))
     zoo, kwargs = split_hyperparams(params)
-    n_timesteps = int(n_timesteps if n_timesteps is not None else zoo.get("n_timesteps", 1e5))
-    n_envs = int(zoo.get("n_envs", 16))
-    reward = reward or zoo.get("reward") or gymnasium.spec(env_id).kwargs["reward"]
+    reward = reward or zoo["reward"]
+    params.update(reward=reward if isinstance(reward, str) else str(reward),
+                  n_timesteps=zoo["n_timesteps"] if n_timesteps is None else int(n_timesteps))
+    write_text_atomic(out / "hyperparams.yml", yaml.safe_dump({env_id: params}, sort_keys=True))
+    n_timesteps, n_envs = params["n_timesteps"], zoo["n_envs"]
     batched = make_batched_env(ENV_IDS[env_id], data, n_envs=n_envs, checkpoint=checkpoint, reward=reward,
                                reward_kwargs=zoo.get("reward_kwargs"), device=device, seed=seed)
     pretrained = batched.adapter  # the start: evaluated, and the first best.pt; never trained
@@ -281,7 +288,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     if algo in ON_POLICY_SB3:
         env = VecMonitor(batched)  # episode statistics for SB3's rollout/ep_rew_mean
         kwargs["policy_kwargs"]["checkpoint"] = str(checkpoint)
-        policy: Any = zoo.get("policy", DenoiserPolicy)
+        policy: Any = zoo["policy"]
         if isinstance(policy, str) and "." in policy:  # rl-zoo3's convention: a dotted class name
             import importlib
 

@@ -83,7 +83,7 @@ def _finetune_rung(rung: str, algo: str, env_id: str, data, checkpoint: Path, pa
     eval_freq = int(params.pop("eval_freq", 0))
     m = finetune(algo, env_id, data, checkpoint, reward=reward, hyperparams=params, seed=seed, device=device,
                  out=out, eval_freq=eval_freq, select_metric=select_metric, pretrained_metrics=pretrained,
-                 log=lambda s: log(f"{rung} seed {seed}: {s}"))
+                 log=lambda s: log(f"{rung} seed {seed}: {s}"), hyperparams_source=f"ladder recipe, rung {rung!r}")
     return dict(rung=rung, seed=seed, best=m["best"], final=m["final"], history=m["history"],
                 train_seconds=m["train_seconds"], reward=str(m["reward"]))
 

@@ -172,8 +172,7 @@ class Runner:
 
         path, _ = self.checkpoint(row.backbone, seed)
         params = self.settings.hyperparams[f"{row.method}|{row.env_id}"]
-        n_timesteps = int(float(params.get("n_timesteps", 1e5)))
-        eval_freq = max(n_timesteps // self.settings.eval_points, 1)
+        eval_freq = self.settings.eval_freq(row)
         if self.bar is not None:
             self.bar.set_postfix_str(f"{row.name} seed {seed}")
         m = finetune(row.algo, row.env_id, self.data, path, reward=row.reward, hyperparams=params, seed=seed,

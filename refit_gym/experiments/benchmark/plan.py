@@ -253,6 +253,14 @@ class Settings:
     #: fit settings of the baselines without a validation grid (e.g. SASRec's epochs); the seed is added per run
     baseline_kwargs: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
+    def eval_freq(self, row: "RowSpec") -> int:
+        """Returns the validation interval (environment steps) of the fine-tuned row ``row``: its run's
+        ``n_timesteps`` over ``eval_points``."""
+        from refit_gym.experiments.hyperparams import split_hyperparams
+
+        n_timesteps = split_hyperparams(self.hyperparams.get(f"{row.method}|{row.env_id}", {}))[0]["n_timesteps"]
+        return max(n_timesteps // self.eval_points, 1)
+
     def fingerprint(self) -> Dict[str, Any]:
         """Returns the settings as stored in ``plan.json`` (without ``data``)."""
         d = asdict(self)

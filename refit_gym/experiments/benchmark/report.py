@@ -330,8 +330,7 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
     for row in rows:
         if row.kind == "finetuned":
             hp = repo_relative(out / "hyperparams" / f"{row.method}-{row.backbone}.yml")
-            params = settings.hyperparams.get(f"{row.method}|{row.env_id}", {})
-            eval_freq = max(int(float(params.get("n_timesteps", 1e5))) // settings.eval_points, 1)
+            eval_freq = settings.eval_freq(row)
             lines.append("python " + shlex.join(["scripts/train.py", "--algo", row.algo, "--env", row.env_id, "--data",
                          settings.data, "--checkpoint", seed0_checkpoint(out, row.backbone), "--reward",
                          row.reward, "--hyperparams", str(hp), "--seed", "0", "--eval-freq", str(eval_freq),

@@ -90,7 +90,7 @@ def measure_scaling_point(spec: Dict[str, Any]) -> Dict[str, Any]:
 
     params = load_hyperparams("refit", spec["env_id"])  # the environment's default ReFiT hyperparameters
     zoo, kwargs = split_hyperparams(params)
-    n_envs = int(zoo.get("n_envs", 16))
+    n_envs = zoo["n_envs"]
     env = make_batched_env(spec["backbone"], data, n_envs=n_envs, checkpoint="untrained",
                            backbone_kwargs=spec["backbone_kwargs"], device=device, seed=SCALING_SEED)
     model = ReFiT(env.adapter, env, seed=SCALING_SEED, device=device, **kwargs)
