@@ -213,12 +213,13 @@ class ChainAlgorithm(BaseAlgorithm):
         """Users ``(N,)`` and episode keys ``(N,)``: ``n_envs / n_traj_per_user`` distinct users (with
         replacement across rollouts), each repeated ``n_traj_per_user`` times with one shared key."""
         n_groups = self.n_envs // self.n_traj_per_user
-        n_users = self.driver.n_users
+        pool = self.driver.train_users  # the data's training users (all of them but under user-split)
+        n_users = len(pool)
         g = self._generator
         users = torch.randperm(n_users, generator=g, device=g.device)[:n_groups] if n_groups <= n_users else \
             torch.randint(n_users, (n_groups,), generator=g, device=g.device)
         keys = torch.randint(0, 2**62, (n_groups,), generator=g, device=g.device)
-        users = users.cpu().numpy().astype(np.int64).repeat(self.n_traj_per_user)
+        users = pool[users.cpu().numpy()].astype(np.int64).repeat(self.n_traj_per_user)
         keys = keys.cpu().numpy().astype(np.uint64).repeat(self.n_traj_per_user)
         return users, keys
 

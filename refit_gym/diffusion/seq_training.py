@@ -21,7 +21,8 @@ from refit_gym.diffusion.training import seeded_generators
 def sequence_batches(seq_data, batch_size: int, max_len: int, generator: torch.Generator,
                      include_valid: bool = False, n_time_buckets: int = 0, device="cpu"
                      ) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    """Shuffled user batches of padded sequences.
+    """Shuffled batches of the padded sequences of the training users (``seq_data.train_users``: every user
+    under leave-one-out, the train users under user-split).
 
     Yields ``(seq (b, max_len) int64, buckets (b, max_len) int64 | None)`` on ``device``; buckets
     only when ``n_time_buckets > 0`` (the data must then have timestamps).
@@ -32,9 +33,10 @@ def sequence_batches(seq_data, batch_size: int, max_len: int, generator: torch.G
         if times is None:
             raise ValueError(f"data '{seq_data.name}' has no timestamps, but time buckets were requested")
         buckets = time_gap_buckets(times, n_time_buckets)
-    perm = torch.randperm(seq_data.n_users, generator=generator).numpy()
+    train_users = seq_data.train_users
+    perm = torch.randperm(len(train_users), generator=generator).numpy()
     for s in range(0, len(perm), batch_size):
-        idx = perm[s:s + batch_size]
+        idx = train_users[perm[s:s + batch_size]]
         yield (torch.as_tensor(items[idx], device=device),
                None if buckets is None else torch.as_tensor(buckets[idx], device=device))
 
@@ -85,11 +87,12 @@ def adapter_score_fn(adapter, seq_data, deterministic: bool = True, seed: int = 
                      ) -> Callable[[np.ndarray, str], torch.Tensor]:
     """A ``score_fn(users, split) -> (B, n_items)`` for :func:`refit_gym.metrics.evaluate_sequential`.
 
-    The visible items are the known items of the split (train for 'valid', train + valid for
-    'test'); every adapter also gets ``split`` (sequence adapters use it to handle repeat consumption
+    The visible items are the items of the split's history (``seq_data.history_items``: under leave-one-out
+    train for 'valid', train + valid for 'test'; under user-split the evaluated user's history); every adapter
+    also gets ``split`` (sequence adapters use it to handle repeat consumption
     exactly, history adapters ignore it).
     """
-    known = {s: seq_data.interactions().known_items(s) for s in ("valid", "test")}
+    known = {s: seq_data.history_items(s) for s in ("valid", "test")}
     gen = torch.Generator(adapter.device).manual_seed(seed)
 
     def score_fn(users: np.ndarray, split: str) -> torch.Tensor:
