@@ -119,6 +119,23 @@ def test_no_valid_or_test_user_in_training(folder):
     assert np.array_equal(pop, np.bincount(train_only.train_items, minlength=d.n_items))
 
 
+def test_pretraining_rows_hold_every_train_transition_once(folder):
+    """user-split trains all prefixes of the train users, however long: windows of max_len positions hold each
+    of their transitions exactly once (leave-one-out keeps its last-max_len rows)."""
+    from collections import Counter
+
+    from refit_gym.diffusion.seq_training import sequence_batches
+
+    d = load_sequential(folder, protocol="user-split", max_len=3)
+    rows = np.concatenate([s.numpy() for s, _ in sequence_batches(d, 5, 3, torch.Generator().manual_seed(0))])
+    assert rows.shape[1] == 3 and len(rows) > d.train_users.size
+    got = Counter((int(a), int(b)) for r in rows for a, b in zip(r[:-1], r[1:]) if a != d.pad_id)
+    want = Counter((a, b) for u in d.train_users for a, b in zip(row(d, u)[:-1], row(d, u)[1:]))
+    assert got == want
+    loo = load_sequential(folder, max_len=3)
+    assert np.array_equal(loo.training_rows(3)[0], loo.padded(3)[0])
+
+
 def test_histories_never_hold_their_target_and_are_at_most_max_len(folder):
     from refit_gym.diffusion.dreamrec import DreamRecAdapter
 

@@ -9,7 +9,8 @@
   the file, in that time order) and a seeded random split of the *users* into train / valid / test (default
   80/10/10). A train user's whole sequence is training data; a valid (test) user's last item is its target and
   the items before it are its history (truncated to the last ``max_len`` wherever a padded view is read,
-  10 by default as in those papers). Valid and test users never train.
+  10 by default as in those papers). Valid and test users never train. Training covers *all prefixes* of the
+  train users' sequences (:func:`prefix_windows`), however long, not only the last ``max_len`` items.
 
 :func:`apply_protocol` turns a leave-one-out :class:`~refit_gym.data.sequential.SequentialData` into the
 protocol's; :func:`~refit_gym.data.sequential.load_sequential` and :func:`~refit_gym.data.load_dataset`
@@ -98,6 +99,30 @@ def append_per_row(flat: np.ndarray, ptr: np.ndarray, values: np.ndarray):
     return np.insert(flat, ptr[1:], values), ptr + np.arange(len(ptr), dtype=ptr.dtype)
 
 
+def prefix_windows(ptr: np.ndarray, users: np.ndarray, width: int):
+    """Windows of at most ``width`` positions that hold every transition of the ``users``' rows exactly once.
+
+    Row ``u`` (positions ``ptr[u] .. ptr[u+1]-1``) is cut from its end into windows overlapping by one position
+    (ends ``e_j = ptr[u+1] - j (width - 1)``, starts ``max(ptr[u], e_j - width)``), so that the all-prefix loss
+    of a window trains each of its transitions once, with the window's items before it as history (1 to
+    ``width - 1`` items); the oldest window, when shorter than ``width``, also trains the first item from the
+    empty history. Returns ``(positions (nnz,), row_ptr (n_windows + 1,))`` int64: the windows as ragged rows
+    of positions into the rows' flat storage (window w is ``positions[row_ptr[w]:row_ptr[w+1]]``, oldest first)."""
+    width = int(width)
+    if width < 2:
+        raise ValueError(f"width={width}: windows need a history and a target (>= 2)")
+    users = np.asarray(users, dtype=np.int64)
+    starts, ends = ptr[users], ptr[users + 1]
+    n_win = np.maximum(1, -(-(ends - starts - 1) // (width - 1)))  # ceil((n - 1) / (width - 1)), at least 1
+    k = np.repeat(np.arange(len(users)), n_win)
+    j = np.arange(int(n_win.sum())) - np.repeat(np.cumsum(n_win) - n_win, n_win)
+    end = ends[k] - j * (width - 1)
+    start = np.maximum(starts[k], end - width)
+    size = end - start
+    row_ptr = np.concatenate([[0], np.cumsum(size)]).astype(np.int64)
+    return np.repeat(start - row_ptr[:-1], size) + np.arange(int(row_ptr[-1])), row_ptr
+
+
 def user_split(data, split_seed: int = 0, ratios: Sequence[float] = DEFAULT_RATIOS,
                max_len: Optional[int] = None):
     """The ``"user-split"`` dataset of a leave-one-out :class:`~refit_gym.data.sequential.SequentialData`.
@@ -150,4 +175,4 @@ def apply_protocol(data, protocol: str = "loo", split_seed: int = 0, ratios: Seq
 
 
 __all__ = ["DEFAULT_MAX_LEN", "DEFAULT_RATIOS", "PROTOCOLS", "PROTOCOL_KWARGS", "apply_protocol", "check_protocol",
-           "check_ratios", "resolve_split_users", "split_user_ids", "user_split"]
+           "check_ratios", "prefix_windows", "resolve_split_users", "split_user_ids", "user_split"]

@@ -49,7 +49,7 @@ import scipy.sparse as sp
 
 from refit_gym.data.dataset import DataError, InteractionData
 from refit_gym.data.seq_protocols import (DEFAULT_MAX_LEN, append_per_row, apply_protocol, check_protocol,
-                                          resolve_split_users)
+                                          prefix_windows, resolve_split_users)
 
 TIME_FORMAT = "YYYY-MM-DD HH:MM:SS"
 
@@ -259,12 +259,21 @@ class SequentialData:
         ts = None if times is None else pad_right_aligned(times, ptr, L, np.nan)
         return items, ts, np.minimum(np.diff(ptr), L)
 
-    def history(self, split: str, max_len: Optional[int] = None) -> np.ndarray:
-        """``(n_users, L)`` int64 right-aligned histories that predict ``split``'s targets (``pad_id`` on the left).
+    def training_rows(self, max_len: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The rows pretraining reads: ``(items (n_rows, max_len) int64, times (n_rows, max_len) float64 | None)``,
+        right-aligned. loo: every user's :meth:`padded` row (its last ``max_len`` items). user-split: the train
+        users' sequences cut by :func:`~refit_gym.data.seq_protocols.prefix_windows` (every transition once)."""
+        if self.protocol == "loo":
+            items, times, _ = self.padded(max_len)
+            return items[self.train_users], None if times is None else times[self.train_users]
+        idx, ptr = prefix_windows(self.train_ptr, self.train_users, max_len)
+        times = None if self.train_times is None else pad_right_aligned(self.train_times[idx], ptr, max_len, np.nan)
+        return pad_right_aligned(self.train_items[idx], ptr, max_len, self.pad_id), times
 
-        loo: the train sequence for 'valid', train sequence + validation item for 'test'. user-split: every
-        row as stored (a valid / test user's row is its history). Rows of users outside ``split`` are not
-        meaningful for it."""
+    def history(self, split: str, max_len: Optional[int] = None) -> np.ndarray:
+        """``(n_users, L)`` int64 right-aligned histories that predict ``split``'s targets (``pad_id`` on the left):
+        loo: the train sequence for 'valid', train sequence + validation item for 'test'; user-split: every
+        row as stored (a valid / test user's row is its history; other users' rows mean nothing for ``split``)."""
         if split not in ("valid", "test"):
             raise ValueError(f"split={split!r}: expected 'valid' or 'test'")
         return self.padded(max_len, include_valid=self.protocol == "loo" and split == "test")[0]
@@ -280,9 +289,7 @@ class SequentialData:
             rows = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(self.train_ptr))
             m = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, self.train_items)),
                               shape=(self.n_users, self.n_items))
-            m.data[:] = 1.0  # the constructor summed repeated (user, item) pairs
-            m.sort_indices()
-            self._history_items = m
+            m.data[:], self._history_items = 1.0, m  # the constructor summed repeated pairs, sorted the indices
         return self._history_items
 
     def held_out(self, split: str) -> np.ndarray:

@@ -21,22 +21,24 @@ from refit_gym.diffusion.training import seeded_generators
 def sequence_batches(seq_data, batch_size: int, max_len: int, generator: torch.Generator,
                      include_valid: bool = False, n_time_buckets: int = 0, device="cpu"
                      ) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    """Shuffled batches of the padded sequences of the training users (``seq_data.train_users``: every user
-    under leave-one-out, the train users under user-split).
+    """Shuffled batches of ``seq_data.training_rows(max_len)``: every user's last ``max_len`` items under
+    leave-one-out; windows holding every transition of the train users under user-split.
 
     Yields ``(seq (b, max_len) int64, buckets (b, max_len) int64 | None)`` on ``device``; buckets
     only when ``n_time_buckets > 0`` (the data must then have timestamps).
     """
-    items, times, _ = seq_data.padded(max_len, include_valid=include_valid)
+    if include_valid:
+        items, times, _ = seq_data.padded(max_len, include_valid=True)  # leave-one-out only (DataError otherwise)
+    else:
+        items, times = seq_data.training_rows(max_len)
     buckets = None
     if n_time_buckets:
         if times is None:
             raise ValueError(f"data '{seq_data.name}' has no timestamps, but time buckets were requested")
         buckets = time_gap_buckets(times, n_time_buckets)
-    train_users = seq_data.train_users
-    perm = torch.randperm(len(train_users), generator=generator).numpy()
+    perm = torch.randperm(len(items), generator=generator).numpy()
     for s in range(0, len(perm), batch_size):
-        idx = train_users[perm[s:s + batch_size]]
+        idx = perm[s:s + batch_size]
         yield (torch.as_tensor(items[idx], device=device),
                None if buckets is None else torch.as_tensor(buckets[idx], device=device))
 
