@@ -189,6 +189,9 @@ def test_dreamrec_pretrain_finetune_evaluate_under_user_split(tmp_path, folder):
     adapter = sc.build_backbone(d, **SEQ_KW)
     sc.pretrain(adapter, d, sc.pretrain_config(epochs=1, batch_size=16), out_dir=tmp_path / "pt", log=lambda s: None)
     ckpt = tmp_path / "pt" / "best.pt"
+    with pytest.raises(CheckpointError, match="field 'data.protocol' is 'user-split' in the file"):
+        sc.pretrain(sc.build_backbone(load_dataset(str(folder)), **SEQ_KW), load_dataset(str(folder)),
+                    sc.pretrain_config(epochs=2, batch_size=16), out_dir=tmp_path / "pt", resume=True, log=lambda s: None)
     assert checkpoint_protocol(ckpt) == {"protocol": "user-split", "split_seed": 0, "ratios": (0.8, 0.1, 0.1)}
     with pytest.raises(CheckpointError, match="pretrained under protocol.*'user-split'.*--protocol"):
         load_backbone(ckpt, load_dataset(str(folder)))  # leave-one-out data: refused by name
@@ -255,3 +258,36 @@ def test_evaluate_script_reuses_the_checkpoint_protocol(tmp_path, folder):
         evaluate.main(["--checkpoint", str(ckpt), "--data", str(folder), "--protocol", "loo"])
     pop = evaluate.main(["--baseline", "pop", "--data", str(folder), "--protocol", "user-split", "--json"])
     assert pop["n_users"] == 4
+
+
+def test_train_resume_keeps_the_protocol(tmp_path):
+    import argparse
+
+    from refit_gym.options import add_protocol_argument
+    from refit_gym.run_settings import apply_saved_run, save_run
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--data")
+    add_protocol_argument(p)
+    first = p.parse_args(["--data", "d", "--protocol", "user-split", "--split-seed", "3"])
+    for k in ("algo", "env", "checkpoint", "reward", "hyperparams", "seed", "select_metric", "n_timesteps",
+              "eval_freq", "save_freq", "tensorboard_log"):
+        setattr(first, k, None)
+    save_run(first, tmp_path, {})
+    again = argparse.Namespace(**{k: None for k in vars(first)})
+    apply_saved_run(again, [], tmp_path)
+    assert (again.protocol, again.split_seed) == ("user-split", 3)
+    changed = argparse.Namespace(**dict(vars(again), protocol="loo"))
+    with pytest.raises(SystemExit, match="--protocol loo differs from this run's 'user-split'"):
+        apply_saved_run(changed, ["protocol"], tmp_path)
+
+
+def test_time_aware_dreamrec_under_user_split():
+    from refit_gym.scenarios import SCENARIOS
+
+    d = load_dataset("synthetic-poi", protocol="user-split", n_users=40, n_items=30)
+    sc = SCENARIOS["poi"]
+    torch.manual_seed(0)
+    adapter = sc.build_backbone(d, **SEQ_KW)
+    sc.pretrain(adapter, d, sc.pretrain_config(epochs=1, batch_size=16), log=lambda s: None)
+    assert sc.evaluate_backbone(adapter, d, "test")["n_users"] == len(d.split_users["test"])
