@@ -258,19 +258,20 @@ class ChainAlgorithm(BaseAlgorithm):
 
     def _draw_episodes(self) -> Tuple[np.ndarray, np.ndarray]:
         """Users ``(N,)`` and episode keys ``(N,)``: ``n_envs / n_traj_per_user`` distinct users (with
-        replacement across rollouts), each repeated ``n_traj_per_user`` times with one shared key. Under
-        torch.distributed the groups of the global batch (``world_size`` times as many) are drawn and this
-        rank's block is returned."""
+        replacement across rollouts), each repeated ``n_traj_per_user`` times with one shared key; users are drawn
+        among the data's training users (all of them but under user-split). Under torch.distributed the groups
+        of the global batch (``world_size`` times as many) are drawn and this rank's block is returned."""
         distributed.check_same(self.n_envs, "n_envs (every rank's environment holds as many chains)")
         n_local = self.n_envs // self.n_traj_per_user
         n_groups = n_local * distributed.world_size()
-        n_users = self.driver.n_users
+        pool = self.driver.train_users
+        n_users = len(pool)
         g = self._generator
         users = torch.randperm(n_users, generator=g, device=g.device)[:n_groups] if n_groups <= n_users else \
             torch.randint(n_users, (n_groups,), generator=g, device=g.device)
         keys = torch.randint(0, 2**62, (n_groups,), generator=g, device=g.device)
         lo, hi = distributed.shard_bounds(n_groups)
-        users = users[lo:hi].cpu().numpy().astype(np.int64).repeat(self.n_traj_per_user)
+        users = pool[users[lo:hi].cpu().numpy()].astype(np.int64).repeat(self.n_traj_per_user)
         keys = keys[lo:hi].cpu().numpy().astype(np.uint64).repeat(self.n_traj_per_user)
         return users, keys
 

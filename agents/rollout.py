@@ -39,6 +39,7 @@ class TensorRollout:
 
     n_envs: int
     n_users: int
+    train_users: np.ndarray  # (n,) int64: the users episodes are drawn from (the data's training users)
 
     def reset(self, users: np.ndarray, keys: np.ndarray) -> Obs:
         raise NotImplementedError
@@ -74,6 +75,7 @@ class FastRollout(TensorRollout):
         self.env, self.device = env, torch.device(device)
         self.n_envs = int(env.num_envs)
         self.n_users = int(env.num_users)
+        self.train_users = np.asarray(env.train_users, dtype=np.int64)
 
     def reset(self, users: np.ndarray, keys: np.ndarray) -> Obs:
         obs = self.env.reset_tensors(users=users, keys=keys)
@@ -116,6 +118,7 @@ class VecEnvRollout(TensorRollout):
         self.env, self.device = env, torch.device(device)
         self.n_envs = int(env.num_envs)
         self.n_users = int(np.asarray(env.observation_space["user"].high).reshape(-1)[0]) + 1
+        self.train_users = np.asarray(env.get_attr("train_users", [0])[0], dtype=np.int64)
 
     def _tensors(self, obs: Dict[str, np.ndarray]) -> Obs:
         return {k: torch.as_tensor(np.asarray(v), device=self.device) for k, v in obs.items()}

@@ -90,7 +90,9 @@ class MostPopular(Recommender):
         if not hasattr(data, "train_items"):
             return super().fit(data)
         super().fit(data.interactions())  # users and items of the binary view; the counts keep the repeats
-        self.popularity = np.bincount(data.train_items, minlength=data.n_items).astype(np.float32)
+        rows = np.repeat(np.arange(data.n_users), np.diff(data.train_ptr))
+        trains = np.isin(rows, data.train_users)  # training rows only (user-split: not the evaluated histories)
+        self.popularity = np.bincount(data.train_items[trains], minlength=data.n_items).astype(np.float32)
         return self
 
     def _fit(self, train: sp.csr_matrix) -> None:

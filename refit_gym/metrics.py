@@ -307,8 +307,10 @@ def evaluate_sequential(score_fn: SeqScoreFn, seq_data, split: str = "test", ks:
                         users: Optional[np.ndarray] = None) -> Dict[str, float]:
     """Leave-one-out full-ranking metrics of sequence data.
 
-    One ground-truth item per user (the validation or test item), ranked against *all* items (no sampled
-    negatives); the history that scores is the train sequence for 'valid' and train + validation item for 'test'.
+    One ground-truth item per evaluated user (the validation or test item), ranked against *all* items (no
+    sampled negatives). The users are ``seq_data.split_users[split]`` (every user under leave-one-out, the
+    split's users under user-split); the history that scores is ``seq_data.history(split)``: the train
+    sequence for 'valid' and train + validation item for 'test' (loo), the items before the target (user-split).
     The usual leave-one-out ranking does *not* mask the history (repeat consumption is legitimate, e.g. POI
     revisits), hence ``mask_history=False`` by default; with True the known items of the split are excluded from
     the ranking *except* the ground truth itself. Ranks count strictly higher scores (ties favour the target);
@@ -320,7 +322,8 @@ def evaluate_sequential(score_fn: SeqScoreFn, seq_data, split: str = "test", ks:
         score_fn: ``score_fn(users (B,) int64, split) -> (B, n_items)`` scores (tensor or array).
         seq_data: the :class:`~refit_gym.data.sequential.SequentialData`.
         split: 'valid' or 'test'. ks: cut-offs. mask_history: see above.
-        batch_size: users per ``score_fn`` call. users: evaluate a subset (default: all).
+        batch_size: users per ``score_fn`` call. users: evaluate a subset of the split's users (default: all
+            of them; a user without a target in ``split`` is a ValueError).
     Returns:
         ``{"hitrate@K": float, "recall@K": float (= hitrate@K, one target per user), "ndcg@K": float
         for K in ks, "n_users": int}``.
@@ -328,8 +331,12 @@ def evaluate_sequential(score_fn: SeqScoreFn, seq_data, split: str = "test", ks:
     from refit_gym import distributed
 
     target_all = seq_data.held_out(split)
-    users = np.arange(seq_data.n_users) if users is None else np.asarray(users, dtype=np.int64)
-    known = seq_data.interactions().known_items(split) if mask_history else None
+    users = seq_data.split_users[split] if users is None else np.asarray(users, dtype=np.int64)
+    if len(users) and (target_all[users] < 0).any():
+        bad = users[target_all[users] < 0][0]
+        raise ValueError(f"user {int(bad)} has no {split!r} target under protocol {seq_data.protocol!r} (not in "
+                         f"split_users[{split!r}])")
+    known = seq_data.history_items(split) if mask_history else None
     lo, hi = distributed.shard_bounds(len(users))  # under torch.distributed each rank ranks its block (a collective)
     ranks = np.empty(hi - lo, dtype=np.int64)
     for s in range(lo, hi, batch_size):

@@ -1,7 +1,7 @@
 """``train --resume`` without repeating flags: the run's settings are saved in ``OUT/run.json`` and read back.
 
 A fresh ``refit-gym train`` writes ``OUT/run.json``: the settings that define the run (:data:`RUN_KEYS`: algorithm,
-environment, data, the backbone checkpoint it started from -- also one it pretrained itself --, reward,
+environment, data and its sequence protocol (``--protocol``, ``--split-seed``), the backbone checkpoint it started from -- also one it pretrained itself --, reward,
 hyperparameter file and its resolved contents, seed, selection metric) and the ones that may change between
 sessions (:data:`SESSION_KEYS`: ``n_timesteps``, ``eval_freq``, ``save_freq``, ``tensorboard_log``).
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 RUN_FILE = "run.json"
-RUN_KEYS = ("algo", "env", "data", "checkpoint", "reward", "hyperparams", "seed", "select_metric")
+RUN_KEYS = ("algo", "env", "data", "protocol", "split_seed", "checkpoint", "reward", "hyperparams", "seed", "select_metric")
 SESSION_KEYS = ("n_timesteps", "eval_freq", "save_freq", "tensorboard_log")
 
 

@@ -25,9 +25,10 @@ Evaluation protocols (full ranking over all items; K in ``Scenario.ks``: (10, 20
 * ``cf`` / ``social`` (:func:`refit_gym.metrics.evaluate`): Recall@K, NDCG@K, Precision@K, MRR@K,
   HitRate@K over the users with a non-empty ground truth; the user's known items (train, plus
   valid for 'test') are **masked**; diffusion backbones are conditioned on the train history.
-* ``sequential`` / ``poi`` (:func:`refit_gym.metrics.evaluate_sequential`): leave-one-out,
-  one target per user; the history is the train sequence for 'valid' and train + validation item
-  for 'test'; HR@K (``hitrate@K``) and NDCG@K; the history is **not masked** (repeat consumption is
+* ``sequential`` / ``poi`` (:func:`refit_gym.metrics.evaluate_sequential`): one target per evaluated
+  user under the data's protocol (:mod:`refit_gym.data.seq_protocols`): leave-one-out (every user; the
+  history is the train sequence for 'valid' and train + validation item for 'test') or user-split (the
+  split's users; the history is the items before the target, the last ``max_len``); HR@K (``hitrate@K``) and NDCG@K; the history is **not masked** (repeat consumption is
   legitimate, e.g. POI revisits; ``mask_history=False``), ties count in the target's favour.
   ``Scenario.mask_history`` records the convention.
 
@@ -67,9 +68,10 @@ def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, c
 
     The objective is :func:`refit_gym.diffusion.seq_training.pretrain_sequential`'s (all-prefix
     next-item loss, gradient norm clipped to 5) with one AdamW optimizer across epochs; each epoch
-    visits every user once in shuffled batches of ``cfg.batch_size`` users. After every
+    visits every training row once (``data.training_rows``: each user under leave-one-out, the train users'
+    windows under user-split) in shuffled batches of ``cfg.batch_size`` rows. After every
     ``cfg.eval_every`` epochs (and the last) the model is scored with ``evaluate_fn(adapter, data,
-    'valid')`` (default: the 'sequential' scenario's leave-one-out evaluation) and the best one (by
+    'valid')`` (default: the 'sequential' scenario's evaluation, under the data's protocol) and the best one (by
     ``cfg.metric``) is saved to ``out_dir/best.pt``. Early stopping after ``cfg.patience`` evaluations
     without gain. ``cfg.timestep_sampling`` and ``cfg.reweight`` do not apply (indices are uniform,
     DreamRec's choice).

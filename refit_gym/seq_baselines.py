@@ -75,15 +75,15 @@ class SASRec(nn.Module):
 
     @torch.no_grad()
     def scores(self, users: np.ndarray, split: str = "valid") -> torch.Tensor:
-        """``(B, n_items)`` scores for ``users`` of the fitted data: from the train sequence for
-        'valid', from train + validation item for 'test'."""
+        """``(B, n_items)`` scores for ``users`` of the fitted data from their history for ``split``
+        (:meth:`~refit_gym.data.sequential.SequentialData.history`)."""
         if self._data is None:
             raise RuntimeError("SASRec.scores needs fit(seq_data) first")
         if split not in ("valid", "test"):
             raise ValueError(f"split={split!r}: expected 'valid' or 'test'")
         key = f"_padded_{split}"
         if getattr(self, key, None) is None:
-            setattr(self, key, self._data.padded(self.max_len, include_valid=split == "test")[0])
+            setattr(self, key, self._data.history(split, self.max_len))
         seq = torch.as_tensor(getattr(self, key)[np.asarray(users)], device=self.device)
         return self.score_sequences(seq)
 

@@ -12,9 +12,11 @@ Examples::
 
 Baselines are fitted on the training split only. Without ``--param`` the hyperparameter (EASE's
 ``lam``, ItemKNN's ``k``) is chosen on the validation split over a fixed grid by ``--select-metric``.
-Sequential data (a ``dataset.pkl`` folder) is evaluated with its scenario's leave-one-out protocol
+Sequential data (a ``dataset.pkl`` folder) is evaluated with its scenario's protocol
 (``refit_gym.scenarios``: the sequence scenario of the checkpoint's backbone, else ``sequential``;
-HR@K = Recall@K and NDCG@K of each user's one held-out item; baselines ``pop`` and ``sasrec``).
+HR@K = Recall@K and NDCG@K of each evaluated user's one held-out item; baselines ``pop`` and ``sasrec``)
+under ``--protocol`` (default: the checkpoint's, else leave-one-out; a checkpoint pretrained under
+another protocol is refused).
 With ``--json`` exactly one JSON object is printed on stdout; every log line goes to stderr.
 """
 from __future__ import annotations
@@ -27,18 +29,18 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from refit_gym.cli import run_main
-from refit_gym.options import HelpFormatter, add_device_argument
+from refit_gym.options import HelpFormatter, add_device_argument, add_protocol_argument, protocol_kwargs
 
 
 def log(msg: str) -> None:
     print(f"[evaluate] {msg}", file=sys.stderr, flush=True)
 
 
-def load_data(spec: str):
-    """An InteractionData from ``spec`` (anything ``refit_gym.data.load_dataset`` accepts)."""
+def load_data(spec: str, **kwargs):
+    """An InteractionData from ``spec`` (anything ``refit_gym.data.load_dataset`` accepts; ``kwargs`` to it)."""
     from refit_gym.data import load_dataset
 
-    return load_dataset(spec)
+    return load_dataset(spec, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a classic baseline fitted on train (sequential data: pop, sasrec)")
     p.add_argument("--data", default="synthetic",
                    help="dataset spec accepted by refit_gym.data.load_dataset (default: synthetic)")
+    add_protocol_argument(p)
     p.add_argument("--split", choices=["valid", "test"], default="test")
     p.add_argument("--ks", type=int, nargs="+", default=[10, 20, 50, 100], help="cut-offs K")
     p.add_argument("--param", type=float, default=None,
@@ -144,11 +147,17 @@ def main(argv: Optional[List[str]] = None) -> Dict:
 
     device = resolve_device(args.device)
     t0 = time.perf_counter()
-    data = load_data(args.data)
+    protocol = protocol_kwargs(args)
+    if not protocol and args.checkpoint is not None and args.checkpoint.is_file():
+        from refit_gym.diffusion.checkpoint import checkpoint_protocol
+
+        protocol = checkpoint_protocol(args.checkpoint)  # the protocol the backbone was pretrained under
+    data = load_data(args.data, **protocol)
     log(f"data: {data.summary()}")
     if hasattr(data, "padded"):  # ordered sequences: the scenario's leave-one-out protocol
         res = run_sequential(args, data, device)
-        result = {**res, "split": args.split, "data": data.name, "seconds": round(time.perf_counter() - t0, 3)}
+        result = {**res, "split": args.split, "data": data.name, "protocol": data.protocol,
+                  "seconds": round(time.perf_counter() - t0, 3)}
         print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
         return result
     if args.baseline == "sasrec":

@@ -26,12 +26,13 @@ import yaml
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from refit_gym.options import HelpFormatter, add_device_argument
+    from refit_gym.options import HelpFormatter, add_device_argument, add_protocol_argument
     from refit_gym.experiments.ladder import RUNGS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--env", default="refit_gym/DiffRec-v0", help="registered environment id")
     p.add_argument("--data", help="dataset folder")
+    add_protocol_argument(p)
     p.add_argument("--checkpoint", type=Path, help="the pretrained backbone every rung starts from")
     p.add_argument("--recipe", type=Path, help="YAML {rung: settings}")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -71,7 +72,13 @@ def main(argv=None) -> dict:
         if not args.recipe.is_file():
             raise SystemExit(f"error: --recipe {args.recipe}: no such file")
         recipe = yaml.safe_load(args.recipe.read_text()) or {}
-        ladder = run_ladder(args.env, args.data, args.checkpoint, recipe, args.out, seeds=args.seeds, rungs=args.rungs,
+        from refit_gym.data import load_dataset
+        from refit_gym.diffusion.checkpoint import checkpoint_protocol
+        from refit_gym.options import protocol_kwargs
+
+        protocol = protocol_kwargs(args) or (checkpoint_protocol(args.checkpoint) if args.checkpoint.is_file() else {})
+        data = load_dataset(args.data, **protocol)  # default protocol: the checkpoint's
+        ladder = run_ladder(args.env, data, args.checkpoint, recipe, args.out, seeds=args.seeds, rungs=args.rungs,
                             device=resolve_device(args.device), select_metric=args.select_metric,
                             log=lambda s: print(f"[ladder] {s}", file=sys.stderr, flush=True))
     table = markdown_table(ladder)

@@ -43,7 +43,7 @@ from typing import Any, Dict
 from agents import ALGOS
 from refit_gym.experiments.finetune import DEFAULT_SELECT_METRIC, FinetuneError, finetune
 from refit_gym.cli import run_main
-from refit_gym.options import HelpFormatter, add_device_argument
+from refit_gym.options import HelpFormatter, add_device_argument, add_protocol_argument, protocol_kwargs
 
 
 def log(msg: str) -> None:
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default="refit_gym/DiffRec-v0", help="registered environment id")
     p.add_argument("--data", default=None, help="dataset spec for refit_gym.data.load_dataset (default: the "
                    "environment's synthetic dataset: synthetic, synthetic-social, synthetic-seq or synthetic-poi)")
+    add_protocol_argument(p)
     p.add_argument("--checkpoint", type=Path, default=None, help="pretrained backbone (default: pretrain one first)")
     p.add_argument("--pretrain-epochs", type=int, default=30, help="epochs of the pretraining run without --checkpoint")
     p.add_argument("--reward", default=None,
@@ -82,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print metrics.json on stdout")
     return p
+
+
+def data_protocol(args) -> Dict[str, Any]:
+    """The ``load_dataset`` protocol arguments of the run: ``--protocol`` / ``--split-seed`` (or the saved ones on
+    ``--resume``), else the protocol ``--checkpoint`` was pretrained under, else ``{}`` (the data's own split)."""
+    kw = protocol_kwargs(args)
+    if not kw and args.checkpoint is not None and Path(args.checkpoint).is_file():
+        from refit_gym.diffusion.checkpoint import checkpoint_protocol
+
+        kw = checkpoint_protocol(args.checkpoint)
+    return kw
 
 
 def obtain_backbone(args, data, kind: str, out: Path, device) -> Path:
@@ -142,12 +154,14 @@ def main(argv=None) -> Dict[str, Any]:
     if args.env not in ENV_IDS:
         raise SystemExit(f"error: --env {args.env!r}: known environment ids {sorted(ENV_IDS)}")
     args.data = args.data or ENV_SPECS[args.env]["data"]
-    spec = args.data
-    data = load_dataset(spec)
+    loaded = (args.data, data_protocol(args))
+    data = load_dataset(loaded[0], **loaded[1])
     out = args.out or Path("runs") / f"{args.algo}-{data.name}"
     saved = apply_saved_run(args, given_flags(build_parser, argv), out) if args.resume else {}
-    if args.data != spec:
-        data = load_dataset(args.data)  # the run's own data (OUT/run.json), not the default
+    if (args.data, data_protocol(args)) != loaded:  # the run's own data and protocol (OUT/run.json), not the default
+        data = load_dataset(args.data, **data_protocol(args))
+    # recorded in OUT/run.json (RUN_KEYS), so that --resume reloads the same protocol
+    args.protocol, args.split_seed = getattr(data, "protocol", None), getattr(data, "split_seed", None)
     device = resolve_device(args.device)
     params = load_hyperparams(args.algo, args.env, args.hyperparams)
     check_hyperparams(saved, params, out)

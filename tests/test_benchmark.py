@@ -454,3 +454,27 @@ def test_quick_sequence_continued_row(bench, tmp_path):
     assert "ndcg@20" in cont["history"][-1]  # validated at the end
     _, body = table_rows((out / "report.md").read_text())
     assert body[-1][0] == "DreamRec + continued pretraining" and body[-1][5].endswith("%")
+
+
+def test_quick_sequence_benchmark_under_user_split(bench, tmp_path):
+    """--protocol user-split reaches the data, the pretraining subprocess arguments, the checkpoints and plan.json;
+    the same --out without it is refused (the protocol is a setting)."""
+    from refit_gym.diffusion.checkpoint import checkpoint_protocol
+
+    data = write_sequence_folder(tmp_path / "tiny-seq", n_users=40)
+    out = tmp_path / "bench"
+    argv = ["--data", str(data), "--quick", "--out", str(out), "--device", "cpu", "--threads", "1", "--seeds", "0",
+            "--methods", "pop", "pretrained", "--protocol", "user-split", "--split-seed", "1"]
+    threads = torch.get_num_threads()
+    try:
+        res = bench.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    assert res["failed"] == []
+    settings = json.loads((out / "plan.json").read_text())["settings"]
+    assert settings["protocol"] == {"protocol": "user-split", "split_seed": 1}
+    assert checkpoint_protocol(out / "checkpoints" / "dreamrec-seed0.pt")["split_seed"] == 1
+    record = json.loads((out / "checkpoints" / "dreamrec-seed0.json").read_text())
+    assert record["argv"][-4:] == ["--protocol", "user-split", "--split-seed", "1"]
+    with pytest.raises(SystemExit, match=r"other settings \(protocol\)"):
+        bench.main(argv[:-4])

@@ -261,6 +261,12 @@ class InteractionData:
         )
 
     # ------------------------------------------------------------------ views
+    @property
+    def train_users(self) -> np.ndarray:
+        """``(n_users,)`` int64: the users whose rows are training data, every user (interaction data splits
+        interactions, not users; :class:`~refit_gym.data.sequential.SequentialData` under user-split differs)."""
+        return np.arange(self.n_users, dtype=np.int64)
+
     def split(self, name: str) -> sp.csr_matrix:
         """The CSR matrix of split ``name`` ('train', 'valid' or 'test')."""
         if name not in SPLITS:

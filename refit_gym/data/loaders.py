@@ -66,11 +66,29 @@ def load_dataset(spec: Union[str, "os.PathLike[str]"], **kwargs) -> InteractionD
     * ``ratings.dat`` or a ``.zip`` (MovieLens-1M), or a folder holding ``ratings.dat`` /
       ``ml-1m.zip``: :func:`load_movielens_raw`.
 
-    ``kwargs`` go to the chosen loader.
+    ``kwargs`` go to the chosen loader, except the protocol of sequence data (``protocol``, ``split_seed``,
+    ``ratios``: :mod:`refit_gym.data.seq_protocols`), which applies to ``dataset.pkl`` folders and the synthetic
+    sequence specs only.
 
     Raises:
-        DataError: the path does not exist or holds none of the formats above (the message lists them).
+        DataError: the path does not exist or holds none of the formats above (the message lists them), or a
+            protocol was given for data that is not sequences.
     """
+    from refit_gym.data.seq_protocols import PROTOCOL_KWARGS, apply_protocol
+
+    chosen = {k: kwargs.pop(k) for k in PROTOCOL_KWARGS if k in kwargs}
+    data = _load(spec, chosen, **kwargs)
+    if chosen and not hasattr(data, "split_users"):
+        raise DataError(f"{spec}: field 'protocol' is {chosen.get('protocol', 'loo')!r}, but the protocol (loo / "
+                        f"user-split) applies to sequence data (a dataset.pkl folder or synthetic-seq), not "
+                        f"{type(data).__name__}")
+    if chosen and data.protocol != chosen.get("protocol", "loo"):  # synthetic sequences: generated leave-one-out
+        data = apply_protocol(data, **chosen, max_len=kwargs.get("max_len"))
+    return data
+
+
+def _load(spec, protocol: dict, **kwargs):
+    """:func:`load_dataset` without the protocol: the loader of ``spec`` (``protocol`` goes to load_sequential)."""
     if isinstance(spec, str) and spec.partition(":")[0] in SYNTHETIC_SPECS:
         return load_synthetic(spec, **kwargs)
 
@@ -81,7 +99,7 @@ def load_dataset(spec: Union[str, "os.PathLike[str]"], **kwargs) -> InteractionD
         if (path / DIFFREC_FILES["train"]).is_file():
             return load_diffrec(path, **kwargs)
         if (path / "dataset.pkl").is_file():
-            return _load_sequential(path, **kwargs)
+            return _load_sequential(path, **protocol, **kwargs)
         if any(path.glob("*.inter")):
             return load_recbole(path, **kwargs)
         for raw in ("ratings.dat", "ml-1m.zip", "ml-1m/ratings.dat"):
@@ -93,7 +111,7 @@ def load_dataset(spec: Union[str, "os.PathLike[str]"], **kwargs) -> InteractionD
         if path.name == "ratings.dat" or path.suffix.lower() == ".zip":
             return load_movielens_raw(path, **kwargs)
         if path.name == "dataset.pkl":
-            return _load_sequential(path.parent, **kwargs)
+            return _load_sequential(path.parent, **protocol, **kwargs)
     raise DataError(f"{path}: unrecognised dataset format. Accepted dataset specs: {ACCEPTED_FORMATS}")
 
 

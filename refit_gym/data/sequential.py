@@ -1,4 +1,5 @@
-"""Sequential and POI datasets (leave-one-out), loaded safely from ``dataset.pkl``.
+"""Sequential and POI datasets, loaded safely from ``dataset.pkl`` (leave-one-out, or the user split of
+:mod:`refit_gym.data.seq_protocols`).
 
 Format (the one the sequential-recommendation community publishes, e.g. ``seq-beauty``,
 ``seq-ml-1m``, ``poi-gowalla``): a pickled dict of builtins only::
@@ -44,8 +45,11 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+import scipy.sparse as sp
 
 from refit_gym.data.dataset import DataError, InteractionData
+from refit_gym.data.seq_protocols import (DEFAULT_MAX_LEN, append_per_row, apply_protocol, check_protocol,
+                                          prefix_windows, resolve_split_users)
 
 TIME_FORMAT = "YYYY-MM-DD HH:MM:SS"
 
@@ -102,24 +106,29 @@ def pad_right_aligned(flat: np.ndarray, ptr: np.ndarray, max_len: int, fill) -> 
     return out
 
 
-def append_per_row(flat: np.ndarray, ptr: np.ndarray, values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Append ``values[r]`` at the end of every ragged row r; returns the new ``(flat, ptr)``."""
-    new_flat = np.insert(flat, ptr[1:], values)
-    return new_flat, ptr + np.arange(len(ptr), dtype=ptr.dtype)
 
 
 # ---------------------------------------------------------------------------------------------- dataset
 @dataclass
 class SequentialData:
-    """A leave-one-out sequential (or POI) dataset.
+    """A sequential (or POI) dataset under an evaluation protocol (:mod:`refit_gym.data.seq_protocols`).
+
+    Rows: ``train_items`` row ``u`` is user u's observed sequence before its held-out item(s). Under ``"loo"``
+    that is every user's train sequence; under ``"user-split"`` it is the full sequence of a train user and the
+    *history* of a valid / test user (an input at evaluation, never training data). Training reads only the
+    rows of :attr:`train_users` (``sequence_batches``, the rewards, the baselines); :meth:`interactions`'
+    ``train`` matrix holds only those rows.
 
     Attributes:
         name, source: short name and the file it came from.
         n_users, n_items: id-space sizes; items are 0-based, ``pad_id == n_items``.
-        max_len: length of the padded views below.
-        train_items: ``(nnz,)`` int64, every user's train sequence concatenated in time order.
+        max_len: length of the padded views below (the longest history a view holds).
+        train_items: ``(nnz,)`` int64, every user's row (above) concatenated in time order.
         train_ptr: ``(n_users + 1,)`` int64 row pointers into ``train_items``.
-        valid_item, test_item: ``(n_users,)`` int64, the held-out next item of each split.
+        valid_item, test_item: ``(n_users,)`` int64, the held-out next item of each split; -1 for a user
+            outside ``split_users[split]`` (user-split only).
+        protocol: ``"loo"`` or ``"user-split"``; split_seed, ratios: the user split's draw (None for loo).
+        split_users: ``{"train", "valid", "test"}`` -> sorted ``(n_s,)`` int64 user ids (every user for loo).
         train_times: ``(nnz,)`` float64 seconds aligned with ``train_items``, or None.
         valid_time, test_time: ``(n_users,)`` float64 seconds, or None.
         user_map, item_map: raw id -> 0-based index (from umap / smap), or None.
@@ -142,10 +151,15 @@ class SequentialData:
     user_map: Optional[Dict] = None
     item_map: Optional[Dict] = None
     source: str = "<memory>"
+    protocol: str = "loo"
+    split_users: Optional[Dict[str, np.ndarray]] = None
+    split_seed: Optional[int] = None
+    ratios: Optional[Tuple[float, float, float]] = None
     train_seq: np.ndarray = field(init=False, repr=False)
     train_len: np.ndarray = field(init=False, repr=False)
     train_ts: Optional[np.ndarray] = field(init=False, repr=False)
     _interactions: Optional[InteractionData] = field(default=None, init=False, repr=False, compare=False)
+    _history_items: Optional[sp.csr_matrix] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         where = self.source
@@ -161,11 +175,20 @@ class SequentialData:
         empty = np.flatnonzero(np.diff(self.train_ptr) <= 0)
         if len(empty):
             raise DataError(f"{where}: field 'train' of user {int(empty[0])} is an empty sequence")
+        self.split_users = resolve_split_users(self.protocol, self.split_users, self.n_users, where)
         for f in ("train_items", "valid_item", "test_item"):
             a = getattr(self, f)
             if f != "train_items" and a.shape != (self.n_users,):
                 raise DataError(f"{where}: field '{f}' has shape {a.shape}, expected ({self.n_users},)")
-            bad = np.flatnonzero((a < 0) | (a >= self.n_items))
+            held = np.ones(len(a), dtype=bool)
+            if f != "train_items":  # a target exactly for the split's users, -1 for the others
+                held[:] = False
+                held[self.split_users["valid" if f == "valid_item" else "test"]] = True
+                bad = np.flatnonzero(~held & (a != -1))
+                if len(bad):
+                    raise DataError(f"{where}: field '{f}' holds item {int(a[bad[0]])} for user {int(bad[0])}, "
+                                    f"who is not in split_users; expected -1")
+            bad = np.flatnonzero(held & ((a < 0) | (a >= self.n_items)))
             if len(bad):
                 raise DataError(f"{where}: field '{f}' holds item {int(a[bad[0]])} outside [0, {self.n_items})")
         if self.train_times is not None:
@@ -205,6 +228,11 @@ class SequentialData:
     def has_time(self) -> bool:
         return self.train_times is not None
 
+    @property
+    def train_users(self) -> np.ndarray:
+        """``(n_train,)`` int64: the users whose rows are training data (every user for loo)."""
+        return self.split_users["train"]
+
     def padded(self, max_len: Optional[int] = None, include_valid: bool = False
                ) -> Tuple[np.ndarray, Optional[np.ndarray], np.ndarray]:
         """Right-aligned padded sequences of every user.
@@ -217,6 +245,9 @@ class SequentialData:
             lengths (n_users,) int64)``.
         """
         L = self.max_len if max_len is None else int(max_len)
+        if include_valid and self.protocol != "loo":
+            raise DataError(f"{self.source}: protocol {self.protocol!r} has no validation item to append to every "
+                            "row (include_valid is leave-one-out only; use history(split))")
         if not include_valid and L == self.max_len:
             return self.train_seq, self.train_ts, self.train_len
         flat, ptr, times = self.train_items, self.train_ptr, self.train_times
@@ -228,8 +259,42 @@ class SequentialData:
         ts = None if times is None else pad_right_aligned(times, ptr, L, np.nan)
         return items, ts, np.minimum(np.diff(ptr), L)
 
+    def training_rows(self, max_len: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The rows pretraining reads: ``(items (n_rows, max_len) int64, times (n_rows, max_len) float64 | None)``,
+        right-aligned. loo: every user's :meth:`padded` row (its last ``max_len`` items). user-split: the train
+        users' sequences cut by :func:`~refit_gym.data.seq_protocols.prefix_windows` (every transition once)."""
+        if self.protocol == "loo":
+            items, times, _ = self.padded(max_len)
+            return items[self.train_users], None if times is None else times[self.train_users]
+        idx, ptr = prefix_windows(self.train_ptr, self.train_users, max_len)
+        times = None if self.train_times is None else pad_right_aligned(self.train_times[idx], ptr, max_len, np.nan)
+        return pad_right_aligned(self.train_items[idx], ptr, max_len, self.pad_id), times
+
+    def history(self, split: str, max_len: Optional[int] = None) -> np.ndarray:
+        """``(n_users, L)`` int64 right-aligned histories that predict ``split``'s targets (``pad_id`` on the left):
+        loo: the train sequence for 'valid', train sequence + validation item for 'test'; user-split: every
+        row as stored (a valid / test user's row is its history; other users' rows mean nothing for ``split``)."""
+        if split not in ("valid", "test"):
+            raise ValueError(f"split={split!r}: expected 'valid' or 'test'")
+        return self.padded(max_len, include_valid=self.protocol == "loo" and split == "test")[0]
+
+    def history_items(self, split: str) -> sp.csr_matrix:
+        """Binary CSR ``(n_users, n_items)`` float32: the items of each user's history for ``split`` (the
+        set of :meth:`history`'s items, before truncation to ``max_len``). loo: ``interactions().known_items``."""
+        if split not in ("valid", "test"):
+            raise ValueError(f"split={split!r}: expected 'valid' or 'test'")
+        if self.protocol == "loo":
+            return self.interactions().known_items(split)
+        if self._history_items is None:
+            rows = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(self.train_ptr))
+            m = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, self.train_items)),
+                              shape=(self.n_users, self.n_items))
+            m.data[:], self._history_items = 1.0, m  # the constructor summed repeated pairs, sorted the indices
+        return self._history_items
+
     def held_out(self, split: str) -> np.ndarray:
-        """The ``(n_users,)`` ground-truth item of ``split`` ('valid' or 'test')."""
+        """The ``(n_users,)`` ground-truth item of ``split`` ('valid' or 'test'); -1 for users outside
+        ``split_users[split]``."""
         if split == "valid":
             return self.valid_item
         if split == "test":
@@ -239,26 +304,40 @@ class SequentialData:
     def interactions(self) -> InteractionData:
         """The dataset as binary train / valid / test CSR matrices (cached).
 
-        The full train sequences are used (no ``max_len`` truncation); repeated (user, item) pairs,
+        The full train sequences of :attr:`train_users` are used (no ``max_len`` truncation; under user-split the
+        valid / test users' rows are histories, not training data: their ``train`` rows are empty, and their
+        ``valid`` / ``test`` rows hold their target); repeated (user, item) pairs,
         common in POI data, are merged and counted in ``dedup_counts['train']``; ``train_time`` holds
         the first visit's timestamp.
         """
         if self._interactions is None:
             users = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(self.train_ptr))
-            all_users = np.arange(self.n_users, dtype=np.int64)
+            trains = np.zeros(self.n_users, dtype=bool)
+            trains[self.train_users] = True
+            rows = trains[users]
+            v, t = self.split_users["valid"], self.split_users["test"]
             self._interactions = InteractionData.from_pairs(
-                np.stack([users, self.train_items], 1), np.stack([all_users, self.valid_item], 1),
-                np.stack([all_users, self.test_item], 1), n_users=self.n_users, n_items=self.n_items,
-                train_time=self.train_times, name=self.name, source=self.source, item_map=self.item_map,
+                np.stack([users[rows], self.train_items[rows]], 1), np.stack([v, self.valid_item[v]], 1),
+                np.stack([t, self.test_item[t]], 1), n_users=self.n_users, n_items=self.n_items,
+                train_time=None if self.train_times is None else self.train_times[rows], name=self.name,
+                source=self.source, item_map=self.item_map,
                 user_map=self.user_map, overlap="count",  # a next item may revisit the history: counted, expected
             )
         return self._interactions
 
     def summary(self) -> str:
+        """One line: sizes, lengths and, under user-split, the users per split and mean history lengths."""
         lengths = np.diff(self.train_ptr)
-        s = (f"{self.name}: {self.n_users} users, {self.n_items} items, {len(self.train_items)} train interactions "
-             f"(+ {self.n_users} valid + {self.n_users} test), train length median {int(np.median(lengths))}, "
-             f"max {int(lengths.max())}; padded to {self.max_len}")
+        if self.protocol == "loo":
+            s = (f"{self.name}: {self.n_users} users, {self.n_items} items, {len(self.train_items)} train interactions "
+                 f"(+ {self.n_users} valid + {self.n_users} test), train length median {int(np.median(lengths))}, "
+                 f"max {int(lengths.max())}; padded to {self.max_len}")
+        else:
+            tr, v, t = (self.split_users[k] for k in ("train", "valid", "test"))
+            hist = lambda u: float(np.minimum(lengths[u], self.max_len).mean())  # noqa: E731
+            s = (f"{self.name} ({self.protocol}, seed {self.split_seed}, ratios {self.ratios}): {self.n_users} users = "
+                 f"{len(tr)} train / {len(v)} valid / {len(t)} test, {self.n_items} items, {int(lengths[tr].sum())} "
+                 f"train interactions; mean history length (last {self.max_len}) valid {hist(v):.2f}, test {hist(t):.2f}")
         return s + ("; timestamped" if self.has_time else "")
 
     def __repr__(self) -> str:
@@ -314,16 +393,25 @@ def _split_entries(entries: list, timed: bool, where: str):
     return items, times
 
 
-def load_sequential(folder_or_pkl, max_len: int = 50, name: Optional[str] = None) -> SequentialData:
-    """Load a leave-one-out ``dataset.pkl`` (a folder holding one, or the file itself).
+def load_sequential(folder_or_pkl, max_len: Optional[int] = None, name: Optional[str] = None,
+                    protocol: str = "loo", split_seed: int = 0, ratios: Sequence[float] = (0.8, 0.1, 0.1)
+                    ) -> SequentialData:
+    """Load a leave-one-out ``dataset.pkl`` (a folder holding one, or the file itself) under ``protocol``.
 
     Args:
         folder_or_pkl: path of the folder or of the pickle.
-        max_len: width of the padded views (most recent items kept).
+        max_len: width of the padded views (most recent items kept; default
+            :data:`~refit_gym.data.seq_protocols.DEFAULT_MAX_LEN` of the protocol: 50 loo, 10 user-split).
         name: dataset name (default: the folder name).
+        protocol, split_seed, ratios: ``"loo"`` (the file's split) or ``"user-split"`` (a seeded random
+            (train, valid, test) split of the users, see :mod:`refit_gym.data.seq_protocols`).
     Raises:
-        DataError: unreadable or unsafe pickle, or any of the checks in this module's docstring.
+        DataError: unreadable or unsafe pickle, any of the checks in this module's docstring, an unknown
+            protocol or bad ratios.
     """
+    check_protocol(protocol, str(folder_or_pkl))
+    if max_len is None:
+        max_len = DEFAULT_MAX_LEN[protocol]
     path = Path(folder_or_pkl)
     if path.is_dir():
         path = path / "dataset.pkl"
@@ -403,9 +491,10 @@ def load_sequential(folder_or_pkl, max_len: int = 50, name: Optional[str] = None
 
     umap = d["umap"]
     item_map = {raw: int(v) - 1 for raw, v in d["smap"].items()}
-    return SequentialData(
+    data = SequentialData(
         name=name, n_users=n_users, n_items=n_items, train_items=train_items,
         train_ptr=np.concatenate([[0], np.cumsum(lengths)]), valid_item=held["val"][0], test_item=held["test"][0],
         max_len=max_len, train_times=train_times, valid_time=held["val"][1], test_time=held["test"][1],
         user_map=dict(umap), item_map=item_map, source=src,
     )
+    return apply_protocol(data, protocol, split_seed, ratios, max_len)

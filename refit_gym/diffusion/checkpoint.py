@@ -171,6 +171,32 @@ def read_checkpoint(path) -> Dict:
     return blob
 
 
+def check_protocol_meta(meta: Dict, data, where: str) -> None:
+    """CheckpointError when a backbone pretrained under one sequence protocol (``meta["protocol"]``, with its
+    ``split_seed`` / ``ratios``) meets sequence data under another: its stored histories and its training users
+    would not be the data's. Checkpoints written before the field existed were all leave-one-out (``"loo"``)."""
+    if not hasattr(data, "split_users"):
+        return
+    saved = {"protocol": meta.get("protocol", "loo"), "split_seed": meta.get("split_seed"), "ratios": meta.get("ratios")}
+    now = {"protocol": data.protocol, "split_seed": data.split_seed,
+           "ratios": None if data.ratios is None else list(data.ratios)}
+    if saved != now:
+        raise CheckpointError(f"{where}: this backbone was pretrained under protocol {saved}, but data '{data.name}' "
+                              f"is loaded under {now}; load the data with the checkpoint's protocol (--protocol)")
+
+
+def checkpoint_protocol(path) -> Dict[str, Any]:
+    """The ``load_dataset`` keyword arguments of the sequence protocol a checkpoint was pretrained under
+    (``{"protocol", "split_seed", "ratios"}`` from its meta; ``{}`` for a checkpoint that recorded none:
+    interaction backbones, and sequence ones written before the field, which were leave-one-out)."""
+    meta = read_checkpoint(path)["meta"]
+    if "protocol" not in meta:
+        return {}
+    if meta["protocol"] == "loo":
+        return {"protocol": "loo"}
+    return {"protocol": meta["protocol"], "split_seed": meta["split_seed"], "ratios": tuple(meta["ratios"])}
+
+
 def load_backbone(path, data=None, device="cpu") -> Tuple[DenoiserAdapter, Dict]:
     """Rebuild the adapter stored at ``path`` and load its weights; returns ``(adapter, meta)``.
 
@@ -188,6 +214,7 @@ def load_backbone(path, data=None, device="cpu") -> Tuple[DenoiserAdapter, Dict]
         n_users = blob["meta"].get("n_users")
         if n_users is not None and int(n_users) != data.n_users:
             raise CheckpointError(f"{path}: field 'meta.n_users' is {n_users}, but data '{data.name}' has {data.n_users} users")
+        check_protocol_meta(blob["meta"], data, str(path))
     state = blob["state_dict"]
     adapter = build_from_config(blob["backbone"], cfg, str(path))
     check_finite_state(state, str(path), {k for k, _ in adapter.named_parameters()})

@@ -238,15 +238,17 @@ class DreamRecAdapter(DenoiserAdapter):
         return adapter
 
     def set_sequences(self, seq_data) -> None:
-        """Store every user's train sequence and validation item (the order behind the conditions)."""
+        """Store every user's row and validation item (the order behind the conditions; pad for a user without
+        a validation item, user-split)."""
         if seq_data.n_items != self.n_items:
             raise ValueError(f"data '{seq_data.name}' has {seq_data.n_items} items; this backbone has {self.n_items}")
         if self.time_aware and not seq_data.has_time:
             raise ValueError(f"time_aware=True needs timestamps, but data '{seq_data.name}' has none")
         items, times, _ = seq_data.padded(self.max_len)
-        train = seq_data.interactions().train
-        valid = seq_data.valid_item
-        is_new = np.asarray(train[np.arange(seq_data.n_users), valid]).ravel() == 0
+        history = seq_data.history_items("valid")  # the row's items (loo: the train matrix)
+        has = seq_data.valid_item >= 0
+        valid = np.where(has, seq_data.valid_item, self.pad_id)
+        is_new = has & (np.asarray(history[np.arange(seq_data.n_users), np.where(has, valid, 0)]).ravel() == 0)
         dev = self.null_c.device
         self.seq_items = torch.as_tensor(items, dtype=torch.long, device=dev)
         self.valid_items = torch.as_tensor(valid, dtype=torch.long, device=dev)

@@ -21,18 +21,22 @@ from refit_gym.diffusion.training import seeded_generators
 def sequence_batches(seq_data, batch_size: int, max_len: int, generator: torch.Generator,
                      include_valid: bool = False, n_time_buckets: int = 0, device="cpu"
                      ) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    """Shuffled user batches of padded sequences.
+    """Shuffled batches of ``seq_data.training_rows(max_len)``: every user's last ``max_len`` items under
+    leave-one-out; windows holding every transition of the train users under user-split.
 
     Yields ``(seq (b, max_len) int64, buckets (b, max_len) int64 | None)`` on ``device``; buckets
     only when ``n_time_buckets > 0`` (the data must then have timestamps).
     """
-    items, times, _ = seq_data.padded(max_len, include_valid=include_valid)
+    if include_valid:
+        items, times, _ = seq_data.padded(max_len, include_valid=True)  # leave-one-out only (DataError otherwise)
+    else:
+        items, times = seq_data.training_rows(max_len)
     buckets = None
     if n_time_buckets:
         if times is None:
             raise ValueError(f"data '{seq_data.name}' has no timestamps, but time buckets were requested")
         buckets = time_gap_buckets(times, n_time_buckets)
-    perm = torch.randperm(seq_data.n_users, generator=generator).numpy()
+    perm = torch.randperm(len(items), generator=generator).numpy()
     for s in range(0, len(perm), batch_size):
         idx = perm[s:s + batch_size]
         yield (torch.as_tensor(items[idx], device=device),
@@ -85,11 +89,12 @@ def adapter_score_fn(adapter, seq_data, deterministic: bool = True, seed: int = 
                      ) -> Callable[[np.ndarray, str], torch.Tensor]:
     """A ``score_fn(users, split) -> (B, n_items)`` for :func:`refit_gym.metrics.evaluate_sequential`.
 
-    The visible items are the known items of the split (train for 'valid', train + valid for
-    'test'); every adapter also gets ``split`` (sequence adapters use it to handle repeat consumption
+    The visible items are the items of the split's history (``seq_data.history_items``: under leave-one-out
+    train for 'valid', train + valid for 'test'; under user-split the evaluated user's history); every adapter
+    also gets ``split`` (sequence adapters use it to handle repeat consumption
     exactly, history adapters ignore it).
     """
-    known = {s: seq_data.interactions().known_items(s) for s in ("valid", "test")}
+    known = {s: seq_data.history_items(s) for s in ("valid", "test")}
     gen = torch.Generator(adapter.device).manual_seed(seed)
 
     def score_fn(users: np.ndarray, split: str) -> torch.Tensor:

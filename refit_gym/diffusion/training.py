@@ -190,12 +190,16 @@ def restore_rng_state(st: Dict, device, np_rng: Optional[np.random.Generator] = 
 
 def data_digest(data) -> str:
     """SHA-1 (hex) of the training data a pretraining reads: the train sequences and validation items of
-    a SequentialData (order matters), else the sparsity patterns of the train and valid matrices."""
+    a SequentialData (order matters; under a protocol other than loo also its split users), else the sparsity
+    patterns of the train and valid matrices."""
     from refit_gym.data.dataset import as_interactions
 
     h = hashlib.sha1()
     if hasattr(data, "train_items"):
         arrays = [data.train_items, data.train_ptr, data.valid_item]
+        if data.protocol != "loo":  # loo digests stay as they were
+            h.update(data.protocol.encode())
+            arrays += [data.split_users[k] for k in ("train", "valid", "test")]
     else:
         m = as_interactions(data)
         arrays = []
@@ -213,10 +217,12 @@ def data_digest(data) -> str:
 
 def run_fingerprint(adapter: DenoiserAdapter, data) -> Dict:
     """What a ``last_state.pt`` must match to be resumed: the backbone name and constructor config
-    (``adapter.config()``, JSON-normalised) and the data (name, sizes, :func:`data_digest`)."""
+    (``adapter.config()``, JSON-normalised) and the data (name, sizes, :func:`data_digest`; the sequence
+    protocol, :func:`protocol_meta`, when it is not leave-one-out, so that a mismatch is named)."""
+    proto = protocol_meta(data)
     return {"backbone": adapter.backbone_name, "config": json.loads(json.dumps(adapter.config())),
             "data": {"name": getattr(data, "name", "?"), "n_users": int(data.n_users), "n_items": int(data.n_items),
-                     "digest": data_digest(data)}}
+                     "digest": data_digest(data), **(proto if proto.get("protocol", "loo") != "loo" else {})}}
 
 
 def _fingerprint_differences(saved: Dict, current: Dict, prefix: str = "") -> List[str]:
@@ -465,4 +471,13 @@ def finish_pretraining(adapter: DenoiserAdapter, history: List[Dict], sel: Model
 def checkpoint_meta(data, epoch, metrics, cfg) -> Dict:
     """The ``meta`` block of a pretrained backbone checkpoint (data sizes, epoch, validation metrics, config)."""
     return {"data": data.name, "n_users": data.n_users, "n_items": data.n_items, "epoch": epoch,
-            "valid": {k: float(v) for k, v in metrics.items()}, "pretrain": asdict(cfg)}
+            "valid": {k: float(v) for k, v in metrics.items()}, "pretrain": asdict(cfg), **protocol_meta(data)}
+
+
+def protocol_meta(data) -> Dict:
+    """``{"protocol", "split_seed", "ratios"}`` of sequence data (what :func:`~refit_gym.diffusion.checkpoint.load_backbone`
+    checks); ``{}`` for interaction data."""
+    if not hasattr(data, "split_users"):
+        return {}
+    return {"protocol": data.protocol, "split_seed": data.split_seed,
+            "ratios": None if data.ratios is None else list(data.ratios)}

@@ -113,7 +113,7 @@ class BatchedDenoisingEnv(ProcessViews, VecEnv):
             else:
                 given = [None if u is None else check_user(u, self.process.n_users, f"users[{k}]")
                          for k, u in enumerate(users)]
-        drawn = [draw_episode(rng, self.process.n_users, u) for rng, u in zip(self._rngs, given)]
+        drawn = [draw_episode(rng, self.process.n_users, u, self.process.train_users) for rng, u in zip(self._rngs, given)]
         self.process.reset(np.array([d[0] for d in drawn], dtype=np.int64), np.array([d[1] for d in drawn], dtype=np.uint64))
         return self.process.observation_tensors()
 

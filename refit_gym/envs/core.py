@@ -37,10 +37,13 @@ DEFAULT_ACTION_BOUND = 1e3
 DEFAULT_REWARD = "refit"
 
 
-def draw_episode(rng: np.random.Generator, n_users: int, user: Optional[int] = None) -> Tuple[int, np.uint64]:
-    """``(user, key)`` of one episode: the user is drawn uniformly unless given, then the key."""
+def draw_episode(rng: np.random.Generator, n_users: int, user: Optional[int] = None,
+                 pool: Optional[np.ndarray] = None) -> Tuple[int, np.uint64]:
+    """``(user, key)`` of one episode: the user is drawn uniformly (among ``pool``, the data's training users,
+    when given; ``pool = arange(n_users)`` draws the same users as None) unless given, then the key."""
     if user is None:
-        user = int(rng.integers(0, n_users, size=1)[0])
+        k = int(rng.integers(0, n_users if pool is None else len(pool), size=1)[0])
+        user = k if pool is None else int(pool[k])
     return user, draw_episode_keys(rng, 1)[0]
 
 
@@ -166,8 +169,13 @@ class ProcessViews:
 
     @property
     def num_users(self) -> int:
-        """Number of users episodes are drawn from (user ids ``0 .. num_users - 1``)."""
+        """Number of user ids (``0 .. num_users - 1``); episodes are drawn among :attr:`train_users`."""
         return self.process.n_users
+
+    @property
+    def train_users(self) -> np.ndarray:
+        """``(n,)`` int64: the users episodes are drawn from (the data's ``train_users``)."""
+        return self.process.train_users
 
     def terminal_item_terms(self) -> torch.Tensor:
         """Per-item terms of the terminal reward of the episodes that just ended (see
@@ -220,6 +228,8 @@ class DenoisingProcess:
             kwargs.setdefault("device", self.device)
         self.reward = make_reward(reward, source, **kwargs)
         self.n_users, self.T = data.n_users, int(adapter.schedule.steps)
+        # protocol hook: episodes are drawn among the training users only (every user but under user-split)
+        self.train_users = np.asarray(getattr(source, "train_users", data.train_users), dtype=np.int64)
         self.action_bound = float(action_bound)
         self.single_observation_space = observation_space(adapter, data.n_users, self.action_bound)
         self.single_action_space = action_space(adapter, self.action_bound)

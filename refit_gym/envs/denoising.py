@@ -99,7 +99,7 @@ class DenoisingEnv(ProcessViews, gym.Env):
         user = reset_option(options, "user", "DenoisingEnv")
         if user is not None:
             user = check_user(user, self.process.n_users, "options['user']")
-        user, key = draw_episode(self.np_random, self.process.n_users, user)
+        user, key = draw_episode(self.np_random, self.process.n_users, user, self.process.train_users)
         self.process.reset(np.array([user], dtype=np.int64), np.array([key], dtype=np.uint64))
         return self._obs(), {"n_heldout": int(self.process.state.heldout.nnz)}
 

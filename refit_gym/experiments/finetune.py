@@ -29,6 +29,7 @@ import yaml
 from refit_gym.experiments.hyperparams import (FinetuneError, HyperparamsLike, load_hyperparams, resolve_hyperparams,
                                                split_hyperparams)
 from refit_gym.io_safety import locks_output, write_json_atomic
+from refit_gym.diffusion.training import protocol_meta
 
 #: validation metric of the model selection unless told otherwise
 DEFAULT_SELECT_METRIC = "recall@20"
@@ -132,7 +133,7 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
             state["best_valid"], state["best_timesteps"] = metrics, step
             save_backbone(model.policy.denoiser, out / "best.pt", meta=dict(
                 source=SOURCE, num_timesteps=step, valid=metrics, selected_on=f"valid {select_metric}",
-                data=data.name, n_users=data.n_users))
+                data=data.name, n_users=data.n_users, **protocol_meta(data)))
         clock.resume()
         best = state["best_valid"].get(select_metric, 0.0)
         if collapse_ratio is not None and best > 0 and not metrics[select_metric] >= collapse_ratio * best:
@@ -324,7 +325,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         # the start competes for best.pt: when no validation beats it, the selected model is the pretrained one
         state["best_valid"], state["best_timesteps"] = before["valid"], 0
         save_backbone(pretrained, out / "best.pt", meta=dict(source=SOURCE, num_timesteps=0,
-                      valid=before["valid"], selected_on=f"valid {select_metric}", data=data.name, n_users=data.n_users))
+                      valid=before["valid"], selected_on=f"valid {select_metric}", data=data.name, n_users=data.n_users, **protocol_meta(data)))
         write_json_atomic(out / "metrics.json", {"pretrained": before}, indent=1)
     # the reward scores x0 with the model being trained (DreamRec's item embeddings train), not a frozen copy
     batched.set_backbone(model.policy.denoiser)
@@ -362,7 +363,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     state["train_seconds"] = clock.seconds
     save_model(model, out, state)
     save_backbone(model.policy.denoiser, out / "final.pt", meta=dict(source=SOURCE, algo=algo,
-                  num_timesteps=int(model.num_timesteps), data=data.name, n_users=data.n_users))
+                  num_timesteps=int(model.num_timesteps), data=data.name, n_users=data.n_users, **protocol_meta(data)))
     # validation metrics are those of the validations themselves; test is evaluated once per distinct model
     final = {"valid": state["last_valid"], "test": evaluate_split(model.policy.denoiser, data, "test", env_id)}
     if state["best_timesteps"] == 0:
@@ -373,7 +374,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         best_adapter, _ = load_backbone(out / "best.pt", data, device=device)
         best = {"valid": state["best_valid"], "test": evaluate_split(best_adapter, data, "test", env_id)}
     metrics = {
-        "algo": algo, "env": env_id, "data": data.name, "checkpoint": str(checkpoint), "reward": reward, "seed": seed,
+        "algo": algo, "env": env_id, "data": data.name, **protocol_meta(data), "checkpoint": str(checkpoint), "reward": reward, "seed": seed,
         "num_timesteps": int(model.num_timesteps), "hyperparams": params, "selected_on": f"valid {select_metric}",
         "pretrained": before, "final": final, "best": dict(best, num_timesteps=state["best_timesteps"]),
         "history": state["history"], "train_seconds": state["train_seconds"],

@@ -18,7 +18,7 @@ best model), tb/ (TensorBoard; history backbones only).
 Every backbone belongs to a scenario of refit_gym.scenarios (cf, social, sequential, poi), which loads and
 checks the data, pretrains (DiffRec's objective for history backbones; the all-prefix next-item
 objective for sequence backbones) and evaluates with the scenario's protocol (sequential / POI:
-leave-one-out HR@K and NDCG@K). --resume continues from --out/last_state.pt for every scenario (it fails
+leave-one-out HR@K and NDCG@K, or the user split of --protocol user-split). --resume continues from --out/last_state.pt for every scenario (it fails
 with a message naming the file if that state was written for another architecture or dataset);
 --max-seconds (sequence backbones) bounds the run's cumulative wall time, across resumes.
 """
@@ -32,7 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from refit_gym.options import HelpFormatter, add_device_argument
+from refit_gym.options import HelpFormatter, add_device_argument, add_protocol_argument, protocol_kwargs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--backbone", default="diffrec", help="registered backbone name (diffrec, cfdiff, ...)")
     p.add_argument("--data", default="synthetic", help="dataset folder/file, or 'synthetic' (default)")
+    add_protocol_argument(p)
     p.add_argument("--out", default=None, help="output folder (default runs/pretrain-<backbone>-<data name>)")
     # training settings: unset flags keep the scenario's defaults (Scenario.pretrain_config: PretrainConfig's
     # epochs 100, lr 1e-3, batch 400, patience 10, eval every epoch; sequences: epochs 50, batch 256, patience 5)
@@ -146,7 +147,12 @@ def run_pretraining(args: argparse.Namespace) -> Dict[str, Any]:
     kwargs = backbone_kwargs(args)  # before loading the data: an architecture flag the backbone does not take fails
     scenario = scenario_for(args.backbone)
     device = distributed.local_device(resolve_device(args.device))
-    data = scenario.load(args.data)
+    protocol = protocol_kwargs(args)
+    if not protocol and args.resume and args.out and (Path(args.out) / "best.pt").is_file():
+        from refit_gym.diffusion.checkpoint import checkpoint_protocol
+
+        protocol = checkpoint_protocol(Path(args.out) / "best.pt")  # the run's own protocol
+    data = scenario.load(args.data, **protocol)
     log(f"data: {data.summary()}  (scenario {scenario.name!r})")
     out = Path(args.out or f"runs/pretrain-{args.backbone}-{data.name}")
     set_global_seed(args.seed)
@@ -163,7 +169,8 @@ def run_pretraining(args: argparse.Namespace) -> Dict[str, Any]:
     wall = time.perf_counter() - t0
     best, meta = load_backbone(out / "best.pt", data, device=device)
     metrics = {
-        "backbone": args.backbone, "scenario": scenario.name, "data": data.name, "best_epoch": result.best_epoch,
+        "backbone": args.backbone, "scenario": scenario.name, "data": data.name, "protocol": meta.get("protocol"),
+        "best_epoch": result.best_epoch,
         "seconds_per_epoch": result.seconds_per_epoch, "epochs_run": len(result.history),
         "session_wall_seconds": wall,  # this session's pretraining (training + validation), without the final tests
         "valid": scenario.evaluate_backbone(best, data, "valid"),

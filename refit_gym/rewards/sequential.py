@@ -64,10 +64,13 @@ _PREFIX_COUNTER = np.uint64(0x5E9_7A26E7)  # hash counter of the prefix draw (an
 
 def transition_counts(seq_data: SequentialData) -> sp.csr_matrix:
     """``K`` ``(n_items, n_items)`` float64 CSR: ``K[a, b]`` = times item ``b`` directly follows ``a``
-    in the training sequences of ``seq_data`` (repeats counted; validation/test items never enter)."""
+    in the training sequences of ``seq_data`` (the rows of ``train_users``, repeats counted; validation/test
+    items and, under user-split, the valid / test users' histories never enter)."""
     items, ptr = seq_data.train_items, seq_data.train_ptr
     same_user = np.ones(max(len(items) - 1, 0), dtype=bool)
     same_user[ptr[1:-1] - 1] = False  # the pair (last of user u, first of user u+1)
+    rows = np.repeat(np.arange(seq_data.n_users), np.diff(ptr))[:-1]
+    same_user &= np.isin(rows, seq_data.train_users)
     a, b = items[:-1][same_user], items[1:][same_user]
     n = seq_data.n_items
     return sp.csr_matrix((np.ones(len(a)), (a, b)), shape=(n, n), dtype=np.float64)  # duplicates summed
@@ -160,7 +163,12 @@ class SequentialCollaborativeReward(CollaborativeReward):
     # ------------------------------------------------------------------ the split
     def split(self, users: np.ndarray, keys: np.ndarray):
         """``targets="last"``: hold out the distinct items of each user's last ``n_last`` training positions
-        (keys unused); ``"random"``: a prefix -> next-item pair per episode (:meth:`split_prefix`)."""
+        (keys unused); ``"random"``: a prefix -> next-item pair per episode (:meth:`split_prefix`). Users must
+        be training users (``data.train_users``; under user-split a valid / test user's row is not training data)."""
+        outside = ~np.isin(users, self.seq.train_users)
+        if outside.any():
+            raise ValueError(f"user {int(users[outside][0])} is not a training user of '{self.seq.name}' (protocol "
+                             f"{self.seq.protocol!r}): rewards read training rows only")
         if self.targets == "random":
             return self.split_prefix(users, keys)
         rows, pos = _batch_positions(self.seq, users)

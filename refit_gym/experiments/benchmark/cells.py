@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from refit_gym.options import protocol_argv
 from refit_gym.experiments.benchmark.files import file_sha1, read_json, run_log, run_path, seed_tag, write_json
 from refit_gym.experiments.benchmark.plan import (BASELINE_LABELS, RowSpec, Settings, continued_params,
                                                   pretrain_args, pretrain_argv)
@@ -46,7 +47,7 @@ class Runner:
         work = self.out / "pretrain" / f"{backbone}-seed{seed}"
         argv = pretrain_argv(backbone, self.settings) + ["--data", self.settings.data, "--out", str(work),
                                                           "--seed", str(seed), "--device", self.device,
-                                                          "--no-progress", "--resume"]
+                                                          "--no-progress", "--resume"] + protocol_argv(self.settings.protocol)
         if self.bar is not None:
             self.bar.set_postfix_str(f"pretraining {backbone} seed {seed}")
         t0 = time.perf_counter()

@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from refit_gym.options import HelpFormatter, add_device_argument
+from refit_gym.options import HelpFormatter, add_device_argument, add_protocol_argument, protocol_kwargs
 from refit_gym.experiments.benchmark.cells import Runner
 from refit_gym.experiments.benchmark.files import read_json, run_path, seed_tag, row_seeds, write_json
 from refit_gym.experiments.benchmark.plan import (BACKBONE_LABELS, CONTINUED_BUDGET, FINETUNE_METHODS, METHODS,
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=HelpFormatter,
                                 epilog=doc.split("\n\n", 1)[1])
     p.add_argument("--data", help="dataset spec or folder for refit_gym.data.load_dataset (e.g. synthetic)")
+    add_protocol_argument(p)
     p.add_argument("--quick", action="store_true", help="synthetic-size settings: tiny backbones, a few steps, 1 seed")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (0 with --quick)")
     from refit_gym.scenarios import SCENARIOS
@@ -114,7 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from refit_gym.data.dataset import DataError
     from refit_gym.scenarios import SCENARIOS, scenario_for
 
-    data = load_dataset(args.data)
+    data = load_dataset(args.data, **protocol_kwargs(args))
     scenario = SCENARIOS[args.scenario or infer_scenario(data)]
     try:
         scenario.check_data(data)
@@ -151,7 +152,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     settings = Settings(data=args.data, quick=args.quick, select_metric=args.select_metric, reward=args.reward,
                         eval_points=args.eval_points or (QUICK_EVAL_POINTS if args.quick else 10),
                         pretrain_args=(QUICK_PRETRAIN_ARGS if args.quick else []) + shlex.split(args.pretrain_args),
-                        scenario=scenario.name, baseline_kwargs=effective_baseline_kwargs(scenario.name, args.quick))
+                        scenario=scenario.name, baseline_kwargs=effective_baseline_kwargs(scenario.name, args.quick),
+                        protocol=protocol_kwargs(args))
     if settings.eval_points < 1:
         raise SystemExit("error: --eval-points must be >= 1")
     import yaml
@@ -176,6 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             raise SystemExit(f"error: {out} holds results of dataset {plan.get('dataset')!r}, not {data.name!r}; "
                              "use another --out")
         stored = plan.get("settings", {})
+        stored.setdefault("protocol", {})  # plans written before --protocol were the data's own split
         mine = settings.fingerprint()
         clash = sorted(k for k in mine if k in stored and k != "hyperparams" and stored[k] != mine[k])
         clash += sorted(k for k, v in mine["hyperparams"].items() if k in stored.get("hyperparams", {})

@@ -252,6 +252,8 @@ class Settings:
     scenario: str = "cf"  # the refit_gym.scenarios.SCENARIOS key: protocol, baselines, reference row
     #: fit settings of the baselines without a validation grid (e.g. SASRec's epochs); the seed is added per run
     baseline_kwargs: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    #: the load_dataset keyword arguments of --protocol / --split-seed ({}: the data's own split, loo for sequences)
+    protocol: Dict[str, Any] = field(default_factory=dict)
 
     def eval_freq(self, row: "RowSpec") -> int:
         """Returns the validation interval (environment steps) of the fine-tuned row ``row``: its run's

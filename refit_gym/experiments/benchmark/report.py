@@ -13,6 +13,7 @@ from refit_gym.experiments.benchmark.plan import (BACKBONE_LABELS, BASELINE_LABE
                                                   MACHINE_NOT_RECORDED, REFERENCE_BASELINE, RELATIVE_METRICS,
                                                   SEEDED_BASELINES, SEQUENCE_GOAL_PCT, TABLE_METRICS, RowSpec,
                                                   Settings)
+from refit_gym.options import protocol_argv
 from refit_gym.plots import plot_scaling, plot_validation
 
 #: row kinds whose records hold their pretrained start's metrics: the table shows their change over it
@@ -334,7 +335,8 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
             lines.append("python " + shlex.join(["scripts/train.py", "--algo", row.algo, "--env", row.env_id, "--data",
                          settings.data, "--checkpoint", seed0_checkpoint(out, row.backbone), "--reward",
                          row.reward, "--hyperparams", str(hp), "--seed", "0", "--eval-freq", str(eval_freq),
-                         "--select-metric", settings.select_metric, "--out", f"runs/{row.name}-seed0"]))
+                         "--select-metric", settings.select_metric, "--out", f"runs/{row.name}-seed0"]
+                         + protocol_argv(settings.protocol)))
         elif row.kind == "baseline" and not scenario.sequential:
             lines.append("python " + shlex.join(["scripts/evaluate.py", "--baseline", row.baseline, "--data",
                                                  settings.data, "--split", "test", "--select-metric",
@@ -344,7 +346,8 @@ def write_report(out: Path, settings: Settings, rows: Sequence[RowSpec], seeds: 
             kw = dict(settings.baseline_kwargs.get(row.baseline, {}), **({"seed": 0} if row.seeded else {}))
             args = "".join(f", {k}={lit(v)}" for k, v in kw.items())
             code = ("import torch; from refit_gym.data import load_dataset; from refit_gym.scenarios import SCENARIOS; "
-                    f"s = SCENARIOS[{lit(scenario.name)}]; d = load_dataset({lit(settings.data)}); "
+                    f"s = SCENARIOS[{lit(scenario.name)}]; d = load_dataset({lit(settings.data)}"
+                    + "".join(f", {k}={lit(v)}" for k, v in settings.protocol.items()) + "); "
                     + ("torch.manual_seed(0); " if row.seeded else "")
                     + f"print(s.evaluate(s.baseline_score_fn({lit(row.baseline)}, d{args}), d, \"test\"))")
             lines.append("python -c " + shlex.quote(code))

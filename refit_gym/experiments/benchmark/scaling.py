@@ -53,7 +53,7 @@ def _reset_peak_rss() -> bool:
 
 def measure_scaling_point(spec: Dict[str, Any]) -> Dict[str, Any]:
     """One cost point, meant to run in a fresh process (see the module docstring). ``spec`` keys: data,
-    backbone, env_id, backbone_kwargs, users_frac, items_frac, device, threads, max_rollouts.
+    protocol (load_dataset keyword arguments, optional), backbone, env_id, backbone_kwargs, users_frac, items_frac, device, threads, max_rollouts.
 
     Returns the point: sizes, ``epoch_seconds`` (seconds of one fine-tuning epoch, extrapolated from
     ``rollouts_timed`` when fewer than all were timed), ``peak_rss_mb`` / ``epoch_extra_rss_mb`` (MiB),
@@ -75,7 +75,7 @@ def measure_scaling_point(spec: Dict[str, Any]) -> Dict[str, Any]:
     from refit_gym.utils import resolve_device
 
     device = resolve_device(spec["device"])
-    full = load_dataset(spec["data"])
+    full = load_dataset(spec["data"], **spec.get("protocol", {}))
     data = full
     if spec["users_frac"] < 1:
         n = max(1, round(spec["users_frac"] * full.n_users))
@@ -180,7 +180,7 @@ def run_scaling(out: Path, settings: Settings, backbone: str, env_id: str, devic
         if res is None:
             if bar is not None:
                 bar.set_postfix_str(f"scaling {backbone} {name}")
-            spec = dict(data=settings.data, backbone=backbone, env_id=env_id, backbone_kwargs=kwargs, users_frac=uf,
+            spec = dict(data=settings.data, protocol=settings.protocol, backbone=backbone, env_id=env_id, backbone_kwargs=kwargs, users_frac=uf,
                         items_frac=itf, device=device, threads=threads, max_rollouts=max_rollouts)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.result")
             path.parent.mkdir(parents=True, exist_ok=True)
