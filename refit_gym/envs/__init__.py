@@ -27,16 +27,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import gymnasium
-
-from refit_gym.registry import ENVIRONMENTS, MAKE_KEYS
+from refit_gym.registry import ENVIRONMENTS, MAKE_KEYS, DerivedTable, register_environment
 
 #: id -> default keyword arguments of the entry points (``backbone``: the backbone kind; ``reward``; ``data``: the
 #: synthetic default dataset, whose default backbone is pretrained and cached on first use, see
-#: :mod:`refit_gym.envs.defaults`): the rows of :data:`refit_gym.registry.ENVIRONMENTS` without their scenario.
-ENV_SPECS = {env_id: {k: row[k] for k in MAKE_KEYS} for env_id, row in ENVIRONMENTS.items()}
+#: :mod:`refit_gym.envs.defaults`): the rows of :data:`refit_gym.registry.ENVIRONMENTS` without their scenario and
+#: label (read-only, recomputed on every read: rows added later are in it).
+ENV_SPECS = DerivedTable(lambda: {env_id: {k: row[k] for k in MAKE_KEYS} for env_id, row in ENVIRONMENTS.items()})
 #: id -> backbone kind (what ``make_env`` / ``make_batched_env`` take as ``backbone``).
-ENV_IDS = {env_id: spec["backbone"] for env_id, spec in ENV_SPECS.items()}
+ENV_IDS = DerivedTable(lambda: {env_id: row["backbone"] for env_id, row in ENVIRONMENTS.items()})
 
 _LAZY = {
     "DenoisingEnv": "refit_gym.envs.denoising",
@@ -50,16 +49,10 @@ _LAZY = {
 
 
 def register_envs() -> None:
-    """Register the ``refit_gym/...`` ids with gymnasium (idempotent)."""
-    for env_id, kwargs in ENV_SPECS.items():
-        if env_id in gymnasium.registry:
-            continue
-        gymnasium.register(
-            id=env_id,
-            entry_point="refit_gym.envs.factory:make_env",
-            vector_entry_point="refit_gym.envs.factory:make_vector_env",
-            kwargs=dict(kwargs),
-        )
+    """Register every row of :data:`refit_gym.registry.ENVIRONMENTS` with gymnasium (idempotent), each through
+    :func:`refit_gym.registry.register_environment` (the path of a row added at run time too)."""
+    for env_id, row in list(ENVIRONMENTS.items()):
+        register_environment(env_id, row)
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: import the torch-heavy classes on first use
