@@ -86,6 +86,7 @@ def register_environment(env_id: str, row: Dict[str, str]) -> None:
     gymnasium.registry.pop(env_id, None)  # a stale spec (its row was replaced): re-register without a warning
     gymnasium.register(id=env_id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT, kwargs=kwargs)
 
+
 def environment(env_id: str) -> Dict[str, str]:
     """The row of ``env_id``; a KeyError naming the known ids otherwise."""
     if env_id not in ENVIRONMENTS:
@@ -93,5 +94,5 @@ def environment(env_id: str) -> Dict[str, str]:
     return ENVIRONMENTS[env_id]
 
 
-__all__ = ["BACKBONE_LABELS", "DerivedTable", "ENTRY_POINT", "ENVIRONMENTS", "MAKE_KEYS", "REWARD_OF_BACKBONE", "ROW_KEYS",
-           "SCENARIO_OF_BACKBONE", "VECTOR_ENTRY_POINT", "by_backbone", "environment", "register_environment"]
+__all__ = ["BACKBONE_LABELS", "DerivedTable", "ENTRY_POINT", "ENVIRONMENTS", "MAKE_KEYS", "REWARD_OF_BACKBONE",
+           "ROW_KEYS", "SCENARIO_OF_BACKBONE", "VECTOR_ENTRY_POINT", "by_backbone", "environment", "register_environment"]
