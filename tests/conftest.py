@@ -1,4 +1,5 @@
-"""Shared test fixtures: where the real datasets live (a skip marker when they are absent); small sequential data."""
+"""Shared test fixtures: where the real datasets live (a skip marker when they are absent); small interaction data and
+a tiny DiffRec for the agents' tests; small sequential data."""
 from __future__ import annotations
 
 import os
@@ -12,6 +13,25 @@ from refit_gym.data.sequential import SequentialData
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("REFIT_GYM_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    """64 users x 120 items of synthetic interactions (seed 0): the agents' tests' data (a module's own ``data``
+    fixture overrides it)."""
+    from refit_gym.data.synthetic import make_synthetic
+
+    return make_synthetic(n_users=64, n_items=120, seed=0)
+
+
+def tiny_diffrec(data, hidden: int, steps: int):
+    """A DiffRec with one hidden layer of ``hidden`` units and ``steps`` denoising steps, seeded with 0, in eval mode."""
+    import torch
+
+    from refit_gym.diffusion import build_backbone
+
+    torch.manual_seed(0)
+    return build_backbone("diffrec", data, hidden=[hidden], schedule=dict(steps=steps)).eval()
 
 
 def shared_dataset(name: str) -> Path:

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
-import torch
 
 from agents import ReFiT
 from refit_gym.experiments.finetune import finetune
-from refit_gym.data.synthetic import make_synthetic
-from refit_gym.diffusion import build_backbone, load_backbone, save_backbone
+from refit_gym.diffusion import load_backbone, save_backbone
 from refit_gym.envs.batched import BatchedDenoisingEnv
+from conftest import tiny_diffrec
 
 T, N_ENVS = 5, 16
 ROLLOUT = T * N_ENVS  # environment steps per rollout (one update each)
@@ -26,15 +25,8 @@ QUIET = dict(log=lambda msg: None)
 
 
 @pytest.fixture(scope="module")
-def data():
-    return make_synthetic(n_users=64, n_items=120, seed=0)
-
-
-@pytest.fixture(scope="module")
 def ckpt(data, tmp_path_factory):
-    torch.manual_seed(0)
-    tiny = build_backbone("diffrec", data, hidden=[32], schedule=dict(steps=T)).eval()
-    return save_backbone(tiny, tmp_path_factory.mktemp("ckpt") / "backbone.pt", meta=dict(n_users=data.n_users))
+    return save_backbone(tiny_diffrec(data, hidden=32, steps=T), tmp_path_factory.mktemp("ckpt") / "backbone.pt", meta=dict(n_users=data.n_users))
 
 
 def refit_hp(**kw):

@@ -17,23 +17,17 @@ from stable_baselines3.common.vec_env import VecMonitor
 from agents import ALGOS, DDPO, DenoiserPolicy, NonFiniteTrainingError, RatioLoggingPPO, ReFiT
 from agents.distributions import DenoiserGaussian
 from refit_gym.experiments.hyperparams import split_hyperparams
-from refit_gym.data.synthetic import make_synthetic
-from refit_gym.diffusion import build_backbone, load_backbone, save_backbone
+from refit_gym.diffusion import load_backbone, save_backbone
 from refit_gym.envs.batched import BatchedDenoisingEnv
 from refit_gym.rewards import FunctionReward
+from conftest import tiny_diffrec
 
 T, N_ENVS = 5, 16
 
 
 @pytest.fixture(scope="module")
-def data():
-    return make_synthetic(n_users=64, n_items=120, seed=0)
-
-
-@pytest.fixture(scope="module")
 def backbone(data):
-    torch.manual_seed(0)
-    return build_backbone("diffrec", data, hidden=[32], schedule=dict(steps=T)).eval()
+    return tiny_diffrec(data, hidden=32, steps=T)
 
 
 @pytest.fixture
@@ -407,8 +401,7 @@ def test_train_script_end_to_end_and_resume(tmp_path):
     from refit_gym.data import load_dataset
 
     data = load_dataset("synthetic")
-    torch.manual_seed(0)
-    tiny = build_backbone("diffrec", data, hidden=[32], schedule=dict(steps=T)).eval()
+    tiny = tiny_diffrec(data, hidden=32, steps=T)
     ckpt = save_backbone(tiny, tmp_path / "backbone.pt", meta=dict(n_users=data.n_users))
     hp = tmp_path / "hp.yml"
     hp.write_text("refit_gym/DiffRec-v0:\n  n_envs: 16\n  n_timesteps: 320\n  learning_rate: 0.001\n"
@@ -435,8 +428,7 @@ def test_finetune_start_competes_for_the_best_model(tmp_path):
     from refit_gym.data import load_dataset
 
     data = load_dataset("synthetic")
-    torch.manual_seed(0)
-    tiny = build_backbone("diffrec", data, hidden=[32], schedule=dict(steps=T)).eval()
+    tiny = tiny_diffrec(data, hidden=32, steps=T)
     ckpt = save_backbone(tiny, tmp_path / "backbone.pt", meta=dict(n_users=data.n_users))
     m = finetune("refit", "refit_gym/DiffRec-v0", data, ckpt, hyperparams=dict(n_envs=16, n_timesteps=16 * T * 2,
                  learning_rate=0.0), out=tmp_path / "run", eval_freq=16 * T, log=lambda msg: None)

@@ -10,11 +10,11 @@ import torch
 import yaml
 
 from agents import ALGOS, ChainAlgorithm, ChainConfig, PolicyConfig, ReFiT, ReFiTConfig
-from refit_gym.data.synthetic import make_synthetic
-from refit_gym.diffusion import build_backbone, save_backbone
+from refit_gym.diffusion import save_backbone
 from refit_gym.envs.batched import BatchedDenoisingEnv
 from refit_gym.experiments.hyperparams import FinetuneError, load_hyperparams
 from refit_gym.registry import ENVIRONMENTS
+from conftest import tiny_diffrec
 
 T, N_ENVS = 5, 16
 ENV_ID = "refit_gym/DiffRec-v0"
@@ -22,14 +22,8 @@ CHAIN_ALGOS = sorted(a for a, cls in ALGOS.items() if issubclass(cls, ChainAlgor
 
 
 @pytest.fixture(scope="module")
-def data():
-    return make_synthetic(n_users=64, n_items=120, seed=0)
-
-
-@pytest.fixture(scope="module")
 def backbone(data):
-    torch.manual_seed(0)
-    return build_backbone("diffrec", data, hidden=[16], schedule=dict(steps=T)).eval()
+    return tiny_diffrec(data, hidden=16, steps=T)
 
 
 def used(model: ChainAlgorithm, name: str):
@@ -138,8 +132,7 @@ def test_adding_an_algorithm_is_one_class_and_its_config(monkeypatch, tmp_path):
 
     monkeypatch.setitem(ALGOS, "tiny", Tiny)
     data = load_dataset("synthetic")
-    torch.manual_seed(0)
-    ckpt = save_backbone(build_backbone("diffrec", data, hidden=[16], schedule=dict(steps=T)).eval(),
+    ckpt = save_backbone(tiny_diffrec(data, hidden=16, steps=T),
                          tmp_path / "backbone.pt", meta=dict(n_users=data.n_users))
     quiet = dict(log=lambda msg: None)
     with pytest.raises(FinetuneError, match=r"recipe: environment .*tiny: unknown hyperparameter 'step_scal' "

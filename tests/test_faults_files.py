@@ -24,7 +24,7 @@ from refit_gym.diffusion.checkpoint import CheckpointError
 from refit_gym.envs.batched import BatchedDenoisingEnv
 from refit_gym.io_safety import load_agent, read_json_file
 
-from fault_helpers import (N_ENVS, QUIET, ROLLOUT, T, Payload, agent_zip, ckpt, copy_run, data,  # noqa: F401 (fixtures)
+from fault_helpers import (N_ENVS, QUIET, ROLLOUT, T, Payload, agent_zip, ckpt, copy_run,  # noqa: F401 (fixtures)
                            finished_run, refit_hp, rewrite_zip, serialized)
 
 

@@ -23,7 +23,7 @@ from refit_gym.diffusion.training import PretrainConfig, pretrain
 from refit_gym.io_safety import (OutputLockedError, RunLock, atomic_write, load_agent,
                                  save_agent_atomic, unique_tmp)
 
-from fault_helpers import HP, N_ENVS, QUIET, ROLLOUT, T, agent_zip, ckpt, data, refit_hp, rewrite_zip  # noqa: F401
+from fault_helpers import HP, N_ENVS, QUIET, ROLLOUT, T, agent_zip, ckpt, refit_hp, rewrite_zip  # noqa: F401
 
 
 # ============================================================================ lost and mixed work
