@@ -163,7 +163,7 @@ def main(argv=None) -> Dict[str, Any]:
     # recorded in OUT/run.json (RUN_KEYS), so that --resume reloads the same protocol
     args.protocol, args.split_seed = getattr(data, "protocol", None), getattr(data, "split_seed", None)
     device = resolve_device(args.device)
-    params = load_hyperparams(args.algo, args.env, args.hyperparams)
+    params = load_hyperparams(args.algo, args.env, args.hyperparams, reward=args.reward)
     check_hyperparams(saved, params, out)
     out.mkdir(parents=True, exist_ok=True)
     set_global_seed(args.seed)

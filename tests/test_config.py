@@ -81,6 +81,20 @@ def test_hyperparameter_file_errors_name_file_environment_and_key(tmp_path):
     assert load_hyperparams("refit", seq_id, dict(credit="item", train_last_k=1))["credit"] == "item"
 
 
+def test_shipped_reward_kwargs_follow_the_shipped_reward():
+    """DreamRec's shipped Pathwise settings configure refit-seq (``targets``, ``hop_weight``): another reward chosen
+    by the caller does not receive them, while reward_kwargs the caller sets always apply."""
+    seq_id = "refit_gym/DreamRec-v0"
+    shipped = load_hyperparams("pathwise", seq_id)["reward_kwargs"]
+    assert shipped == {"targets": "random", "hop_weight": 0.0}
+    assert load_hyperparams("pathwise", seq_id, reward="refit-seq")["reward_kwargs"] == shipped
+    assert "reward_kwargs" not in load_hyperparams("pathwise", seq_id, reward="topk")
+    assert "reward_kwargs" not in load_hyperparams("pathwise", seq_id, dict(reward="reconstruction"))
+    assert "reward_kwargs" not in load_hyperparams("pathwise", seq_id, reward=object())  # a built reward
+    mine = load_hyperparams("pathwise", seq_id, dict(reward_kwargs={"k": 5}), reward="topk")
+    assert mine["reward_kwargs"] == {"k": 5}
+
+
 # ---------------------------------------------------------------------------- adding an algorithm
 @dataclass
 class TinyConfig(ChainConfig):

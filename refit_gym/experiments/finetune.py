@@ -274,7 +274,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     set_global_seed(seed)
 
     # the configuration as used: every default filled in, the reward and n_timesteps as run
-    params = resolve_hyperparams(algo, env_id, load_hyperparams(algo, env_id, hyperparams, source=hyperparams_source))
+    params = resolve_hyperparams(algo, env_id, load_hyperparams(algo, env_id, hyperparams, source=hyperparams_source,
+                                                                 reward=reward))
     zoo, kwargs = split_hyperparams(params)
     reward = reward or zoo["reward"]
     params.update(reward=reward if isinstance(reward, str) else str(reward),

@@ -136,9 +136,13 @@ def check_hyperparams(algo: str, env_id: str, params: Dict[str, Any], origin: Di
 
 
 def load_hyperparams(algo: str, env_id: str, override: HyperparamsLike = None,
-                     source: Optional[str] = None) -> Dict[str, Any]:
+                     source: Optional[str] = None, reward: Any = None) -> Dict[str, Any]:
     """Defaults of ``agents/hyperparams/<algo>.yml`` for ``env_id``, updated by ``override``, checked
     (:func:`check_hyperparams`).
+
+    The defaults file's ``reward_kwargs`` configure the defaults' reward (their ``reward``, else ``env_id``'s
+    registered one): when the run scores another reward (``reward``, or the override's ``reward``) and the
+    override sets no ``reward_kwargs`` of its own, they are left out, as they belong to a reward that does not run.
 
     Args:
         algo: an ``agents.ALGOS`` name.
@@ -146,6 +150,8 @@ def load_hyperparams(algo: str, env_id: str, override: HyperparamsLike = None,
         override: None; a YAML file in rl-zoo's format (it must have a section for ``env_id``); or a dict of
             settings for ``env_id`` itself (no environment-id level).
         source: how errors name a dict ``override`` (e.g. ``"ladder recipe, rung 'refit'"``).
+        reward: the reward the run scores when the caller chooses it (a name or a built reward; None: the
+            settings').
     Returns: the settings as written (defaults not filled in: :func:`resolve_hyperparams`).
     Raises:
         FinetuneError: the override file is missing or has no section for ``env_id``; a key is unknown, of the
@@ -173,9 +179,12 @@ def load_hyperparams(algo: str, env_id: str, override: HyperparamsLike = None,
         params.update(settings)
         origin.update(dict.fromkeys(settings, where))
 
+    from refit_gym.registry import environment
+
     defaults = HYPERPARAMS_DIR / f"{algo}.yml"
     if defaults.is_file():
         add(section(defaults, required=False), str(defaults))
+    default_reward = params.get("reward", environment(env_id)["reward"])
     if isinstance(override, dict):
         add(dict(override), source or "hyperparameters (a dict)")
     elif override is not None:
@@ -183,6 +192,9 @@ def load_hyperparams(algo: str, env_id: str, override: HyperparamsLike = None,
         if not override.is_file():
             raise FinetuneError(f"hyperparameter file {override}: no such file")
         add(section(override, required=True), source or str(override))
+    run_reward = params.get("reward", default_reward) if reward is None else reward
+    if origin.get("reward_kwargs") == str(defaults) and not (isinstance(run_reward, str) and run_reward == default_reward):
+        del params["reward_kwargs"]  # the defaults' reward_kwargs belong to the defaults' reward
     check_hyperparams(algo, env_id, params, origin)  # combinations across the sources
     return params
 

@@ -80,7 +80,6 @@ def _finetune_rung(rung: str, algo: str, env_id: str, data, checkpoint: Path, pa
     reward = params.pop("reward", None)
     if rung == "oracle":
         reward = oracle_reward(data, tau=float(params.pop("oracle_tau", 1.0)), device=device)
-        params["reward_kwargs"] = {}  # the shipped defaults' reward_kwargs belong to the registered reward, not this one
     eval_freq = int(params.pop("eval_freq", 0))
     m = finetune(algo, env_id, data, checkpoint, reward=reward, hyperparams=params, seed=seed, device=device,
                  out=out, eval_freq=eval_freq, select_metric=select_metric, pretrained_metrics=pretrained,
