@@ -243,3 +243,20 @@ def test_pretrain_command_line_validation_flags():
     # a value out of range is one error naming the field, before any data is read
     with pytest.raises(SystemExit, match=r"^error: PretrainConfig\.eval_every=0: expected a positive integer"):
         main(["--eval-every", "0", "--data", "no-such-folder"])
+
+
+def test_continued_control_keeps_its_model_when_validation_beats_the_start(tmp_path):
+    """The continued-pretraining control compared the start with a metric it never found (the kept row keys it
+    'valid/ndcg@20'), so the start was always kept."""
+    from refit_gym.diffusion.checkpoint import save_backbone
+    from refit_gym.experiments.ladder import continued_pretraining
+
+    data = make_synthetic(n_users=64, n_items=120, seed=0)
+    torch.manual_seed(0)
+    path = save_backbone(build_backbone("diffrec", data, hidden=[16], schedule=dict(steps=3)), tmp_path / "start.pt",
+                         meta={"n_users": data.n_users})
+    start = {"valid": {"ndcg@20": -1.0}, "test": {"ndcg@20": -1.0}}  # any trained epoch beats it
+    m = continued_pretraining("refit_gym/DiffRec-v0", data, path, 2.0, 0, tmp_path / "run", "cpu", "ndcg@20", start,
+                              {"seconds_per_epoch": 1.0, "batch_size": 32}, log=lambda s: None)
+    assert m["epochs"] == 2 and m["best"] != start
+    assert m["best"]["valid"]["ndcg@20"] > -1.0 and "ndcg@20" in m["best"]["test"]

@@ -134,7 +134,8 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
         cfg.eval_every = max(1, cfg.epochs // CONTINUED_VALIDATIONS)  # validation must not rule the budget
         result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device,
                                    log=lambda s: log(f"continued seed {seed}: {s}"))
-    valid = result.best_valid
+    # the kept epoch's validation metrics: history rows key them 'valid/<metric>', the start's are bare
+    valid = {k.split("/", 1)[1]: v for k, v in result.best_valid.items() if k.startswith("valid/")}
     start_valid = pretrained["valid"][select_metric]
     if valid.get(select_metric, float("-inf")) > start_valid:  # the start competes, as in finetune
         best = {"valid": valid, "test": scenario.evaluate_backbone(adapter, data, "test")}
