@@ -15,6 +15,13 @@ and, if items are not the action space itself, :meth:`~DenoiserAdapter.scores`. 
 (the reverse-step Gaussian, whole-chain inference, the pretraining loss) is generic and built on
 the :class:`~refit_gym.diffusion.schedule.GaussianDiffusion` schedule.
 
+Pretraining (:func:`refit_gym.diffusion.training.pretrain`, one loop for every backbone) asks the adapter for its
+objective: :meth:`~DenoiserAdapter.pretrain_batches` (the epoch's batches of its data),
+:meth:`~DenoiserAdapter.pretrain_loss` (the loss of one batch), :meth:`~DenoiserAdapter.pretrain_index_sampler`,
+``pretrain_grad_clip`` and ``pretrain_data_parallel``. The defaults here are DiffRec's objective on the users'
+training-history rows (:meth:`~DenoiserAdapter.diffusion_loss`); sequence backbones override them
+(:class:`~refit_gym.diffusion.dreamrec.DreamRecAdapter`: the all-prefix ``sequence_loss``).
+
 Shapes: B users, D = ``action_dim`` (``n_items`` for DiffRec-like backbones), ``i`` an int64
 ``(B,)`` diffusion index in ``[0, T-1]`` (see schedule.py for the conventions).
 """
@@ -30,6 +37,7 @@ from torch import nn
 from refit_gym.data.dataset import as_interactions
 from refit_gym.data.graph import item_item_graph
 from refit_gym.diffusion.denoisers import CFDiffDenoiser, DiffRecMLP
+from refit_gym.diffusion.objective import ImportanceSampler, PretrainBatch, PretrainDraws
 from refit_gym.diffusion.schedule import GaussianDiffusion, ScheduleConfig
 
 
@@ -47,6 +55,10 @@ class DenoiserAdapter(nn.Module):
 
     backbone_name: str = "base"
     condition_bounds: tuple = (-float("inf"), float("inf"))
+    #: gradient-norm clip of every pretraining step (None: no clipping)
+    pretrain_grad_clip: Optional[float] = None
+    #: whether pretraining may run data-parallel under torchrun (every rank computes its rows of a global batch)
+    pretrain_data_parallel: bool = True
 
     def __init__(self, schedule_cfg: ScheduleConfig, n_items: int, action_dim: int, condition_dim: int):
         super().__init__()
@@ -149,6 +161,54 @@ class DenoiserAdapter(nn.Module):
         target = x0 if self.schedule.cfg.mean_type == "x0" else noise
         mse = ((out - target) ** 2).mean(dim=-1)
         return self.schedule.timestep_weight(i) * mse if reweight else mse
+
+    # ------------------------------------------------------------ the pretraining objective
+    def pretrain_index_sampler(self, cfg) -> Optional[ImportanceSampler]:
+        """The sampler of diffusion indices :meth:`pretrain_loss` draws from: DiffRec's importance sampler when
+        ``cfg.timestep_sampling == 'importance'``, None (uniform) for 'uniform'. Its state is saved with the run."""
+        if cfg.timestep_sampling not in ("importance", "uniform"):
+            raise ValueError(f"timestep_sampling={cfg.timestep_sampling!r}: expected 'importance' or 'uniform'")
+        return ImportanceSampler(self.schedule.steps) if cfg.timestep_sampling == "importance" else None
+
+    def pretrain_batches(self, data, batch_size: int, draws: PretrainDraws):
+        """One epoch's :class:`~refit_gym.diffusion.objective.PretrainBatch` es: every user once, in the order of
+        ``draws.np_rng.permutation``, ``batch_size`` users per global batch. ``inputs`` = ``{"users": (B,) int64
+        (the global batch), "condition": (b, condition_dim) float32 tensor on this adapter's device}``, the
+        condition of this rank's block of rows (:func:`refit_gym.distributed.shard_bounds`; all B on one process)
+        encoded from the training matrix ``data.train``; ``weight`` = B."""
+        from refit_gym import distributed
+
+        perm = draws.np_rng.permutation(np.arange(data.n_users))
+        for s in range(0, len(perm), batch_size):
+            users = perm[s:s + batch_size]
+            lo, hi = distributed.shard_bounds(len(users))
+            cond = torch.as_tensor(self.encode_condition(users[lo:hi], data.train[users[lo:hi]]), device=self.device)
+            yield PretrainBatch({"users": users, "condition": cond}, float(len(users)))
+
+    def pretrain_loss(self, batch: PretrainBatch, draws: PretrainDraws, cfg) -> torch.Tensor:
+        """This rank's share of the global batch's mean loss (a scalar; the sum over ranks is the batch loss):
+        :meth:`diffusion_loss` at indices drawn by ``draws.sampler`` (or uniformly with ``draws.gen``), divided
+        by ``T p(i)`` (so the importance-sampled mean is unbiased), with ``cfg.reweight``. Under torch.distributed
+        every rank draws the global batch's noise with ``draws.dev_gen`` and keeps its rows; the sampler records
+        the global batch's per-user losses (a collective)."""
+        from refit_gym import distributed
+
+        users, cond = batch.inputs["users"], batch.inputs["condition"]
+        n, T, device = len(users), self.schedule.steps, cond.device
+        lo, hi = distributed.shard_bounds(n)
+        if draws.sampler is not None:
+            i, p = draws.sampler.sample(n, draws.gen, device)
+        else:
+            i = torch.randint(0, T, (n,), generator=draws.gen).to(device)
+            p = torch.full((n,), 1.0 / T, device=device)
+        u_t = torch.as_tensor(users[lo:hi], device=device)
+        # one process draws the noise inside diffusion_loss; ranks draw the global batch's and keep their rows
+        noise = torch.randn((n, self.action_dim), generator=draws.dev_gen, device=device)[lo:hi] \
+            if distributed.active() else None
+        per_user = self.diffusion_loss(cond, u_t, i[lo:hi], generator=draws.dev_gen, reweight=cfg.reweight, noise=noise)
+        if draws.sampler is not None:
+            draws.sampler.update(i, distributed.gather_rows(per_user.detach(), n))
+        return (per_user / (T * p[lo:hi])).sum() / n
 
 
 class HistoryAdapter(DenoiserAdapter):

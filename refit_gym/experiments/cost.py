@@ -3,8 +3,7 @@
 For one dataset and one backbone (a checkpoint, or a freshly initialised backbone of the scenario's
 architecture: the cost does not depend on the weights), :func:`measure_cost` times
 
-* ``pretrain_epoch``: one pretraining epoch (every user once; :func:`refit_gym.diffusion.training.pretrain`
-  for history backbones, :func:`refit_gym.scenarios.pretrain_sequence_backbone` for sequence backbones),
+* ``pretrain_epoch``: one pretraining epoch (every user once; :func:`refit_gym.diffusion.training.pretrain`),
   validation replaced by a constant;
 * ``evaluation``: one full validation (every user with a ground truth, full ranking over all items,
   :meth:`refit_gym.scenarios.Scenario.evaluate_backbone`);
@@ -337,21 +336,17 @@ def time_pretrain_epoch(adapter, data, scenario, device, max_seconds: float, log
     from refit_gym.diffusion.training import pretrain
 
     model = copy.deepcopy(adapter)
-    cfg = scenario.pretrain_config(patience=0)
-    const = lambda *_: {cfg.metric: 0.0}  # noqa: E731
+    cfg = scenario.pretrain_config(patience=0, epochs=1, eval_users=None)
+    const = lambda *_, **__: {cfg.metric: 0.0}  # noqa: E731
     quiet = lambda *_: None  # noqa: E731
-    if scenario.sequential:
-        from refit_gym.scenarios import pretrain_sequence_backbone
-
-        cfg.epochs = 1
+    run = lambda seconds=None: pretrain(model, data, cfg, out_dir=None, device=device, tensorboard=False,  # noqa: E731
+                                        progress=False, evaluate_fn=const, log=quiet, max_seconds=seconds)
+    if scenario.sequential:  # one epoch, bounded by max_seconds and scaled by its share of the batches
         with _Timer() as t:
-            res = pretrain_sequence_backbone(model, data, cfg, None, device, max_seconds, const, quiet)
+            res = run(max_seconds)
         total = math.ceil(data.n_users / cfg.batch_size)
         frac = res.history[0]["batches"] / total
         return t.wall / frac, t.cpu / frac, frac
-    cfg.epochs = 1
-    run = lambda: pretrain(model, data, cfg, out_dir=None, device=device, tensorboard=False,  # noqa: E731
-                           progress=False, evaluate_fn=const, log=quiet)
     run()  # warm-up
     with _Timer() as t:
         run()
