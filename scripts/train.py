@@ -10,6 +10,8 @@ Examples::
         --out runs/refit-ml1m --eval-freq 20000 --save-freq 20000 --tensorboard-log runs/refit-ml1m/tb
     python scripts/train.py --algo ddpo --hyperparams my.yml ...                # rl-zoo style overrides
     python scripts/train.py ... --resume                                        # continue from --out/last_model.zip
+    python scripts/train.py --env refit_gym/DreamRec-v0 --checkpoint runs/dreamrec/best.pt --inference-steps 10
+                                                                                # a 10-step chain from a T = 50 backbone
 
 Hyperparameters: the defaults of ``agents/hyperparams/<algo>.yml`` updated by ``--hyperparams FILE``,
 both in rl-zoo3's format (top-level key = environment id; ``n_timesteps``, ``n_envs``, ``policy``,
@@ -58,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "environment's synthetic dataset: synthetic, synthetic-social, synthetic-seq or synthetic-poi)")
     add_protocol_argument(p)
     p.add_argument("--checkpoint", type=Path, default=None, help="pretrained backbone (default: pretrain one first)")
+    p.add_argument("--inference-steps", type=int, default=None,
+                   help="reverse steps of the chain: K evenly spaced steps of the backbone's T (episodes, evaluation "
+                        "and the exported best.pt / final.pt run K; default: the checkpoint's own, all T unless it "
+                        "records one)")
     p.add_argument("--pretrain-epochs", type=int, default=30, help="epochs of the pretraining run without --checkpoint")
     p.add_argument("--reward", default=None,
                    help="terminal reward: refit, refit-seq, graph-score, topk, reconstruction (default: the "
@@ -177,7 +183,7 @@ def main(argv=None) -> Dict[str, Any]:
                            seed=args.seed, device=device, out=out, eval_freq=args.eval_freq, save_freq=args.save_freq,
                            resume=args.resume, tensorboard_log=args.tensorboard_log, n_timesteps=args.n_timesteps,
                            progress=args.progress, verbose=args.verbose, select_metric=args.select_metric, log=log,
-                           collapse_ratio=args.collapse_ratio)
+                           collapse_ratio=args.collapse_ratio, inference_steps=args.inference_steps)
     except FinetuneError as e:
         raise SystemExit(f"error: {e}") from e
     except NonFiniteTrainingError as e:

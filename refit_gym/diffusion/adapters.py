@@ -24,9 +24,17 @@ training-history rows (:meth:`~DenoiserAdapter.diffusion_loss`); sequence backbo
 
 Shapes: B users, D = ``action_dim`` (``n_items`` for DiffRec-like backbones), ``i`` an int64
 ``(B,)`` diffusion index in ``[0, T-1]`` (see schedule.py for the conventions).
+
+Respacing: the schedule option ``inference_steps = K`` (stored with the schedule in the config, so in
+checkpoints; :meth:`DenoiserAdapter.set_inference_steps` changes it on a built adapter) makes the reverse
+chain -- :meth:`~DenoiserAdapter.reverse_step`, :meth:`~DenoiserAdapter.infer`, the environments' episodes --
+run K steps on a subsequence of the T training steps. :meth:`~DenoiserAdapter.reverse_step` takes *chain*
+indices ``[0, K-1]`` and calls :meth:`~DenoiserAdapter.denoise` with the training index
+(``schedule.model_index``), so ``denoise`` always sees indices of the T-step schedule it was trained on.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -118,8 +126,29 @@ class DenoiserAdapter(nn.Module):
         return next(self.parameters()).device
 
     def reverse_step(self, x: torch.Tensor, i: torch.Tensor, context: Any):
-        """Mean ``(B, D)`` and standard deviation ``(B, 1)`` of ``p(x_{i-1} | x_i, context)``."""
-        return self.schedule.reverse_mean_std(self.denoise(x, i, context), x, i)
+        """Mean ``(B, D)`` and standard deviation ``(B, 1)`` of ``p(x_{i-1} | x_i, context)`` at chain indices
+        ``i`` in ``[0, schedule.chain_steps - 1]`` (the denoiser sees ``schedule.model_index(i)``)."""
+        return self.schedule.reverse_mean_std(self.denoise(x, self.schedule.model_index(i), context), x, i)
+
+    @property
+    def inference_steps(self) -> int:
+        """K, the reverse steps of the chain (``schedule.chain_steps``: T unless respaced)."""
+        return self.schedule.chain_steps
+
+    def set_inference_steps(self, inference_steps: Optional[int]) -> "DenoiserAdapter":
+        """Run the reverse chain on ``inference_steps`` = K evenly spaced steps of the T-step schedule (None: all
+        T); returns ``self``. The weights are untouched; :meth:`config` (hence a saved checkpoint) records K.
+
+        Raises:
+            ValueError: K is not an integer in ``[1, T]``.
+        """
+        cfg = dataclasses.replace(self.schedule_cfg, inference_steps=inference_steps)  # validated
+        self.schedule_cfg = cfg
+        self.schedule = GaussianDiffusion(cfg, self.schedule.device)
+        stored = getattr(self, "_cfg", None)  # the built-in adapters keep their config() here
+        if isinstance(stored, dict) and "schedule" in stored:
+            stored["schedule"] = cfg.to_dict()
+        return self
 
     def to(self, *args, **kwargs):  # keep the schedule tables next to the weights
         out = super().to(*args, **kwargs)
@@ -129,14 +158,15 @@ class DenoiserAdapter(nn.Module):
     @torch.no_grad()
     def infer(self, condition: torch.Tensor, users: Optional[torch.Tensor] = None, deterministic: bool = True,
               generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """The backbone's own inference: run all T reverse steps from :meth:`start`; item scores ``(B, n_items)``.
+        """The backbone's own inference: run the K reverse steps of the chain (all T unless respaced) from
+        :meth:`start`; item scores ``(B, n_items)``.
 
         ``deterministic=True`` follows the posterior means (DiffRec's inference).
         """
         ctx = self.context(condition, users)
         x = self.start(condition, ctx, generator)
         B = x.shape[0]
-        for i in reversed(range(self.schedule.steps)):
+        for i in reversed(range(self.schedule.chain_steps)):
             idx = torch.full((B,), i, dtype=torch.long, device=x.device)
             mean, std = self.reverse_step(x, idx, ctx)
             x = mean if deterministic else mean + std * torch.randn(mean.shape, generator=generator, device=mean.device)

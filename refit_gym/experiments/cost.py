@@ -387,7 +387,7 @@ def time_finetune_epoch(algo: str, env_id: str, data, adapter, device, max_secon
     reward = zoo.get("reward") or gymnasium.spec(env_id).kwargs["reward"]
     env = BatchedDenoisingEnv(data, adapter, n_envs, reward, device, zoo.get("reward_kwargs"), seed=seed)
     model = ALGOS[algo](adapter, env, seed=seed, device=device, **kwargs)
-    T = adapter.schedule.steps
+    T = adapter.schedule.chain_steps  # the reverse steps of an episode
     per_rollout = n_envs * T
     rollouts = math.ceil(data.n_users / (n_envs // model.n_traj_per_user))
     with _Timer() as t:
@@ -434,7 +434,7 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
 
     device = torch.device(device)
     adapter = adapter.to(device).eval()
-    T = adapter.schedule.steps
+    T = adapter.schedule.chain_steps  # reverse steps of the chain (K when respaced)
     u = unit_flops(adapter, data, probe)
     shapes = sorted({largest_weight(adapter), largest_weight(adapter, linear_only=True)})
     rates: Dict[int, Tuple[float, float, Tuple[int, int, int]]] = {}

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-max", type=float, default=None)
     p.add_argument("--mean-type", default=None, choices=["x0", "eps"])
     p.add_argument("--sampling-steps", type=int, default=None, help="noise level of the inference start (0: clean history)")
+    p.add_argument("--inference-steps", type=int, default=None, help="reverse steps of the chain (validation, and "
+                   "the default of environments and fine-tuning): K evenly spaced steps of T; training uses all T "
+                   "(default: all T)")
     # architecture overrides
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="DiffRec encoder widths (default: the scenario's, 600 200)")
     p.add_argument("--emb-size", type=int, default=None)
@@ -93,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-SCHEDULE_FLAGS = ("noise_schedule", "noise_scale", "noise_min", "noise_max", "steps", "mean_type", "sampling_steps")
+SCHEDULE_FLAGS = ("noise_schedule", "noise_scale", "noise_min", "noise_max", "steps", "mean_type", "sampling_steps",
+                  "inference_steps")
 ARCHITECTURE_FLAGS = ("hidden", "emb_size", "dropout")
 
 

@@ -94,7 +94,7 @@ def measure_scaling_point(spec: Dict[str, Any]) -> Dict[str, Any]:
     env = make_batched_env(spec["backbone"], data, n_envs=n_envs, checkpoint="untrained",
                            backbone_kwargs=spec["backbone_kwargs"], device=device, seed=SCALING_SEED)
     model = ReFiT(env.adapter, env, seed=SCALING_SEED, device=device, **kwargs)
-    T = env.adapter.schedule.steps
+    T = env.adapter.schedule.chain_steps
     steps_per_rollout = n_envs * T
     users_per_rollout = n_envs // model.n_traj_per_user
     rollouts_per_epoch = math.ceil(data.n_users / users_per_rollout)
