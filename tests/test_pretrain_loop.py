@@ -260,3 +260,23 @@ def test_continued_control_keeps_its_model_when_validation_beats_the_start(tmp_p
                               {"seconds_per_epoch": 1.0, "batch_size": 32}, log=lambda s: None)
     assert m["epochs"] == 2 and m["best"] != start
     assert m["best"]["valid"]["ndcg@20"] > -1.0 and "ndcg@20" in m["best"]["test"]
+
+
+def test_continued_control_validations_key_sets_the_validation_count(tmp_path):
+    """``validations`` in the continued recipe sets how many validations an interaction run makes (every
+    ``epochs // validations`` epochs and the last), and a count below 1 is one error naming it."""
+    from refit_gym.diffusion.checkpoint import save_backbone
+    from refit_gym.experiments.ladder import continued_pretraining
+
+    data = make_synthetic(n_users=64, n_items=120, seed=0)
+    torch.manual_seed(0)
+    path = save_backbone(build_backbone("diffrec", data, hidden=[16], schedule=dict(steps=3)), tmp_path / "start.pt",
+                         meta={"n_users": data.n_users})
+    start = {"valid": {"ndcg@20": -1.0}, "test": {"ndcg@20": -1.0}}
+    m = continued_pretraining("refit_gym/DiffRec-v0", data, path, 6.0, 0, tmp_path / "run", "cpu", "ndcg@20", start,
+                              {"seconds_per_epoch": 1.0, "batch_size": 32, "validations": 2}, log=lambda s: None)
+    assert m["epochs"] == 6
+    assert [h["epoch"] for h in m["history"] if "ndcg@20" in h] == [2, 5]
+    with pytest.raises(ValueError, match=r"continued validations=0"):
+        continued_pretraining("refit_gym/DiffRec-v0", data, path, 6.0, 0, tmp_path / "run2", "cpu", "ndcg@20", start,
+                              {"seconds_per_epoch": 1.0, "validations": 0}, log=lambda s: None)

@@ -97,13 +97,14 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
 
     Sequence scenarios train until ``seconds`` have passed and validate once, at the end; interaction scenarios
     run the whole epochs that fit in ``seconds`` (at least one; the epoch time is ``params["seconds_per_epoch"]``
-    or measured with one epoch), validating :data:`CONTINUED_VALIDATIONS` times. Every validation scores every
+    or measured with one epoch), validating ``params["validations"]`` times (default :data:`CONTINUED_VALIDATIONS`;
+    fewer where a full validation costs much more than an epoch). Every validation scores every
     validation user (``eval_users=None``), as the start's metrics do.
 
     Args:
         env_id: registered environment id (its scenario pretrains and evaluates).
         pretrained: ``{"valid": {...}, "test": {...}}`` metrics of ``checkpoint`` (the start).
-        params: PretrainConfig overrides (and optionally ``seconds_per_epoch``).
+        params: PretrainConfig overrides (and optionally ``seconds_per_epoch`` and ``validations``).
         out: the working folder of the run. select_metric: the validation metric of the selection.
     Returns: ``{"rung": "continued", "seed", "best": {"valid", "test"}`` (the selected model's metrics; the
     start's when no epoch beats it on validation), ``"history"`` (per epoch: ``epoch``, cumulative
@@ -118,7 +119,11 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     scenario = scenario_for(env_id)
     adapter, _ = load_backbone(checkpoint, data, device=device)
     torch.manual_seed(seed)
-    overrides = {k: v for k, v in params.items() if k != "seconds_per_epoch"}
+    own = ("seconds_per_epoch", "validations")
+    overrides = {k: v for k, v in params.items() if k not in own}
+    validations = int(params.get("validations", CONTINUED_VALIDATIONS))
+    if validations < 1:
+        raise ValueError(f"continued validations={params.get('validations')!r}: expected an integer >= 1")
     cfg = scenario.pretrain_config(**{**overrides, "metric": select_metric, "seed": seed, "patience": 0,
                                       "eval_users": None})
     t0 = time.perf_counter()
@@ -131,7 +136,7 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     else:  # whole epochs that fit in the budget (one epoch at least)
         per_epoch = float(params.get("seconds_per_epoch", 0)) or _epoch_seconds(scenario, checkpoint, data, device)
         cfg.epochs = max(1, int(seconds // per_epoch))
-        cfg.eval_every = max(1, cfg.epochs // CONTINUED_VALIDATIONS)  # validation must not rule the budget
+        cfg.eval_every = max(1, cfg.epochs // validations)  # validation must not rule the budget
         result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device,
                                    log=lambda s: log(f"continued seed {seed}: {s}"))
     # the kept epoch's validation metrics: history rows key them 'valid/<metric>', the start's are bare
