@@ -217,6 +217,10 @@ class DenoiserPolicy(ActorCriticPolicy):
             rebuilds a saved model) -- at most one of the three. None of them: a copy of the backbone of the
             refit-gym environment built in this process whose spaces these are (exactly one must be alive;
             :func:`refit_gym.envs.factory.env_backbone_for_spaces`), which is how rl-zoo3 builds it.
+        inference_steps: K, respace the backbone's reverse chain to K steps
+            (:meth:`~refit_gym.diffusion.adapters.DenoiserAdapter.set_inference_steps`; None: keep the backbone's own):
+            the environment's episode length, when it was built with ``inference_steps`` from a checkpoint
+            that does not record it.
         exploration_scale: multiplies the schedule's reverse-step std (> 0).
         std_floor: lower bound on the std after scaling (>= 0).
         log_prob_reduction: ``"sum"`` (exact, SB3's convention) or ``"mean"`` (divided by D, DDPO's).
@@ -238,6 +242,7 @@ class DenoiserPolicy(ActorCriticPolicy):
         backbone: Optional[DenoiserAdapter] = None,
         checkpoint: Union[str, Path, None] = None,
         backbone_spec: Optional[Dict[str, Any]] = None,
+        inference_steps: Optional[int] = None,
         exploration_scale: float = PolicyConfig.exploration_scale,
         std_floor: float = PolicyConfig.std_floor,
         log_prob_reduction: str = PolicyConfig.log_prob_reduction,
@@ -265,6 +270,8 @@ class DenoiserPolicy(ActorCriticPolicy):
 
             backbone, _ = env_backbone_for_spaces(observation_space, action_space)
         denoiser = resolve_backbone(backbone, checkpoint, backbone_spec)
+        if inference_steps is not None:
+            denoiser.set_inference_steps(inference_steps)
         check_denoising_spaces(observation_space, action_space, denoiser)
 
         if isinstance(net_arch, dict):
@@ -333,8 +340,8 @@ class DenoiserPolicy(ActorCriticPolicy):
     # ------------------------------------------------------------------ the actor
     @property
     def steps(self) -> int:
-        """T, the number of reverse steps of an episode."""
-        return self.denoiser.schedule.steps
+        """T, the number of reverse steps of an episode (the chain's: K when the schedule is respaced)."""
+        return self.denoiser.schedule.chain_steps
 
     def step_std(self, t: torch.Tensor) -> torch.Tensor:
         """Exploration std ``(B, 1)`` at remaining-step counts ``t`` (B,) int64 in ``[1, T]``."""

@@ -31,8 +31,8 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["active", "all_agree", "all_reduce_gradients", "all_reduce_max", "all_reduce_sum", "barrier",
-           "broadcast_parameters", "check_same", "gather_rows", "init_from_env", "is_main", "local_device",
-           "mean_std", "rank", "rank_seed", "shard", "shard_bounds", "shutdown", "world_size"]
+           "broadcast_parameters", "broadcast_scalar", "check_same", "gather_rows", "init_from_env", "is_main",
+           "local_device", "mean_std", "rank", "rank_seed", "shard", "shard_bounds", "shutdown", "world_size"]
 
 
 def init_from_env(device: Union[str, torch.device, None] = None, backend: Optional[str] = None) -> bool:
@@ -220,3 +220,13 @@ def shutdown() -> None:
     """Leave the process group (end of a torchrun entry point); a no-op without one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_scalar(value: float, src: int = 0) -> float:
+    """Rank ``src``'s ``value`` (a float) on every rank, e.g. a decision taken on rank 0's clock. Collective; the
+    identity on one process."""
+    if not active():
+        return float(value)
+    t = torch.tensor([float(value) if rank() == src else 0.0], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return float(t[0])

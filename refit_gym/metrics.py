@@ -293,9 +293,12 @@ def backbone_score_fn(
 
 
 def evaluate_backbone(adapter, data, split: str = "test", ks: Sequence[int] = DEFAULT_KS, batch_size: int = 1024,
-                      device: Optional[Union[str, torch.device]] = None, **kwargs) -> Dict[str, float]:
-    """:func:`evaluate` of a backbone's own deterministic inference (see :func:`backbone_score_fn`)."""
-    return evaluate(backbone_score_fn(adapter, data, split, device=device, **kwargs), data, split, ks, batch_size)
+                      device: Optional[Union[str, torch.device]] = None, users: Optional[np.ndarray] = None,
+                      **kwargs) -> Dict[str, float]:
+    """:func:`evaluate` of a backbone's own deterministic inference (see :func:`backbone_score_fn`) over ``users``
+    (int64 ``(n,)``; default: all)."""
+    return evaluate(backbone_score_fn(adapter, data, split, device=device, **kwargs), data, split, ks, batch_size,
+                    users=users)
 
 
 # ---------------------------------------------------------------------------- sequences: leave-one-out

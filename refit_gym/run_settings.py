@@ -2,8 +2,8 @@
 
 A fresh ``refit-gym train`` writes ``OUT/run.json``: the settings that define the run (:data:`RUN_KEYS`: algorithm,
 environment, data and its sequence protocol (``--protocol``, ``--split-seed``), the backbone checkpoint it started from -- also one it pretrained itself --, reward,
-hyperparameter file and its resolved contents, seed, selection metric) and the ones that may change between
-sessions (:data:`SESSION_KEYS`: ``n_timesteps``, ``eval_freq``, ``save_freq``, ``tensorboard_log``).
+hyperparameter file and its resolved contents, seed, selection metric, the chain's ``--inference-steps``) and the
+ones that may change between sessions (:data:`SESSION_KEYS`: ``n_timesteps``, ``eval_freq``, ``save_freq``, ``tensorboard_log``).
 
 With ``--resume`` and that file present, every flag that was not given takes the saved value. A flag that was given
 must agree with a run-defining setting, else the resume is refused naming the flag (changing the data or the reward
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 RUN_FILE = "run.json"
-RUN_KEYS = ("algo", "env", "data", "protocol", "split_seed", "checkpoint", "reward", "hyperparams", "seed", "select_metric")
+RUN_KEYS = ("algo", "env", "data", "protocol", "split_seed", "checkpoint", "reward", "hyperparams", "seed", "select_metric",
+            "inference_steps")
 SESSION_KEYS = ("n_timesteps", "eval_freq", "save_freq", "tensorboard_log")
 
 
@@ -72,7 +73,7 @@ def check_hyperparams(saved: Dict[str, Any], params: Dict[str, Any], out: Path) 
 
 def save_run(args: argparse.Namespace, out: Path, params: Dict[str, Any]) -> Path:
     """Write ``out/run.json`` with the current settings and the resolved hyperparameters ``params``."""
-    record = {key: _jsonable(getattr(args, key)) for key in RUN_KEYS + SESSION_KEYS}
+    record = {key: _jsonable(getattr(args, key, None)) for key in RUN_KEYS + SESSION_KEYS}  # None: not a flag of the caller
     record["resolved_hyperparams"] = json.loads(json.dumps(params, default=str))
     path = Path(out) / RUN_FILE
     tmp = path.with_name(f".{RUN_FILE}.tmp")

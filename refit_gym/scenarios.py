@@ -36,7 +36,6 @@ Score functions everywhere have the signature ``score_fn(users (B,) int64, split
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,143 +47,11 @@ import torch
 from refit_gym.data.dataset import DataError, InteractionData
 from refit_gym.data.sequential import SequentialData
 from refit_gym.diffusion.adapters import DenoiserAdapter, build_backbone
-from refit_gym.io_safety import locks_output, write_json_atomic
+from refit_gym.diffusion.training import PretrainConfig, PretrainResult, pretrain
 from refit_gym.registry import ENVIRONMENTS, SCENARIO_OF_BACKBONE, environment
-from refit_gym.diffusion.training import (ModelSelection, PretrainConfig, PretrainResult, finish_pretraining,
-                                          load_training_state, restore_rng_state, rng_state, run_fingerprint,
-                                          save_training_state, seeded_generators)
 
 ScoreFn = Callable[[np.ndarray, str], Any]
 KS = (10, 20)
-
-
-# ---------------------------------------------------------------------------------------------- pretraining
-@locks_output("out_dir")
-def pretrain_sequence_backbone(adapter: DenoiserAdapter, data: SequentialData, cfg: PretrainConfig,
-                               out_dir: Optional[Path] = None, device="cpu", max_seconds: Optional[float] = None,
-                               evaluate_fn: Optional[Callable] = None, log: Callable[[str], None] = print,
-                               resume: bool = False) -> PretrainResult:
-    """Pretrain a sequence backbone (anything with ``sequence_loss``, e.g. DreamRec) with validation selection.
-
-    The objective is :func:`refit_gym.diffusion.seq_training.pretrain_sequential`'s (all-prefix
-    next-item loss, gradient norm clipped to 5) with one AdamW optimizer across epochs; each epoch
-    visits every training row once (``data.training_rows``: each user under leave-one-out, the train users'
-    windows under user-split) in shuffled batches of ``cfg.batch_size`` rows. After every
-    ``cfg.eval_every`` epochs (and the last) the model is scored with ``evaluate_fn(adapter, data,
-    'valid')`` (default: the 'sequential' scenario's evaluation, under the data's protocol) and the best one (by
-    ``cfg.metric``) is saved to ``out_dir/best.pt``. Early stopping after ``cfg.patience`` evaluations
-    without gain. ``cfg.timestep_sampling`` and ``cfg.reweight`` do not apply (indices are uniform,
-    DreamRec's choice).
-
-    ``max_seconds`` bounds the run's cumulative wall time in seconds (training and evaluation, summed
-    over resumed sessions; checked between batches): the epoch in progress is then evaluated and
-    training stops.
-
-    Resuming: with ``out_dir``, the full training state (weights, optimizer, generator states, model
-    selection, history, epoch counter, elapsed seconds) is written atomically to ``out_dir/last_state.pt``
-    after every epoch (see :func:`refit_gym.diffusion.training.save_training_state`), with
-    ``history.json``. With ``resume=True`` and that file present, training continues at the next
-    epoch; a run stopped after epoch k (``cfg.epochs = k + 1``, or killed) and resumed gives the same
-    weights and history (``epoch_seconds`` aside) bit for bit as an uninterrupted run on the same device.
-    A resumed run that had already stopped early (``cfg.patience``) or used up ``max_seconds`` trains no
-    further. A state written for another backbone architecture or other data raises CheckpointError
-    naming the file. Without the file, ``resume=True`` starts afresh.
-
-    Args:
-        adapter: a freshly built sequence backbone for ``data`` (its weights are replaced on resume).
-        data: the SequentialData it was built for.
-        cfg: hyperparameters (``epochs``, ``lr``, ``weight_decay``, ``batch_size``, ``eval_every``,
-            ``patience``, ``metric``, ``seed``).
-        out_dir: where ``best.pt``, ``last_state.pt`` and ``history.json`` go (None: nothing written,
-            no resume).
-        device: torch device (or its name) to train on.
-        log: called with one line per epoch and on resume / stop.
-    Returns: a :class:`~refit_gym.diffusion.training.PretrainResult` (``seconds_per_epoch`` over every
-    epoch of ``history``, resumed ones included); the adapter holds the best weights, in eval mode.
-    """
-    from refit_gym.diffusion.seq_training import sequence_batches
-
-    from refit_gym import distributed
-
-    if distributed.active():
-        raise RuntimeError("sequence pretraining is not data-parallel: run it as one process (without torchrun); "
-                           "interaction backbones (diffrec, cfdiff, social-diffrec) pretrain under torchrun")
-    if not hasattr(adapter, "sequence_loss"):
-        raise TypeError(f"{type(adapter).__name__} has no sequence_loss(seq, buckets, generator): "
-                        "it is not a sequence backbone")
-    if evaluate_fn is None:
-        evaluate_fn = SCENARIOS["sequential"].evaluate_backbone  # same protocol for 'poi'
-    device = torch.device(device)
-    adapter.to(device)
-    torch.manual_seed(cfg.seed)  # dropout masks
-    gen, dev_gen, generators = seeded_generators(cfg.seed, device)
-    opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n_buckets = adapter.n_time_buckets if getattr(adapter, "time_aware", False) else 0
-    out = Path(out_dir) if out_dir is not None else None
-    state_path = out / "last_state.pt" if out is not None else None
-    fingerprint = None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        fingerprint = run_fingerprint(adapter, data)
-    sel, history, epoch_times = ModelSelection(cfg.metric), [], []
-    start_epoch, elapsed_before, finished = 0, 0.0, False
-    if resume and state_path is not None and state_path.exists():
-        st = load_training_state(state_path, adapter, opt, fingerprint)
-        restore_rng_state(st, device, **generators)
-        sel.load_state_dict(st)
-        history = json.loads(st["history"])
-        start_epoch, elapsed_before = int(st["epoch"]) + 1, float(st["elapsed_seconds"])
-        epoch_times = [float(r["epoch_seconds"]) for r in history]
-        log(f"resumed from {state_path} at epoch {start_epoch} ({elapsed_before:.1f} s used so far)")
-        if sel.should_stop(cfg.patience):
-            log(f"nothing to resume: the run stopped early at epoch {start_epoch - 1} (no {cfg.metric} gain for "
-                f"{sel.bad} evaluations)")
-            finished = True
-        elif max_seconds is not None and elapsed_before >= max_seconds:
-            log(f"nothing to resume: max_seconds={max_seconds} already used ({elapsed_before:.1f} s)")
-            finished = True
-    t_start = time.perf_counter() - elapsed_before
-    from refit_gym.diffusion.divergence import DivergenceMonitor
-
-    monitor = DivergenceMonitor(adapter, str(state_path) if state_path is not None and state_path.exists() else None)
-    for epoch in range(start_epoch, start_epoch if finished else cfg.epochs):
-        adapter.train()
-        t0, total, n, out_of_time = time.perf_counter(), 0.0, 0, False
-        for seq, buckets in sequence_batches(data, cfg.batch_size, adapter.max_len, gen, False, n_buckets, device):
-            loss = adapter.sequence_loss(seq, buckets, dev_gen)
-            monitor.check_loss(float(loss.detach()), f"epoch {epoch}, batch {n}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(adapter.parameters(), 5.0)
-            opt.step()
-            total, n = total + loss.item(), n + 1
-            if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
-                out_of_time = True
-                break
-        epoch_times.append(time.perf_counter() - t0)
-        row = {"epoch": epoch, "train_loss": total / max(n, 1), "epoch_seconds": epoch_times[-1], "batches": n}
-        monitor.check_weights(adapter, f"the end of epoch {epoch}")  # before anything of this epoch is saved
-        if state_path is not None:
-            monitor.kept = f"; last good state kept in {state_path}"
-        if out_of_time or (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            adapter.eval()
-            metrics = evaluate_fn(adapter, data, "valid")
-            row.update({f"valid/{k}": v for k, v in metrics.items()})
-            sel.observe(adapter, data, epoch, metrics, cfg, out)
-        history.append(row)
-        log(f"epoch {epoch}: loss {row['train_loss']:.4f} ({n} batches, {epoch_times[-1]:.1f} s)"
-            + (f", valid {cfg.metric} {row['valid/' + cfg.metric]:.4f}" if f"valid/{cfg.metric}" in row else ""))
-        if out is not None:
-            save_training_state(state_path, adapter, opt, epoch, history, sel, fingerprint,
-                                rng_state(device, **generators), elapsed_seconds=time.perf_counter() - t_start)
-            write_json_atomic(out / "history.json", history, indent=1)
-        if out_of_time:
-            log(f"stopping: max_seconds={max_seconds} reached during epoch {epoch}")
-            break
-        if sel.should_stop(cfg.patience):
-            log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {sel.bad} evaluations")
-            break
-    return finish_pretraining(adapter, history, sel, out, epoch_times)
 
 
 # ---------------------------------------------------------------------------------------------- scenario
@@ -279,29 +146,18 @@ class Scenario:
     def pretrain(self, adapter: DenoiserAdapter, data, cfg: Optional[PretrainConfig] = None, out_dir=None,
                  device="cpu", max_seconds: Optional[float] = None, progress: bool = False, resume: bool = False,
                  log: Callable[[str], None] = print) -> PretrainResult:
-        """Pretrain ``adapter`` on ``data`` with validation selection on :attr:`metric` (by default)
-        and this scenario's evaluation; writes ``out_dir/best.pt``, ``history.json`` and the resume state
-        ``last_state.pt`` (after every epoch).
+        """Pretrain ``adapter`` on ``data`` with :func:`refit_gym.diffusion.training.pretrain` (the one loop; the
+        adapter's own objective), validation selection on :attr:`metric` (by default) and this scenario's
+        evaluation (:meth:`evaluate_backbone`); writes ``out_dir/best.pt``, ``history.json``, ``tb/`` and the resume
+        state ``last_state.pt`` (after every epoch).
 
-        Interaction scenarios use :func:`refit_gym.diffusion.training.pretrain` (``progress`` applies;
-        ``max_seconds`` must be None); sequence scenarios :func:`pretrain_sequence_backbone`
-        (``max_seconds`` bounds the cumulative wall time in seconds). Both resume: with ``resume=True`` and
-        ``out_dir/last_state.pt`` present, training continues at the epoch after the last finished one,
-        with the same result as an uninterrupted run; a state written for another architecture or other
-        data raises :class:`~refit_gym.diffusion.checkpoint.CheckpointError` naming the file.
+        ``max_seconds`` bounds the cumulative wall time in seconds (None: no bound). With ``resume=True`` and
+        ``out_dir/last_state.pt`` present, training continues at the epoch after the last finished one, with the
+        same weights as an uninterrupted run; a state written for another architecture or other data raises
+        :class:`~refit_gym.diffusion.checkpoint.CheckpointError` naming the file.
         Returns a :class:`PretrainResult`; ``adapter`` is left holding the best weights."""
-        cfg = cfg or self.pretrain_config()
-        evaluate_fn = lambda a, d, s: self.evaluate_backbone(a, d, s)  # noqa: E731
-        if self.sequential:
-            return pretrain_sequence_backbone(adapter, data, cfg, out_dir, device, max_seconds, evaluate_fn, log,
-                                              resume=resume)
-        if max_seconds is not None:
-            raise ValueError(f"scenario {self.name!r}: max_seconds applies to sequence pretraining only; bound "
-                             "the run with epochs")
-        from refit_gym.diffusion.training import pretrain
-
-        return pretrain(adapter, data, cfg, out_dir=out_dir, device=device, progress=progress, resume=resume,
-                        evaluate_fn=evaluate_fn, log=log)
+        return pretrain(adapter, data, cfg or self.pretrain_config(), out_dir=out_dir, device=device, progress=progress,
+                        resume=resume, evaluate_fn=self.evaluate_backbone, log=log, max_seconds=max_seconds)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, score_fn: ScoreFn, data, split: str = "test", ks: Optional[Sequence[int]] = None,
@@ -416,4 +272,4 @@ def scenario_for(env_id_or_backbone: str) -> Scenario:
     return SCENARIOS[name]
 
 
-__all__ = ["KS", "SCENARIOS", "SCENARIO_OF_BACKBONE", "Scenario", "pretrain_sequence_backbone", "scenario_for"]
+__all__ = ["KS", "SCENARIOS", "SCENARIO_OF_BACKBONE", "Scenario", "scenario_for"]

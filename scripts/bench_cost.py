@@ -6,6 +6,7 @@ Examples::
     python scripts/bench_cost.py --data ../shared/datasets/ml-1m --threads 1 --json > results/ml-1m/cost/diffrec.json
     python scripts/bench_cost.py --data ../shared/datasets/seq-beauty --backbone dreamrec --threads 1 --max-seconds 40
     python scripts/bench_cost.py --data synthetic --checkpoint runs/diffrec/best.pt
+    python scripts/bench_cost.py --data ../shared/datasets/seq-beauty --checkpoint runs/dreamrec/best.pt --inference-steps 10
 
 For each operation (one pretraining epoch, one full validation, one fine-tuning epoch of each shipped recipe
 ``agents/hyperparams/{refit,ddpo,pathwise}.yml``): the measured seconds, the matmul FLOP floor counted from the
@@ -14,7 +15,8 @@ in seconds and ``ratio = measured / floor``. Operations longer than ``--max-seco
 scaled (column ``timed``). See :mod:`refit_gym.experiments.cost` for the definitions. Without
 ``--checkpoint`` a freshly initialised backbone of the scenario's architecture is used (timing does not depend
 on the weights). ``--json`` prints one JSON object (numbers, the machine, torch version, threads) on stdout;
-the table and progress go to stderr.
+the table and progress go to stderr. ``--inference-steps K`` respaces the reverse chain to K of the T steps
+(evaluation and fine-tuning run K steps; pretraining keeps T; the JSON's ``steps`` is then K, ``train_steps`` T).
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default=None, help="backbone kind (default: the scenario's for the data, e.g. "
                    "diffrec for interactions, dreamrec for sequences; with --checkpoint: the checkpoint's)")
     p.add_argument("--checkpoint", default=None, help="backbone checkpoint (default: a freshly initialised backbone)")
+    p.add_argument("--inference-steps", type=int, default=None,
+                   help="reverse steps of the chain, K of the T training steps (default: the backbone's own)")
     p.add_argument("--recipes", nargs="+", default=None, help="fine-tuning algorithms (default: refit ddpo pathwise)")
     p.add_argument("--max-seconds", type=float, default=60.0,
                    help="per operation: beyond it a part is timed and scaled (default 60)")
@@ -73,11 +77,17 @@ def main(argv=None) -> dict:
             scenario = SCENARIOS["poi" if timed else "sequential" if isinstance(data, SequentialData)
                                  else "social" if getattr(data, "social", None) is not None else "cf"]
         adapter = scenario.build_backbone(scenario.check_data(data), args.backbone)
+    if args.inference_steps is not None:
+        try:
+            adapter.set_inference_steps(args.inference_steps)
+        except ValueError as e:
+            raise SystemExit(f"error: --inference-steps: {e}") from None
     log(f"data: {data.summary()}; backbone {adapter.backbone_name} "
         f"({sum(p.numel() for p in adapter.parameters()):,} parameters); threads {torch.get_num_threads()}")
     result = measure_cost(data, adapter, scenario, device, args.recipes or RECIPES, args.max_seconds, args.probe,
                           args.seed, log)
     result["checkpoint"] = args.checkpoint or "untrained"
+    result["train_steps"] = int(adapter.schedule.steps)
     log(format_table(result))
     if args.json:
         print(json.dumps(result))

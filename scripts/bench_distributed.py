@@ -43,7 +43,7 @@ def main(argv=None) -> dict:
         data = scenario.load(args.data)
         set_global_seed(args.seed)
         adapter = scenario.build_backbone(data, args.backbone)
-        cfg = scenario.pretrain_config(epochs=args.epochs, patience=0, seed=args.seed)
+        cfg = scenario.pretrain_config(epochs=args.epochs, patience=0, seed=args.seed, eval_users=None)
         cpu0 = time.process_time()
         res = pretrain(adapter, data, cfg, out_dir=None, device="cpu", tensorboard=False, progress=False,
                        evaluate_fn=lambda *_: {cfg.metric: 0.0}, log=lambda m: None)

@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
     data = load_dataset(args.data)
     adapter = build_env_backbone(args.backbone, data, args.checkpoint, device, backbone_seed=args.seed)
     adapter.eval()
-    T = adapter.schedule.steps
+    T = adapter.schedule.chain_steps
     venv = BatchedDenoisingEnv(data, adapter, n_envs=args.n_envs, device=device, seed=args.seed)
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
 

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", type=float, default=None,
                    help="baseline hyperparameter (EASE lam, ItemKNN k); default: chosen on validation")
     p.add_argument("--select-metric", default="ndcg@20", help="validation metric for the grid search")
+    p.add_argument("--inference-steps", type=int, default=None,
+                   help="reverse steps of a backbone's chain: K evenly spaced steps of its T (default: the "
+                        "checkpoint's own, all T unless it records one)")
     p.add_argument("--condition-on", choices=["train", "train+valid"], default="train",
                    help="history that conditions a backbone (DiffRec: train)")
     add_device_argument(p)
@@ -96,29 +99,48 @@ def run_baseline(args, data) -> Dict:
     return out
 
 
-def run_checkpoint(args, data, device) -> Dict:
+def load_checkpoint(args, data, device):
+    """The backbone of ``--checkpoint``, its chain respaced to ``--inference-steps`` when given."""
     from refit_gym.diffusion.checkpoint import load_backbone
+
+    adapter, _ = load_backbone(args.checkpoint, data=data, device=device)
+    if args.inference_steps is not None:
+        try:
+            adapter.set_inference_steps(args.inference_steps)
+        except ValueError as e:
+            raise SystemExit(f"error: --inference-steps: {e}") from None
+    return adapter
+
+
+def chain_params(adapter) -> Dict:
+    """``{"inference_steps": K}`` when the backbone's chain is set to K steps (a respaced checkpoint or
+    ``--inference-steps``), else ``{}``."""
+    k = adapter.schedule_cfg.inference_steps
+    return {} if k is None else {"inference_steps": int(k)}
+
+
+def run_checkpoint(args, data, device) -> Dict:
     from refit_gym.metrics import backbone_score_fn
 
-    adapter, meta = load_backbone(args.checkpoint, data=data, device=device)
+    adapter = load_checkpoint(args, data, device)
     score_fn = backbone_score_fn(adapter, data, args.split, device=device, condition_on=args.condition_on)
     return {"model": f"checkpoint:{adapter.backbone_name}", "checkpoint": str(args.checkpoint),
-            "params": {"condition_on": args.condition_on}, "score_fn": score_fn}
+            "params": {"condition_on": args.condition_on, **chain_params(adapter)}, "score_fn": score_fn}
 
 
 def run_sequential(args, data, device) -> Dict:
     """Leave-one-out evaluation of a sequence checkpoint or baseline with its scenario (see the module docstring)."""
-    from refit_gym.diffusion.checkpoint import load_backbone
     from refit_gym.scenarios import SCENARIOS, scenario_for
 
     if args.checkpoint is not None:
-        adapter, _ = load_backbone(args.checkpoint, data=data, device=device)
+        adapter = load_checkpoint(args, data, device)
         scenario = scenario_for(adapter.backbone_name)
         if not scenario.sequential:
             raise SystemExit(f"error: --checkpoint {args.checkpoint} holds a {adapter.backbone_name!r} backbone, which "
                              f"does not read sequences; data {data.name!r} is sequential")
         score_fn, spec = scenario.backbone_score_fn(adapter, data), {"model": f"checkpoint:{adapter.backbone_name}",
-                                                                      "checkpoint": str(args.checkpoint), "params": {}}
+                                                                      "checkpoint": str(args.checkpoint),
+                                                                      "params": chain_params(adapter)}
     else:
         scenario = SCENARIOS["sequential"]
         if args.baseline not in scenario.baselines:
@@ -142,6 +164,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         raise SystemExit("error: --baseline pop has no hyperparameter; drop --param")
     if args.checkpoint is not None and args.param is not None:
         raise SystemExit("error: --param applies to baselines only")
+    if args.baseline is not None and args.inference_steps is not None:
+        raise SystemExit("error: --inference-steps applies to --checkpoint only")
     from refit_gym.metrics import evaluate, format_table
     from refit_gym.utils import resolve_device
 

@@ -10,6 +10,8 @@ Examples::
         --out runs/refit-ml1m --eval-freq 20000 --save-freq 20000 --tensorboard-log runs/refit-ml1m/tb
     python scripts/train.py --algo ddpo --hyperparams my.yml ...                # rl-zoo style overrides
     python scripts/train.py ... --resume                                        # continue from --out/last_model.zip
+    python scripts/train.py --env refit_gym/DreamRec-v0 --checkpoint runs/dreamrec/best.pt --inference-steps 10
+                                                                                # a 10-step chain from a T = 50 backbone
     torchrun --nproc_per_node=2 scripts/train.py --algo refit ...               # data parallel (refit, ddpo, pathwise)
 
 Hyperparameters: the defaults of ``agents/hyperparams/<algo>.yml`` updated by ``--hyperparams FILE``,
@@ -69,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "environment's synthetic dataset: synthetic, synthetic-social, synthetic-seq or synthetic-poi)")
     add_protocol_argument(p)
     p.add_argument("--checkpoint", type=Path, default=None, help="pretrained backbone (default: pretrain one first)")
+    p.add_argument("--inference-steps", type=int, default=None,
+                   help="reverse steps of the chain: K evenly spaced steps of the backbone's T (episodes, evaluation "
+                        "and the exported best.pt / final.pt run K; default: the checkpoint's own, all T unless it "
+                        "records one)")
     p.add_argument("--pretrain-epochs", type=int, default=30, help="epochs of the pretraining run without --checkpoint")
     p.add_argument("--reward", default=None,
                    help="terminal reward: refit, refit-seq, graph-score, topk, reconstruction (default: the "
@@ -121,12 +127,15 @@ def obtain_backbone(args, data, kind: str, out: Path, device) -> Path:
 
     log(f"no --checkpoint: pretraining a {kind} backbone for {args.pretrain_epochs} epochs into {path.parent}")
     scenario = scenario_for(kind)  # the same architecture and objective as scripts/pretrain.py, for every scenario
-    if distributed.active() and scenario.sequential:
-        raise SystemExit(f"error: no --checkpoint under torchrun: {kind} (a sequence backbone) pretrains as one process "
-                         "only; pretrain it first with scripts/pretrain.py and pass --checkpoint")
     adapter = scenario.build_backbone(scenario.check_data(data), kind)
-    scenario.pretrain(adapter, data, scenario.pretrain_config(epochs=args.pretrain_epochs, seed=args.seed),
-                      out_dir=path.parent, device=device, progress=args.progress and distributed.is_main(), log=log)
+    if distributed.active() and not adapter.pretrain_data_parallel:
+        raise SystemExit(f"error: no --checkpoint under torchrun: {kind} pretrains as one process only; pretrain it "
+                         "first with scripts/pretrain.py (without torchrun) and pass --checkpoint")
+    # validated after every epoch (a reproducible selection: the main job's start is the same on every machine;
+    # the adaptive default interval depends on measured time); a sample only on data with over 1024 validation users
+    cfg = scenario.pretrain_config(epochs=args.pretrain_epochs, seed=args.seed, eval_every=1)
+    scenario.pretrain(adapter, data, cfg, out_dir=path.parent, device=device,
+                      progress=args.progress and distributed.is_main(), log=log)
     return path
 
 
@@ -203,7 +212,7 @@ def _run(args, argv) -> Dict[str, Any]:
                            seed=args.seed, device=device, out=out, eval_freq=args.eval_freq, save_freq=args.save_freq,
                            resume=args.resume, tensorboard_log=args.tensorboard_log, n_timesteps=args.n_timesteps,
                            progress=args.progress, verbose=args.verbose, select_metric=args.select_metric, log=log,
-                           collapse_ratio=args.collapse_ratio)
+                           collapse_ratio=args.collapse_ratio, inference_steps=args.inference_steps)
     except FinetuneError as e:
         raise SystemExit(f"error: {e}") from e
     except NonFiniteTrainingError as e:

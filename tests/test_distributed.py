@@ -52,23 +52,41 @@ def _adapter(data):
     return DiffRecAdapter(n_items=data.n_items, hidden=[16], emb_size=4, dropout=0.0, schedule={"steps": 5})
 
 
+class _RankClock:
+    """A fake clock that runs 1 + 3 * rank seconds per reading, so that every rank measures other times: the
+    adaptive validation interval must still be the same on every rank (rank 0 decides)."""
+
+    def __init__(self):
+        from refit_gym import distributed
+
+        self.now, self.tick = 0.0, 1.0 + 3.0 * distributed.rank()
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+
 def _pretrain(data, out=None):
-    """Two epochs of 3 global batches (16, 16, 8 users); the last epoch is made the best one, so the
-    returned weights are the trained ones."""
+    """Six epochs of 3 global batches (16, 16, 8 users) under the adaptive validation interval; the last epoch is
+    made the best one, so the returned weights are the trained ones. Returns (weights, the last validation's
+    metrics, the validated epochs)."""
     from refit_gym.diffusion.training import PretrainConfig, pretrain
     from refit_gym.metrics import evaluate_backbone
 
     calls = []
+    clock = _RankClock()
 
     def evaluate_fn(a, d, split):
+        clock.now += 20.0  # validation is slow next to training
         calls.append(evaluate_backbone(a, d, split))  # the default evaluation: sharded under torch.distributed
         return {"recall@20": float(len(calls))}
 
     adapter = _adapter(data)
-    cfg = PretrainConfig(epochs=2, batch_size=16, timestep_sampling="uniform", patience=0, seed=0)
-    pretrain(adapter, data, cfg, out_dir=out, device="cpu", tensorboard=False, progress=False,
-             evaluate_fn=evaluate_fn, log=lambda m: None)
-    return {k: v.clone() for k, v in adapter.state_dict().items()}, calls[-1]
+    cfg = PretrainConfig(epochs=6, batch_size=16, timestep_sampling="uniform", patience=0, seed=0)
+    res = pretrain(adapter, data, cfg, out_dir=out, device="cpu", tensorboard=False, progress=False,
+                   evaluate_fn=evaluate_fn, log=lambda m: None, clock=clock)
+    validated = [r["epoch"] for r in res.history if r["valid_seconds"] > 0]
+    return {k: v.clone() for k, v in adapter.state_dict().items()}, calls[-1], validated
 
 
 def _pathwise(data, n_envs):
@@ -165,7 +183,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     assert distributed.init_from_env("cpu") and distributed.world_size() == WORLD
     try:
         data = _data()
-        pre, metrics = _pretrain(data, out=os.path.join(out, "pretrain"))
+        pre, metrics, validated = _pretrain(data, out=os.path.join(out, "pretrain"))
         path, steps = _pathwise(data, N_ENVS // WORLD)
         chains = {algo: _chain(data, N_ENVS // WORLD, algo) for algo in CHAINS}
         ports = _free_ports(2) if rank == 0 else [None, None]  # picked late, the same on every rank
@@ -180,7 +198,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     os.environ["MASTER_PORT"] = str(ports[1])
     resumed = _train(Path(out), "--out", os.path.join(out, "two"), "--resume", "-n", "120")
     left = not torch.distributed.is_initialized()
-    torch.save({"pretrain": pre, "metrics": metrics, "pathwise": path, "steps": steps, **chains,
+    torch.save({"pretrain": pre, "metrics": metrics, "validated": validated, "pathwise": path, "steps": steps, **chains,
                 "train": {"first": first["num_timesteps"], "resumed": resumed, "left": left}},
                os.path.join(out, f"rank{rank}.pt"))
 
@@ -210,7 +228,10 @@ def _assert_close(a, b, rtol=1e-5, atol=1e-6):
 
 def test_pretraining_two_processes_equal_one(runs):
     out, ranks, single = runs
-    weights, metrics = single["pretrain"]
+    weights, metrics, _ = single["pretrain"]
+    # the adaptive interval followed rank 0's clock on every rank: the same epochs, not all of them
+    assert ranks[0]["validated"] == ranks[1]["validated"] and ranks[0]["validated"][-1] == 5
+    assert len(ranks[0]["validated"]) < 6
     for r in ranks:
         _assert_close(r["pretrain"], weights)
         for key, value in metrics.items():  # the sharded evaluation reduces to the same metrics

@@ -234,7 +234,7 @@ def test_pretrain_script_resumes_sequence_runs(tmp_path, seq_data):
     folder = tiny_seq_folder(tmp_path, seq_data)
     pretrain = pretrain_script()
     common = ["--backbone", "dreamrec", "--data", str(folder), "--steps", "5", "--hidden", "32", "--patience", "0",
-              "--batch-size", "16", "--no-progress"]
+              "--batch-size", "16", "--eval-every", "1", "--no-progress"]
     full = pretrain.main(common + ["--out", str(tmp_path / "full"), "--epochs", "3"])
     half = tmp_path / "half"
     pretrain.main(common + ["--out", str(half), "--epochs", "1", "--resume"])  # no state yet: starts afresh

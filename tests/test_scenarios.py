@@ -16,7 +16,8 @@ from refit_gym.data.sequential import (SequentialData, load_sequential, pad_righ
                                        restricted_load)
 from refit_gym.diffusion import BACKBONES, CheckpointError, ScheduleConfig, load_backbone, save_backbone
 from refit_gym.diffusion.dreamrec import DreamRecAdapter, time_gap_buckets
-from refit_gym.diffusion.seq_training import adapter_score_fn, pretrain_sequential
+from refit_gym.diffusion.seq_training import adapter_score_fn
+from refit_gym.diffusion.training import PretrainConfig, pretrain
 from refit_gym.diffusion.social import SocialDiffRecAdapter
 from refit_gym.scenarios import SCENARIOS
 from refit_gym.baselines import MostPopular
@@ -280,8 +281,10 @@ def test_dreamrec_pretrain_learns_planted_pattern():
     d = planted_sequences(timed=True)
     torch.manual_seed(0)
     a = DreamRecAdapter.from_data(d, time_aware=True, ce_weight=0.5, **SMALL)
-    hist = pretrain_sequential(a, d, epochs=25, batch_size=16, lr=1e-2, seed=0)
-    assert np.isfinite(hist).all() and hist[-1] < hist[0]
+    cfg = PretrainConfig(epochs=25, batch_size=16, lr=1e-2, seed=0, patience=0, eval_every=25, metric="ndcg@10")
+    res = pretrain(a, d, cfg, evaluate_fn=SCENARIOS["poi"].evaluate_backbone, progress=False, log=lambda m: None)
+    hist = [r["train_loss"] for r in res.history]
+    assert np.isfinite(hist).all() and hist[-1] < hist[0] and res.best_epoch == 24  # validated once, at the end
     m = evaluate_sequential(adapter_score_fn(a, d), d, "test", ks=(1, 5))
     assert m["hitrate@5"] > 0.5  # random ranking gives 5 / 20
 
@@ -291,13 +294,13 @@ def _seq_pretrain(d, out, epochs, resume=False, init_seed=0, arch=None, **kwargs
     scenario = SCENARIOS["sequential"]
     torch.manual_seed(init_seed)
     a = DreamRecAdapter.from_data(d, **{**SMALL, "dropout": 0.1, **(arch or {})})
-    cfg = scenario.pretrain_config(epochs=epochs, batch_size=16, lr=1e-2, patience=0, seed=2)
+    cfg = scenario.pretrain_config(epochs=epochs, batch_size=16, lr=1e-2, patience=0, seed=2, eval_every=1)
     res = scenario.pretrain(a, d, cfg, out_dir=out, resume=resume, log=lambda m: None, **kwargs)
     return a, res
 
 
 def _without_timings(history):
-    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
+    return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in history]
 
 
 def test_sequence_pretrain_resumes_bit_identically(tmp_path):

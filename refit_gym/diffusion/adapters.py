@@ -15,11 +15,26 @@ and, if items are not the action space itself, :meth:`~DenoiserAdapter.scores`. 
 (the reverse-step Gaussian, whole-chain inference, the pretraining loss) is generic and built on
 the :class:`~refit_gym.diffusion.schedule.GaussianDiffusion` schedule.
 
+Pretraining (:func:`refit_gym.diffusion.training.pretrain`, one loop for every backbone) asks the adapter for its
+objective: :meth:`~DenoiserAdapter.pretrain_batches` (the epoch's batches of its data),
+:meth:`~DenoiserAdapter.pretrain_loss` (the loss of one batch), :meth:`~DenoiserAdapter.pretrain_index_sampler`,
+``pretrain_grad_clip`` and ``pretrain_data_parallel``. The defaults here are DiffRec's objective on the users'
+training-history rows (:meth:`~DenoiserAdapter.diffusion_loss`); sequence backbones override them
+(:class:`~refit_gym.diffusion.dreamrec.DreamRecAdapter`: the all-prefix ``sequence_loss``).
+
 Shapes: B users, D = ``action_dim`` (``n_items`` for DiffRec-like backbones), ``i`` an int64
 ``(B,)`` diffusion index in ``[0, T-1]`` (see schedule.py for the conventions).
+
+Respacing: the schedule option ``inference_steps = K`` (stored with the schedule in the config, so in
+checkpoints; :meth:`DenoiserAdapter.set_inference_steps` changes it on a built adapter) makes the reverse
+chain -- :meth:`~DenoiserAdapter.reverse_step`, :meth:`~DenoiserAdapter.infer`, the environments' episodes --
+run K steps on a subsequence of the T training steps. :meth:`~DenoiserAdapter.reverse_step` takes *chain*
+indices ``[0, K-1]`` and calls :meth:`~DenoiserAdapter.denoise` with the training index
+(``schedule.model_index``), so ``denoise`` always sees indices of the T-step schedule it was trained on.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -30,6 +45,7 @@ from torch import nn
 from refit_gym.data.dataset import as_interactions
 from refit_gym.data.graph import item_item_graph
 from refit_gym.diffusion.denoisers import CFDiffDenoiser, DiffRecMLP
+from refit_gym.diffusion.objective import ImportanceSampler, PretrainBatch, PretrainDraws
 from refit_gym.diffusion.schedule import GaussianDiffusion, ScheduleConfig
 
 
@@ -47,6 +63,10 @@ class DenoiserAdapter(nn.Module):
 
     backbone_name: str = "base"
     condition_bounds: tuple = (-float("inf"), float("inf"))
+    #: gradient-norm clip of every pretraining step (None: no clipping)
+    pretrain_grad_clip: Optional[float] = None
+    #: whether pretraining may run data-parallel under torchrun (every rank computes its rows of a global batch)
+    pretrain_data_parallel: bool = True
 
     def __init__(self, schedule_cfg: ScheduleConfig, n_items: int, action_dim: int, condition_dim: int):
         super().__init__()
@@ -106,8 +126,29 @@ class DenoiserAdapter(nn.Module):
         return next(self.parameters()).device
 
     def reverse_step(self, x: torch.Tensor, i: torch.Tensor, context: Any):
-        """Mean ``(B, D)`` and standard deviation ``(B, 1)`` of ``p(x_{i-1} | x_i, context)``."""
-        return self.schedule.reverse_mean_std(self.denoise(x, i, context), x, i)
+        """Mean ``(B, D)`` and standard deviation ``(B, 1)`` of ``p(x_{i-1} | x_i, context)`` at chain indices
+        ``i`` in ``[0, schedule.chain_steps - 1]`` (the denoiser sees ``schedule.model_index(i)``)."""
+        return self.schedule.reverse_mean_std(self.denoise(x, self.schedule.model_index(i), context), x, i)
+
+    @property
+    def inference_steps(self) -> int:
+        """K, the reverse steps of the chain (``schedule.chain_steps``: T unless respaced)."""
+        return self.schedule.chain_steps
+
+    def set_inference_steps(self, inference_steps: Optional[int]) -> "DenoiserAdapter":
+        """Run the reverse chain on ``inference_steps`` = K evenly spaced steps of the T-step schedule (None: all
+        T); returns ``self``. The weights are untouched; :meth:`config` (hence a saved checkpoint) records K.
+
+        Raises:
+            ValueError: K is not an integer in ``[1, T]``.
+        """
+        cfg = dataclasses.replace(self.schedule_cfg, inference_steps=inference_steps)  # validated
+        self.schedule_cfg = cfg
+        self.schedule = GaussianDiffusion(cfg, self.schedule.device)
+        stored = getattr(self, "_cfg", None)  # the built-in adapters keep their config() here
+        if isinstance(stored, dict) and "schedule" in stored:
+            stored["schedule"] = cfg.to_dict()
+        return self
 
     def to(self, *args, **kwargs):  # keep the schedule tables next to the weights
         out = super().to(*args, **kwargs)
@@ -117,14 +158,15 @@ class DenoiserAdapter(nn.Module):
     @torch.no_grad()
     def infer(self, condition: torch.Tensor, users: Optional[torch.Tensor] = None, deterministic: bool = True,
               generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """The backbone's own inference: run all T reverse steps from :meth:`start`; item scores ``(B, n_items)``.
+        """The backbone's own inference: run the K reverse steps of the chain (all T unless respaced) from
+        :meth:`start`; item scores ``(B, n_items)``.
 
         ``deterministic=True`` follows the posterior means (DiffRec's inference).
         """
         ctx = self.context(condition, users)
         x = self.start(condition, ctx, generator)
         B = x.shape[0]
-        for i in reversed(range(self.schedule.steps)):
+        for i in reversed(range(self.schedule.chain_steps)):
             idx = torch.full((B,), i, dtype=torch.long, device=x.device)
             mean, std = self.reverse_step(x, idx, ctx)
             x = mean if deterministic else mean + std * torch.randn(mean.shape, generator=generator, device=mean.device)
@@ -149,6 +191,54 @@ class DenoiserAdapter(nn.Module):
         target = x0 if self.schedule.cfg.mean_type == "x0" else noise
         mse = ((out - target) ** 2).mean(dim=-1)
         return self.schedule.timestep_weight(i) * mse if reweight else mse
+
+    # ------------------------------------------------------------ the pretraining objective
+    def pretrain_index_sampler(self, cfg) -> Optional[ImportanceSampler]:
+        """The sampler of diffusion indices :meth:`pretrain_loss` draws from: DiffRec's importance sampler when
+        ``cfg.timestep_sampling == 'importance'``, None (uniform) for 'uniform'. Its state is saved with the run."""
+        if cfg.timestep_sampling not in ("importance", "uniform"):
+            raise ValueError(f"timestep_sampling={cfg.timestep_sampling!r}: expected 'importance' or 'uniform'")
+        return ImportanceSampler(self.schedule.steps) if cfg.timestep_sampling == "importance" else None
+
+    def pretrain_batches(self, data, batch_size: int, draws: PretrainDraws):
+        """One epoch's :class:`~refit_gym.diffusion.objective.PretrainBatch` es: every user once, in the order of
+        ``draws.np_rng.permutation``, ``batch_size`` users per global batch. ``inputs`` = ``{"users": (B,) int64
+        (the global batch), "condition": (b, condition_dim) float32 tensor on this adapter's device}``, the
+        condition of this rank's block of rows (:func:`refit_gym.distributed.shard_bounds`; all B on one process)
+        encoded from the training matrix ``data.train``; ``weight`` = B."""
+        from refit_gym import distributed
+
+        perm = draws.np_rng.permutation(np.arange(data.n_users))
+        for s in range(0, len(perm), batch_size):
+            users = perm[s:s + batch_size]
+            lo, hi = distributed.shard_bounds(len(users))
+            cond = torch.as_tensor(self.encode_condition(users[lo:hi], data.train[users[lo:hi]]), device=self.device)
+            yield PretrainBatch({"users": users, "condition": cond}, float(len(users)))
+
+    def pretrain_loss(self, batch: PretrainBatch, draws: PretrainDraws, cfg) -> torch.Tensor:
+        """This rank's share of the global batch's mean loss (a scalar; the sum over ranks is the batch loss):
+        :meth:`diffusion_loss` at indices drawn by ``draws.sampler`` (or uniformly with ``draws.gen``), divided
+        by ``T p(i)`` (so the importance-sampled mean is unbiased), with ``cfg.reweight``. Under torch.distributed
+        every rank draws the global batch's noise with ``draws.dev_gen`` and keeps its rows; the sampler records
+        the global batch's per-user losses (a collective)."""
+        from refit_gym import distributed
+
+        users, cond = batch.inputs["users"], batch.inputs["condition"]
+        n, T, device = len(users), self.schedule.steps, cond.device
+        lo, hi = distributed.shard_bounds(n)
+        if draws.sampler is not None:
+            i, p = draws.sampler.sample(n, draws.gen, device)
+        else:
+            i = torch.randint(0, T, (n,), generator=draws.gen).to(device)
+            p = torch.full((n,), 1.0 / T, device=device)
+        u_t = torch.as_tensor(users[lo:hi], device=device)
+        # one process draws the noise inside diffusion_loss; ranks draw the global batch's and keep their rows
+        noise = torch.randn((n, self.action_dim), generator=draws.dev_gen, device=device)[lo:hi] \
+            if distributed.active() else None
+        per_user = self.diffusion_loss(cond, u_t, i[lo:hi], generator=draws.dev_gen, reweight=cfg.reweight, noise=noise)
+        if draws.sampler is not None:
+            draws.sampler.update(i, distributed.gather_rows(per_user.detach(), n))
+        return (per_user / (T * p[lo:hi])).sum() / n
 
 
 class HistoryAdapter(DenoiserAdapter):

@@ -1,5 +1,4 @@
-"""Divergence detection of the pretraining loops (:func:`refit_gym.diffusion.training.pretrain` and
-:func:`refit_gym.scenarios.pretrain_sequence_backbone`).
+"""Divergence detection of the pretraining loop (:func:`refit_gym.diffusion.training.pretrain`).
 
 :class:`DivergenceMonitor` raises :class:`PretrainingDivergedError` (a ``FloatingPointError``, as the
 loops raised for NaN losses before) when
@@ -9,7 +8,7 @@ loops raised for NaN losses before) when
 * at the end of an epoch a parameter is NaN/inf or the parameters' L2 norm exceeds
   ``max_weight_growth * (norm at the start of this run) + 1``.
 
-The loops check the weights *before* validating and writing ``best.pt`` / ``last_state.pt``, so a
+The loop checks the weights *before* validating and writing ``best.pt`` / ``last_state.pt``, so a
 diverged epoch is never saved: the resume state stays the last good epoch.
 """
 from __future__ import annotations

@@ -39,32 +39,12 @@ from torch import nn
 
 from refit_gym.diffusion.adapters import DenoiserAdapter, register_backbone
 from refit_gym.diffusion.denoisers import timestep_embedding
+from refit_gym.diffusion.objective import PretrainBatch, PretrainDraws
 from refit_gym.diffusion.schedule import ScheduleConfig
+from refit_gym.diffusion.seq_training import sequence_batches, time_gap_buckets  # noqa: F401 (time_gap_buckets: re-exported)
 
 #: DreamRec starts from pure Gaussian noise, so its schedule must reach (almost) pure noise at T.
 DREAMREC_SCHEDULE = ScheduleConfig(noise_schedule="cosine", steps=50, mean_type="x0", sampling_steps=0)
-
-
-def time_gap_buckets(times: np.ndarray, n_buckets: int = 32) -> np.ndarray:
-    """Bucket ids of the log time gap between consecutive entries of right-aligned sequences.
-
-    Args:
-        times: ``(B, L)`` float64 seconds, NaN on padding; real entries contiguous at the right.
-        n_buckets: number of buckets, >= 2.
-    Returns:
-        ``(B, L)`` int64: 0 for padding and for a sequence's first entry, else
-        ``1 + min(floor(log2(1 + gap_minutes)), n_buckets - 2)`` (negative gaps count as 0).
-    """
-    times = np.asarray(times, dtype=np.float64)
-    out = np.zeros(times.shape, dtype=np.int64)
-    if times.shape[-1] < 2:
-        return out
-    gap = times[:, 1:] - times[:, :-1]
-    ok = np.isfinite(gap)
-    minutes = np.maximum(np.where(ok, gap, 0.0), 0.0) / 60.0
-    b = 1 + np.minimum(np.floor(np.log2(1.0 + minutes)), n_buckets - 2).astype(np.int64)
-    out[:, 1:] = np.where(ok, b, 0)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- encoder
@@ -187,6 +167,8 @@ class DreamRecAdapter(DenoiserAdapter):
     """
 
     backbone_name = "dreamrec"
+    pretrain_grad_clip = 5.0
+    pretrain_data_parallel = False
 
     def __init__(self, n_items: int, n_users: int = 0, max_len: int = 50, d: int = 64, n_layers: int = 2,
                  heads: int = 2, dropout: float = 0.1, hidden: Sequence[int] = (256, 256), emb_size: int = 32,
@@ -428,6 +410,27 @@ class DreamRecAdapter(DenoiserAdapter):
         c, target = src[ok], tgt[ok]
         i = torch.randint(0, self.schedule.steps, (len(target),), generator=generator, device=seq.device)
         return self.pair_loss(c, target, i, generator).mean()
+
+    # ------------------------------------------------------------------ the pretraining objective
+    def pretrain_index_sampler(self, cfg) -> None:
+        """None: :meth:`sequence_loss` draws its indices uniformly per pair (DreamRec's choice; the config's
+        ``timestep_sampling`` and ``reweight`` do not apply)."""
+        return None
+
+    def pretrain_batches(self, data, batch_size: int, draws: PretrainDraws):
+        """One epoch: every training row of ``data`` (:meth:`~refit_gym.data.sequential.SequentialData.training_rows`)
+        once, shuffled with ``draws.gen`` (:func:`~refit_gym.diffusion.seq_training.sequence_batches`);
+        ``inputs`` = ``(seq (B, max_len) int64, buckets (B, max_len) int64 | None)`` on this adapter's device,
+        ``weight`` = 1 (the epoch's loss is the mean over batches)."""
+        n_buckets = self.n_time_buckets if self.time_aware else 0
+        for seq, buckets in sequence_batches(data, batch_size, self.max_len, draws.gen, False, n_buckets, self.device):
+            yield PretrainBatch((seq, buckets), 1.0)
+
+    def pretrain_loss(self, batch: PretrainBatch, draws: PretrainDraws, cfg) -> torch.Tensor:
+        """:meth:`sequence_loss` of the batch (a scalar), its indices, noise and guidance dropout drawn with
+        ``draws.dev_gen``."""
+        seq, buckets = batch.inputs
+        return self.sequence_loss(seq, buckets, draws.dev_gen)
 
 
 @register_backbone

@@ -1,21 +1,40 @@
-"""Pretraining and scoring helpers for sequence backbones (DreamRec) on leave-one-out data.
+"""Batching and scoring helpers for sequence backbones (DreamRec) and SASRec.
 
-Objective (:func:`pretrain_sequential`): the standard next-item objective on *all prefixes* of
-the train sequences. Each batch encodes whole right-aligned sequences once with the causal
-encoder; the state after every prefix predicts the following item
-(:meth:`DreamRecAdapter.sequence_loss`: diffusion MSE on the next item's embedding plus the
-auxiliary cross-entropy, see :mod:`refit_gym.diffusion.dreamrec`). The validation item is
-appended to the sequences when ``include_valid=True`` (the final model for the test split).
+:func:`sequence_batches` yields the shuffled training rows that the sequence backbones' pretraining objective
+(:meth:`~refit_gym.diffusion.dreamrec.DreamRecAdapter.pretrain_batches`: the next-item objective on *all
+prefixes*, :meth:`~refit_gym.diffusion.dreamrec.DreamRecAdapter.sequence_loss`) and SASRec read;
+:func:`time_gap_buckets` buckets the time gaps of timestamped sequences; :func:`adapter_score_fn` scores a
+backbone for :func:`refit_gym.metrics.evaluate_sequential`. Pretraining itself is the one loop of
+:func:`refit_gym.diffusion.training.pretrain`.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
 
-from refit_gym.diffusion.dreamrec import DreamRecAdapter, time_gap_buckets
-from refit_gym.diffusion.training import seeded_generators
+
+def time_gap_buckets(times: np.ndarray, n_buckets: int = 32) -> np.ndarray:
+    """Bucket ids of the log time gap between consecutive entries of right-aligned sequences.
+
+    Args:
+        times: ``(B, L)`` float64 seconds, NaN on padding; real entries contiguous at the right.
+        n_buckets: number of buckets, >= 2.
+    Returns:
+        ``(B, L)`` int64: 0 for padding and for a sequence's first entry, else
+        ``1 + min(floor(log2(1 + gap_minutes)), n_buckets - 2)`` (negative gaps count as 0).
+    """
+    times = np.asarray(times, dtype=np.float64)
+    out = np.zeros(times.shape, dtype=np.int64)
+    if times.shape[-1] < 2:
+        return out
+    gap = times[:, 1:] - times[:, :-1]
+    ok = np.isfinite(gap)
+    minutes = np.maximum(np.where(ok, gap, 0.0), 0.0) / 60.0
+    b = 1 + np.minimum(np.floor(np.log2(1.0 + minutes)), n_buckets - 2).astype(np.int64)
+    out[:, 1:] = np.where(ok, b, 0)
+    return out
 
 
 def sequence_batches(seq_data, batch_size: int, max_len: int, generator: torch.Generator,
@@ -41,48 +60,6 @@ def sequence_batches(seq_data, batch_size: int, max_len: int, generator: torch.G
         idx = perm[s:s + batch_size]
         yield (torch.as_tensor(items[idx], device=device),
                None if buckets is None else torch.as_tensor(buckets[idx], device=device))
-
-
-def pretrain_sequential(adapter: DreamRecAdapter, seq_data, epochs: int = 1, batch_size: int = 256,
-                        lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0, include_valid: bool = False,
-                        max_batches: Optional[int] = None, grad_clip: Optional[float] = 5.0,
-                        log_fn: Optional[Callable[[int, float], None]] = None) -> List[float]:
-    """Pretrain ``adapter`` with the all-prefix next-item objective; returns the mean loss of each epoch.
-
-    Args:
-        adapter: a :class:`DreamRecAdapter` (its ``max_len`` and ``time_aware`` decide the inputs).
-        seq_data: a :class:`~refit_gym.data.sequential.SequentialData` with the same item count.
-        epochs, batch_size, lr, weight_decay: Adam(W) training; max_batches caps batches per epoch.
-        seed: seeds the user shuffling, index sampling, noise and guidance dropout.
-        include_valid: train on train sequences + validation item (for the test-split model).
-        log_fn: called as ``log_fn(epoch, mean_loss)`` after each epoch.
-    """
-    if seq_data.n_items != adapter.n_items:
-        raise ValueError(f"data '{seq_data.name}' has {seq_data.n_items} items; the backbone has {adapter.n_items}")
-    device = adapter.device
-    gen, dev_gen, _ = seeded_generators(seed, device)
-    opt = torch.optim.AdamW(adapter.parameters(), lr=lr, weight_decay=weight_decay)
-    n_buckets = adapter.n_time_buckets if adapter.time_aware else 0
-    history = []
-    adapter.train()
-    for epoch in range(int(epochs)):
-        total, n = 0.0, 0
-        for b, (seq, buckets) in enumerate(sequence_batches(seq_data, batch_size, adapter.max_len, gen,
-                                                            include_valid, n_buckets, device)):
-            if max_batches is not None and b >= max_batches:
-                break
-            loss = adapter.sequence_loss(seq, buckets, dev_gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(adapter.parameters(), grad_clip)
-            opt.step()
-            total, n = total + loss.item(), n + 1
-        history.append(total / max(n, 1))
-        if log_fn is not None:
-            log_fn(epoch, history[-1])
-    adapter.eval()
-    return history
 
 
 def adapter_score_fn(adapter, seq_data, deterministic: bool = True, seed: int = 0

@@ -1,50 +1,55 @@
-"""Pretraining a diffusion backbone with DiffRec's objective.
+"""The one pretraining loop of every diffusion backbone: :func:`pretrain`.
 
-One epoch visits every user once in shuffled mini-batches. For a batch, a diffusion index ``i`` is
-drawn per user (uniformly, or by DiffRec's importance sampling over the recent loss history), the
-clean target ``x0`` (the training-history vector for DiffRec-like backbones) is noised with
-``q(x_i | x0)`` and the denoiser is regressed on ``x0`` (or the noise), weighted by
-``SNR(i-1) - SNR(i)`` when ``reweight`` is on. Model selection: validation ``metric`` (Recall@20 by
-default) after each evaluation; the best model is saved as ``best.pt`` (a backbone checkpoint) and
-the full training state (weights, optimizer, sampler history, RNG states, epoch) as ``last_state.pt``
-after every epoch, so an interrupted run resumes where it stopped.
+The backbone declares its objective (:class:`~refit_gym.diffusion.adapters.DenoiserAdapter`): the loop asks
+``adapter.pretrain_batches(data, batch_size, draws)`` for an epoch's batches and ``adapter.pretrain_loss(batch,
+draws, cfg)`` for each batch's loss. History backbones (DiffRec, CF-Diff, Social DiffRec) visit every user once
+per epoch and regress DiffRec's objective (:meth:`~refit_gym.diffusion.adapters.DenoiserAdapter.diffusion_loss`,
+indices importance-sampled, SNR-weighted); sequence backbones (DreamRec, DreamRec-POI) visit every training row
+once and learn the all-prefix next-item loss (``sequence_loss``, gradient norm clipped to 5).
 
-The resume state is shared with the sequence pretraining of :mod:`refit_gym.scenarios`
-(:func:`save_training_state`, :func:`load_training_state`, :func:`rng_state`, :func:`restore_rng_state`,
-:meth:`ModelSelection.state_dict`): a ``torch.save`` dict of tensors and builtins only, read back with
-``torch.load(weights_only=True)``, holding the weights (``model``), the optimizer, the epoch counter,
-the history (a JSON string), the selection state (``best``, ``best_epoch``, ``bad``, ``best_model``),
-the generator states and ``run``, a JSON fingerprint of the backbone and the data that a resume
-must match.
+Model selection: validation ``cfg.metric`` (Recall@20 by default) on the schedule and sample of
+:mod:`refit_gym.diffusion.validation` (by default a fixed sample of 1,024 validation users at an interval that keeps
+validation within 1/4 of the wall-clock; the kept checkpoint gets a full pass at the end). The best model is saved
+as ``best.pt`` (a backbone checkpoint), the full training state as ``last_state.pt`` after every epoch
+(:mod:`refit_gym.diffusion.train_state`), so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import math
+import numbers
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Optional
 
-import numpy as np
 import torch
 
 from refit_gym.diffusion.adapters import DenoiserAdapter
 from refit_gym.diffusion.checkpoint import CheckpointError, save_backbone
+# re-exported: the resume state and the objective's draws lived here before the loops were unified
+from refit_gym.diffusion.objective import ImportanceSampler, make_draws, seeded_generators  # noqa: F401
+from refit_gym.diffusion.train_state import (ModelSelection, PretrainResult, checkpoint_meta,  # noqa: F401
+                                             data_digest, finish_pretraining, history_seconds, load_training_state,
+                                             protocol_meta, restore_rng_state, rng_state, run_fingerprint,
+                                             save_training_state)
+from refit_gym.diffusion.validation import ValidationSchedule, check_evaluate_fn, validation_sample, validation_users
 from refit_gym.io_safety import locks_output, write_json_atomic
-from refit_gym.utils import atomic_torch_save, progress_bar, resolve_device, set_global_seed
+from refit_gym.utils import progress_bar, resolve_device, set_global_seed
 
 
 @dataclass
 class PretrainConfig:
-    """Hyperparameters of :func:`pretrain` (DiffRec's ml-1m defaults).
+    """Hyperparameters of :func:`pretrain` (DiffRec's ml-1m defaults; a scenario overrides some).
 
-    epochs: maximum number of passes over the users. lr, weight_decay: AdamW. batch_size: users per step.
-    timestep_sampling: 'importance' (DiffRec) or 'uniform'. reweight: SNR-difference loss weights.
-    eval_every: epochs between validation evaluations. patience: evaluations without improvement
-    before stopping (0 disables early stopping). metric: validation key used for selection.
-    eval_batch_size: users per evaluation batch. seed: RNG seed.
+    epochs: maximum number of passes over the data. lr, weight_decay: AdamW. batch_size: users (history backbones)
+    or training rows (sequence backbones) per step. timestep_sampling: 'importance' (DiffRec) or 'uniform';
+    reweight: SNR-difference loss weights (both: history backbones only). patience: validations without
+    improvement before stopping (0 disables early stopping). metric: validation key used for selection.
+    eval_every: epochs between validations, or None (default) for the adaptive interval that keeps validation
+    within ``eval_budget`` (a share in (0, 1), default 0.25) of the wall-clock. eval_users: size of the fixed
+    validation sample that selection scores (default 1024), or None to score every validation user each time.
+    eval_batch_size: users per evaluation batch (the default evaluation). seed: RNG seed.
+    See :mod:`refit_gym.diffusion.validation` for the validation policy.
     """
 
     epochs: int = 100
@@ -53,310 +58,115 @@ class PretrainConfig:
     batch_size: int = 400
     timestep_sampling: str = "importance"
     reweight: bool = True
-    eval_every: int = 1
+    eval_every: Optional[int] = None
     patience: int = 10
     metric: str = "recall@20"
     eval_batch_size: int = 1024
     seed: int = 0
+    eval_users: Optional[int] = 1024
+    eval_budget: float = 0.25
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "patience", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (0 if name in ("epochs", "patience") else 1):
+                raise ValueError(f"PretrainConfig.{name}={value!r}: expected an integer >= "
+                                 f"{0 if name in ('epochs', 'patience') else 1}")
+        for name in ("eval_every", "eval_users"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise ValueError(f"PretrainConfig.{name}={value!r}: expected a positive integer, or None")
+        if not 0.0 < float(self.eval_budget) < 1.0:
+            raise ValueError(f"PretrainConfig.eval_budget={self.eval_budget!r}: expected a share in (0, 1)")
+        if self.timestep_sampling not in ("importance", "uniform"):
+            raise ValueError(f"PretrainConfig.timestep_sampling={self.timestep_sampling!r}: expected 'importance' or "
+                             "'uniform'")
 
 
-class ImportanceSampler:
-    """DiffRec-style importance sampling of diffusion indices.
+def default_evaluate_fn(data, cfg: PretrainConfig, device) -> Callable:
+    """``f(adapter, data, split, users=None) -> metrics`` of interaction data:
+    :func:`refit_gym.metrics.evaluate_backbone` (full ranking, train items masked; sharded under torch.distributed).
+    Sequence data has its own protocol: TypeError, pass ``evaluate_fn`` (``Scenario.pretrain`` does)."""
+    if hasattr(data, "split_users"):
+        raise TypeError(f"data '{getattr(data, 'name', '?')}' is sequence data: pretrain() needs its evaluate_fn (e.g. "
+                        "refit_gym.scenarios.SCENARIOS['sequential'].evaluate_backbone; Scenario.pretrain passes it)")
+    from refit_gym.metrics import evaluate_backbone  # metrics sit beside, not below, diffusion
 
-    Keeps the last ``history`` squared losses per index; until every index has a full history it
-    samples uniformly, then with probability proportional to ``sqrt(mean(L_i^2))`` mixed with
-    ``uniform_prob`` of the uniform distribution. ``sample`` returns indices ``(B,)`` and their
-    probabilities ``(B,)``; the loss is divided by ``T * p`` so its expectation is unchanged.
-    """
-
-    def __init__(self, steps: int, history: int = 10, uniform_prob: float = 1e-3):
-        self.steps, self.history, self.uniform_prob = steps, history, uniform_prob
-        self.loss_sq = np.zeros((steps, history), dtype=np.float64)
-        self.count = np.zeros(steps, dtype=np.int64)
-
-    def probs(self) -> np.ndarray:
-        if (self.count < self.history).any():
-            return np.full(self.steps, 1.0 / self.steps)
-        w = np.sqrt(self.loss_sq.mean(axis=1))
-        w = w / w.sum()
-        return w * (1 - self.uniform_prob) + self.uniform_prob / self.steps
-
-    def sample(self, batch: int, gen: torch.Generator, device) -> tuple:
-        p = torch.as_tensor(self.probs(), dtype=torch.float64)
-        i = torch.multinomial(p, batch, replacement=True, generator=gen)
-        return i.to(device), p[i].to(device=device, dtype=torch.float32)
-
-    def update(self, i: torch.Tensor, loss: torch.Tensor) -> None:
-        """Record per-user losses ``loss`` (B,) at indices ``i`` (B,) (last ``history`` kept per index)."""
-        i_np, l_np = i.cpu().numpy(), loss.detach().double().cpu().numpy() ** 2
-        for k in np.unique(i_np):  # at most T distinct indices per batch
-            vals = l_np[i_np == k][-self.history:]
-            self.loss_sq[k] = np.concatenate([self.loss_sq[k], vals])[-self.history:]
-            self.count[k] = min(self.count[k] + len(vals), self.history)
-
-    def state_dict(self) -> Dict:
-        return {"loss_sq": torch.as_tensor(self.loss_sq), "count": torch.as_tensor(self.count)}
-
-    def load_state_dict(self, s: Dict) -> None:
-        self.loss_sq = s["loss_sq"].numpy().copy()
-        self.count = s["count"].numpy().copy()
+    return lambda a, d, s, users=None: evaluate_backbone(a, d, s, batch_size=cfg.eval_batch_size, device=device,
+                                                         users=users)
 
 
-@dataclass
-class ModelSelection:
-    """Validation model selection shared by the pretraining loops: the best weights so far, their epoch,
-    and the number of evaluations since the last gain (for early stopping)."""
-
-    metric: str
-    best: float = -math.inf
-    best_epoch: int = -1
-    bad: int = 0
-    best_state: Optional[Dict] = None
-
-    def observe(self, adapter: DenoiserAdapter, data, epoch: int, metrics: Dict[str, float], cfg, out=None) -> None:
-        """Record one validation result; on a gain keep the weights and, with ``out``, write ``out/best.pt``."""
-        if metrics[self.metric] > self.best:
-            self.best, self.best_epoch, self.bad = metrics[self.metric], epoch, 0
-            self.best_state = {k: v.detach().cpu().clone() for k, v in adapter.state_dict().items()}
-            if out is not None:
-                save_backbone(adapter, Path(out) / "best.pt", meta=checkpoint_meta(data, epoch, metrics, cfg))
-        else:
-            self.bad += 1
-
-    def should_stop(self, patience: int) -> bool:
-        return bool(patience) and self.bad >= patience
-
-    def state_dict(self) -> Dict:
-        """The selection state as stored in ``last_state.pt``: ``best`` (float), ``best_epoch`` (int),
-        ``bad`` (int) and ``best_model`` (CPU state dict of the best weights, or None before any evaluation)."""
-        return {"best": self.best, "best_epoch": self.best_epoch, "bad": self.bad, "best_model": self.best_state}
-
-    def load_state_dict(self, st: Dict) -> None:
-        """Restore from a dict holding the keys of :meth:`state_dict` (other keys are ignored)."""
-        self.best, self.best_epoch, self.bad = float(st["best"]), int(st["best_epoch"]), int(st["bad"])
-        self.best_state = st["best_model"]
-
-
-@dataclass
-class PretrainResult:
-    best_epoch: int
-    best_valid: Dict[str, float]
-    history: List[Dict] = field(default_factory=list)
-    best_path: Optional[str] = None
-    seconds_per_epoch: float = float("nan")
-
-
-# ---------------------------------------------------------------------------------------------- resume state
-def rng_state(device, np_rng: Optional[np.random.Generator] = None, **generators: torch.Generator) -> Dict:
-    """Generator states for ``last_state.pt``: ``torch_global`` (the global CPU generator, which draws the
-    dropout masks on CPU), ``torch_cuda`` (the global generator of ``device`` when it is a CUDA device:
-    dropout there), ``np_rng`` (``np_rng.bit_generator.state``, a dict of ints, when given) and one entry
-    per keyword generator (``name=torch.Generator``), each a CPU uint8 tensor."""
-    device = torch.device(device)
-    st = {"torch_global": torch.get_rng_state()}
-    if device.type == "cuda":
-        st["torch_cuda"] = torch.cuda.get_rng_state(device)
-    if np_rng is not None:
-        st["np_rng"] = np_rng.bit_generator.state
-    st.update({name: g.get_state() for name, g in generators.items()})
-    return st
-
-
-def seeded_generators(seed: int, device) -> Tuple[torch.Generator, torch.Generator, Dict[str, torch.Generator]]:
-    """``(gen, dev_gen, named)``: a CPU generator for index draws (users, timesteps), a generator on ``device`` for
-    the noise drawn there (``gen`` itself on CPU; torch refuses a CPU generator for a CUDA draw), both seeded
-    with ``seed``, and the ``name -> generator`` keywords that :func:`rng_state` / :func:`restore_rng_state` save."""
-    device = torch.device(device)
-    gen = torch.Generator().manual_seed(seed)
-    if device.type == "cpu":
-        return gen, gen, {"torch_gen": gen}
-    dev_gen = torch.Generator(device).manual_seed(seed)
-    return gen, dev_gen, {"torch_gen": gen, "torch_dev_gen": dev_gen}
-
-
-def restore_rng_state(st: Dict, device, np_rng: Optional[np.random.Generator] = None,
-                      **generators: torch.Generator) -> None:
-    """Inverse of :func:`rng_state` (same arguments). ``torch_cuda`` is restored only when present and
-    ``device`` is a CUDA device (states written before it was stored, or on CPU, lack it)."""
-    device = torch.device(device)
-    torch.set_rng_state(st["torch_global"])
-    if device.type == "cuda" and "torch_cuda" in st:
-        torch.cuda.set_rng_state(st["torch_cuda"], device)
-    if np_rng is not None:
-        np_rng.bit_generator.state = st["np_rng"]
-    for name, g in generators.items():
-        g.set_state(st[name])
-
-
-def data_digest(data) -> str:
-    """SHA-1 (hex) of the training data a pretraining reads: the train sequences and validation items of
-    a SequentialData (order matters; under a protocol other than loo also its split users), else the sparsity
-    patterns of the train and valid matrices."""
-    from refit_gym.data.dataset import as_interactions
-
-    h = hashlib.sha1()
-    if hasattr(data, "train_items"):
-        arrays = [data.train_items, data.train_ptr, data.valid_item]
-        if data.protocol != "loo":  # loo digests stay as they were
-            h.update(data.protocol.encode())
-            arrays += [data.split_users[k] for k in ("train", "valid", "test")]
-    else:
-        m = as_interactions(data)
-        arrays = []
-        for x in (m.train, m.valid):
-            x = x.tocsr()
-            if not x.has_sorted_indices:
-                x = x.sorted_indices()
-            arrays += [x.indptr, x.indices]
-    for a in arrays:
-        a = np.ascontiguousarray(a, dtype=np.int64)
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def run_fingerprint(adapter: DenoiserAdapter, data) -> Dict:
-    """What a ``last_state.pt`` must match to be resumed: the backbone name and constructor config
-    (``adapter.config()``, JSON-normalised) and the data (name, sizes, :func:`data_digest`; the sequence
-    protocol, :func:`protocol_meta`, when it is not leave-one-out, so that a mismatch is named)."""
-    proto = protocol_meta(data)
-    return {"backbone": adapter.backbone_name, "config": json.loads(json.dumps(adapter.config())),
-            "data": {"name": getattr(data, "name", "?"), "n_users": int(data.n_users), "n_items": int(data.n_items),
-                     "digest": data_digest(data), **(proto if proto.get("protocol", "loo") != "loo" else {})}}
-
-
-def _fingerprint_differences(saved: Dict, current: Dict, prefix: str = "") -> List[str]:
-    """``"field 'x.y' is A in the file, B in this run"`` for every leaf that differs (the data name is
-    ignored: the same data may sit in another folder)."""
-    out = []
-    for k in sorted(set(saved) | set(current)):
-        key = f"{prefix}{k}"
-        if key == "data.name":
-            continue
-        a, b = saved.get(k, "<absent>"), current.get(k, "<absent>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _fingerprint_differences(a, b, key + ".")
-        elif a != b:
-            what = " (the training data differ)" if key == "data.digest" else ""
-            out.append(f"field '{key}' is {a!r} in the file, {b!r} in this run{what}")
-    return out
-
-
-def save_training_state(path, adapter: DenoiserAdapter, optimizer: torch.optim.Optimizer, epoch: int,
-                        history: List[Dict], sel: ModelSelection, fingerprint: Dict, rng: Dict, **extra) -> Path:
-    """Write the resume state atomically (temp file + rename) to ``path``: ``model``, ``optimizer``,
-    ``epoch`` (the last finished epoch, 0-based), ``history`` (JSON string), the :class:`ModelSelection`
-    keys, ``run`` (``fingerprint`` as a JSON string), the :func:`rng_state` entries ``rng`` and ``extra``
-    (tensors, numbers, strings or plain containers of them only: the file is read with ``weights_only``), and
-    ``digest``, the :func:`~refit_gym.diffusion.checkpoint.state_digest` of ``model`` (a damaged weight is refused
-    on resume)."""
-    from refit_gym.diffusion.checkpoint import state_digest
-
-    model = {k: v.detach().cpu() for k, v in adapter.state_dict().items()}
-    return atomic_torch_save({
-        "model": model, "optimizer": optimizer.state_dict(), "epoch": int(epoch),
-        "history": json.dumps(history), "run": json.dumps(fingerprint), **sel.state_dict(), **rng, **extra,
-        "digest": state_digest(model),
-    }, path)
-
-
-def load_training_state(path, adapter: DenoiserAdapter, optimizer: torch.optim.Optimizer,
-                        fingerprint: Optional[Dict]) -> Dict:
-    """Read a :func:`save_training_state` file, check it against ``fingerprint`` and load the weights and
-    optimizer state into ``adapter`` and ``optimizer``; returns the whole dict (epoch, history, RNG and
-    selection entries are the caller's to restore).
-
-    Raises CheckpointError naming ``path`` when the file cannot be read, was written for another backbone
-    architecture or other data (each differing field listed), or does not fit ``adapter``. A file without
-    a ``run`` fingerprint (written before it was stored) is not checked; ``fingerprint=None`` skips the check.
-    """
-    path = Path(path)
-    try:
-        st = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt file, or a pickle with non-allowed globals
-        raise CheckpointError(f"{path}: not a readable resume state ({type(e).__name__}: {e}); delete it, "
-                              "or use another output folder, to start afresh") from e
-    missing = [k for k in ("model", "optimizer", "epoch", "history", "best", "best_epoch", "bad", "best_model")
-               if not isinstance(st, dict) or k not in st]
-    if missing:
-        raise CheckpointError(f"{path}: not a resume state: field(s) {missing} missing")
-    for key in ("history", "run"):
-        try:
-            if key in st:
-                json.loads(st[key])
-        except (TypeError, ValueError) as e:
-            raise CheckpointError(f"{path}: field {key!r} is not valid JSON ({e})") from None
-    if not isinstance(st["model"], dict):
-        raise CheckpointError(f"{path}: field 'model' is a {type(st['model']).__name__}, expected a state dict")
-    from refit_gym.diffusion.checkpoint import check_finite_state, state_digest
-
-    try:
-        digest = state_digest(st["model"]) if "digest" in st else None
-    except CheckpointError as e:
-        raise CheckpointError(f"{path}: field 'model': {e}") from None
-    if digest is not None and digest != st["digest"]:
-        raise CheckpointError(f"{path}: field 'model' does not match the file's field 'digest' (the file is damaged); "
-                              "delete it, or use another output folder, to start afresh")
-    check_finite_state(st["model"], str(path), {k for k, _ in adapter.named_parameters()})
-    if fingerprint is not None and "run" in st:
-        saved = json.loads(st["run"])
-        diffs = _fingerprint_differences(saved, json.loads(json.dumps(fingerprint)))
-        if diffs:
-            sd = saved.get("data", {})
-            raise CheckpointError(
-                f"{path}: this resume state (backbone {saved.get('backbone')!r}, data {sd.get('name')!r}) was written "
-                f"for another architecture or dataset than this run's (backbone {fingerprint['backbone']!r}, data "
-                f"{fingerprint['data']['name']!r}): " + "; ".join(diffs)
-                + ". Delete it, or use another output folder, to start afresh")
-    try:
-        adapter.load_state_dict(st["model"])
-        optimizer.load_state_dict(st["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: field 'model' or 'optimizer' does not fit this backbone "
-                              f"({type(e).__name__}: {str(e).strip()[:500]})") from e
-    return st
-
-
-def _condition_rows(adapter: DenoiserAdapter, data, users: np.ndarray, device) -> torch.Tensor:
-    return torch.as_tensor(adapter.encode_condition(users, data.train[users]), device=device)
+def _validate(adapter, data, evaluate_fn, users, device, clock) -> tuple:
+    """``(metrics, seconds)`` of ``evaluate_fn`` on 'valid' (``users``: the sample, or None for all) in eval mode,
+    under a fork of the global generators, so that validation never shifts a training draw (dropout masks)."""
+    adapter.eval()
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    t0 = clock()
+    with torch.random.fork_rng(devices=devices):
+        metrics = evaluate_fn(adapter, data, "valid") if users is None else evaluate_fn(adapter, data, "valid",
+                                                                                         users=users)
+    return metrics, clock() - t0
 
 
 @locks_output("out_dir")
 def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfig(), out_dir=None,
              device="cpu", tensorboard: bool = True, progress: bool = True, resume: bool = False,
-             evaluate_fn: Optional[Callable] = None, log: Callable[[str], None] = print) -> PretrainResult:
-    """Pretrain ``adapter`` on ``data.train`` with early stopping on ``data.valid``.
+             evaluate_fn: Optional[Callable] = None, log: Callable[[str], None] = print,
+             max_seconds: Optional[float] = None, clock: Callable[[], float] = time.perf_counter) -> PretrainResult:
+    """Pretrain ``adapter`` on the training data of ``data`` with validation model selection and early stopping.
+
+    Each epoch runs the adapter's objective over ``adapter.pretrain_batches`` (AdamW, ``adapter.pretrain_grad_clip``)
+    and appends a row to the history: ``epoch``, ``train_loss`` (the epoch's mean loss), ``epoch_seconds``
+    (training seconds), ``batches``, ``valid_seconds`` (validation seconds after this epoch, 0.0 when it was not
+    validated) and, when validated, ``valid/<metric>`` (of the sample, or of every validation user),
+    ``valid_full`` (whether it was a full pass) and ``valid_users`` (the sample's size, with a sample). The kept
+    epoch's row gets the full pass at the end: ``valid_full/<metric>`` and ``valid_full_seconds``.
 
     Args:
-        adapter: a freshly built (or resumed) backbone.
-        data: an InteractionData.
-        cfg: hyperparameters.
-        out_dir: where ``best.pt``, ``last_state.pt``, ``history.json`` and TensorBoard logs go (None: nothing written).
+        adapter: a freshly built backbone for ``data`` (its weights are replaced on resume).
+        data: the InteractionData (history backbones) or SequentialData (sequence backbones) it was built for.
+        cfg: hyperparameters, the validation policy included (:mod:`refit_gym.diffusion.validation`).
+        out_dir: where ``best.pt``, ``last_state.pt``, ``history.json`` and TensorBoard logs (``tb/``) go (None:
+            nothing written, no resume).
         device: 'cpu', 'cuda' or 'auto'.
-        resume: continue from ``out_dir/last_state.pt`` if it exists.
-        evaluate_fn: ``f(adapter, data, split) -> metrics dict``; defaults to
-            :func:`refit_gym.metrics.evaluate_backbone`.
-    Returns: a :class:`PretrainResult`; the adapter is left holding the best weights.
+        resume: continue from ``out_dir/last_state.pt`` if it exists (else start afresh): at the epoch after the last
+            finished one, with the same weights as an uninterrupted run; a run that had stopped early or used up
+            ``max_seconds`` trains no further. A state written for another backbone architecture or other data
+            raises CheckpointError naming the file and the differing fields.
+        evaluate_fn: ``f(adapter, data, split, users=None) -> metrics dict`` (``users``: the validation sample, int64
+            ``(n,)``; None: every validation user); default :func:`default_evaluate_fn` (interaction data only).
+        log: called with progress lines (one per epoch when ``progress`` is off) and on resume / stop.
+        max_seconds: bound on the run's cumulative wall time in seconds (training and validation, summed over
+            resumed sessions; checked between batches on rank 0's clock): the epoch in progress is then validated
+            and training stops. None: no bound.
+        clock: the clock of every time measurement, in seconds (tests pass a fake one).
+    Returns: a :class:`PretrainResult`; the adapter is left holding the best weights, in eval mode.
 
-    Data parallel (under ``torchrun``, see :mod:`refit_gym.distributed`): every rank draws the same global
-    batch of ``cfg.batch_size`` users, indices and noise and computes its block of rows; the gradients are
-    summed over the ranks, so the updates equal one process's on the same global batches (up to float
-    summation order) when the backbone has no dropout; dropout masks are drawn per rank
-    (:func:`~refit_gym.distributed.rank_seed`). The default evaluation shards the users. Rank 0 alone writes
-    ``out_dir``; a resume reads ``out_dir/last_state.pt`` on every rank (the folder must be visible to all).
+    Data parallel (under ``torchrun``, see :mod:`refit_gym.distributed`), for backbones with
+    ``pretrain_data_parallel`` (history backbones): every rank draws the same global batch of ``cfg.batch_size``
+    users, indices and noise and computes its block of rows; the gradients are summed over the ranks, so the
+    updates equal one process's on the same global batches (up to float summation order) when the backbone has no
+    dropout; dropout masks are drawn per rank (:func:`~refit_gym.distributed.rank_seed`). The validation sample
+    and schedule are the same on every rank (the schedule is decided on rank 0 and broadcast); the default
+    evaluation shards the users. Rank 0 alone writes ``out_dir``; a resume reads ``out_dir/last_state.pt`` on every
+    rank (the folder must be visible to all). Other backbones refuse to run under torch.distributed.
     """
     from refit_gym import distributed
-    from refit_gym.metrics import evaluate_backbone  # metrics sit beside, not below, diffusion
 
     device = distributed.local_device(resolve_device(device))
     main, parallel = distributed.is_main(), distributed.active()
-    evaluate_fn = evaluate_fn or (lambda a, d, s: evaluate_backbone(a, d, s, batch_size=cfg.eval_batch_size, device=device))
+    if parallel and not adapter.pretrain_data_parallel:
+        raise RuntimeError(f"{adapter.backbone_name} pretraining is not data-parallel: run it as one process (without "
+                           "torchrun); the interaction backbones (diffrec, cfdiff, social-diffrec) pretrain under torchrun")
+    say = log if main else (lambda msg: None)
+    evaluate_fn = evaluate_fn or default_evaluate_fn(data, cfg, device)
+    sample = validation_sample(data, cfg.eval_users, cfg.seed)  # the same on every rank
+    check_evaluate_fn(evaluate_fn, sample)
+    full_ratio = len(validation_users(data)) / len(sample) if sample is not None else 0.0
     set_global_seed(cfg.seed)
     adapter.to(device)
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sampler = ImportanceSampler(adapter.schedule.steps)
-    gen, dev_gen, generators = seeded_generators(cfg.seed, device)
-    rng = np.random.default_rng(cfg.seed)
+    draws = make_draws(cfg.seed, device, adapter.pretrain_index_sampler(cfg))
     distributed.broadcast_parameters(adapter)
     out = Path(out_dir) if out_dir is not None else None
     writer = None
@@ -365,119 +175,138 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(str(out / "tb"))
-    start_epoch, history = 0, []
-    sel = ModelSelection(cfg.metric)
+    sel, history = ModelSelection(cfg.metric), []
+    start_epoch, elapsed_before, next_at, finished = 0, 0.0, 1, False
     state_path = out / "last_state.pt" if out is not None else None
     fingerprint = run_fingerprint(adapter, data) if state_path is not None else None
     found = resume and state_path is not None and state_path.exists()
     distributed.check_same(float(found), f"whether {state_path} exists (resume needs a folder all ranks see)")
     if found:
         st = load_training_state(state_path, adapter, opt, fingerprint)
-        sampler.load_state_dict(st["sampler"])
-        restore_rng_state(st, device, np_rng=rng, **generators)  # dropout draws from the global generator
-        start_epoch, history = st["epoch"] + 1, json.loads(st["history"])
+        if draws.sampler is not None:
+            if "sampler" not in st:
+                raise CheckpointError(f"{state_path}: field 'sampler' missing: the state was written without the "
+                                      "importance sampler (timestep_sampling='uniform'); resume with the run's own "
+                                      "timestep_sampling, or use another output folder")
+            draws.sampler.load_state_dict(st["sampler"])
+        # states of sequence backbones written before the loops were unified hold no np_rng (they never draw from it)
+        restore_rng_state(st, device, np_rng=draws.np_rng if "np_rng" in st else None, **draws.generators)
         sel.load_state_dict(st)
-        log(f"resumed from {state_path} at epoch {start_epoch}")
+        history = json.loads(st["history"])
+        start_epoch = int(st["epoch"]) + 1
+        # states of history backbones written before elapsed time was stored: their rows' seconds
+        elapsed_before = float(st["elapsed_seconds"]) if "elapsed_seconds" in st else sum(history_seconds(history))
+        next_at = int(st["next_validation"]) if "next_validation" in st else start_epoch + 1
+        say(f"resumed from {state_path} at epoch {start_epoch} ({elapsed_before:.1f} s used so far)")
+        if sel.should_stop(cfg.patience):
+            say(f"nothing to resume: the run stopped early at epoch {start_epoch - 1} (no {cfg.metric} gain for "
+                f"{sel.bad} validations)")
+            finished = True
+        elif max_seconds is not None and elapsed_before >= max_seconds:
+            say(f"nothing to resume: max_seconds={max_seconds} already used ({elapsed_before:.1f} s)")
+            finished = True
+    schedule = ValidationSchedule(cfg.eval_every, cfg.eval_budget, cfg.epochs, next_at)
     if parallel:  # dropout masks come from the global generator: each rank draws its own
         torch.manual_seed(distributed.rank_seed(cfg.seed, start_epoch))
-
     from refit_gym.diffusion.divergence import DivergenceMonitor
 
     monitor = DivergenceMonitor(adapter, str(state_path) if state_path is not None and state_path.exists() else None)
-    users_all = np.arange(data.n_users)
-    epoch_times = []
-    T = adapter.schedule.steps
+
+    def save_state(epoch: int) -> None:
+        extra = {"sampler": draws.sampler.state_dict()} if draws.sampler is not None else {}
+        save_training_state(state_path, adapter, opt, epoch, history, sel, fingerprint,
+                            rng_state(device, np_rng=draws.np_rng, **draws.generators),
+                            elapsed_seconds=clock() - t_start, next_validation=schedule.next_at, **extra)
+        write_json_atomic(out / "history.json", history, indent=1)
+
+    t_start = clock() - elapsed_before
     bar = progress_bar(total=cfg.epochs, initial=start_epoch, desc="pretrain", disable=not progress or not main)
-    for epoch in range(start_epoch, cfg.epochs):
-        # ---- one pass over the users
+    for epoch in range(start_epoch, start_epoch if finished else cfg.epochs):
+        # ---- one pass over the adapter's batches
         adapter.train()
-        t0 = time.perf_counter()
-        perm = rng.permutation(users_all)
-        total, n = 0.0, 0
-        for s in range(0, len(perm), cfg.batch_size):
-            users = perm[s:s + cfg.batch_size]  # the global batch; this rank computes rows lo:hi
-            lo, hi = distributed.shard_bounds(len(users))
-            cond = _condition_rows(adapter, data, users[lo:hi], device)
-            if cfg.timestep_sampling == "importance":
-                i, p = sampler.sample(len(users), gen, device)
-            else:
-                i = torch.randint(0, T, (len(users),), generator=gen).to(device)
-                p = torch.full((len(users),), 1.0 / T, device=device)
-            u_t = torch.as_tensor(users[lo:hi], device=device)
-            # one process draws the noise inside diffusion_loss; ranks draw the global batch's and keep their rows
-            noise = torch.randn((len(users), adapter.action_dim), generator=dev_gen, device=device)[lo:hi] \
-                if parallel else None
-            per_user = adapter.diffusion_loss(cond, u_t, i[lo:hi], generator=dev_gen, reweight=cfg.reweight,
-                                              noise=noise)
-            loss = (per_user / (T * p[lo:hi])).sum() / len(users)  # this rank's share of the global mean
+        t0, total, weight, n_batches, out_of_time = clock(), 0.0, 0.0, 0, False
+        for batch in adapter.pretrain_batches(data, cfg.batch_size, draws):
+            loss = adapter.pretrain_loss(batch, draws, cfg)  # this rank's share of the global batch's loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             loss_global = distributed.all_reduce_sum(float(loss.detach()))
-            monitor.check_loss(loss_global, f"epoch {epoch}, batch starting at {s}")  # same verdict on every rank
+            monitor.check_loss(loss_global, f"epoch {epoch}, batch {n_batches}")  # same verdict on every rank
             distributed.all_reduce_gradients(adapter)
+            if adapter.pretrain_grad_clip:
+                torch.nn.utils.clip_grad_norm_(adapter.parameters(), adapter.pretrain_grad_clip)
             opt.step()
-            sampler.update(i, distributed.gather_rows(per_user.detach(), len(users)))
-            total += loss_global * len(users)
-            n += len(users)
-        epoch_times.append(time.perf_counter() - t0)
-        row = {"epoch": epoch, "train_loss": total / max(n, 1), "epoch_seconds": epoch_times[-1]}
+            total, weight, n_batches = total + loss_global * batch.weight, weight + batch.weight, n_batches + 1
+            if max_seconds is not None and distributed.broadcast_scalar(float(clock() - t_start > max_seconds)):
+                out_of_time = True
+                break
+        row = {"epoch": epoch, "train_loss": total / max(weight, 1.0), "epoch_seconds": clock() - t0,
+               "batches": n_batches, "valid_seconds": 0.0}
         monitor.check_weights(adapter, f"the end of epoch {epoch}")  # before anything of this epoch is saved
         if state_path is not None:
             monitor.kept = f"; last good state kept in {state_path}"
         # ---- validation and model selection
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            metrics = evaluate_fn(adapter, data, "valid")
-            row.update({f"valid/{k}": v for k, v in metrics.items()})
-            sel.observe(adapter, data, epoch, metrics, cfg, out if main else None)
+        validated = out_of_time or schedule.due(epoch)
+        if validated:
+            metrics, row["valid_seconds"] = _validate(adapter, data, evaluate_fn, sample, device, clock)
+            row.update({f"valid/{k}": v for k, v in metrics.items()}, valid_full=sample is None)
+            if sample is not None:
+                row["valid_users"] = len(sample)
+            sel.observe(adapter, data, epoch, metrics, cfg, out if main else None, full=sample is None)
         history.append(row)
+        if validated:
+            schedule.plan_next(epoch, history, full_ratio, distributed.broadcast_scalar)
         if writer is not None:
             for k, v in row.items():
-                if k != "epoch" and isinstance(v, (int, float)):
+                if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool):
                     writer.add_scalar(k if "/" in k else f"train/{k}", v, epoch)
             writer.flush()
         bar.update(1)
-        bar.set_postfix(loss=f"{row['train_loss']:.4f}", **{cfg.metric: f"{row.get('valid/' + cfg.metric, float('nan')):.4f}"},
-                        best=f"{sel.best:.4f}@{sel.best_epoch}")
+        shown = row.get(f"valid/{cfg.metric}", float("nan"))
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", **{cfg.metric: f"{shown:.4f}"}, best=f"{sel.best:.4f}@{sel.best_epoch}")
+        if not progress:
+            say(f"epoch {epoch}: loss {row['train_loss']:.4f} ({n_batches} batches, {row['epoch_seconds']:.1f} s)"
+                + (f", valid {cfg.metric} {shown:.4f} ({row['valid_seconds']:.1f} s)" if validated else ""))
         if state_path is not None and main:
-            save_training_state(state_path, adapter, opt, epoch, history, sel, fingerprint,
-                                rng_state(device, np_rng=rng, **generators), sampler=sampler.state_dict())
-            write_json_atomic(out / "history.json", history, indent=1)
+            save_state(epoch)
+        if out_of_time:
+            say(f"stopping: max_seconds={max_seconds} reached during epoch {epoch}")
+            break
         if sel.should_stop(cfg.patience):
-            if main:
-                log(f"early stop at epoch {epoch}: no {cfg.metric} gain for {sel.bad} evaluations "
-                    f"(best {sel.best:.4f} at epoch {sel.best_epoch})")
+            say(f"early stop at epoch {epoch}: no {cfg.metric} gain for {sel.bad} validations "
+                f"(best {sel.best:.4f} at epoch {sel.best_epoch})")
             break
     bar.close()
     if writer is not None:
         writer.close()
+    if sample is not None and sel.best_state is not None:
+        _final_pass(adapter, data, cfg, sel, history, evaluate_fn, device, clock, out if main else None,
+                    save_state if state_path is not None and main else None, say)
     distributed.barrier()  # rank 0's files are complete before any rank reads them
-    return finish_pretraining(adapter, history, sel, out, epoch_times)
+    return finish_pretraining(adapter, history, sel, out, [float(r["epoch_seconds"]) for r in history])
 
 
-def finish_pretraining(adapter: DenoiserAdapter, history: List[Dict], sel: ModelSelection, out: Optional[Path],
-                       epoch_times: List[float]) -> PretrainResult:
-    """Leave ``adapter`` holding the best (validation-selected) weights in eval mode; summarise the run."""
-    best_epoch = sel.best_epoch
-    if sel.best_state is not None:
-        adapter.load_state_dict(sel.best_state)
-    adapter.eval()
-    return PretrainResult(
-        best_epoch=best_epoch, best_valid=next((r for r in history if r["epoch"] == best_epoch), {}),
-        history=history, best_path=str(out / "best.pt") if out is not None and best_epoch >= 0 else None,
-        seconds_per_epoch=float(np.mean(epoch_times)) if epoch_times else float("nan"),
-    )
+def _final_pass(adapter, data, cfg, sel, history, evaluate_fn, device, clock, out, save_state, say) -> None:
+    """The kept checkpoint's full validation pass (all ranks): recorded in its history row (``valid_full/<metric>``,
+    ``valid_full_seconds``), in ``out/best.pt``'s meta and, through ``save_state``, in ``last_state.pt`` (which
+    keeps the last weights); nothing when that row already holds one."""
+    row = next(r for r in history if r["epoch"] == sel.best_epoch)
+    if f"valid_full/{cfg.metric}" in row:
+        return
+    last = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+    adapter.load_state_dict(sel.best_state)
+    full, seconds = _validate(adapter, data, evaluate_fn, None, device, clock)
+    if cfg.metric not in full:
+        raise KeyError(f"the full validation pass has no {cfg.metric!r} (the selection metric); it has {sorted(full)}")
+    row.update({f"valid_full/{k}": v for k, v in full.items()}, valid_full_seconds=seconds)
+    if out is not None:
+        save_backbone(adapter, out / "best.pt", meta=checkpoint_meta(data, sel.best_epoch, full, cfg, full=True))
+    adapter.load_state_dict(last)
+    if save_state is not None:
+        save_state(history[-1]["epoch"])
+    say(f"kept epoch {sel.best_epoch}: full validation {cfg.metric} {full[cfg.metric]:.4f} "
+        f"(the sample of {row.get('valid_users')} users gave {row[f'valid/{cfg.metric}']:.4f}; {seconds:.1f} s)")
 
 
-def checkpoint_meta(data, epoch, metrics, cfg) -> Dict:
-    """The ``meta`` block of a pretrained backbone checkpoint (data sizes, epoch, validation metrics, config)."""
-    return {"data": data.name, "n_users": data.n_users, "n_items": data.n_items, "epoch": epoch,
-            "valid": {k: float(v) for k, v in metrics.items()}, "pretrain": asdict(cfg), **protocol_meta(data)}
-
-
-def protocol_meta(data) -> Dict:
-    """``{"protocol", "split_seed", "ratios"}`` of sequence data (what :func:`~refit_gym.diffusion.checkpoint.load_backbone`
-    checks); ``{}`` for interaction data."""
-    if not hasattr(data, "split_users"):
-        return {}
-    return {"protocol": data.protocol, "split_seed": data.split_seed,
-            "ratios": None if data.ratios is None else list(data.ratios)}
+__all__ = ["ImportanceSampler", "ModelSelection", "PretrainConfig", "PretrainResult", "checkpoint_meta", "data_digest",
+           "default_evaluate_fn", "finish_pretraining", "load_training_state", "pretrain", "protocol_meta",
+           "restore_rng_state", "rng_state", "run_fingerprint", "save_training_state", "seeded_generators"]

@@ -119,7 +119,7 @@ OBS_KEYS = ("x", "t", "user", "condition")
 
 def observation_space(adapter: DenoiserAdapter, n_users: int, action_bound: float) -> spaces.Dict:
     """The observation space of one episode (see :class:`DenoisingProcess`)."""
-    T = int(adapter.schedule.steps)
+    T = int(adapter.schedule.chain_steps)  # the reverse steps the chain runs (K when respaced)
     low, high = getattr(adapter, "condition_bounds", (-np.inf, np.inf))
     return spaces.Dict({
         "x": spaces.Box(-action_bound, action_bound, (adapter.action_dim,), np.float32),
@@ -150,8 +150,10 @@ def check_denoising_spaces(observation_space: spaces.Space, action_space: spaces
         raise ValueError(f"observation 'condition' has shape {obs['condition'].shape}; "
                          f"the backbone's condition_dim is {denoiser.condition_dim}")
     t_high = int(np.asarray(obs["t"].high).reshape(-1)[0])
-    if t_high != denoiser.schedule.steps:
-        raise ValueError(f"observation 't' goes up to {t_high}; the backbone has T={denoiser.schedule.steps} diffusion steps")
+    if t_high != denoiser.schedule.chain_steps:
+        raise ValueError(f"observation 't' goes up to {t_high}; the backbone's reverse chain runs "
+                         f"{denoiser.schedule.chain_steps} steps (T={denoiser.schedule.steps}, inference_steps="
+                         f"{denoiser.schedule.cfg.inference_steps}): give the policy the environment's inference_steps")
 
 
 class ProcessViews:
@@ -227,7 +229,7 @@ class DenoisingProcess:
         if not isinstance(reward, Reward):
             kwargs.setdefault("device", self.device)
         self.reward = make_reward(reward, source, **kwargs)
-        self.n_users, self.T = data.n_users, int(adapter.schedule.steps)
+        self.n_users, self.T = data.n_users, int(adapter.schedule.chain_steps)  # episode length (K if respaced)
         # protocol hook: episodes are drawn among the training users only (every user but under user-split)
         self.train_users = np.asarray(getattr(source, "train_users", data.train_users), dtype=np.int64)
         self.action_bound = float(action_bound)
@@ -260,9 +262,9 @@ class DenoisingProcess:
             if getattr(adapter, name) != getattr(old, name):
                 raise ValueError(f"set_backbone: the new backbone has {name}={getattr(adapter, name)}, the "
                                  f"environment's has {getattr(old, name)}")
-        if int(adapter.schedule.steps) != self.T:
-            raise ValueError(f"set_backbone: the new backbone has T={adapter.schedule.steps} steps, the environment "
-                             f"has T={self.T}")
+        if int(adapter.schedule.chain_steps) != self.T:
+            raise ValueError(f"set_backbone: the new backbone's reverse chain runs {adapter.schedule.chain_steps} "
+                             f"steps, the environment's {self.T}")
         where = adapter_device(adapter, self.device)
         if where.type != self.device.type:
             raise ValueError(f"set_backbone: the backbone is on {where}, the environment on {self.device}")

@@ -13,6 +13,9 @@
   :mod:`refit_gym.envs.defaults`); ``"untrained"``: a *freshly initialised* backbone built with
   ``build_backbone(kind, data, **backbone_kwargs)`` (weights drawn under ``torch`` seed ``backbone_seed``,
   without touching the global RNG, eval mode) -- for tests and speed benchmarks only.
+* ``inference_steps``: K, the reverse steps of an episode: the backbone's chain respaced to K evenly spaced steps
+  of its T training steps (:meth:`~refit_gym.diffusion.adapters.DenoiserAdapter.set_inference_steps`; K in
+  ``[1, T]``); None (default): the checkpoint's own (``schedule.inference_steps``, all T when it records none).
 * ``reward``: None (default): the reward of the id's row in :data:`refit_gym.registry.ENVIRONMENTS` (the row
   whose backbone kind is ``backbone``; ``gymnasium.make`` passes it from the registered spec).
 * the other keyword arguments as :class:`~refit_gym.envs.denoising.DenoisingEnv`.
@@ -79,7 +82,8 @@ def resolve_data(data: Union[InteractionData, "SequentialData", str, Path]):
     return data
 
 
-def _load_or_build(kind: str, data, checkpoint, device, backbone_kwargs, backbone_seed) -> DenoiserAdapter:
+def _load_or_build(kind: str, data, checkpoint, device, backbone_kwargs, backbone_seed,
+                   inference_steps: Optional[int] = None) -> DenoiserAdapter:
     if checkpoint != UNTRAINED:
         from refit_gym.diffusion.checkpoint import CheckpointError, load_backbone
 
@@ -87,17 +91,20 @@ def _load_or_build(kind: str, data, checkpoint, device, backbone_kwargs, backbon
         if adapter.backbone_name != kind:
             raise CheckpointError(f"{checkpoint}: field 'backbone' is {adapter.backbone_name!r}, but this environment id "
                                   f"expects a {kind!r} backbone")
-        return adapter
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(backbone_seed))
-        adapter = build_backbone(kind, data, **dict(backbone_kwargs or {}))
-    return adapter.to(device).eval()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(backbone_seed))
+            adapter = build_backbone(kind, data, **dict(backbone_kwargs or {}))
+        adapter = adapter.to(device).eval()
+    return adapter if inference_steps is None else adapter.set_inference_steps(inference_steps)
 
 
 def build_env_backbone(kind: str, data, checkpoint: Optional[Union[str, Path]] = None, device="cpu",
                        backbone_kwargs: Optional[Dict[str, Any]] = None, backbone_seed: int = DEFAULT_BACKBONE_SEED,
-                       data_spec: Optional[Union[str, Path]] = None) -> DenoiserAdapter:
-    """The backbone of a registered id (see the module docstring for ``checkpoint``), shared between calls.
+                       data_spec: Optional[Union[str, Path]] = None,
+                       inference_steps: Optional[int] = None) -> DenoiserAdapter:
+    """The backbone of a registered id (see the module docstring for ``checkpoint`` and ``inference_steps``),
+    shared between calls.
 
     Args:
         kind: the id's backbone kind.
@@ -120,13 +127,13 @@ def build_env_backbone(kind: str, data, checkpoint: Optional[Union[str, Path]] =
     if ckpt_key != UNTRAINED and Path(ckpt_key).is_file():
         ckpt_key = (ckpt_key, Path(ckpt_key).stat().st_mtime_ns)
     if data_spec is None:  # a dataset object: the caller owns it, and gets its own backbone
-        return _load_or_build(kind, data, checkpoint, device, backbone_kwargs, backbone_seed)
+        return _load_or_build(kind, data, checkpoint, device, backbone_kwargs, backbone_seed, inference_steps)
     key = (kind, _spec_key(data_spec), ckpt_key, str(torch.device(device)),
-           repr(sorted((backbone_kwargs or {}).items())), int(backbone_seed))
+           repr(sorted((backbone_kwargs or {}).items())), int(backbone_seed), inference_steps)
     entry = _SHARED_BACKBONES.get(key)
     if entry is not None and entry[0]() is not None:
         return entry[0]()
-    adapter = _load_or_build(kind, data, checkpoint, device, backbone_kwargs, backbone_seed)
+    adapter = _load_or_build(kind, data, checkpoint, device, backbone_kwargs, backbone_seed, inference_steps)
     _SHARED_BACKBONES[key] = (weakref.ref(adapter, lambda _, k=key: _SHARED_BACKBONES.pop(k, None)),
                               f"{kind} on {data_spec!s} from {checkpoint!s}")
     return adapter
@@ -174,22 +181,25 @@ def check_env_data(kind: str, data) -> None:
         raise DataError(f"{e}. A {kind} environment needs such data; its synthetic one is data={spec!r}") from None
 
 
-def _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, reward):
+def _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, reward, inference_steps=None):
     """(dataset, backbone, reward: ``reward``, or the registry's for the ``backbone`` kind when None)."""
     spec = data if isinstance(data, (str, Path)) else None
     data = resolve_data(data)
     check_env_data(backbone, data)
     reward = REWARD_OF_BACKBONE[backbone] if reward is None else reward
-    return data, build_env_backbone(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, spec), reward
+    return data, build_env_backbone(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, spec,
+                                    inference_steps), reward
 
 
 def make_env(backbone: str, data: Union[InteractionData, str, Path], checkpoint: Optional[Union[str, Path]] = None,
              reward: Any = None, device="cpu", reward_kwargs: Optional[Dict] = None,
              backbone_kwargs: Optional[Dict] = None, backbone_seed: int = DEFAULT_BACKBONE_SEED,
-             action_bound: float = DEFAULT_ACTION_BOUND, render_mode: Optional[str] = None) -> DenoisingEnv:
+             action_bound: float = DEFAULT_ACTION_BOUND, render_mode: Optional[str] = None,
+             inference_steps: Optional[int] = None) -> DenoisingEnv:
     """Entry point of the registered ids: a :class:`DenoisingEnv` (``backbone`` is the id's kind; ``render_mode``
     None, ``"ansi"``, ``"human"`` or ``"rgb_array"``, see :meth:`DenoisingEnv.render`)."""
-    data, adapter, reward = _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, reward)
+    data, adapter, reward = _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, reward,
+                                   inference_steps)
     return DenoisingEnv(data, adapter, reward, device, reward_kwargs, action_bound, render_mode)
 
 
@@ -197,9 +207,10 @@ def make_batched_env(backbone: str, data: Union[InteractionData, str, Path], n_e
                      checkpoint: Optional[Union[str, Path]] = None, reward: Any = None, device="cpu",
                      reward_kwargs: Optional[Dict] = None, backbone_kwargs: Optional[Dict] = None,
                      backbone_seed: int = DEFAULT_BACKBONE_SEED, action_bound: float = DEFAULT_ACTION_BOUND,
-                     seed: Optional[int] = None) -> BatchedDenoisingEnv:
+                     seed: Optional[int] = None, inference_steps: Optional[int] = None) -> BatchedDenoisingEnv:
     """An SB3 :class:`BatchedDenoisingEnv` built like :func:`make_env`."""
-    data, adapter, reward = _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, reward)
+    data, adapter, reward = _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, reward,
+                                   inference_steps)
     return BatchedDenoisingEnv(data, adapter, n_envs, reward, device, reward_kwargs, action_bound, seed)
 
 
@@ -207,10 +218,11 @@ def make_vector_env(backbone: str, data: Union[InteractionData, str, Path], num_
                     checkpoint: Optional[Union[str, Path]] = None, reward: Any = None, device="cpu",
                     reward_kwargs: Optional[Dict] = None, backbone_kwargs: Optional[Dict] = None,
                     backbone_seed: int = DEFAULT_BACKBONE_SEED, action_bound: float = DEFAULT_ACTION_BOUND,
-                    render_mode: Optional[str] = None) -> DenoisingVectorEnv:
+                    render_mode: Optional[str] = None, inference_steps: Optional[int] = None) -> DenoisingVectorEnv:
     """Vector entry point of the registered ids: a gymnasium :class:`DenoisingVectorEnv`."""
     if render_mode is not None:
         raise ValueError(f"render_mode={render_mode!r}: the vector environment renders nothing; use None "
                          "(or vectorization_mode='sync', whose single environments render)")
-    data, adapter, reward = _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, reward)
+    data, adapter, reward = _build(backbone, data, checkpoint, device, backbone_kwargs, backbone_seed, reward,
+                                   inference_steps)
     return DenoisingVectorEnv(data, adapter, num_envs, reward, device, reward_kwargs, action_bound)

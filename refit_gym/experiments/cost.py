@@ -3,8 +3,7 @@
 For one dataset and one backbone (a checkpoint, or a freshly initialised backbone of the scenario's
 architecture: the cost does not depend on the weights), :func:`measure_cost` times
 
-* ``pretrain_epoch``: one pretraining epoch (every user once; :func:`refit_gym.diffusion.training.pretrain`
-  for history backbones, :func:`refit_gym.scenarios.pretrain_sequence_backbone` for sequence backbones),
+* ``pretrain_epoch``: one pretraining epoch (every user once; :func:`refit_gym.diffusion.training.pretrain`),
   validation replaced by a constant;
 * ``evaluation``: one full validation (every user with a ground truth, full ranking over all items,
   :meth:`refit_gym.scenarios.Scenario.evaluate_backbone`);
@@ -337,21 +336,17 @@ def time_pretrain_epoch(adapter, data, scenario, device, max_seconds: float, log
     from refit_gym.diffusion.training import pretrain
 
     model = copy.deepcopy(adapter)
-    cfg = scenario.pretrain_config(patience=0)
-    const = lambda *_: {cfg.metric: 0.0}  # noqa: E731
+    cfg = scenario.pretrain_config(patience=0, epochs=1, eval_users=None)
+    const = lambda *_, **__: {cfg.metric: 0.0}  # noqa: E731
     quiet = lambda *_: None  # noqa: E731
-    if scenario.sequential:
-        from refit_gym.scenarios import pretrain_sequence_backbone
-
-        cfg.epochs = 1
+    run = lambda seconds=None: pretrain(model, data, cfg, out_dir=None, device=device, tensorboard=False,  # noqa: E731
+                                        progress=False, evaluate_fn=const, log=quiet, max_seconds=seconds)
+    if scenario.sequential:  # one epoch, bounded by max_seconds and scaled by its share of the batches
         with _Timer() as t:
-            res = pretrain_sequence_backbone(model, data, cfg, None, device, max_seconds, const, quiet)
+            res = run(max_seconds)
         total = math.ceil(data.n_users / cfg.batch_size)
         frac = res.history[0]["batches"] / total
         return t.wall / frac, t.cpu / frac, frac
-    cfg.epochs = 1
-    run = lambda: pretrain(model, data, cfg, out_dir=None, device=device, tensorboard=False,  # noqa: E731
-                           progress=False, evaluate_fn=const, log=quiet)
     run()  # warm-up
     with _Timer() as t:
         run()
@@ -392,7 +387,7 @@ def time_finetune_epoch(algo: str, env_id: str, data, adapter, device, max_secon
     reward = zoo.get("reward") or gymnasium.spec(env_id).kwargs["reward"]
     env = BatchedDenoisingEnv(data, adapter, n_envs, reward, device, zoo.get("reward_kwargs"), seed=seed)
     model = ALGOS[algo](adapter, env, seed=seed, device=device, **kwargs)
-    T = adapter.schedule.steps
+    T = adapter.schedule.chain_steps  # the reverse steps of an episode
     per_rollout = n_envs * T
     rollouts = math.ceil(data.n_users / (n_envs // model.n_traj_per_user))
     with _Timer() as t:
@@ -439,7 +434,7 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
 
     device = torch.device(device)
     adapter = adapter.to(device).eval()
-    T = adapter.schedule.steps
+    T = adapter.schedule.chain_steps  # reverse steps of the chain (K when respaced)
     u = unit_flops(adapter, data, probe)
     shapes = sorted({largest_weight(adapter), largest_weight(adapter, linear_only=True)})
     rates: Dict[int, Tuple[float, float, Tuple[int, int, int]]] = {}

@@ -208,7 +208,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
              n_timesteps: Optional[int] = None, progress: bool = False, verbose: int = 0,
              select_metric: str = DEFAULT_SELECT_METRIC, pretrained_metrics: Optional[Dict[str, Dict[str, float]]] = None,
              log: Callable[[str], None] = default_log, collapse_ratio: Optional[float] = None,
-             hyperparams_source: Optional[str] = None) -> Dict[str, Any]:
+             hyperparams_source: Optional[str] = None, inference_steps: Optional[int] = None) -> Dict[str, Any]:
     """Fine-tune the backbone ``checkpoint`` with ``algo`` on the environment ``env_id``; returns the metrics.
 
     Args:
@@ -243,6 +243,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         collapse_ratio: stop with :class:`agents.guards.DivergenceError` when validation ``select_metric``
             falls below this fraction of the best one (None: never; e.g. 0.5).
         hyperparams_source: how errors name a dict ``hyperparams`` (e.g. the ladder's recipe and rung).
+        inference_steps: K, run the reverse chain (episodes, evaluation, the exported checkpoints) on K evenly spaced
+            steps of the checkpoint's T (:mod:`refit_gym.diffusion.schedule`); None: the checkpoint's own.
 
     Under torch.distributed (an initialised process group, see the module docstring) every rank calls this with
     the same arguments; all return the metrics, rank 0 alone writes ``out`` and logs.
@@ -314,13 +316,16 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
                             f"need a multiple of world_size x n_traj_per_user = {world} x {copies} (a user's copies "
                             "share its group baseline and stay on one process)")
     batched = make_batched_env(ENV_IDS[env_id], data, n_envs=n_envs // world, checkpoint=checkpoint, reward=reward,
-                               reward_kwargs=zoo.get("reward_kwargs"), device=device, seed=seed)
+                               reward_kwargs=zoo.get("reward_kwargs"), device=device, seed=seed,
+                               inference_steps=inference_steps)
     pretrained = batched.adapter  # the start: evaluated, and the first best.pt; never trained
     algo_cls = ALGOS[algo]
     env: Any = batched
     if algo in ON_POLICY_SB3:
         env = VecMonitor(batched)  # episode statistics for SB3's rollout/ep_rew_mean
         kwargs["policy_kwargs"]["checkpoint"] = str(checkpoint)
+        if inference_steps is not None:  # the environment's chain, not the checkpoint's
+            kwargs["policy_kwargs"]["inference_steps"] = inference_steps
         policy: Any = zoo["policy"]
         if isinstance(policy, str) and "." in policy:  # rl-zoo3's convention: a dotted class name
             import importlib
@@ -417,6 +422,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         best = {"valid": state["best_valid"], "test": evaluate_split(best_adapter, data, "test", env_id)}
     metrics = {
         "algo": algo, "env": env_id, "data": data.name, **protocol_meta(data), "checkpoint": str(checkpoint), "reward": reward, "seed": seed,
+        "inference_steps": pretrained.schedule.chain_steps,
         "num_timesteps": int(model.num_timesteps), "hyperparams": params, "selected_on": f"valid {select_metric}",
         "pretrained": before, "final": final, "best": dict(best, num_timesteps=state["best_timesteps"]),
         "history": state["history"], "train_seconds": state["train_seconds"],

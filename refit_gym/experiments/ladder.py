@@ -97,12 +97,14 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
 
     Sequence scenarios train until ``seconds`` have passed and validate once, at the end; interaction scenarios
     run the whole epochs that fit in ``seconds`` (at least one; the epoch time is ``params["seconds_per_epoch"]``
-    or measured with one epoch), validating after each.
+    or measured with one epoch), validating ``params["validations"]`` times (default :data:`CONTINUED_VALIDATIONS`;
+    fewer where a full validation costs much more than an epoch). Every validation scores every
+    validation user (``eval_users=None``), as the start's metrics do.
 
     Args:
         env_id: registered environment id (its scenario pretrains and evaluates).
         pretrained: ``{"valid": {...}, "test": {...}}`` metrics of ``checkpoint`` (the start).
-        params: PretrainConfig overrides (and optionally ``seconds_per_epoch``).
+        params: PretrainConfig overrides (and optionally ``seconds_per_epoch`` and ``validations``).
         out: the working folder of the run. select_metric: the validation metric of the selection.
     Returns: ``{"rung": "continued", "seed", "best": {"valid", "test"}`` (the selected model's metrics; the
     start's when no epoch beats it on validation), ``"history"`` (per epoch: ``epoch``, cumulative
@@ -117,8 +119,13 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     scenario = scenario_for(env_id)
     adapter, _ = load_backbone(checkpoint, data, device=device)
     torch.manual_seed(seed)
-    overrides = {k: v for k, v in params.items() if k != "seconds_per_epoch"}
-    cfg = scenario.pretrain_config(metric=select_metric, seed=seed, patience=0, **overrides)
+    own = ("seconds_per_epoch", "validations")
+    overrides = {k: v for k, v in params.items() if k not in own}
+    validations = int(params.get("validations", CONTINUED_VALIDATIONS))
+    if validations < 1:
+        raise ValueError(f"continued validations={params.get('validations')!r}: expected an integer >= 1")
+    cfg = scenario.pretrain_config(**{**overrides, "metric": select_metric, "seed": seed, "patience": 0,
+                                      "eval_users": None})
     t0 = time.perf_counter()
     per_epoch = None
     if scenario.sequential:
@@ -129,10 +136,11 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     else:  # whole epochs that fit in the budget (one epoch at least)
         per_epoch = float(params.get("seconds_per_epoch", 0)) or _epoch_seconds(scenario, checkpoint, data, device)
         cfg.epochs = max(1, int(seconds // per_epoch))
-        cfg.eval_every = max(1, cfg.epochs // CONTINUED_VALIDATIONS)  # validation must not rule the budget
+        cfg.eval_every = max(1, cfg.epochs // validations)  # validation must not rule the budget
         result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device,
                                    log=lambda s: log(f"continued seed {seed}: {s}"))
-    valid = result.best_valid
+    # the kept epoch's validation metrics: history rows key them 'valid/<metric>', the start's are bare
+    valid = {k.split("/", 1)[1]: v for k, v in result.best_valid.items() if k.startswith("valid/")}
     start_valid = pretrained["valid"][select_metric]
     if valid.get(select_metric, float("-inf")) > start_valid:  # the start competes, as in finetune
         best = {"valid": valid, "test": scenario.evaluate_backbone(adapter, data, "test")}
@@ -153,7 +161,7 @@ def _epoch_seconds(scenario, checkpoint: Path, data, device) -> float:
     from refit_gym.diffusion.checkpoint import load_backbone
 
     adapter, _ = load_backbone(checkpoint, data, device=device)
-    cfg = scenario.pretrain_config(epochs=1, patience=0)
+    cfg = scenario.pretrain_config(epochs=1, patience=0, eval_users=None)
     t0 = time.perf_counter()
     result = scenario.pretrain(adapter, data, cfg, device=device, log=lambda s: None)
     return result.seconds_per_epoch if np.isfinite(result.seconds_per_epoch) else time.perf_counter() - t0

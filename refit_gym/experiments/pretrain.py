@@ -12,15 +12,21 @@ Examples:
     python scripts/pretrain.py ... --resume                      # continue an interrupted run in --out
 
 Writes to --out: best.pt (backbone checkpoint, readable by scripts/evaluate.py and scripts/train.py),
-last_state.pt (resume state, written after every epoch), history.json, metrics.json (valid + test of the
-best model), tb/ (TensorBoard; history backbones only).
+last_state.pt (resume state, written after every epoch), history.json (one row per epoch: training and validation
+seconds, validation metrics), metrics.json (valid + test of the best model, the validation share of the
+wall-clock), tb/ (TensorBoard).
 
 Every backbone belongs to a scenario of refit_gym.scenarios (cf, social, sequential, poi), which loads and
-checks the data, pretrains (DiffRec's objective for history backbones; the all-prefix next-item
-objective for sequence backbones) and evaluates with the scenario's protocol (sequential / POI:
-leave-one-out HR@K and NDCG@K, or the user split of --protocol user-split). --resume continues from --out/last_state.pt for every scenario (it fails
-with a message naming the file if that state was written for another architecture or dataset);
---max-seconds (sequence backbones) bounds the run's cumulative wall time, across resumes.
+checks the data and evaluates with the scenario's protocol (sequential / POI: leave-one-out HR@K and NDCG@K, or the
+user split of --protocol user-split); one loop pretrains every backbone with the backbone's own objective
+(DiffRec's for history backbones, the all-prefix next-item loss for sequence backbones). --resume continues from
+--out/last_state.pt (it fails with a message naming the file if that state was written for another architecture or
+dataset); --max-seconds bounds the run's cumulative wall time, across resumes.
+
+Validation (refit_gym.diffusion.validation): by default early stopping scores a fixed sample of --eval-users
+(1024) validation users, at an interval that keeps validation within --eval-budget (1/4) of the wall-clock, and the
+kept checkpoint gets a full pass at the end (its metrics.json / best.pt result). --eval-every N validates every N
+epochs instead; --full-validation scores every validation user each time (the old behaviour with --eval-every 1).
 """
 from __future__ import annotations
 
@@ -43,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_protocol_argument(p)
     p.add_argument("--out", default=None, help="output folder (default runs/pretrain-<backbone>-<data name>)")
     # training settings: unset flags keep the scenario's defaults (Scenario.pretrain_config: PretrainConfig's
-    # epochs 100, lr 1e-3, batch 400, patience 10, eval every epoch; sequences: epochs 50, batch 256, patience 5)
+    # epochs 100, lr 1e-3, batch 400, patience 10, adaptive validation of 1024 users; sequences: epochs 50, batch 256,
+    # patience 5)
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the scenario's)")
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 1e-3)")
     p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0)")
@@ -53,11 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reweight", action="store_true", help="disable the SNR-difference loss weights")
     p.add_argument("--patience", type=int, default=None,
                    help="evaluations without gain before early stopping (0: off; default: the scenario's)")
-    p.add_argument("--eval-every", type=int, default=None, help="epochs between validations (default 1)")
+    p.add_argument("--eval-every", type=int, default=None, help="epochs between validations (default: adaptive, "
+                   "so that validation takes at most --eval-budget of the wall-clock)")
+    p.add_argument("--eval-users", type=int, default=None, help="validation users that early stopping scores, a "
+                   "fixed seeded sample (default 1024; the kept checkpoint gets a full pass at the end)")
+    p.add_argument("--full-validation", action="store_true", help="score every validation user at every "
+                   "validation (no sample, no final pass)")
+    p.add_argument("--eval-budget", type=float, default=None, help="largest share of the wall-clock the adaptive "
+                   "validation interval lets validation take (default 0.25)")
     p.add_argument("--metric", default=None, help="validation metric for model selection (default: the "
                    "scenario's, recall@20 or ndcg@10 for sequences)")
-    p.add_argument("--max-seconds", type=float, default=None, help="wall-time bound (seconds) of sequence "
-                   "pretraining, cumulative over --resume sessions")
+    p.add_argument("--max-seconds", type=float, default=None, help="wall-time bound (seconds) of pretraining "
+                   "(training and validation), cumulative over --resume sessions")
     # schedule (unset flags keep the backbone's default schedule: DiffRec's 40 steps linear-var, DreamRec's cosine)
     p.add_argument("--steps", type=int, default=None, help="T (DiffRec default 40)")
     p.add_argument("--noise-schedule", default=None, choices=["linear", "linear-var", "cosine"])
@@ -66,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-max", type=float, default=None)
     p.add_argument("--mean-type", default=None, choices=["x0", "eps"])
     p.add_argument("--sampling-steps", type=int, default=None, help="noise level of the inference start (0: clean history)")
+    p.add_argument("--inference-steps", type=int, default=None, help="reverse steps of the chain (validation, and "
+                   "the default of environments and fine-tuning): K evenly spaced steps of T; training uses all T "
+                   "(default: all T)")
     # architecture overrides
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="DiffRec encoder widths (default: the scenario's, 600 200)")
     p.add_argument("--emb-size", type=int, default=None)
@@ -79,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-SCHEDULE_FLAGS = ("noise_schedule", "noise_scale", "noise_min", "noise_max", "steps", "mean_type", "sampling_steps")
+SCHEDULE_FLAGS = ("noise_schedule", "noise_scale", "noise_min", "noise_max", "steps", "mean_type", "sampling_steps",
+                  "inference_steps")
 ARCHITECTURE_FLAGS = ("hidden", "emb_size", "dropout")
 
 
@@ -117,11 +135,20 @@ def backbone_kwargs(args) -> dict:
 
 def config_overrides(args) -> Dict[str, Any]:
     """The :class:`~refit_gym.diffusion.training.PretrainConfig` fields set by the given flags (``--epochs``,
-    ``--lr``, ``--weight-decay``, ``--batch-size``, ``--timestep-sampling``, ``--eval-every``, ``--patience``)
-    and ``reweight`` (False with ``--no-reweight``); unset flags keep the scenario's defaults."""
+    ``--lr``, ``--weight-decay``, ``--batch-size``, ``--timestep-sampling``, ``--eval-every``, ``--patience``,
+    ``--eval-users``, ``--eval-budget``; ``--full-validation`` sets ``eval_users=None``) and ``reweight`` (False
+    with ``--no-reweight``); unset flags keep the scenario's defaults. SystemExit when ``--eval-users`` and
+    ``--full-validation`` are both given."""
+    full = getattr(args, "full_validation", False)
+    eval_users = getattr(args, "eval_users", None)
+    if full and eval_users is not None:
+        raise SystemExit(f"error: --eval-users {eval_users} and --full-validation contradict each other: "
+                         "give one of them")
     given = dict(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
-                 timestep_sampling=args.timestep_sampling, eval_every=args.eval_every, patience=args.patience)
-    return {**{k: v for k, v in given.items() if v is not None}, "reweight": not args.no_reweight}
+                 timestep_sampling=args.timestep_sampling, eval_every=args.eval_every, patience=args.patience,
+                 eval_users=eval_users, eval_budget=getattr(args, "eval_budget", None))
+    return {**{k: v for k, v in given.items() if v is not None}, **({"eval_users": None} if full else {}),
+            "reweight": not args.no_reweight}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -133,6 +160,8 @@ def run_pretraining(args: argparse.Namespace) -> Dict[str, Any]:
     """Pretrain as the parsed flags ``args`` (:func:`build_parser`) say, write ``--out`` (module docstring) and
     return the metrics written to ``metrics.json``: valid / test metrics of the best model, ``best_epoch``,
     ``seconds_per_epoch`` (training seconds per epoch), ``epochs_run``, ``session_wall_seconds`` (seconds),
+    ``training_seconds`` and ``validation_seconds`` (over every epoch of the run, resumed sessions included, the
+    final full pass counted as validation) and ``validation_share`` (validation / (training + validation)),
     ``checkpoint`` (the path of best.pt), the configs."""
     from refit_gym import distributed
     from refit_gym.diffusion import BACKBONES, load_backbone
@@ -146,6 +175,10 @@ def run_pretraining(args: argparse.Namespace) -> Dict[str, Any]:
         raise SystemExit(f"error: unknown backbone {args.backbone!r}; known: {sorted(BACKBONES)}")
     kwargs = backbone_kwargs(args)  # before loading the data: an architecture flag the backbone does not take fails
     scenario = scenario_for(args.backbone)
+    try:
+        cfg = scenario.pretrain_config(**config_overrides(args), metric=args.metric or scenario.metric, seed=args.seed)
+    except ValueError as e:  # a flag's value out of range, named by its PretrainConfig field
+        raise SystemExit(f"error: {e} (the flag of the same name, e.g. --eval-every for eval_every)") from None
     device = distributed.local_device(resolve_device(args.device))
     protocol = protocol_kwargs(args)
     if not protocol and args.resume and args.out and (Path(args.out) / "best.pt").is_file():
@@ -160,9 +193,6 @@ def run_pretraining(args: argparse.Namespace) -> Dict[str, Any]:
     n_params = sum(p.numel() for p in adapter.parameters())
     log(f"backbone: {args.backbone} ({n_params:,} parameters), device {device}, output {out}"
         + (f", {distributed.world_size()} processes" if distributed.active() else ""))
-    cfg = scenario.pretrain_config(**config_overrides(args), metric=args.metric or scenario.metric, seed=args.seed)
-    earlier = out / "history.json"
-    n_before = len(json.loads(earlier.read_text())) if args.resume and earlier.is_file() else 0
     t0 = time.perf_counter()
     result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device, max_seconds=args.max_seconds,
                                progress=not args.no_progress and main, resume=args.resume, log=log)
@@ -173,6 +203,8 @@ def run_pretraining(args: argparse.Namespace) -> Dict[str, Any]:
         "best_epoch": result.best_epoch,
         "seconds_per_epoch": result.seconds_per_epoch, "epochs_run": len(result.history),
         "session_wall_seconds": wall,  # this session's pretraining (training + validation), without the final tests
+        "training_seconds": result.train_seconds, "validation_seconds": result.valid_seconds,
+        "validation_share": result.valid_share,
         "valid": scenario.evaluate_backbone(best, data, "valid"),
         "test": scenario.evaluate_backbone(best, data, "test"),
         "checkpoint": str(out / "best.pt"), "config": asdict(cfg), "backbone_config": best.config(),
@@ -180,10 +212,9 @@ def run_pretraining(args: argparse.Namespace) -> Dict[str, Any]:
     if main:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     t = metrics["test"]
-    trained = sum(r["epoch_seconds"] for r in result.history[n_before:])  # this session's training epochs
     log(f"best epoch {result.best_epoch}; {result.seconds_per_epoch:.2f} s per training epoch on {device}, "
-        f"{wall / 60:.1f} min wall-clock this session, of which validation about "
-        f"{max(wall - min(trained, wall), 0.0) / max(wall, 1e-9):.0%} (--eval-every N validates less often)")
+        f"{wall / 60:.1f} min wall-clock this session; validation took {result.valid_share:.0%} of the run's "
+        f"training + validation seconds ({result.valid_seconds:.1f} of {result.train_seconds + result.valid_seconds:.1f})")
     log("test: " + "  ".join(f"{k} {t[k]:.4f}" for k in t if k.endswith("@20") and k.split("@")[0] in ("recall", "ndcg", "hitrate")))
     log(f"checkpoint: {out / 'best.pt'}" + (f"; TensorBoard: tensorboard --logdir {out / 'tb'}" if (out / "tb").is_dir() else ""))
     if args.json and main:

@@ -61,7 +61,9 @@ class Runner:
         os.replace(tmp, path)
         record = {"source": "pretrained", "checkpoint": str(path), "seconds": seconds,
                   "seconds_per_epoch": metrics.get("seconds_per_epoch"), "epochs_run": metrics.get("epochs_run"),
-                  "best_epoch": metrics.get("best_epoch"), "argv": ["scripts/pretrain.py"] + argv}
+                  "best_epoch": metrics.get("best_epoch"), "validation_share": metrics.get("validation_share"),
+                  "training_seconds": metrics.get("training_seconds"),
+                  "validation_seconds": metrics.get("validation_seconds"), "argv": ["scripts/pretrain.py"] + argv}
         write_json(record_path, record)
         return path, record
 

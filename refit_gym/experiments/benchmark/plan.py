@@ -41,8 +41,9 @@ CONTINUED_LABEL = "continued pretraining"
 #: the fine-tuning method whose cell (same backbone, same seed) gives the continued row its training seconds
 #: (``--continued-budget`` chooses another)
 CONTINUED_BUDGET = "refit"
-#: PretrainConfig fields the continued control sets itself (its length is the budget; no early stopping)
-CONTINUED_OWN_FIELDS = ("epochs", "patience", "eval_every")
+#: PretrainConfig fields the continued control sets itself (its length is the budget; no early stopping; full
+#: validations at its own interval)
+CONTINUED_OWN_FIELDS = ("epochs", "patience", "eval_every", "eval_users", "eval_budget")
 METHODS = tuple(BASELINE_LABELS) + ("pretrained",) + tuple(FINETUNE_METHODS) + (CONTINUED,)
 
 # --quick: synthetic-size settings (tiny backbones, T = QUICK_STEPS, a few rollouts per fine-tuning run)

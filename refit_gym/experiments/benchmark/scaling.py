@@ -94,7 +94,7 @@ def measure_scaling_point(spec: Dict[str, Any]) -> Dict[str, Any]:
     env = make_batched_env(spec["backbone"], data, n_envs=n_envs, checkpoint="untrained",
                            backbone_kwargs=spec["backbone_kwargs"], device=device, seed=SCALING_SEED)
     model = ReFiT(env.adapter, env, seed=SCALING_SEED, device=device, **kwargs)
-    T = env.adapter.schedule.steps
+    T = env.adapter.schedule.chain_steps
     steps_per_rollout = n_envs * T
     users_per_rollout = n_envs // model.n_traj_per_user
     rollouts_per_epoch = math.ceil(data.n_users / users_per_rollout)
@@ -128,7 +128,7 @@ def measure_scaling_point(spec: Dict[str, Any]) -> Dict[str, Any]:
     # the first one warms up, the median of the others is the pretraining epoch time; validation (untimed by
     # pretrain() anyway) is replaced by a constant so that it costs nothing here
     adapter = build_backbone(spec["backbone"], data, **spec["backbone_kwargs"])
-    cfg = PretrainConfig(epochs=1 + PRETRAIN_TIMED_EPOCHS, patience=0, seed=SCALING_SEED)
+    cfg = PretrainConfig(epochs=1 + PRETRAIN_TIMED_EPOCHS, patience=0, seed=SCALING_SEED, eval_users=None)
     pre = pretrain(adapter, data, cfg, out_dir=None, device=device, tensorboard=False, progress=False,
                    evaluate_fn=lambda *_: {cfg.metric: 0.0}, log=lambda m: None)
     result["pretrain_epoch_seconds"] = float(np.median([h["epoch_seconds"] for h in pre.history[1:]]))

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from refit_gym.data.sequential import load_sequential
 from refit_gym.diffusion.dreamrec import DreamRecAdapter
-from refit_gym.diffusion.training import PretrainConfig
-from refit_gym.scenarios import SCENARIOS, pretrain_sequence_backbone
+from refit_gym.diffusion.training import PretrainConfig, pretrain
+from refit_gym.scenarios import SCENARIOS
 
 torch.set_num_threads(1)
 data_dir, out, name, minutes = sys.argv[1], Path(sys.argv[2]), sys.argv[3], float(sys.argv[4])
@@ -20,10 +20,12 @@ torch.manual_seed(seed)
 data = load_sequential(data_dir, max_len=50)
 ev = SCENARIOS["sequential"].evaluate_backbone
 adapter = DreamRecAdapter.from_data(data, **kw)
-cfg = PretrainConfig(epochs=1000, lr=lr, batch_size=256, eval_every=1, patience=3, metric="ndcg@20", seed=seed)
+# every epoch validated on every user (eval_users=None), as when the probes ran
+cfg = PretrainConfig(epochs=1000, lr=lr, batch_size=256, eval_every=1, patience=3, metric="ndcg@20", seed=seed,
+                     eval_users=None)
 t = time.time()
-pretrain_sequence_backbone(adapter, data, cfg, out_dir=out / name, max_seconds=minutes * 60, evaluate_fn=ev,
-                           log=lambda s: print(name, s, flush=True), resume=True)
+pretrain(adapter, data, cfg, out_dir=out / name, max_seconds=minutes * 60, evaluate_fn=ev, tensorboard=False,
+         progress=False, log=lambda s: print(name, s, flush=True), resume=True)
 v, te = ev(adapter, data, "valid"), ev(adapter, data, "test")
 res = {"settings": dict(kw, lr=lr, seed=seed), "valid": v, "test": te, "seconds": time.time() - t}
 (out / name / "probe.json").write_text(json.dumps(res, indent=1))
