@@ -13,12 +13,15 @@ the update, as SB3's PPO and A2C share ``OnPolicyAlgorithm``:
 * ``learn``: rollout -> update -> log, once per iteration, with SB3 callbacks and logger;
 * ``save``/``load`` (SB3 zip: policy, optimizer, reference, RNG state, counters) and ``export_backbone``;
 * data parallelism under ``torch.distributed`` (:mod:`refit_gym.distributed`) for subclasses that set
-  ``supports_distributed`` (:class:`~agents.pathwise.Pathwise`): each rank's environment holds its ``n_envs``
-  chains of a global batch of ``n_envs * world_size`` chains; every rank draws the global users, keys and
-  policy noise from the shared generator and keeps its block (:meth:`ChainAlgorithm._draw_episodes`,
-  :meth:`ChainAlgorithm._rank_noise`), gradients are summed over the ranks before clipping
-  (:meth:`ChainAlgorithm._clip_and_step`; a subclass's loss is its rows' share of the global mean), and
-  ``num_timesteps`` counts the global steps; only rank 0 dumps logs (saving is the caller's, on rank 0).
+  ``supports_distributed`` (ReFiT, DDPO, Pathwise): each rank's environment holds its ``n_envs`` chains of a
+  global batch of ``n_envs * world_size`` chains; every rank draws the global users, keys and policy noise
+  from the shared generator and keeps its block of whole users (:meth:`ChainAlgorithm._draw_episodes`: the
+  ``n_traj_per_user`` copies of a user, and so its group baseline, stay on one rank;
+  :meth:`ChainAlgorithm._rank_noise`), gradients and the update's loss terms are summed over the ranks in one
+  collective before the loss check and the clipping (:meth:`ChainAlgorithm._reduce_and_step`; a subclass's
+  loss is its rows' share of the global mean), episode rewards are gathered (:meth:`ChainAlgorithm._record_episodes`)
+  and ``num_timesteps`` counts the global steps, so the updates and logs equal one process's with
+  ``n_envs * world_size`` environments; only rank 0 dumps logs (saving is the caller's, on rank 0).
 
 A subclass implements :meth:`ChainAlgorithm.collect_rollout` (one batch of chains, or None when a
 callback stops) and :meth:`ChainAlgorithm.train` (one update on it), and names its hyperparameters:
@@ -166,7 +169,8 @@ class ChainAlgorithm(BaseAlgorithm):
         if distributed.active():
             if not self.supports_distributed:
                 raise ValueError(f"{type(self).__name__} does not run under torch.distributed (WORLD_SIZE="
-                                 f"{distributed.world_size()}); Pathwise does, or run one process")
+                                 f"{distributed.world_size()}): it does not set supports_distributed (ReFiT, DDPO "
+                                 "and Pathwise do); run it as one process")
             distributed.broadcast_parameters(self.policy)  # every rank starts from rank 0's weights
         # From now on the architecture is enough to rebuild the policy: saved models carry the
         # weights in their state dicts, not a pickled backbone or a path that may have moved.
@@ -289,14 +293,36 @@ class ChainAlgorithm(BaseAlgorithm):
                            device=like.device, dtype=like.dtype)
         return distributed.shard(full)
 
-    def _clip_and_step(self) -> float:
-        """Sum the gradient over the ranks (torch.distributed), clip it, check it, take the optimizer step;
-        returns the pre-clip norm."""
-        distributed.all_reduce_gradients(self.policy)
+    @property
+    def chain_offset(self) -> int:
+        """Index of this rank's first chain in the global batch (``rank * n_envs``; 0 on one process)."""
+        return distributed.rank() * self.n_envs
+
+    def _record_episodes(self, rewards: torch.Tensor, length: int) -> None:
+        """Append the terminal rewards ``(n_envs,)`` of the global batch (every rank's, gathered in the order of
+        one process; a collective under torch.distributed) to ``ep_info_buffer`` as episodes of ``length`` steps."""
+        full = distributed.gather_rows(rewards.detach().double().reshape(-1), self.global_n_envs)
+        for r in full.tolist():
+            self.ep_info_buffer.append({"r": r, "l": length})
+
+    def _reduce_and_step(self, terms: Dict[str, float]) -> Tuple[float, Dict[str, float]]:
+        """Sum the gradients and the loss terms ``terms`` (this rank's shares of the global values) over the ranks
+        in one collective, check the global terms (``loss`` first: every rank raises
+        :class:`NonFiniteTrainingError` alike, before any step), clip the gradient, check its norm and take the
+        optimizer step. Returns the pre-clip gradient norm and the global terms."""
+        names = sorted(terms, key=lambda k: k != "loss")
+        reduced = distributed.all_reduce_gradients(self.policy, [terms[k] for k in names])
+        totals = {k: float(v) for k, v in zip(names, reduced)}
+        for name, value in totals.items():
+            self._check_finite(name, torch.tensor(value))
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
         self._check_finite("gradient norm", grad_norm)
         self.policy.optimizer.step()
-        return float(grad_norm)
+        return float(grad_norm), totals
+
+    def _clip_and_step(self) -> float:
+        """:meth:`_reduce_and_step` without loss terms; returns the pre-clip norm."""
+        return self._reduce_and_step({})[0]
 
     # ------------------------------------------------------------------ the loop
     def collect_rollout(self, callback: BaseCallback) -> Optional[Any]:

@@ -14,6 +14,12 @@ with advantages clipped to ``[-adv_clip_max, adv_clip_max]``. Defaults follow DD
 ``log_prob_reduction="mean"`` (log-probabilities divided by the D item dimensions, see
 :mod:`agents.distributions`) and a tiny clip range ``clip_range=1e-4`` on that scale. Losses are
 means over transitions (ReFiT's are sums over the steps of a trajectory).
+
+Data parallel under ``torchrun`` (as :class:`~agents.refit.ReFiT`, see :mod:`agents.chain`): the minibatches
+are drawn over the rows of the *global* batch with the shared generator (the same permutation on every rank),
+each rank evaluates its rows of a minibatch (possibly none) and divides their sum by the minibatch's global
+size, and every minibatch step sums the gradients and loss terms over the ranks, so the sequence of steps equals
+one process's with ``n_envs * world_size`` environments.
 """
 from __future__ import annotations
 
@@ -72,32 +78,37 @@ class DDPO(ReFiT):
         self._update_learning_rate(self.policy.optimizer)
         clip_range = float(self.clip_range(self._current_progress_remaining))
         advantages = self.compute_advantages(traj).reshape(-1).clamp(-self.adv_clip_max, self.adv_clip_max)
-        n_rows = traj.n_steps * traj.n_traj
         totals: Dict[str, float] = dict(policy_loss=0.0, kl=0.0, value_loss=0.0, loss=0.0)
         n_minibatches, grad_norms = 0, []
         for _ in range(self.n_epochs):
             log_ratios = []
-            for index in self._row_batches(n_rows, shuffle=True):
-                rows = traj.rows(index)
-                log_prob, kl, values = self.evaluate_rows(rows)
-                log_ratio = log_prob - rows["old_log_prob"]
-                ratio = torch.exp(log_ratio)
-                adv = advantages[index]
-                policy_loss = -torch.min(adv * ratio, adv * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
-                kl_loss = kl.mean()
-                value_loss = (values - traj.rewards[rows["traj"]]).pow(2).mean() if values is not None \
-                    else torch.zeros((), device=self.device)
-                loss = policy_loss + self.kl_coef * kl_loss + self.vf_coef * value_loss
-                self._check_finite("loss", loss)
+            for index, size in self._global_minibatches(traj, shuffle=True):
                 self.policy.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norms.append(self._clip_and_step())
-                log_ratios.append(log_ratio.detach())
+                terms = dict.fromkeys(totals, 0.0)
+                if len(index):  # this rank's rows of the minibatch; their losses are shares of its global means
+                    rows = traj.rows(index)
+                    log_prob, kl, values = self.evaluate_rows(rows)
+                    log_ratio = log_prob - rows["old_log_prob"]
+                    ratio = torch.exp(log_ratio)
+                    adv = advantages[index]
+                    surrogate = torch.min(adv * ratio, adv * torch.clamp(ratio, 1 - clip_range, 1 + clip_range))
+                    policy_loss = -surrogate.sum() / size
+                    kl_loss = kl.sum() / size
+                    value_loss = (values - traj.rewards[rows["traj"]]).pow(2).sum() / size if values is not None \
+                        else torch.zeros((), device=self.device)
+                    loss = policy_loss + self.kl_coef * kl_loss + self.vf_coef * value_loss
+                    loss.backward()  # a non-finite loss stops the update in _reduce_and_step, before the step
+                    log_ratios.append(log_ratio.detach())
+                    terms = {key: float(value.detach()) for key, value in
+                             zip(totals, (policy_loss, kl_loss, value_loss, loss))}
+                grad_norm, terms = self._reduce_and_step(terms)  # a collective: every rank, every minibatch
+                grad_norms.append(grad_norm)
                 n_minibatches += 1
-                for key, value in zip(totals, (policy_loss, kl_loss, value_loss, loss)):
-                    totals[key] += float(value.detach())
+                for key in totals:
+                    totals[key] += terms[key]
         self._n_updates += n_minibatches
         totals = {k: v / n_minibatches for k, v in totals.items()}
         # Ratio statistics of the last epoch: how far the policy moved from the behaviour policy.
-        self._record_update(traj, totals, float(sum(grad_norms) / len(grad_norms)), torch.cat(log_ratios), clip_range)
+        log_ratio = torch.cat(log_ratios) if log_ratios else torch.zeros(0, device=self.device)
+        self._record_update(traj, totals, float(sum(grad_norms) / len(grad_norms)), log_ratio, clip_range)
         self.logger.record("train/clip_range", clip_range)

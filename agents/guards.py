@@ -16,6 +16,8 @@ the previous rollout's update):
 * **Ctrl-C.** The first SIGINT (main thread only) is recorded; the current rollout and its update
   finish, the agent is saved at the boundary and training stops: the runner then raises
   :class:`TrainingInterrupted` with one line naming the saved step. A second Ctrl-C interrupts at once.
+  Under torch.distributed the ranks agree at every boundary (a collective), so all of them save and stop at
+  the first boundary after any rank saw the Ctrl-C.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+
+from refit_gym import distributed
 
 #: largest allowed ratio of the policy's parameter norm to its norm at the start of training
 DEFAULT_MAX_WEIGHT_GROWTH = 10.0
@@ -153,6 +157,8 @@ class RunGuard(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         self.check_health()
+        if distributed.active():  # Ctrl-C reaches the ranks at different steps: all stop at the first boundary after
+            self.interrupted = bool(distributed.all_reduce_max([float(self.interrupted)])[0])
         if self.pending or self.interrupted:
             self.save(self.model)
             self.pending, self.saved_at = False, int(self.model.num_timesteps)

@@ -132,8 +132,7 @@ class Pathwise(ChainAlgorithm):
             raise RuntimeError(f"the environment did not terminate after T={T} steps")
         reward = self.driver.terminal_reward(x)
         self._check_finite("rewards", reward)
-        for r in rewards.tolist():
-            self.ep_info_buffer.append({"r": r, "l": T})
+        self._record_episodes(rewards, T)
         return PathwiseBatch(reward=reward, kl=kl, condition=condition, users=users_t.long())
 
     # ------------------------------------------------------------------ update

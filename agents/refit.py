@@ -55,6 +55,13 @@ gradient clipping are unchanged; the std of the item advantages is logged as ``t
 :class:`~agents.ddpo.DDPO` reuses the rollout and replaces step 3 with clipped importance-ratio
 updates.
 
+Data parallel under ``torchrun`` (:mod:`refit_gym.distributed`, :mod:`agents.chain`): each rank's environment
+holds ``n_envs`` chains of a global batch of ``n_envs * world_size``; users are sharded whole (a user's copies,
+hence its group baseline and per-item baselines, stay on one rank), policy noise is drawn for the global batch
+and each rank keeps its rows, the losses divide by the global ``N`` (and ``K * N``), and gradients, loss totals
+and the logged statistics (reward mean / std, importance ratios, ``item_adv_std``) are reduced over the ranks,
+so an update equals one process's with ``n_envs * world_size`` environments. ``batch_size`` chunks are per rank.
+
 Non-finite values (actions, rewards, losses, gradient norms) stop training with
 :class:`NonFiniteTrainingError` *before* the optimizer step, so the model in memory and every
 checkpoint written so far hold the last good parameters; exploding actions (finite, beyond the action
@@ -67,13 +74,15 @@ The agent is a :class:`stable_baselines3.common.base_class.BaseAlgorithm`: ``lea
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.chain import ChainAlgorithm, ChainConfig, NonFiniteTrainingError
+from refit_gym import distributed
 from refit_gym.diffusion.adapters import DenoiserAdapter, index_context
 
 __all__ = ["BASELINES", "CREDITS", "NonFiniteTrainingError", "ReFiT", "ReFiTConfig", "Trajectories"]
@@ -183,6 +192,7 @@ class ReFiT(ChainAlgorithm):
     """
 
     config_class = ReFiTConfig
+    supports_distributed = True
 
     def _check_env(self) -> None:
         """Raise ValueError for an unusable pairing: ``score_grad`` without a differentiable terminal reward;
@@ -223,7 +233,8 @@ class ReFiT(ChainAlgorithm):
         # same x_T, they stay identical until step K: compute those steps once per user, not per copy.
         n = self.n_traj_per_user
         grouped = x.view(-1, n, D)
-        shared = K < T and n > 1 and bool((grouped == grouped[:, :1]).all())
+        # every rank takes the shortcut or none: it changes how much noise is drawn from the shared generator
+        shared = K < T and n > 1 and distributed.all_agree(bool((grouped == grouped[:, :1]).all()))
         if shared:
             first = slice(None, None, n)
             ctx_first = self.policy.denoiser.context(condition[first], users_t[first])
@@ -239,7 +250,7 @@ class ReFiT(ChainAlgorithm):
                 dist = None
             else:
                 dist = self.policy.step_distribution(x, t_vec, ctx)
-                action = dist.sample(self._generator)
+                action = dist.sample(self._generator, self._rank_noise(dist.mean))
             self._check_finite("actions", action)
             self._check_bounded_actions(action)
             if t <= K:
@@ -249,7 +260,7 @@ class ReFiT(ChainAlgorithm):
                 if use_ref:
                     ref_mean[s] = self.reference.reverse_step(x, t_vec - 1, ref_ctx)[0]
             rewards, done = self.driver.step(action)
-            self.num_timesteps += N
+            self.num_timesteps += self.global_n_envs
             callback.update_locals(locals())
             if not callback.on_step():
                 return None
@@ -262,8 +273,7 @@ class ReFiT(ChainAlgorithm):
         if self.credit == "item":
             item_rewards = self.driver.terminal_item_terms().float()
             self._check_finite("per-item rewards", item_rewards)
-        for r in rewards.tolist():
-            self.ep_info_buffer.append({"r": r, "l": T})
+        self._record_episodes(rewards, T)
         return Trajectories(users=users_t.long(), condition=condition, xs=xs,
                             t=torch.arange(K, 0, -1, device=self.device), log_prob=log_prob, ref_mean=ref_mean,
                             rewards=rewards.float(), item_rewards=item_rewards, ctx_index=ctx_index)
@@ -289,12 +299,35 @@ class ReFiT(ChainAlgorithm):
         return index_context(denoiser.context(condition[uniq], users[uniq]), inverse)
 
     # ------------------------------------------------------------------ advantages and losses
-    def _row_batches(self, n_rows: int, shuffle: bool = False):
-        """Index tensors of ``batch_size`` rows (all rows when batch_size is None)."""
-        order = torch.randperm(n_rows, generator=self._generator, device=self._generator.device).to(self.device) \
-            if shuffle else torch.arange(n_rows, device=self.device)
+    def _row_batches(self, n_rows: int):
+        """Index tensors of ``batch_size`` of this rank's ``n_rows`` rows, in order (all rows when batch_size is
+        None): ReFiT's gradient-accumulation chunks, whose sizes do not change the update."""
+        order = torch.arange(n_rows, device=self.device)
         size = n_rows if self.batch_size is None else self.batch_size
         return [order[i:i + size] for i in range(0, n_rows, size)]
+
+    def _global_minibatches(self, traj: Trajectories, shuffle: bool = True) -> List[Tuple[torch.Tensor, int]]:
+        """DDPO's minibatches: ``(local index, global size)`` per minibatch of ``batch_size`` flat rows of the
+        *global* batch (all of them when batch_size is None), shuffled with the shared generator when ``shuffle``.
+
+        A global row is ``s * N_global + n`` (step ``s``, chain ``n`` of the global batch, as on one process); each
+        rank keeps the rows of its chains ``[chain_offset, chain_offset + N)`` as local indices ``s * N + n -
+        chain_offset`` (possibly none), and a loss that is a minibatch mean divides its rows' sum by the global
+        size, so the summed gradients equal one process's minibatch gradient."""
+        n_local, n_global = traj.n_traj, traj.n_traj * distributed.world_size()
+        n_rows = traj.n_steps * n_global
+        g = self._generator
+        order = torch.randperm(n_rows, generator=g, device=g.device).to(self.device) if shuffle \
+            else torch.arange(n_rows, device=self.device)
+        size = n_rows if self.batch_size is None else self.batch_size
+        lo = self.chain_offset
+        batches = []
+        for i in range(0, n_rows, size):
+            rows = order[i:i + size]
+            step, chain = rows // n_global, rows % n_global
+            mine = (chain >= lo) & (chain < lo + n_local)
+            batches.append((step[mine] * n_local + chain[mine] - lo, len(rows)))
+        return batches
 
     def _obs(self, rows: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         return {"x": rows["x"], "t": rows["t"].unsqueeze(-1), "user": rows["users"].unsqueeze(-1),
@@ -371,30 +404,35 @@ class ReFiT(ChainAlgorithm):
         return log_prob, kl, dist.weighted_log_prob(rows["action"], item_advantages)
 
     def train(self, traj: Trajectories) -> None:
-        """One REINFORCE update on ``traj`` (gradient accumulated over row chunks)."""
+        """One REINFORCE update on ``traj`` (gradient accumulated over row chunks; under torch.distributed the
+        gradients and loss terms are summed over the ranks, see the module docstring)."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         self.policy.optimizer.zero_grad(set_to_none=True)
         totals, log_ratio = self.accumulate_gradients(traj)
         if self.score_grad:
             # the reward's own gradient in the scoring parameters, the sampled final states held fixed
-            score_loss = -self.driver.terminal_reward(traj.xs[-1]).mean()
-            self._check_finite("score loss", score_loss)
+            score_loss = -self.driver.terminal_reward(traj.xs[-1]).sum() / self.global_n_envs
             score_loss.backward()
             totals["score_loss"] = float(score_loss.detach())
-        grad_norm = self._clip_and_step()
+        item_adv_std = totals.pop("item_adv_std", None)  # already global
+        grad_norm, totals = self._reduce_and_step(totals)
+        if item_adv_std is not None:
+            totals["item_adv_std"] = item_adv_std
         self._n_updates += 1
         self._record_update(traj, totals, grad_norm, log_ratio)
 
     def accumulate_gradients(self, traj: Trajectories) -> Tuple[Dict[str, float], torch.Tensor]:
         """Backpropagate the loss of ``traj`` into the parameters' ``.grad`` (added to what is there; no
-        clipping, no optimizer step). Returns the loss totals to log and the log importance ratios ``(K * N,)``."""
-        N, n_rows = traj.n_traj, traj.n_steps * traj.n_traj
+        clipping, no optimizer step). Returns the loss totals to log (this rank's shares of the global batch's
+        losses, which the ranks sum; ``item_adv_std`` is already global: a collective with ``credit="item"``) and
+        the log importance ratios ``(K * N,)`` of this rank's rows."""
+        N, n_rows = self.global_n_envs, traj.n_steps * self.global_n_envs  # the global batch's normalisers
         item_adv = self.compute_item_advantages(traj) if self.credit == "item" else None
         advantages = self.compute_advantages(traj).reshape(-1) if item_adv is None else None
         totals = dict(policy_loss=0.0, kl=0.0, value_loss=0.0, loss=0.0)
         log_ratios = []
-        for index in self._row_batches(n_rows):
+        for index in self._row_batches(traj.n_steps * traj.n_traj):
             rows = traj.rows(index)
             if item_adv is None:
                 log_prob, kl, values = self.evaluate_rows(rows)
@@ -407,30 +445,38 @@ class ReFiT(ChainAlgorithm):
             value_loss = ((values - traj.rewards[rows["traj"]]).pow(2).sum() / n_rows) if values is not None \
                 else torch.zeros((), device=self.device)
             loss = policy_loss + self.kl_coef * kl_loss + self.vf_coef * value_loss
-            self._check_finite("loss", loss)
-            loss.backward()
+            loss.backward()  # a non-finite loss stops the update in _reduce_and_step, before any optimizer step
             log_ratios.append((log_prob - rows["old_log_prob"]).detach())
             for key, value in zip(totals, (policy_loss, kl_loss, value_loss, loss)):
                 totals[key] += float(value.detach())
         if item_adv is not None:
-            totals["item_adv_std"] = float(item_adv.std(unbiased=False))
+            totals["item_adv_std"] = distributed.mean_std(item_adv)[1]
         return totals, torch.cat(log_ratios)
 
     def _record_update(self, traj: Trajectories, totals: Dict[str, float], grad_norm: float,
                        log_ratio: torch.Tensor, clip_range: Optional[float] = None) -> None:
+        """Log the update: ``totals`` and ``grad_norm`` (global already), and the global batch's reward mean / std
+        and importance-ratio mean, max, min (and clip fraction with ``clip_range``) from this rank's
+        ``traj.rewards`` ``(N,)`` and ``log_ratio`` ``(rows,)`` (collectives under torch.distributed)."""
         ratio = log_ratio.exp()
-        self.logger.record("rollout/reward_mean", float(traj.rewards.mean()))
-        self.logger.record("rollout/reward_std", float(traj.rewards.std(unbiased=False)))
+        r_mean, r_std = distributed.mean_std(traj.rewards)
+        clipped = float(((ratio - 1).abs() > clip_range).sum()) if clip_range is not None else 0.0
+        ratio_sum, n_ratio, clipped = distributed.all_reduce_sum([float(ratio.double().sum()), float(ratio.numel()),
+                                                                  clipped])
+        local_max, local_min = (float(ratio.max()), float(ratio.min())) if ratio.numel() else (-math.inf, math.inf)
+        ratio_max, neg_ratio_min = distributed.all_reduce_max([local_max, -local_min])  # a rank may have no rows
+        self.logger.record("rollout/reward_mean", r_mean)
+        self.logger.record("rollout/reward_std", r_std)
         for key, value in totals.items():
             if key == "kl" and traj.ref_mean is None:
                 continue  # not computed (kl_coef = 0): no misleading zero
             self.logger.record(f"train/{key}", value)
         self.logger.record("train/grad_norm", grad_norm)
-        self.logger.record("train/ratio_mean", float(ratio.mean()))
-        self.logger.record("train/ratio_max", float(ratio.max()))
-        self.logger.record("train/ratio_min", float(ratio.min()))
+        self.logger.record("train/ratio_mean", ratio_sum / n_ratio)
+        self.logger.record("train/ratio_max", float(ratio_max))
+        self.logger.record("train/ratio_min", -float(neg_ratio_min))
         if clip_range is not None:
-            self.logger.record("train/clip_fraction", float(((ratio - 1).abs() > clip_range).float().mean()))
+            self.logger.record("train/clip_fraction", clipped / n_ratio)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     # ------------------------------------------------------------------ the loop (ChainAlgorithm.learn)

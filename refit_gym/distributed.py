@@ -1,4 +1,5 @@
-"""Data parallelism with ``torch.distributed``: pretraining, evaluation and Pathwise fine-tuning on N processes.
+"""Data parallelism with ``torch.distributed``: pretraining, evaluation and fine-tuning (ReFiT, DDPO, Pathwise) on N
+processes.
 
 Launch any entry point under ``torchrun`` (``torchrun --nproc_per_node=2 scripts/pretrain.py ...``): it sets
 ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``, and :func:`init_from_env`
@@ -15,8 +16,8 @@ The scheme is synchronous data parallelism with an explicit gradient all-reduce 
 * each rank's loss is its rows' share of the *global* mean (sum over its rows / global batch size), so
   :func:`all_reduce_gradients` (a sum) leaves on every rank exactly the gradient of one process running the
   whole global batch; the optimizer steps are then identical everywhere;
-* metric sums and per-row statistics are reduced (:func:`all_reduce_sum`, :func:`gather_rows`); only rank 0
-  (:func:`is_main`) writes checkpoints, logs and result files.
+* metric sums and per-row statistics are reduced (:func:`all_reduce_sum`, :func:`all_reduce_max`,
+  :func:`gather_rows`); only rank 0 (:func:`is_main`) writes checkpoints, logs and result files.
 
 Every function that communicates is a *collective*: all ranks must call it, in the same order.
 """
@@ -29,10 +30,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["active", "all_reduce_gradients", "all_reduce_sum", "barrier", "broadcast_parameters", "broadcast_scalar",
-           "check_same",
-           "gather_rows", "init_from_env", "is_main", "local_device", "rank", "rank_seed", "shard", "shard_bounds", "shutdown",
-           "world_size"]
+__all__ = ["active", "all_agree", "all_reduce_gradients", "all_reduce_max", "all_reduce_sum", "barrier",
+           "broadcast_parameters", "broadcast_scalar", "check_same", "gather_rows", "init_from_env", "is_main",
+           "local_device", "mean_std", "rank", "rank_seed", "shard", "shard_bounds", "shutdown", "world_size"]
 
 
 def init_from_env(device: Union[str, torch.device, None] = None, backend: Optional[str] = None) -> bool:
@@ -106,6 +106,17 @@ def all_reduce_sum(x: Union[torch.Tensor, float, Iterable[float]]) -> Union[torc
     return float(t[0]) if scalar else t.numpy()
 
 
+def mean_std(x: torch.Tensor) -> Tuple[float, float]:
+    """Mean and population standard deviation of all elements of ``x`` over every rank's ``x`` (float64 sums:
+    ``x.mean()`` and ``x.std(unbiased=False)`` of the concatenation, up to rounding). Collective."""
+    x = x.detach().double()
+    total, sq, n = all_reduce_sum([float(x.sum()), float((x * x).sum()), float(x.numel())])
+    if n == 0:
+        raise ValueError("mean_std: no elements on any rank")
+    mean = total / n
+    return mean, max(sq / n - mean * mean, 0.0) ** 0.5
+
+
 def gather_rows(local: torch.Tensor, n_total: int) -> torch.Tensor:
     """The ``(n_total, ...)`` tensor whose :func:`shard_bounds` block on every rank is that rank's ``local``
     rows (an all-reduce of zero-padded copies; every rank gets the whole). Collective."""
@@ -120,23 +131,57 @@ def gather_rows(local: torch.Tensor, n_total: int) -> torch.Tensor:
     return full
 
 
-def all_reduce_gradients(params: Union[torch.nn.Module, Iterable[torch.nn.Parameter]]) -> None:
-    """Sum the gradients of ``params`` (a module's trainable parameters) over the ranks, in one flat buffer;
-    a parameter without a gradient counts as zeros (and gets the sum). Collective; a no-op on one process."""
+def all_reduce_gradients(params: Union[torch.nn.Module, Iterable[torch.nn.Parameter]],
+                         extra: Optional[Iterable[float]] = None) -> Optional[np.ndarray]:
+    """Sum the gradients of ``params`` (a module's trainable parameters) over the ranks, in one flat buffer.
+
+    A parameter that some rank left without a gradient (``grad is None``: its share of the loss does not
+    depend on it, e.g. a rank with no rows in a minibatch) counts as zeros there, which is that share's exact
+    gradient; a parameter that *no* rank used keeps ``grad = None`` on every rank, as it would on one process
+    (an optimizer skips such parameters: a zero gradient would still move Adam's moments and apply weight decay,
+    so the ranks would drift from the one-process update). ``extra``: floats summed in the same collective
+    (e.g. the loss terms of the update, so that every rank can check the global loss before stepping),
+    returned as a float64 array (in the first parameter's dtype during the reduction); None when not given.
+    Collective; a no-op on one process (``extra`` returned as an array)."""
+    extra = None if extra is None else [float(v) for v in extra]
     if not active():
-        return
+        return None if extra is None else np.asarray(extra, dtype=np.float64)
     if isinstance(params, torch.nn.Module):
         params = params.parameters()
     params = [p for p in params if p.requires_grad]
-    if not params:
-        return
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    if not params:  # nothing to train: only the extras
+        return None if extra is None else np.asarray(all_reduce_sum(extra) if extra else [], dtype=np.float64)
+    ref = params[0]
+    dtype = ref.dtype  # the same on every rank (a gradient has its parameter's dtype)
+    has_grad = torch.tensor([p.grad is not None for p in params], dtype=dtype, device=ref.device)
+    tail = torch.tensor(extra or [], dtype=dtype, device=ref.device)
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(dtype) for p in params]
+                     + [has_grad, tail])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     offset = 0
-    for p in params:
+    used = flat[-len(params) - len(tail):len(flat) - len(tail)] > 0
+    for p, any_rank in zip(params, used.tolist()):
         n = p.numel()
-        p.grad = flat[offset:offset + n].view_as(p).clone()
+        p.grad = flat[offset:offset + n].view_as(p).to(p.dtype).clone() if any_rank else None
         offset += n
+    return None if extra is None else flat[len(flat) - len(tail):].double().cpu().numpy()
+
+
+def all_reduce_max(x: Iterable[float]) -> np.ndarray:
+    """Elementwise maximum over the ranks of a sequence of floats (a float64 array back; the minimum of ``v``
+    is ``-all_reduce_max([-v])``). Collective; the identity on one process."""
+    t = torch.as_tensor([float(v) for v in x], dtype=torch.float64)
+    if active():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.numpy()
+
+
+def all_agree(flag: bool) -> bool:
+    """True when ``flag`` is true on every rank (a logical AND; e.g. a shortcut every rank must take or skip
+    together because it changes how many numbers they draw from a shared generator). Collective."""
+    if not active():
+        return bool(flag)
+    return float(all_reduce_max([0.0 if flag else 1.0])[0]) == 0.0
 
 
 def broadcast_parameters(module: torch.nn.Module, src: int = 0) -> None:

@@ -12,6 +12,7 @@ Examples::
     python scripts/train.py ... --resume                                        # continue from --out/last_model.zip
     python scripts/train.py --env refit_gym/DreamRec-v0 --checkpoint runs/dreamrec/best.pt --inference-steps 10
                                                                                 # a 10-step chain from a T = 50 backbone
+    torchrun --nproc_per_node=2 scripts/train.py --algo refit ...               # data parallel (refit, ddpo, pathwise)
 
 Hyperparameters: the defaults of ``agents/hyperparams/<algo>.yml`` updated by ``--hyperparams FILE``,
 both in rl-zoo3's format (top-level key = environment id; ``n_timesteps``, ``n_envs``, ``policy``,
@@ -33,6 +34,13 @@ backbone checkpoints: ``scripts/evaluate.py --checkpoint OUT/best.pt``.
 The work is done by :func:`refit_gym.experiments.finetune.finetune`; this script parses the command line and, without
 ``--checkpoint``, first pretrains a backbone with :func:`refit_gym.diffusion.training.pretrain` into
 ``OUT/pretrain/best.pt`` (reused on ``--resume``).
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) the run joins the process group (gloo on CPU, NCCL with ``--device cuda``,
+one GPU per process) and leaves it at the end: ``n_envs`` stays the global batch (each process rolls out
+``n_envs / WORLD_SIZE`` chains of whole users), the updates equal one process's, evaluation is sharded, and only
+rank 0 logs and writes ``--out`` (which ``--resume`` needs on a filesystem every process sees). ReFiT, DDPO and
+Pathwise run so; PPO and A2C refuse. Without ``--checkpoint`` the pretraining runs data-parallel too (interaction
+backbones; sequence backbones need ``--checkpoint``).
 """
 from __future__ import annotations
 
@@ -43,13 +51,16 @@ from pathlib import Path
 from typing import Any, Dict
 
 from agents import ALGOS
+from refit_gym import distributed
 from refit_gym.experiments.finetune import DEFAULT_SELECT_METRIC, FinetuneError, finetune
 from refit_gym.cli import run_main
 from refit_gym.options import HelpFormatter, add_device_argument, add_protocol_argument, protocol_kwargs
 
 
 def log(msg: str) -> None:
-    print(f"[train] {msg}", file=sys.stderr, flush=True)
+    """One ``[train]`` line on stderr (rank 0 only under torch.distributed)."""
+    if distributed.is_main():
+        print(f"[train] {msg}", file=sys.stderr, flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,10 +128,14 @@ def obtain_backbone(args, data, kind: str, out: Path, device) -> Path:
     log(f"no --checkpoint: pretraining a {kind} backbone for {args.pretrain_epochs} epochs into {path.parent}")
     scenario = scenario_for(kind)  # the same architecture and objective as scripts/pretrain.py, for every scenario
     adapter = scenario.build_backbone(scenario.check_data(data), kind)
+    if distributed.active() and not adapter.pretrain_data_parallel:
+        raise SystemExit(f"error: no --checkpoint under torchrun: {kind} pretrains as one process only; pretrain it "
+                         "first with scripts/pretrain.py (without torchrun) and pass --checkpoint")
     # validated after every epoch (a reproducible selection: the main job's start is the same on every machine;
     # the adaptive default interval depends on measured time); a sample only on data with over 1024 validation users
     cfg = scenario.pretrain_config(epochs=args.pretrain_epochs, seed=args.seed, eval_every=1)
-    scenario.pretrain(adapter, data, cfg, out_dir=path.parent, device=device, progress=args.progress, log=log)
+    scenario.pretrain(adapter, data, cfg, out_dir=path.parent, device=device,
+                      progress=args.progress and distributed.is_main(), log=log)
     return path
 
 
@@ -150,8 +165,21 @@ def verdict(metrics: Dict[str, Any], data, env_id: str, metric: str = "ndcg@20")
 
 
 def main(argv=None) -> Dict[str, Any]:
+    """Parse ``argv`` and run (see the module docstring); returns the metrics (every rank under torchrun). Joins the
+    torchrun process group when there is one to join and no group is active, and then leaves it at the end."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    from refit_gym.utils import resolve_device
+
+    joined = not distributed.active() and distributed.init_from_env(resolve_device(args.device))
+    try:
+        return _run(args, argv)
+    finally:
+        if joined:
+            distributed.shutdown()  # leave the process group this run joined
+
+
+def _run(args, argv) -> Dict[str, Any]:
     from agents import NonFiniteTrainingError
     from refit_gym.experiments.hyperparams import load_hyperparams
     from refit_gym.data import load_dataset
@@ -170,14 +198,15 @@ def main(argv=None) -> Dict[str, Any]:
         data = load_dataset(args.data, **data_protocol(args))
     # recorded in OUT/run.json (RUN_KEYS), so that --resume reloads the same protocol
     args.protocol, args.split_seed = getattr(data, "protocol", None), getattr(data, "split_seed", None)
-    device = resolve_device(args.device)
+    device = distributed.local_device(resolve_device(args.device))
     params = load_hyperparams(args.algo, args.env, args.hyperparams, reward=args.reward)
     check_hyperparams(saved, params, out)
     out.mkdir(parents=True, exist_ok=True)
     set_global_seed(args.seed)
     checkpoint = obtain_backbone(args, data, ENV_IDS[args.env], out, device)
     args.checkpoint = checkpoint  # recorded: a resumed run starts from the same backbone
-    save_run(args, out, params)
+    if distributed.is_main():
+        save_run(args, out, params)
     try:
         metrics = finetune(args.algo, args.env, data, checkpoint, reward=args.reward, hyperparams=args.hyperparams,
                            seed=args.seed, device=device, out=out, eval_freq=args.eval_freq, save_freq=args.save_freq,
@@ -191,10 +220,11 @@ def main(argv=None) -> Dict[str, Any]:
         raise SystemExit(f"error: {e}\nlast good checkpoint: {last if last.is_file() else 'none written'}") from e
     from refit_gym.plots import plot_learning_curve
 
-    log(f"learning curve: {plot_learning_curve(metrics, out / 'learning_curve.png')}")
-    for line in verdict(metrics, data, args.env):
+    if distributed.is_main():
+        log(f"learning curve: {plot_learning_curve(metrics, out / 'learning_curve.png')}")
+    for line in verdict(metrics, data, args.env):  # every rank: the baseline's evaluation is sharded
         log(line)
-    if args.json:
+    if args.json and distributed.is_main():
         print(json.dumps(metrics, default=str))
     return metrics
 

@@ -15,6 +15,15 @@ Model selection uses the validation split only: the backbone is validated every 
 environment steps and at the end, and the checkpoint with the best validation ``select_metric`` is
 exported to ``best.pt`` (the pretrained start competes: when fine-tuning never improves validation, the
 selected model is the start); test metrics are computed once per distinct model (pretrained, final, best).
+
+Data parallel under ``torchrun`` (:mod:`refit_gym.distributed`; ``scripts/train.py`` joins the process group, a
+library caller calls :func:`refit_gym.distributed.init_from_env` first): the chain algorithms that set
+``supports_distributed`` (ReFiT, DDPO, Pathwise) run on every rank, each with an environment of ``n_envs /
+world_size`` chains (``n_envs`` stays the global batch, so N processes take the steps of one; it must split into
+whole users: a multiple of ``world_size * n_traj_per_user``); validation and test are sharded over the users and
+reduced (every rank gets the metrics); only rank 0 logs and writes ``OUT`` (checkpoints, ``progress.csv``,
+TensorBoard, JSON), and ``--resume`` needs ``OUT`` on a filesystem every process sees. PPO and A2C (SB3's own
+loops) refuse to run under torch.distributed.
 """
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 import yaml
 
+from refit_gym import distributed
 from refit_gym.experiments.hyperparams import (FinetuneError, HyperparamsLike, load_hyperparams, resolve_hyperparams,
                                                split_hyperparams)
 from refit_gym.io_safety import locks_output, write_json_atomic
@@ -111,6 +121,8 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
     ``state["best_valid"]`` (which starts as the pretrained backbone's: the start competes too). With
     ``collapse_ratio``, a ``select_metric`` below ``collapse_ratio`` times the best one raises
     :class:`agents.guards.DivergenceError`. Saving is :class:`agents.guards.RunGuard`'s (after updates only).
+    Under torch.distributed every rank validates (a collective: the users are sharded) and only rank 0 writes
+    ``best.pt`` and the saves and shows the bar.
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -131,9 +143,10 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
         log(f"step {step}: valid recall@20 {metrics['recall@20']:.4f} ndcg@20 {metrics['ndcg@20']:.4f}")
         if metrics[select_metric] > state["best_valid"].get(select_metric, float("-inf")):
             state["best_valid"], state["best_timesteps"] = metrics, step
-            save_backbone(model.policy.denoiser, out / "best.pt", meta=dict(
-                source=SOURCE, num_timesteps=step, valid=metrics, selected_on=f"valid {select_metric}",
-                data=data.name, n_users=data.n_users, **protocol_meta(data)))
+            if distributed.is_main():
+                save_backbone(model.policy.denoiser, out / "best.pt", meta=dict(
+                    source=SOURCE, num_timesteps=step, valid=metrics, selected_on=f"valid {select_metric}",
+                    data=data.name, n_users=data.n_users, **protocol_meta(data)))
         clock.resume()
         best = state["best_valid"].get(select_metric, 0.0)
         if collapse_ratio is not None and best > 0 and not metrics[select_metric] >= collapse_ratio * best:
@@ -151,7 +164,8 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
     def save(model) -> None:
         clock.pause()
         state["train_seconds"] = clock.seconds
-        save_model(model, out, state)
+        if distributed.is_main():
+            save_model(model, out, state)
         clock.resume()
 
     class ProgressCallback(BaseCallback):
@@ -169,6 +183,7 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
         def _on_training_end(self) -> None:
             self.bar.close()
 
+    progress = progress and distributed.is_main()
     callbacks = [RunGuard(save, save_every, log=log), ValidationCallback()] + ([ProgressCallback()] if progress else [])
     return callbacks, validate
 
@@ -231,6 +246,9 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         inference_steps: K, run the reverse chain (episodes, evaluation, the exported checkpoints) on K evenly spaced
             steps of the checkpoint's T (:mod:`refit_gym.diffusion.schedule`); None: the checkpoint's own.
 
+    Under torch.distributed (an initialised process group, see the module docstring) every rank calls this with
+    the same arguments; all return the metrics, rank 0 alone writes ``out`` and logs.
+
     Safety: ``out`` is locked for the run (a second run on it raises
     :class:`refit_gym.io_safety.OutputLockedError` naming the holder's pid); saves happen after updates;
     non-finite or exploding weights or actions raise :class:`agents.guards.DivergenceError`; Ctrl-C saves at
@@ -247,7 +265,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
 
     Raises:
         FinetuneError: unknown ``algo``/``env_id``, missing checkpoint or hyperparameter file, an unknown
-            hyperparameter or one of the wrong type (naming the file, the environment id and the key).
+            hyperparameter or one of the wrong type (naming the file, the environment id and the key); under
+            torch.distributed an algorithm that is not data-parallel or ``n_envs`` that does not split into whole users.
         agents.NonFiniteTrainingError: training diverged (the last good ``last_model.zip`` is kept).
     """
     from stable_baselines3.common.logger import Logger, make_output_format
@@ -264,12 +283,18 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
 
     if algo not in ALGOS:
         raise FinetuneError(f"algo {algo!r}: known algorithms {sorted(ALGOS)}")
+    world, main = distributed.world_size(), distributed.is_main()
+    if world > 1 and not getattr(ALGOS[algo], "supports_distributed", False):
+        raise FinetuneError(f"algo {algo!r} does not run under torch.distributed ({world} processes): refit, ddpo "
+                            "and pathwise do; run it as one process (without torchrun)")
+    if not main:
+        log = lambda msg: None  # noqa: E731  (rank 0 logs)
     if env_id not in ENV_IDS:
         raise FinetuneError(f"environment {env_id!r}: known environment ids {sorted(ENV_IDS)}")
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FinetuneError(f"checkpoint {checkpoint}: no such file")
-    device = resolve_device(device)
+    device = distributed.local_device(resolve_device(device))
     data = resolve_data(data)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -282,9 +307,15 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     reward = reward or zoo["reward"]
     params.update(reward=reward if isinstance(reward, str) else str(reward),
                   n_timesteps=zoo["n_timesteps"] if n_timesteps is None else int(n_timesteps))
-    write_text_atomic(out / "hyperparams.yml", yaml.safe_dump({env_id: params}, sort_keys=True))
-    n_timesteps, n_envs = params["n_timesteps"], zoo["n_envs"]
-    batched = make_batched_env(ENV_IDS[env_id], data, n_envs=n_envs, checkpoint=checkpoint, reward=reward,
+    if main:
+        write_text_atomic(out / "hyperparams.yml", yaml.safe_dump({env_id: params}, sort_keys=True))
+    n_timesteps, n_envs = params["n_timesteps"], zoo["n_envs"]  # n_envs: the global batch of chains
+    copies = kwargs.get("n_traj_per_user", 1)
+    if world > 1 and n_envs % (world * copies):
+        raise FinetuneError(f"n_envs={n_envs} chains per rollout do not split into whole users over {world} processes: "
+                            f"need a multiple of world_size x n_traj_per_user = {world} x {copies} (a user's copies "
+                            "share its group baseline and stay on one process)")
+    batched = make_batched_env(ENV_IDS[env_id], data, n_envs=n_envs // world, checkpoint=checkpoint, reward=reward,
                                reward_kwargs=zoo.get("reward_kwargs"), device=device, seed=seed,
                                inference_steps=inference_steps)
     pretrained = batched.adapter  # the start: evaluated, and the first best.pt; never trained
@@ -307,6 +338,9 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     state: Dict[str, Any] = {"best_valid": {}, "best_timesteps": None, "history": [], "train_seconds": 0.0,
                              "last_eval_timesteps": None, "last_valid": None}
     last = out / "last_model.zip"
+    if resume:
+        distributed.check_same(float(last.is_file()), f"whether {last} exists (--resume needs --out on a filesystem "
+                                                      "every process sees)")
     if resume and last.is_file():
         model = load_agent(algo_cls, last, env=env, device=device, tensorboard_log=tensorboard_log)
         if (out / "train_state.json").is_file():
@@ -319,8 +353,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     else:
         if resume:
             log(f"resume: {last} does not exist yet; starting from scratch")
-        model = algo_cls(policy, env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose,
-                         **kwargs)
+        model = algo_cls(policy, env, seed=seed, device=device, tensorboard_log=tensorboard_log,
+                         verbose=verbose if main else 0, **kwargs)
         if pretrained_metrics is None:
             log(f"evaluating the pretrained backbone on valid and test ({data.n_users} users each)")
         before = pretrained_metrics or evaluate_splits(pretrained, data, env_id)
@@ -330,18 +364,22 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
                                  **{k: before["valid"][k] for k in HISTORY_METRICS if k in before["valid"]})]
         # the start competes for best.pt: when no validation beats it, the selected model is the pretrained one
         state["best_valid"], state["best_timesteps"] = before["valid"], 0
-        save_backbone(pretrained, out / "best.pt", meta=dict(source=SOURCE, num_timesteps=0,
-                      valid=before["valid"], selected_on=f"valid {select_metric}", data=data.name, n_users=data.n_users, **protocol_meta(data)))
-        write_json_atomic(out / "metrics.json", {"pretrained": before}, indent=1)
+        if main:
+            save_backbone(pretrained, out / "best.pt", meta=dict(source=SOURCE, num_timesteps=0, valid=before["valid"],
+                          selected_on=f"valid {select_metric}", data=data.name, n_users=data.n_users,
+                          **protocol_meta(data)))
+            write_json_atomic(out / "metrics.json", {"pretrained": before}, indent=1)
     # the reward scores x0 with the model being trained (DreamRec's item embeddings train), not a frozen copy
     batched.set_backbone(model.policy.denoiser)
     log(f"pretrained backbone: valid recall@20 {before['valid']['recall@20']:.4f}, "
         f"test recall@20 {before['test']['recall@20']:.4f}")
 
     resumed = resume and model.num_timesteps > 0
-    formats = [resumable_csv_output(out / "progress.csv", int(model.num_timesteps) if resumed else None)]
-    formats += [make_output_format("stdout", str(out))] if verbose else []
-    if tensorboard_log:  # one sub-folder per run (SB3's <name>_<n>), the same one when the run is resumed
+    formats = []  # rank 0 writes the logs; the other ranks record into a logger without outputs
+    if main:
+        formats = [resumable_csv_output(out / "progress.csv", int(model.num_timesteps) if resumed else None)]
+        formats += [make_output_format("stdout", str(out))] if verbose else []
+    if tensorboard_log and main:  # one sub-folder per run (SB3's <name>_<n>), the same one when the run is resumed
         state["tensorboard_run"] = state.get("tensorboard_run") or tensorboard_run_name(tensorboard_log, algo, env_id)
         formats.append(make_output_format("tensorboard", str(Path(tensorboard_log) / state["tensorboard_run"])))
         log(f"TensorBoard: {Path(tensorboard_log) / state['tensorboard_run']}")
@@ -367,9 +405,11 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     if remaining > 0:
         guard.check_health()  # the last update happened after the last boundary check
     state["train_seconds"] = clock.seconds
-    save_model(model, out, state)
-    save_backbone(model.policy.denoiser, out / "final.pt", meta=dict(source=SOURCE, algo=algo,
-                  num_timesteps=int(model.num_timesteps), data=data.name, n_users=data.n_users, **protocol_meta(data)))
+    if main:
+        save_model(model, out, state)
+        save_backbone(model.policy.denoiser, out / "final.pt", meta=dict(source=SOURCE, algo=algo,
+                      num_timesteps=int(model.num_timesteps), data=data.name, n_users=data.n_users,
+                      **protocol_meta(data)))
     # validation metrics are those of the validations themselves; test is evaluated once per distinct model
     final = {"valid": state["last_valid"], "test": evaluate_split(model.policy.denoiser, data, "test", env_id)}
     if state["best_timesteps"] == 0:
@@ -377,6 +417,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     elif state["best_timesteps"] == int(model.num_timesteps):
         best = dict(final)
     else:
+        distributed.barrier()  # rank 0 wrote best.pt
         best_adapter, _ = load_backbone(out / "best.pt", data, device=device)
         best = {"valid": state["best_valid"], "test": evaluate_split(best_adapter, data, "test", env_id)}
     metrics = {
@@ -386,7 +427,8 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         "pretrained": before, "final": final, "best": dict(best, num_timesteps=state["best_timesteps"]),
         "history": state["history"], "train_seconds": state["train_seconds"],
     }
-    write_json_atomic(out / "metrics.json", metrics, indent=1)
+    if main:
+        write_json_atomic(out / "metrics.json", metrics, indent=1)
     for name in ("pretrained", "final", "best"):
         m = metrics[name]
         log(f"{name:>10}: valid recall@20 {m['valid']['recall@20']:.4f} ndcg@20 {m['valid']['ndcg@20']:.4f} | "
