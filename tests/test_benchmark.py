@@ -199,6 +199,11 @@ def test_changed_settings_are_refused(bench, tmp_path):
     with pytest.raises(SystemExit, match="other settings"):
         bench.main(["--data", "synthetic", "--quick", "--out", str(out), "--methods", "pop", "--skip-scaling",
                     "--eval-points", "3"])
+    # a refused invocation writes nothing: not even the hyperparameter files of its fine-tuning rows
+    with pytest.raises(SystemExit, match="other settings"):
+        bench.main(["--data", "synthetic", "--quick", "--out", str(out), "--methods", "pop", "refit", "--skip-scaling",
+                    "--eval-points", "3", "--report-only"])
+    assert not (out / "hyperparams").exists()
 
 
 def test_interrupted_benchmark_keeps_finished_cells_and_records_itself(bench, tmp_path, monkeypatch):

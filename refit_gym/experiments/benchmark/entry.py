@@ -159,6 +159,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     import yaml
 
     steps: Dict[str, int] = {}  # backbone -> T (--quick rollouts are whole trajectories of the actual T)
+    hp_files: Dict[Path, Dict] = {}  # written once the stored plan has accepted these settings
     for row in rows:
         if row.kind == "finetuned":
             key = f"{row.method}|{row.env_id}"
@@ -168,9 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 settings.hyperparams[key] = effective_hyperparams(row.algo, row.env_id, args.quick,
                                                                   overrides.get(row.method),
                                                                   steps.get(row.backbone, QUICK_STEPS))
-            hp = out / "hyperparams" / f"{row.method}-{row.backbone}.yml"
-            hp.parent.mkdir(parents=True, exist_ok=True)
-            hp.write_text(yaml.safe_dump({row.env_id: settings.hyperparams[key]}, sort_keys=True))
+            hp_files[out / "hyperparams" / f"{row.method}-{row.backbone}.yml"] = {row.env_id: settings.hyperparams[key]}
     plan_path = out / "plan.json"
     plan = read_json(plan_path)
     if plan is not None:
@@ -190,6 +189,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         write_json(plan_path, dict(dataset=data.name, settings=mine))
     else:
         write_json(plan_path, dict(dataset=data.name, settings=settings.fingerprint()))
+    for hp, blob in hp_files.items():
+        hp.parent.mkdir(parents=True, exist_ok=True)
+        hp.write_text(yaml.safe_dump(blob, sort_keys=True))
 
     invocation = dict(argv=["python", "scripts/benchmark.py"] + argv, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
                       device=device, report_only=args.report_only)
