@@ -41,7 +41,8 @@ RUNGS = ("start", "continued", "oracle", "pathwise", "refit", "ppo")
 #: chooses another)
 BUDGET_RUNG = "refit"
 #: about how many validations an interaction-data continued run makes (every ``epochs // 10`` epochs and the last:
-#: with 1-second epochs, validating each one would cost more than the training it selects from)
+#: with 1-second epochs, validating each one would cost more than the training it selects from; the recipe's
+#: ``continued.validations`` sets another count)
 CONTINUED_VALIDATIONS = 10
 
 
