@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["active", "all_agree", "all_reduce_gradients", "all_reduce_max", "all_reduce_sum", "barrier",
+__all__ = ["active", "all_agree", "all_reduce_gradients", "all_reduce_max", "all_reduce_sum", "barrier", "collective_device",
            "broadcast_parameters", "broadcast_scalar", "check_same", "gather_rows", "init_from_env", "is_main",
            "local_device", "mean_std", "rank", "rank_seed", "shard", "shard_bounds", "shutdown", "world_size"]
 
@@ -79,6 +79,19 @@ def local_device(device: Union[str, torch.device]) -> torch.device:
     return device
 
 
+def collective_device() -> torch.device:
+    """Where the host-side collectives of this module (floats, flags) put their tensors: the current CUDA device
+    under NCCL, which reduces only CUDA tensors, else the CPU (gloo)."""
+    if active() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _host_tensor(values, dtype=torch.float64) -> torch.Tensor:
+    """A 1-D tensor of ``values`` on :func:`collective_device` (read back with ``.cpu()``)."""
+    return torch.tensor(values, dtype=dtype, device=collective_device())
+
+
 def shard_bounds(n: int) -> Tuple[int, int]:
     """``(lo, hi)``: this rank's contiguous block of ``n`` rows (blocks differ in size by at most one;
     ``(0, n)`` on one process)."""
@@ -100,9 +113,10 @@ def all_reduce_sum(x: Union[torch.Tensor, float, Iterable[float]]) -> Union[torc
             dist.all_reduce(x, op=dist.ReduceOp.SUM)
         return x
     scalar = isinstance(x, (int, float))
-    t = torch.as_tensor([x] if scalar else list(x), dtype=torch.float64)
+    t = _host_tensor([float(x)] if scalar else [float(v) for v in x])
     if active():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    t = t.cpu()
     return float(t[0]) if scalar else t.numpy()
 
 
@@ -125,10 +139,11 @@ def gather_rows(local: torch.Tensor, n_total: int) -> torch.Tensor:
     lo, hi = shard_bounds(n_total)
     if local.shape[0] != hi - lo:
         raise ValueError(f"rank {rank()}: {local.shape[0]} local rows, expected {hi - lo} of {n_total}")
-    full = torch.zeros((n_total,) + tuple(local.shape[1:]), dtype=local.dtype, device=local.device)
-    full[lo:hi] = local
+    comm = local.device if local.device.type == "cuda" else collective_device()
+    full = torch.zeros((n_total,) + tuple(local.shape[1:]), dtype=local.dtype, device=comm)
+    full[lo:hi] = local.to(comm)
     dist.all_reduce(full, op=dist.ReduceOp.SUM)
-    return full
+    return full.to(local.device)
 
 
 def all_reduce_gradients(params: Union[torch.nn.Module, Iterable[torch.nn.Parameter]],
@@ -170,10 +185,10 @@ def all_reduce_gradients(params: Union[torch.nn.Module, Iterable[torch.nn.Parame
 def all_reduce_max(x: Iterable[float]) -> np.ndarray:
     """Elementwise maximum over the ranks of a sequence of floats (a float64 array back; the minimum of ``v``
     is ``-all_reduce_max([-v])``). Collective; the identity on one process."""
-    t = torch.as_tensor([float(v) for v in x], dtype=torch.float64)
+    t = _host_tensor([float(v) for v in x])
     if active():
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t.numpy()
+    return t.cpu().numpy()
 
 
 def all_agree(flag: bool) -> bool:
@@ -198,8 +213,9 @@ def check_same(value: float, what: str) -> None:
     whether a resume state was found). Collective."""
     if not active():
         return
-    t = torch.tensor([value, -value], dtype=torch.float64)
+    t = _host_tensor([float(value), -float(value)])
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    t = t.cpu()
     if float(t[0]) != -float(t[1]):
         raise RuntimeError(f"ranks disagree on {what}: values range over [{-float(t[1])}, {float(t[0])}]")
 
@@ -227,6 +243,6 @@ def broadcast_scalar(value: float, src: int = 0) -> float:
     identity on one process."""
     if not active():
         return float(value)
-    t = torch.tensor([float(value) if rank() == src else 0.0], dtype=torch.float64)
+    t = _host_tensor([float(value) if rank() == src else 0.0])
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return float(t[0])
+    return float(t.cpu()[0])

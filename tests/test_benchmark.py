@@ -206,6 +206,19 @@ def test_changed_settings_are_refused(bench, tmp_path):
     assert not (out / "hyperparams").exists()
 
 
+def test_report_only_needs_no_checkpoint_file(bench, tmp_path):
+    """A missing --checkpoint-<backbone> is an error when cells may run, not when only the report is rebuilt
+    (result files copied from the machine that had the checkpoint)."""
+    out, gone = tmp_path / "bench", tmp_path / "gone.pt"
+    argv = ["--data", "synthetic", "--quick", "--out", str(out), "--methods", "pop", "--skip-scaling",
+            "--checkpoint-diffrec", str(gone)]
+    with pytest.raises(SystemExit, match="no such file"):
+        bench.main(argv)
+    bench.main(["--data", "synthetic", "--quick", "--out", str(out), "--methods", "pop", "--skip-scaling"])
+    bench.main(argv + ["--report-only"])
+    assert (out / "report.md").is_file()
+
+
 def test_interrupted_benchmark_keeps_finished_cells_and_records_itself(bench, tmp_path, monkeypatch):
     """Ctrl-C (or SIGTERM, which __main__ turns into the same) during a cell: the cells finished before it stay
     on disk, the invocation is recorded as interrupted and the report is rebuilt from what is done."""

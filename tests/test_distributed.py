@@ -337,3 +337,17 @@ def test_single_process_helpers_are_identities():
     assert distributed.all_reduce_max([1.0, -2.0]).tolist() == [1.0, -2.0]
     assert distributed.mean_std(torch.tensor([1.0, 3.0])) == (2.0, 1.0)
     assert distributed.all_reduce_gradients([torch.nn.Parameter(torch.ones(1))], [2.0]).tolist() == [2.0]
+
+
+def test_host_collectives_use_cuda_tensors_under_nccl(monkeypatch):
+    """NCCL reduces only CUDA tensors: the float / flag collectives put theirs on the current CUDA device under
+    NCCL and on the CPU under gloo (the NCCL path itself needs GPUs; this checks the choice it depends on)."""
+    from refit_gym import distributed
+
+    assert distributed.collective_device() == torch.device("cpu")  # no process group
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda *a: "gloo")
+    assert distributed.collective_device() == torch.device("cpu")
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda *a: "nccl")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert distributed.collective_device() == torch.device("cuda", 1)

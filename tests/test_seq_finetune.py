@@ -272,3 +272,34 @@ def test_train_script_verdict_sets_start_best_and_ease_side_by_side():
     metrics["best"] = {"test": m(0.2, 0.10), "num_timesteps": 0}
     lines = train.verdict(metrics, walks(), "refit_gym/DreamRec-v0")
     assert len(lines) == 4 and lines[-1].startswith("fine-tuning did not help: no validation ndcg@20 beat")
+
+
+@pytest.mark.parametrize("n_time_buckets", [0, 6])
+def test_encoder_runs_real_lengths_with_the_full_width_states(n_time_buckets):
+    """The encoder runs each row on its real items and one padding column (rows grouped by that width): every
+    state a caller reads (real positions and the padding state just before them) and the gradients equal the
+    full-width pass; the dropped columns hold the padding state."""
+    from refit_gym.diffusion.dreamrec import CausalSeqEncoder
+
+    torch.manual_seed(0)
+    L, pad = 12, 30
+    enc = CausalSeqEncoder(pad, L, d=8, n_layers=2, heads=2, dropout=0.0, n_time_buckets=n_time_buckets).double()
+    lengths = [0, 1, 2, 3, 5, 7, 8, 11, 12, 4, 1, 12]
+    seq = torch.full((len(lengths), L), pad)
+    times = torch.zeros_like(seq) if n_time_buckets else None  # bucket 0 = padding or first item
+    for b, n in enumerate(lengths):
+        if n:
+            seq[b, L - n:] = torch.randint(0, pad, (n,))
+            if n_time_buckets:
+                times[b, L - n + 1:] = torch.randint(1, n_time_buckets, (n - 1,))
+    torch.testing.assert_close(enc(seq, times), enc._encode(seq, times), rtol=1e-12, atol=1e-12)  # float64
+    grads = []
+    for out in (enc(seq, times), enc._encode(seq, times)):
+        enc.zero_grad()
+        (out[:, -1] ** 2).sum().backward()
+        grads.append([p.grad.clone() for p in enc.parameters() if p.grad is not None])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    only_full = torch.full((2, L), 3)  # every row at full width: the one-group path
+    t_full = torch.zeros_like(only_full) if n_time_buckets else None
+    torch.testing.assert_close(enc(only_full, t_full), enc._encode(only_full, t_full))

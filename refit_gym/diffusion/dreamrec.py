@@ -77,6 +77,14 @@ class CausalSeqEncoder(nn.Module):
     matches inference on a single (right-aligned) history. A query attends to earlier real items
     and to itself; padding attends only to itself, so no row is fully masked.
 
+    Cost follows the real lengths, not the padded width: every padding state is the same vector
+    (the padding embedding at position 0, attending to itself), so each row is encoded on its last
+    ``w`` columns only, its real items and one padding column before them, with rows grouped by
+    ``w`` rounded up to a power of two (at most ``L``); the dropped columns get that padding state.
+    With histories of median length 4 padded to 50 (seq-beauty) this runs about a fifth of the
+    tokens. The states equal the full-width pass to float rounding (dropout masks are drawn per
+    group, so in training mode they are other draws of the same distribution).
+
     Args:
         n_items: number of items; id ``n_items`` is padding (zero, frozen embedding).
         max_len: longest sequence accepted. d: width. n_layers, heads, dropout: the Transformer.
@@ -110,12 +118,32 @@ class CausalSeqEncoder(nn.Module):
         B, L = seq.shape
         if L > self.max_len:
             raise ValueError(f"sequence length {L} exceeds the encoder's max_len={self.max_len}")
+        if self.time_emb is not None and time_buckets is None:
+            raise ValueError("this encoder is time-aware: pass time_buckets (B, L)")
+        # columns a row needs: its real items (right-aligned) and, when it has padding, one padding column
+        need = ((seq != self.n_items).sum(dim=1) + 1).clamp_max(L)
+        width = torch.minimum(2 ** torch.ceil(torch.log2(need.double())).long(), torch.full_like(need, L))
+        widths = width.unique().tolist()
+        if len(widths) == 1 and widths[0] == L:
+            return self._encode(seq, time_buckets)
+        parts, order = [], []
+        for w in widths:
+            rows = (width == w).nonzero().squeeze(1)
+            h = self._encode(seq[rows, L - w:], None if time_buckets is None else time_buckets[rows, L - w:])
+            # the dropped columns are padding: their state is the one of the kept padding column (column 0)
+            parts.append(torch.cat([h[:, :1].expand(-1, L - w, -1), h], dim=1) if w < L else h)
+            order.append(rows)
+        inverse = torch.empty(B, dtype=torch.long, device=seq.device)
+        inverse[torch.cat(order)] = torch.arange(B, device=seq.device)
+        return torch.cat(parts).index_select(0, inverse)
+
+    def _encode(self, seq: torch.Tensor, time_buckets: Optional[torch.Tensor]) -> torch.Tensor:
+        """The Transformer on ``seq (B, L)`` as given, every column computed: ``(B, L, d)``."""
+        B, L = seq.shape
         real = seq != self.n_items
         pos = (real.long().cumsum(dim=1) - 1).clamp_min(0)
         h = self.item_emb(seq) + self.pos_emb(pos)
         if self.time_emb is not None:
-            if time_buckets is None:
-                raise ValueError("this encoder is time-aware: pass time_buckets (B, L)")
             h = h + self.time_emb(time_buckets)
         h = self.drop(h)
         idx = torch.arange(L, device=seq.device)

@@ -20,7 +20,8 @@ The same ratio is also given in CPU time (``ratio_cpu``: the process's CPU secon
 per CPU second), which other processes on a busy machine disturb much less than wall-clock.
 
 FLOPs are counted from the model's shapes with :class:`torch.utils.flop_counter.FlopCounterMode` on a
-probe batch of a few users (matmul FLOPs are linear in the rows), as per-row units (:class:`UnitFlops`):
+probe batch of a few users (matmul FLOPs are linear in the rows; the context's on a sample of users, as its
+cost may follow each user's history length), as per-row units (:class:`UnitFlops`):
 ``ctx`` (the condition encoder, e.g. DreamRec's Transformer; DiffRec: none), ``step`` (one denoiser
 pass), ``score`` (item scores of a final state; DiffRec: identity), each forward and backward (the
 backward counts only the gradients a trained pass needs: parameters and, for ``score``, its input).
@@ -28,7 +29,7 @@ Sparse products (CF-Diff's hop signals), top-k and element-wise work are not cou
 
 * evaluation: ``users x (ctx + T steps + score)`` forward;
 * pretraining: one forward + backward of the training objective per user (probe of the objective itself);
-  sequence backbones: the all-prefix objective, ``a * users + b * pairs`` fitted on two probes;
+  sequence backbones: the all-prefix objective, the encoder counted on every user plus a per-pair part;
 * fine-tuning, per rollout of N chains for G = N / n_traj_per_user users (K trained steps): G x ctx
   (+ backward when trained); the T - K frozen steps forward, once per user when the chain's start is
   deterministic (copies share it) else per chain; the K trained steps forward + backward once per chain
@@ -120,16 +121,23 @@ def probe_conditions(adapter, data, users: np.ndarray, split: Optional[str] = No
     return cond, torch.as_tensor(users, device=adapter.device)
 
 
-def unit_flops(adapter, data, probe: int = 8) -> UnitFlops:
-    """Count :class:`UnitFlops` on the first ``probe`` users of ``data`` (the adapter is left in eval mode,
-    its gradients cleared)."""
+def unit_flops(adapter, data, probe: int = 8, context_sample: int = 256) -> UnitFlops:
+    """Count :class:`UnitFlops` (the adapter is left in eval mode, its gradients cleared): the denoiser and the
+    scores on the first ``probe`` users of ``data``; the context per user averaged over ``context_sample``
+    evenly spaced users, because its cost may follow the user (DreamRec's encoder runs each history's real
+    length, not the padded width). The context counted is the full train history's (evaluation's condition);
+    fine-tuning on prefix targets encodes shorter prefixes, so there the floor counts more than it runs."""
     adapter.eval()
+    n = min(int(context_sample), int(data.n_users))
+    sample = np.unique(np.linspace(0, data.n_users - 1, n).round().astype(np.int64))
+    cond_s, users_s = probe_conditions(adapter, data, sample)
+    box: Dict[str, Any] = {}
+    f = {"ctx_fwd": count_flops(lambda: box.__setitem__("ctx", adapter.context(cond_s, users_s))) / len(sample)}
+    f["ctx_bwd"] = _backward_flops(_grad_tensors(box["ctx"])) / len(sample)
     b = min(int(probe), int(data.n_users))
     cond, users = probe_conditions(adapter, data, np.arange(b))
-    box: Dict[str, Any] = {}
-    f = {"ctx_fwd": count_flops(lambda: box.__setitem__("ctx", adapter.context(cond, users)))}
-    f["ctx_bwd"] = _backward_flops(_grad_tensors(box["ctx"]))
-    ctx = _detach(box["ctx"])
+    with torch.no_grad():
+        ctx = _detach(adapter.context(cond, users))
     x = adapter.start(cond, ctx, torch.Generator(adapter.device).manual_seed(0)).detach()
     i = torch.full((b,), adapter.schedule.steps // 2, dtype=torch.long, device=x.device)
     f["step_fwd"] = count_flops(lambda: box.__setitem__("out", adapter.denoise(x, i, ctx)))
@@ -138,7 +146,7 @@ def unit_flops(adapter, data, probe: int = 8) -> UnitFlops:
     f["score_fwd"] = count_flops(lambda: box.__setitem__("s", adapter.scores(x0, ctx)))
     f["score_bwd"] = _backward_flops([box["s"]])
     adapter.zero_grad(set_to_none=True)
-    return UnitFlops(**{k: v / b for k, v in f.items()})
+    return UnitFlops(**{k: v if k.startswith("ctx") else v / b for k, v in f.items()})  # ctx: already per user
 
 
 def deterministic_start(adapter, data) -> bool:
@@ -160,9 +168,9 @@ def pretrain_epoch_flops(adapter, data, probe: int = 8, batch_size: int = 256) -
     """Floor of one pretraining epoch: forward + backward of the training objective once per user.
 
     History backbones: ``adapter.diffusion_loss`` on a probe of ``probe`` users, times ``n_users / probe``.
-    Sequence backbones (``sequence_loss``, all prefixes): FLOPs = ``a * users + b * pairs`` (the encoder runs
-    on every padded sequence, the denoiser and the item scores on every (prefix, next item) pair), with
-    ``a, b`` fitted on the ``probe`` shortest and longest sequences, summed over the data's pairs.
+    Sequence backbones (``sequence_loss``, all prefixes): the encoder's forward + backward counted over every
+    user (its cost follows each history's length), plus the denoiser and item scores of every (prefix, next
+    item) pair at the per-pair FLOPs of the ``probe`` shortest and longest sequences.
     """
     was_training = adapter.training
     adapter.train()
@@ -170,30 +178,29 @@ def pretrain_epoch_flops(adapter, data, probe: int = 8, batch_size: int = 256) -
         if hasattr(adapter, "sequence_loss"):
             items, times, _ = data.padded(adapter.max_len)
             n_buckets = adapter.n_time_buckets if getattr(adapter, "time_aware", False) else 0
-            buckets = None
-            if n_buckets:
-                from refit_gym.diffusion.dreamrec import time_gap_buckets
+            from refit_gym.diffusion.dreamrec import time_gap_buckets
 
-                buckets = time_gap_buckets(times, n_buckets)
+            buckets = time_gap_buckets(times, n_buckets) if n_buckets else None
             pad = adapter.pad_id
             pairs = (items[:, 1:] != pad).sum(axis=1)  # sequence_loss's (prefix, next item) pairs per user
 
-            def probe_rows(rows):
+            def count_rows(rows, encoder_only: bool) -> int:
                 seq = torch.as_tensor(items[rows], device=adapter.device)
                 bk = None if buckets is None else torch.as_tensor(buckets[rows], device=adapter.device)
+                if encoder_only:
+                    return count_flops(lambda: adapter.encoder(seq, bk).sum().backward())
                 gen = torch.Generator(adapter.device).manual_seed(0)
                 return count_flops(lambda: adapter.sequence_loss(seq, bk, gen).backward())
 
+            # the encoder over every user (its cost follows each history's length); the denoiser and scores
+            # per (prefix, next item) pair, from the shortest and longest probes less their encoder part
+            encoder = sum(count_rows(r, True) for r in np.array_split(np.arange(data.n_users), data.n_users // 1024 + 1))
             order = np.argsort(pairs, kind="stable")
             b = min(int(probe), len(order))
-            lo, hi = order[:b], order[-b:]
-            f_lo, f_hi = probe_rows(lo), probe_rows(hi)
-            p_lo, p_hi = float(pairs[lo].sum()), float(pairs[hi].sum())
-            if p_hi > p_lo:
-                per_pair = (f_hi - f_lo) / (p_hi - p_lo)
-                per_user = (f_lo - per_pair * p_lo) / b
-                return float(per_user * data.n_users + per_pair * pairs.sum())
-            return float(f_hi / b * data.n_users)
+            rows = np.unique(np.concatenate([order[:b], order[-b:]]))
+            n_pairs = float(pairs[rows].sum())
+            per_pair = (count_rows(rows, False) - count_rows(rows, True)) / n_pairs if n_pairs else 0.0
+            return float(encoder + per_pair * pairs.sum())
         b = min(int(probe), int(data.n_users))
         cond, users = probe_conditions(adapter, data, np.arange(b))
         i = torch.full((b,), adapter.schedule.steps // 2, dtype=torch.long, device=adapter.device)

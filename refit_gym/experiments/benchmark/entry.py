@@ -144,7 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     for b in backbones:
         path = getattr(args, f"checkpoint_{b.replace('-', '_')}", None)
         if path is not None:
-            if not path.is_file():
+            if not path.is_file() and not args.report_only:  # --report-only reads result files, never a checkpoint
                 raise SystemExit(f"error: --checkpoint-{b} {path}: no such file")
             checkpoints[b] = path
 
