@@ -219,6 +219,34 @@ def test_report_only_needs_no_checkpoint_file(bench, tmp_path):
     assert (out / "report.md").is_file()
 
 
+def test_merge_gathers_folders_run_apart(bench, tmp_path):
+    """--merge copies the records, logs and invocations of folders run in other processes into one table; another
+    dataset or other settings, and a record that differs from one already there, are refused by name."""
+    base = ["--data", "synthetic", "--quick", "--skip-scaling"]
+    bench.main(base + ["--out", str(tmp_path / "a"), "--methods", "pop"])
+    bench.main(base + ["--out", str(tmp_path / "b"), "--methods", "itemknn"])
+    out = tmp_path / "all"
+    res = bench.main(base + ["--out", str(out), "--methods", "pop", "itemknn", "--report-only",
+                             "--merge", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert res["computed"] == [] and {r["name"] for r in res["rows"]} == {"pop", "itemknn"}
+    assert all(not math.isnan(r["test"]["ndcg@20"]["mean"]) for r in res["rows"])
+    invocations = json.loads((out / "invocations.json").read_text())
+    assert [Path(i["merged_from"]).name for i in invocations] == ["a", "b"]
+    assert (out / "logs" / "itemknn-seedNA.log").is_file()
+    bench.main(base + ["--out", str(out), "--methods", "pop", "itemknn", "--report-only", "--merge", str(tmp_path / "a")])
+    assert len(json.loads((out / "invocations.json").read_text())) == 2  # merging again adds nothing
+
+    bench.main(base + ["--out", str(tmp_path / "c"), "--methods", "pop", "--eval-points", "3"])
+    with pytest.raises(SystemExit, match="other settings"):
+        bench.main(base + ["--out", str(out), "--methods", "pop", "--report-only", "--merge", str(tmp_path / "c")])
+    rec = tmp_path / "a" / "runs" / "pop" / "seedNA.json"
+    blob = json.loads(rec.read_text())
+    blob["test"]["ndcg@20"] = 1.0
+    rec.write_text(json.dumps(blob))
+    with pytest.raises(SystemExit, match="differs from"):
+        bench.main(base + ["--out", str(out), "--methods", "pop", "--report-only", "--merge", str(tmp_path / "a")])
+
+
 def test_interrupted_benchmark_keeps_finished_cells_and_records_itself(bench, tmp_path, monkeypatch):
     """Ctrl-C (or SIGTERM, which __main__ turns into the same) during a cell: the cells finished before it stay
     on disk, the invocation is recorded as interrupted and the report is rebuilt from what is done."""

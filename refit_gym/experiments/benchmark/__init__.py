@@ -57,7 +57,10 @@ stopped, continued, or spread over several invocations (e.g. one ``--seeds`` val
 pretraining and fine-tuning runs continue from their own last checkpoint. ``--report-only`` rebuilds the
 report from what exists: a row with some of its seeds done shows their mean, marked ``(partial: n/N seeds)``;
 a row with none, ``missing (0/N seeds)`` cells. ``OUT/plan.json`` records the dataset and the
-:class:`Settings` (the scenario included): an invocation with other settings is refused.
+:class:`Settings` (the scenario included): an invocation with other settings is refused. Cells run in
+parallel processes or on other machines, each into its own ``--out``, come together with ``--merge FOLDER ...``
+(their records, logs and invocations are copied; another dataset, other settings or a record that differs
+from one already there is refused), e.g. ``--out results/seq-beauty --report-only --merge /tmp/a /tmp/b``.
 
 **Cost and scaling** (skipped with ``--skip-scaling``; interaction scenarios only -- SequentialData has no
 user / item subsets, so sequence scenarios skip it with a printed reason): wall-clock and peak memory of one

@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from refit_gym.options import HelpFormatter, add_device_argument, add_protocol_argument, protocol_kwargs
 from refit_gym.experiments.benchmark.cells import Runner
-from refit_gym.experiments.benchmark.files import read_json, run_path, seed_tag, row_seeds, write_json
+from refit_gym.experiments.benchmark.files import (merge_folder, read_json, run_path, row_seeds, seed_tag,
+                                                   settings_clash, write_json)
 from refit_gym.experiments.benchmark.plan import (BACKBONE_LABELS, CONTINUED_BUDGET, FINETUNE_METHODS, METHODS,
                                                   QUICK_EVAL_POINTS, QUICK_PRETRAIN_ARGS, QUICK_STEPS, REPO, RowSpec,
                                                   Settings, backbone_steps, build_rows, default_backbones,
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scaling-max-rollouts", type=int, default=None,
                    help="time at most this many rollouts per point and extrapolate to the epoch (quick checks)")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from the result files; compute nothing")
+    p.add_argument("--merge", type=Path, nargs="+", default=[], metavar="FOLDER",
+                   help="first copy the records, logs and invocations of these benchmark folders (the same dataset "
+                        "and settings, e.g. seeds run in other processes or on other machines) into --out; a record "
+                        "that differs from one already there is an error")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing cell (default: log it, go on)")
     from refit_gym.diffusion import BACKBONES
 
@@ -177,11 +182,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             raise SystemExit(f"error: {out} holds results of dataset {plan.get('dataset')!r}, not {data.name!r}; "
                              "use another --out")
         stored = plan.get("settings", {})
-        stored.setdefault("protocol", {})  # plans written before --protocol were the data's own split
         mine = settings.fingerprint()
-        clash = sorted(k for k in mine if k in stored and k != "hyperparams" and stored[k] != mine[k])
-        clash += sorted(k for k, v in mine["hyperparams"].items() if k in stored.get("hyperparams", {})
-                        and stored["hyperparams"][k] != v)
+        clash = settings_clash(stored, mine)
         if clash:
             raise SystemExit(f"error: {out} holds results made with other settings ({', '.join(clash)}); reusing them "
                              "would mix recipes. Use another --out (or delete the folder).")
@@ -192,6 +194,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     for hp, blob in hp_files.items():
         hp.parent.mkdir(parents=True, exist_ok=True)
         hp.write_text(yaml.safe_dump(blob, sort_keys=True))
+    for src in args.merge:
+        n = merge_folder(out, src, data.name, settings.fingerprint())
+        print(f"[benchmark] merged {n} records from {src}", file=sys.stderr)
 
     invocation = dict(argv=["python", "scripts/benchmark.py"] + argv, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
                       device=device, report_only=args.report_only)

@@ -75,3 +75,49 @@ def run_log(path: Path) -> Iterator[Callable[[str], None]]:
 
         with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
             yield log
+
+
+def settings_clash(stored: dict, mine: dict) -> List[str]:
+    """Returns the settings (keys of :meth:`Settings.fingerprint`, and ``hyperparams`` entries) that two benchmark
+    folders' plans both hold with different values (empty: their cells can stand in one table)."""
+    stored = dict(stored)
+    stored.setdefault("protocol", {})  # plans written before --protocol were the data's own split
+    clash = sorted(k for k in mine if k in stored and k != "hyperparams" and stored[k] != mine[k])
+    return clash + sorted(k for k, v in mine.get("hyperparams", {}).items()
+                          if k in stored.get("hyperparams", {}) and stored["hyperparams"][k] != v)
+
+
+def merge_folder(out: Path, src: Path, dataset: str, mine: dict) -> int:
+    """Copy the cells of the benchmark folder ``src`` (run elsewhere, e.g. some seeds in another process) into
+    ``out``: its records (``runs/``), logs and hyperparameter files, and its invocations (marked ``merged_from``).
+    SystemExit naming the file when ``src`` holds another dataset, other settings than ``mine`` (a plan
+    fingerprint), or a record that differs from one ``out`` already holds. Returns the number of records copied."""
+    import shutil
+
+    plan = read_json(src / "plan.json")
+    if plan is None:
+        raise SystemExit(f"error: --merge {src}: no plan.json (not a benchmark folder)")
+    if plan.get("dataset") != dataset:
+        raise SystemExit(f"error: --merge {src}: its plan.json field 'dataset' is {plan.get('dataset')!r}, not {dataset!r}")
+    clash = settings_clash(plan.get("settings", {}), mine)
+    if clash:
+        raise SystemExit(f"error: --merge {src}: its plan.json was made with other settings ({', '.join(clash)})")
+    copied = 0
+    for rec in sorted((src / "runs").glob("*/seed*.json")):
+        dest = out / "runs" / rec.parent.name / rec.name
+        if dest.is_file():
+            if read_json(dest) != read_json(rec):
+                raise SystemExit(f"error: --merge {src}: {rec} differs from {dest}; keep one of them")
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(rec, dest)
+        copied += 1
+    for sub in ("logs", "hyperparams"):
+        for f in sorted((src / sub).glob("*")):
+            if f.is_file() and not (out / sub / f.name).exists():
+                (out / sub).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, out / sub / f.name)
+    merged = [dict(inv, merged_from=str(src)) for inv in read_json(src / "invocations.json") or []]
+    known = read_json(out / "invocations.json") or []
+    write_json(out / "invocations.json", known + [m for m in merged if m not in known])
+    return copied
