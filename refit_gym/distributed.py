@@ -17,7 +17,8 @@ The scheme is synchronous data parallelism with an explicit gradient all-reduce 
   :func:`all_reduce_gradients` (a sum) leaves on every rank exactly the gradient of one process running the
   whole global batch; the optimizer steps are then identical everywhere;
 * metric sums and per-row statistics are reduced (:func:`all_reduce_sum`, :func:`all_reduce_max`,
-  :func:`gather_rows`); only rank 0 (:func:`is_main`) writes checkpoints, logs and result files.
+  :func:`gather_rows`; on CUDA tensors under NCCL, which reduces nothing else: :func:`collective_device`); only
+  rank 0 (:func:`is_main`) writes checkpoints, logs and result files.
 
 Every function that communicates is a *collective*: all ranks must call it, in the same order.
 """
@@ -30,9 +31,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["active", "all_agree", "all_reduce_gradients", "all_reduce_max", "all_reduce_sum", "barrier", "collective_device",
-           "broadcast_parameters", "broadcast_scalar", "check_same", "gather_rows", "init_from_env", "is_main",
-           "local_device", "mean_std", "rank", "rank_seed", "shard", "shard_bounds", "shutdown", "world_size"]
+__all__ = ["active", "all_agree", "all_reduce_gradients", "all_reduce_max", "all_reduce_sum", "barrier",
+           "broadcast_parameters", "broadcast_scalar", "check_same", "collective_device", "gather_rows",
+           "init_from_env", "is_main", "local_device", "mean_std", "rank", "rank_seed", "shard", "shard_bounds",
+           "shutdown", "world_size"]
 
 
 def init_from_env(device: Union[str, torch.device, None] = None, backend: Optional[str] = None) -> bool:
