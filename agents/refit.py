@@ -11,7 +11,8 @@ Each iteration (one rollout, one update):
    of the pretrained denoiser (the KL reference; only when ``kl_coef > 0``, since the reference
    forward passes cost as much as the policy's). The reward arrives at the terminal step.
 2. **Advantages.** ``baseline="group"``: ``(R - mean_group(R)) / (std_group(R) + eps)`` over the
-   copies of a user (DDPO's per-prompt normalisation); ``"value"``: ``R - V(x_t, t)`` with the
+   copies of a user (DDPO's per-prompt normalisation; ``normalize_advantage=False``: ``R - mean_group(R)``,
+   which keeps the reward's scale, so copies whose rewards barely differ contribute little); ``"value"``: ``R - V(x_t, t)`` with the
    policy's value head (trained by MSE to R); ``"none"``: ``R``.
 3. **Loss.** ``-mean_n(sum_t A_{n,t} log pi(a_{n,t} | s_{n,t})) + kl_coef * mean_n(sum_t KL_{n,t})``
    with the closed-form KL of two Gaussians with the same std,
@@ -148,6 +149,9 @@ class ReFiTConfig(ChainConfig):
     """advantage baseline: group (the copies of a user; n_traj_per_user >= 2), value (the value head) or none"""
     credit: str = "trajectory"
     """credit of the reward: trajectory (every item dimension gets the whole reward) or item (per-item terms)"""
+    normalize_advantage: bool = True
+    """baseline="group": divide by the copies' reward std (DDPO's per-prompt normalisation); False keeps the reward's
+    scale, ``R - mean_group(R)``, the plain baseline-corrected estimator of grad E[R]"""
     vf_coef: float = 0.5
     """weight of the value loss (baseline="value" only)"""
     batch_size: Optional[int] = None
@@ -340,7 +344,7 @@ class ReFiT(ChainAlgorithm):
             # float64: the copies' rewards may differ by ~1e-4 of their magnitude
             groups = R.double().view(-1, self.n_traj_per_user)
             mean, std = groups.mean(dim=1, keepdim=True), groups.std(dim=1, unbiased=False, keepdim=True)
-            adv = ((groups - mean) / (std + 1e-8)).to(R.dtype)
+            adv = ((groups - mean) / (std + 1e-8) if self.normalize_advantage else groups - mean).to(R.dtype)
             return adv.reshape(1, -1).expand(traj.n_steps, -1)
         if self.baseline == "none":
             return R.reshape(1, -1).expand(traj.n_steps, -1)
@@ -352,8 +356,8 @@ class ReFiT(ChainAlgorithm):
 
     def compute_item_advantages(self, traj: Trajectories) -> torch.Tensor:
         """Per-item advantages ``(N, n_items)`` (``credit="item"``, see the module docstring): ``baseline="group"``:
-        ``(r_nj - mean_group(r_j)) / (std_group(R) + eps)``, so that they sum over items to the trajectory
-        advantage; ``"none"``: ``r_nj``."""
+        ``(r_nj - mean_group(r_j)) / (std_group(R) + eps)`` (without the division when ``normalize_advantage`` is
+        False), so that they sum over items to the trajectory advantage; ``"none"``: ``r_nj``."""
         if traj.item_rewards is None:
             raise ValueError("these trajectories carry no per-item rewards (collected with credit='trajectory')")
         r = traj.item_rewards
@@ -363,8 +367,9 @@ class ReFiT(ChainAlgorithm):
         # float32 is enough here (unlike the sums R): the copies' per-item terms differ by O(1) of their size
         groups = r.view(-1, n, r.shape[-1])
         adv = groups - groups.mean(dim=1, keepdim=True)
-        std = traj.rewards.double().view(-1, n).std(dim=1, unbiased=False)  # the trajectory path's per-user scale
-        adv = adv / (std + 1e-8).to(r.dtype).view(-1, 1, 1)
+        if self.normalize_advantage:
+            std = traj.rewards.double().view(-1, n).std(dim=1, unbiased=False)  # the trajectory path's per-user scale
+            adv = adv / (std + 1e-8).to(r.dtype).view(-1, 1, 1)
         return adv.view_as(r)
 
     def evaluate_rows(self, rows: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:

@@ -163,6 +163,20 @@ def test_group_copies_share_user_and_condition(env, backbone):
     torch.testing.assert_close(adv.mean(1), torch.zeros(adv.shape[0]), atol=1e-5, rtol=0)
 
 
+def test_group_advantage_keeps_the_reward_scale_without_normalisation(env, backbone):
+    """normalize_advantage=False: the group advantage is R - mean over the user's copies (the reward's own scale),
+    the default divides it by the copies' std; per-item advantages follow the same switch and still sum to it."""
+    model = ReFiT(backbone, env, n_traj_per_user=4, seed=0, normalize_advantage=False)
+    _, callback = model._setup_learn(1, None)
+    traj = model.collect_trajectories(callback)
+    R = traj.rewards.double().view(-1, 4)
+    centred = (R - R.mean(1, keepdim=True)).float().reshape(1, -1)
+    torch.testing.assert_close(model.compute_advantages(traj)[:1], centred, rtol=1e-5, atol=1e-6)
+    model.normalize_advantage = True
+    scaled = centred / (R.std(1, unbiased=False, keepdim=True).expand_as(R).float().reshape(1, -1) + 1e-8)
+    torch.testing.assert_close(model.compute_advantages(traj)[:1], scaled, rtol=1e-4, atol=1e-5)
+
+
 class _KLOffWithReference(float):
     """A kl_coef of 0 that still passes ``kl_coef > 0``: the former behaviour (reference run, KL weighted by 0)."""
 

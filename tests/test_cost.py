@@ -60,15 +60,23 @@ def test_recipe_floors_by_hand():
     assert ddpo["minibatch_context"] == pytest.approx(2 * 2 * 30)
 
 
-def test_sequence_pretraining_floor_matches_a_full_count():
+@pytest.mark.parametrize("protocol,timed", [("loo", False), ("loo", True), ("user-split", False)])
+def test_sequence_pretraining_floor_matches_a_full_count(protocol, timed):
+    """The floor counts the rows pretraining reads (``training_rows``: under user-split the train users' windows,
+    not every user's row) with their time buckets, and equals one count of the whole epoch's objective."""
     from conftest import walks
-    from refit_gym.diffusion.dreamrec import DreamRecAdapter
+    from refit_gym.data.seq_protocols import apply_protocol
+    from refit_gym.diffusion.dreamrec import DreamRecAdapter, DreamRecPOIAdapter, time_gap_buckets
 
-    data = walks(n_users=24, n_items=20, max_len=8)
+    data = apply_protocol(walks(n_users=24, n_items=20, max_len=8, timed=timed), protocol, split_seed=0)
     torch.manual_seed(0)
-    adapter = DreamRecAdapter.from_data(data, d=16, n_layers=1, heads=2, hidden=[32], emb_size=8)
-    seq = torch.as_tensor(data.padded(adapter.max_len)[0])
-    full = count_flops(lambda: adapter.sequence_loss(seq, None, torch.Generator().manual_seed(0)).backward())
+    cls = DreamRecPOIAdapter if timed else DreamRecAdapter
+    adapter = cls.from_data(data, d=16, n_layers=1, heads=2, hidden=[32], emb_size=8, n_time_buckets=4)
+    items, times = data.training_rows(adapter.max_len)
+    assert protocol == "loo" or len(items) != data.n_users
+    seq = torch.as_tensor(items)
+    buckets = torch.as_tensor(time_gap_buckets(times, 4)) if timed else None
+    full = count_flops(lambda: adapter.sequence_loss(seq, buckets, torch.Generator().manual_seed(0)).backward())
     assert pretrain_epoch_flops(adapter, data, probe=4) == pytest.approx(full, rel=1e-9)
 
 

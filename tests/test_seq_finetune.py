@@ -113,6 +113,27 @@ def test_agents_make_the_environment_score_with_the_trained_backbone():
         env.set_backbone(backbone(SequentialData.from_sequences([[0, 1]], [2], [3], n_items=5, max_len=8)))
 
 
+def test_copies_of_an_episode_share_their_noisy_start():
+    """DreamRec starts from pure noise: the episodes of a batch that share (user, key) (ReFiT's copies of a user)
+    start from one x_T, so their per-user baseline compares only the policy's noise; any other pair differs."""
+    from refit_gym.envs.core import first_of_episodes
+
+    data = walks()
+    env = BatchedDenoisingEnv(data, backbone(data), n_envs=5, reward="refit-seq")
+    users, keys = np.array([3, 3, 4, 3, 4]), np.array([11, 11, 11, 12, 11], dtype=np.uint64)
+    first, inverse = first_of_episodes(users, keys)
+    np.testing.assert_array_equal(first, [0, 2, 3])
+    np.testing.assert_array_equal(inverse, [0, 0, 1, 2, 1])
+    x = env.reset_tensors(users=users, keys=keys)["x"]
+    torch.testing.assert_close(x[0], x[1], rtol=0, atol=0)
+    torch.testing.assert_close(x[2], x[4], rtol=0, atol=0)
+    for a, b in ((0, 2), (0, 3), (2, 3)):
+        assert not torch.equal(x[a], x[b])
+    # a batch of distinct episodes draws as before: one draw for the whole batch
+    distinct = env.reset_tensors(users=np.array([3, 4, 3, 4, 5]), keys=np.arange(5, dtype=np.uint64))["x"]
+    assert len({tuple(row.tolist()) for row in distinct}) == 5
+
+
 @pytest.mark.parametrize("algo", ["refit", "ddpo"])
 def test_condition_encoder_runs_once_per_user(algo):
     """The copies of a user share its condition: the agent runs the sequence encoder on one row per user in the
@@ -133,8 +154,10 @@ def test_condition_encoder_runs_once_per_user(algo):
             m.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[0]))
         model.learn(2 * 8 * model.policy.steps)
         models.append(model)
-        # 8 chains = 2 users x 4 copies (the environment itself encodes its 8 conditions at each reset)
-        assert set(rows) == {2, 8} if share else 2 not in rows
+        # 8 chains = 2 users x 4 copies (the environment itself encodes its 8 conditions at each reset); the copies
+        # share x_T, so each rollout's frozen steps run once per user in both cases: without shared contexts those
+        # two rollouts are the only 2-row passes, every update chunk encoding one row per trajectory
+        assert set(rows) == {2, 8} if share else rows.count(2) == 2
     for a, b in zip(models[0].policy.parameters(), models[1].policy.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 

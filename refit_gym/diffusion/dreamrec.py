@@ -421,6 +421,12 @@ class DreamRecAdapter(DenoiserAdapter):
             loss = self.schedule.timestep_weight(i) * loss
         return torch.where(has, loss, torch.zeros_like(loss))
 
+    def sequence_states(self, seq: torch.Tensor, buckets: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Encoder states ``(B, L, d)`` of every prefix of padded sequences ``seq (B, L)`` (time-gap ``buckets``
+        ``(B, L)`` or None): the per-sequence part of :meth:`sequence_loss`, whose cost follows each sequence's
+        length (the cost floor counts it apart from the per-pair part)."""
+        return self.encoder(seq, buckets)
+
     def sequence_loss(self, seq: torch.Tensor, buckets: Optional[torch.Tensor] = None,
                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Mean loss over *all prefixes* of padded sequences ``seq (B, L)`` in one causal pass.
@@ -430,7 +436,7 @@ class DreamRecAdapter(DenoiserAdapter):
         predict first items (as :meth:`diffusion_loss` does for one-item conditions). Indices are
         drawn uniformly per pair. Returns a scalar (0 if there is no pair).
         """
-        h = self.encoder(seq, buckets)  # (B, L, d)
+        h = self.sequence_states(seq, buckets)  # (B, L, d)
         src, tgt = h[:, :-1], seq[:, 1:]
         ok = tgt != self.pad_id
         if not bool(ok.any()):

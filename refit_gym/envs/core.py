@@ -11,8 +11,10 @@ Each episode is fully determined by ``(user, key)``: the user id and a 64-bit *e
 :func:`draw_episode` draws both from a ``numpy.random.Generator`` (first the user, unless it is
 given, then the key). The reward's held-out split is a counter-based hash of the key (row by row,
 independent of the batch), and the ``torch.Generator`` passed to ``adapter.start`` is seeded with
-:func:`start_seed` of the batch's keys. A single environment draws from its own ``np_random``; the
-batched one keeps one generator per slot, seeded ``seed + k`` like SB3's ``DummyVecEnv``, so slot
+:func:`start_seed` of the batch's keys; episodes of one batch that share ``(user, key)`` (ReFiT's copies of
+a user) start from the same ``x_T``, drawn once, so that they differ only by the policy's noise (common random
+numbers: the per-user baseline then removes the start's noise). A single environment draws from its own
+``np_random``; the batched one keeps one generator per slot, seeded ``seed + k`` like SB3's ``DummyVecEnv``, so slot
 ``k`` replays ``DenoisingEnv`` reset with ``seed + k`` exactly (for backbones whose ``start`` is
 deterministic, as DiffRec's and CF-Diff's default ``sampling_steps=0``; a noisy start draws the
 noise of the whole batch from one generator).
@@ -27,7 +29,7 @@ import torch
 from gymnasium import spaces
 
 from refit_gym.data.dataset import InteractionData, as_interactions
-from refit_gym.diffusion.adapters import DenoiserAdapter
+from refit_gym.diffusion.adapters import DenoiserAdapter, index_context
 from refit_gym.rewards import Reward, RewardState, make_reward
 from refit_gym.rewards.base import KEY_HIGH, draw_episode_keys, mix64
 
@@ -52,6 +54,18 @@ def start_seed(keys: np.ndarray) -> int:
     keys = np.asarray(keys, dtype=np.uint64)
     h = np.bitwise_xor.reduce(mix64(keys ^ mix64(np.arange(len(keys), dtype=np.uint64))))
     return int(mix64(np.asarray([h]))[0] & np.uint64(KEY_HIGH))
+
+
+def first_of_episodes(users: np.ndarray, keys: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)`` of a batch's ``(user, key)`` pairs ``(B,)``, ``(B,)``: ``first`` (int64, ascending) the
+    row of each distinct pair's first occurrence, ``inverse`` ``(B,)`` the position in ``first`` of each row's
+    pair, so ``first[inverse]`` is the first row with the same episode."""
+    pairs = np.stack([np.asarray(users).astype(np.uint64), np.asarray(keys, dtype=np.uint64)], axis=1)
+    _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # distinct episodes in batch order
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order].astype(np.int64), rank[np.asarray(inverse).reshape(-1)].astype(np.int64)
 
 
 def check_user(user: Any, n_users: int, what: str = "user") -> int:
@@ -287,7 +301,14 @@ class DenoisingProcess:
         ctx = self.adapter.context(condition, users_t)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(start_seed(keys))
-        x = self.adapter.start(condition, ctx, gen)
+        first, inverse = first_of_episodes(users, keys)
+        if len(first) == B:
+            x = self.adapter.start(condition, ctx, gen)
+        else:  # episodes that share (user, key) share x_T: drawn once, for the first of them
+            ix = torch.as_tensor(first, device=self.device)
+            x = self.adapter.start(condition[ix], index_context(ctx, ix), gen)
+            self._check_tensor(x, len(first), "adapter.start() returned x_T")
+            x = x[torch.as_tensor(inverse, device=self.device)]
         self._check_tensor(x, B, "adapter.start() returned x_T")
         self.batch_size, self.users, self.state, self.ctx = B, users, state, ctx
         self.condition_np, self.condition, self.users_t = cond, condition, users_t

@@ -29,7 +29,7 @@ Sparse products (CF-Diff's hop signals), top-k and element-wise work are not cou
 
 * evaluation: ``users x (ctx + T steps + score)`` forward;
 * pretraining: one forward + backward of the training objective per user (probe of the objective itself);
-  sequence backbones: the all-prefix objective, the encoder counted on every user plus a per-pair part;
+  sequence backbones: the all-prefix objective, the encoder counted on every training row plus a per-pair part;
 * fine-tuning, per rollout of N chains for G = N / n_traj_per_user users (K trained steps): G x ctx
   (+ backward when trained); the T - K frozen steps forward, once per user when the chain's start is
   deterministic (copies share it) else per chain; the K trained steps forward + backward once per chain
@@ -53,6 +53,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from refit_gym.diffusion.objective import make_draws
 
 #: fine-tuning recipes measured by default (``agents/hyperparams/<algo>.yml``)
 RECIPES = ("refit", "ddpo", "pathwise")
@@ -168,39 +170,37 @@ def pretrain_epoch_flops(adapter, data, probe: int = 8, batch_size: int = 256) -
     """Floor of one pretraining epoch: forward + backward of the training objective once per user.
 
     History backbones: ``adapter.diffusion_loss`` on a probe of ``probe`` users, times ``n_users / probe``.
-    Sequence backbones (``sequence_loss``, all prefixes): the encoder's forward + backward counted over every
-    user (its cost follows each history's length), plus the denoiser and item scores of every (prefix, next
-    item) pair at the per-pair FLOPs of the ``probe`` shortest and longest sequences.
+    Sequence backbones (``sequence_loss``, all prefixes): the rows of one epoch as ``adapter.pretrain_batches``
+    yields them, their ``sequence_states`` (the encoder, whose cost follows each row's length) forward + backward
+    counted on every row, plus the denoiser and item scores of every (prefix, next item) pair at the per-pair
+    FLOPs of the ``probe`` shortest and longest rows.
     """
     was_training = adapter.training
     adapter.train()
     try:
         if hasattr(adapter, "sequence_loss"):
-            items, times, _ = data.padded(adapter.max_len)
-            n_buckets = adapter.n_time_buckets if getattr(adapter, "time_aware", False) else 0
-            from refit_gym.diffusion.dreamrec import time_gap_buckets
+            # the epoch's rows exactly as pretraining reads them (one PretrainBatch input = (seq, buckets))
+            batches = [b.inputs for b in adapter.pretrain_batches(data, batch_size, make_draws(0, adapter.device, None))]
+            seq = torch.cat([s for s, _ in batches])
+            buckets = None if batches[0][1] is None else torch.cat([bk for _, bk in batches])
+            pairs = (seq[:, 1:] != adapter.pad_id).sum(dim=1).cpu().numpy()  # (prefix, next item) pairs per row
 
-            buckets = time_gap_buckets(times, n_buckets) if n_buckets else None
-            pad = adapter.pad_id
-            pairs = (items[:, 1:] != pad).sum(axis=1)  # sequence_loss's (prefix, next item) pairs per user
-
-            def count_rows(rows, encoder_only: bool) -> int:
-                seq = torch.as_tensor(items[rows], device=adapter.device)
-                bk = None if buckets is None else torch.as_tensor(buckets[rows], device=adapter.device)
-                if encoder_only:
-                    return count_flops(lambda: adapter.encoder(seq, bk).sum().backward())
+            def count_rows(rows, states_only: bool) -> int:
+                s, bk = seq[rows], None if buckets is None else buckets[rows]
+                if states_only:
+                    return count_flops(lambda: adapter.sequence_states(s, bk).sum().backward())
                 gen = torch.Generator(adapter.device).manual_seed(0)
-                return count_flops(lambda: adapter.sequence_loss(seq, bk, gen).backward())
+                return count_flops(lambda: adapter.sequence_loss(s, bk, gen).backward())
 
-            # the encoder over every user (its cost follows each history's length); the denoiser and scores
-            # per (prefix, next item) pair, from the shortest and longest probes less their encoder part
-            encoder = sum(count_rows(r, True) for r in np.array_split(np.arange(data.n_users), data.n_users // 1024 + 1))
+            # the encoder states of every row (their cost follows each row's length); the denoiser and scores
+            # per (prefix, next item) pair, from the shortest and longest probes less their states part
+            states = sum(count_rows(torch.as_tensor(r), True) for r in np.array_split(np.arange(len(seq)), len(seq) // 1024 + 1))
             order = np.argsort(pairs, kind="stable")
             b = min(int(probe), len(order))
-            rows = np.unique(np.concatenate([order[:b], order[-b:]]))
-            n_pairs = float(pairs[rows].sum())
+            rows = torch.as_tensor(np.unique(np.concatenate([order[:b], order[-b:]])))
+            n_pairs = float(pairs[rows.numpy()].sum())
             per_pair = (count_rows(rows, False) - count_rows(rows, True)) / n_pairs if n_pairs else 0.0
-            return float(encoder + per_pair * pairs.sum())
+            return float(states + per_pair * pairs.sum())
         b = min(int(probe), int(data.n_users))
         cond, users = probe_conditions(adapter, data, np.arange(b))
         i = torch.full((b,), adapter.schedule.steps // 2, dtype=torch.long, device=adapter.device)
