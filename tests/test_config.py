@@ -75,9 +75,9 @@ def test_hyperparameter_file_errors_name_file_environment_and_key(tmp_path):
     with pytest.raises(FinetuneError, match=r"^recipe: environment .*RunConfig: n_envs='16' is not an integer"):
         load_hyperparams("refit", ENV_ID, dict(n_envs="16"), source="recipe")
     # a combination is checked once the sources are merged, and names them all
-    seq_id = "refit_gym/DreamRec-v0"  # its shipped ReFiT trains the last 10 steps
+    seq_id = "refit_gym/DreamRec-v0"
     with pytest.raises(FinetuneError, match=r"refit.yml \+ recipe: .*credit='item' needs train_last_k=1"):
-        load_hyperparams("refit", seq_id, dict(credit="item"), source="recipe")
+        load_hyperparams("refit", seq_id, dict(credit="item", train_last_k=10), source="recipe")
     assert load_hyperparams("refit", seq_id, dict(credit="item", train_last_k=1))["credit"] == "item"
 
 
