@@ -24,38 +24,19 @@ step's noise drawn in pairs eps, -eps.
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from refit_gym.data import load_dataset
-from refit_gym.data.dataset import as_interactions
-from refit_gym.diffusion.checkpoint import load_backbone
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from grad_setup import gradient_probe  # noqa: E402
 
 torch.set_num_threads(1)
 ckpt, out = sys.argv[1], sys.argv[2]
 B, REF_COPIES, COPIES, REPEATS = 32, 512, (1, 8, 64), 3
-data = load_dataset("../shared/datasets/seq-beauty")
-adapter, _ = load_backbone(ckpt, data)
-adapter.eval()
-params = [p for n, p in adapter.named_parameters() if not n.startswith("encoder.item_emb")]
-rng = np.random.default_rng(0)
-lengths = np.asarray((adapter.seq_items != adapter.pad_id).sum(1))
-users = rng.choice(np.flatnonzero(lengths >= 2), B, replace=False)
-visible = as_interactions(data).train[users]
-cond = torch.as_tensor(adapter.encode_condition(users, visible, hidden_tail=np.ones(B, dtype=np.int64)))
-target = adapter.seq_items[torch.as_tensor(users), -1]
-emb = adapter.encoder.item_weight.detach()
-K = adapter.schedule.chain_steps
-
-
-def reward(x0, tgt):
-    return torch.log_softmax(x0 @ emb.t(), dim=-1).gather(1, tgt[:, None]).squeeze(1)
-
-
-def flat_grad(loss):
-    g = torch.autograd.grad(loss, params, allow_unused=True)
-    return torch.cat([(gi if gi is not None else torch.zeros_like(p)).reshape(-1) for gi, p in zip(g, params)])
+probe = gradient_probe(ckpt, B)
+adapter, cond, target, K, reward, flat_grad = probe.adapter, probe.cond, probe.target, probe.K, probe.reward, probe.flat_grad
 
 
 def rollout(n, gen, reparam):
