@@ -4,7 +4,10 @@ Each iteration (one rollout, one update):
 
 1. **Rollout.** Draw ``n_envs / n_traj_per_user`` users and one episode key per user; every user
    is repeated ``n_traj_per_user`` times with the *same* key (same condition, same held-out
-   items), so the copies differ only by the policy's noise. Run all T reverse steps of the
+   items, and the same x_T: the environment starts the episodes that share ``(user, key)`` from one
+   draw), so the copies differ only by the policy's noise. The frozen steps (``t > train_last_k``) then
+   take the policy's mean once per user: common random numbers, so the group baseline removes every
+   noise but the trained steps'. Run all T reverse steps of the
    :class:`~agents.policies.DenoiserPolicy` (the backbone's own Gaussian reverse step) through the
    environment and keep, for the trained steps (the last ``train_last_k``, default all), the
    states ``x_t``, the actions ``x_{t-1}``, their log-probabilities and the means of a frozen copy
