@@ -192,9 +192,9 @@ def pretrain_epoch_flops(adapter, data, probe: int = 8, batch_size: int = 256) -
                 gen = torch.Generator(adapter.device).manual_seed(0)
                 return count_flops(lambda: adapter.sequence_loss(s, bk, gen).backward())
 
-            # the encoder states of every row (their cost follows each row's length); the denoiser and scores
-            # per (prefix, next item) pair, from the shortest and longest probes less their states part
-            states = sum(count_rows(torch.as_tensor(r), True) for r in np.array_split(np.arange(len(seq)), len(seq) // 1024 + 1))
+            # the encoder states of every row (their cost follows each row's length), batch by batch; the denoiser
+            # and scores per (prefix, next item) pair, from the shortest and longest probes less their states part
+            states = sum(count_flops(lambda: adapter.sequence_states(s, bk).sum().backward()) for s, bk in batches)
             order = np.argsort(pairs, kind="stable")
             b = min(int(probe), len(order))
             rows = torch.as_tensor(np.unique(np.concatenate([order[:b], order[-b:]])))
