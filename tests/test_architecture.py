@@ -27,7 +27,7 @@ DEVICE_OPTION_EXCLUDED: set = set()
 #: whose submodules it covers; ``refit_gym`` alone is the package's ``__init__``, which registers the environments).
 LAYERS: List[tuple] = [
     ("common", ["refit_gym.utils", "refit_gym.io_safety", "refit_gym.registry", "refit_gym.options",
-                "refit_gym.distributed"]),
+                "refit_gym.distributed", "refit_gym.scores"]),
     ("data", ["refit_gym.data"]),
     ("metrics", ["refit_gym.metrics", "refit_gym.baselines"]),
     ("diffusion", ["refit_gym.diffusion", "refit_gym.seq_baselines"]),

@@ -297,3 +297,61 @@ def test_graph_score_item_terms_follow_the_reward_gradient():
         plain = torch.autograd.functional.jacobian(squared_gaps, x0)[:, 0].diagonal()
         assert float((diag - true).norm() / true.norm()) < 0.03
         assert float((plain - true).norm() / true.norm()) > 0.2
+
+
+# ----------------------------------------------------------------------------- factored scores (refit_gym.scores)
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 3 rows on 17 items, so that every path crosses chunk boundaries."""
+    import refit_gym.scores as scores_module
+
+    monkeypatch.setattr(scores_module, "CPU_CHUNK_ELEMENTS", 3 * 17)
+
+
+def test_low_rank_logsumexp_matches_the_dense_softmax_and_its_gradients(small_chunks):
+    from refit_gym.scores import low_rank_cross_entropy, low_rank_logsumexp
+
+    g = torch.Generator().manual_seed(0)
+    B, n, r = 10, 17, 5
+    u = torch.randn(B, r, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(n, r, generator=g, dtype=torch.float64, requires_grad=True)
+    rows = torch.tensor([7, 0, 0, 3, 9, 7] + [4] * n)  # unsorted, a repeat, and row 4 excluded entirely
+    cols = torch.tensor([1, 16, 2, 5, 0, 1] + list(range(n)))
+    dense = (u @ w.t()).index_put((rows, cols), torch.tensor(float("-inf"), dtype=torch.float64))
+    expect = torch.logsumexp(dense, dim=1)
+    got = low_rank_logsumexp(u, w, (rows, cols))
+    assert got[4] == float("-inf") and torch.allclose(got[torch.arange(B) != 4], expect[torch.arange(B) != 4])
+    weights = torch.randn(B, generator=g, dtype=torch.float64) * (torch.arange(B) != 4)
+    grads = torch.autograd.grad((got.nan_to_num(neginf=0.0) * weights).sum(), (u, w))
+    expect_grads = torch.autograd.grad((expect.nan_to_num(neginf=0.0) * weights).sum(), (u, w))
+    for a, b in zip(grads, expect_grads):
+        assert torch.isfinite(a).all() and torch.allclose(a, b)
+    assert torch.autograd.gradcheck(lambda a, b: low_rank_logsumexp(a, b, (rows[:6], cols[:6])), (u, w))
+    target = torch.randint(0, n, (B,), generator=g)
+    assert torch.allclose(low_rank_cross_entropy(u, w, target),
+                          torch.nn.functional.cross_entropy(u @ w.t(), target, reduction="none"))
+
+
+def test_a_reward_reads_factored_scores_as_the_dense_ones(small_chunks):
+    """The ReFiT reward on ``LowRankScores`` equals it on their dense matrix (values and gradients in both factors);
+    a reward that does not read factors (top-k) is handed the dense matrix."""
+    from refit_gym.scores import LowRankScores
+
+    data = make_synthetic(n_users=12, n_items=17, seed=3, density=0.3)
+    users = np.arange(12)
+    for reward in (CollaborativeReward(data, tau=0.5, hop_weight=0.2, n_hops=2), TopKReward(data, k=3)):
+        state = reward.prepare(users, np.random.default_rng(0))
+        g = torch.Generator().manual_seed(1)
+        u = torch.randn(12, 4, generator=g, requires_grad=True)
+        w = torch.randn(17, 4, generator=g, requires_grad=True)
+        factored = reward.components(LowRankScores(u, w), state)
+        dense = reward.components(u @ w.t(), state)
+        assert factored.keys() == dense.keys()
+        for name in dense:
+            assert torch.allclose(factored[name], dense[name], atol=1e-5), name
+        if reward.differentiable:
+            a = torch.autograd.grad(reward(LowRankScores(u, w), state).sum(), (u, w))
+            b = torch.autograd.grad(reward(u @ w.t(), state).sum(), (u, w))
+            assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(a, b))
+    with pytest.raises(ValueError, match="expected"):
+        reward.components(LowRankScores(u[:3], w), state)

@@ -154,10 +154,11 @@ def test_condition_encoder_runs_once_per_user(algo):
             m.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[0]))
         model.learn(2 * 8 * model.policy.steps)
         models.append(model)
-        # 8 chains = 2 users x 4 copies (the environment itself encodes its 8 conditions at each reset); the copies
-        # share x_T, so each rollout's frozen steps run once per user in both cases: without shared contexts those
-        # two rollouts are the only 2-row passes, every update chunk encoding one row per trajectory
-        assert set(rows) == {2, 8} if share else rows.count(2) == 2
+        # 8 chains = 2 users x 4 copies of one episode each: after the first reset of learn()'s setup (8 distinct
+        # users), the environment encodes its 2 distinct conditions at each reset, and each rollout's frozen steps
+        # run once per user in both cases; without shared contexts every update chunk encodes one row per trajectory
+        assert rows[0] == 8
+        assert set(rows[1:]) == {2} if share else max(rows[1:]) > 2, rows
     for a, b in zip(models[0].policy.parameters(), models[1].policy.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 

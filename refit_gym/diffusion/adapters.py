@@ -108,6 +108,12 @@ class DenoiserAdapter(nn.Module):
         """Item scores ``(B, n_items)`` of a final ``x0``; identity when the action space is item space."""
         return x0
 
+    def reward_scores(self, x0: torch.Tensor, context: Any):
+        """The item scores of ``x0`` in the form the terminal reward reads: :meth:`scores` ``(B, n_items)``, or a
+        :class:`~refit_gym.scores.LowRankScores` with the same values when they are inner products with item
+        vectors (a softmax over them then never forms the dense matrix). Override together with :meth:`scores`."""
+        return self.scores(x0, context)
+
     def training_target(self, condition: torch.Tensor, context: Any) -> torch.Tensor:
         """The clean ``x0`` ``(B, D)`` the diffusion loss reconstructs during pretraining."""
         raise NotImplementedError

@@ -42,6 +42,7 @@ from refit_gym.diffusion.denoisers import timestep_embedding
 from refit_gym.diffusion.objective import PretrainBatch, PretrainDraws
 from refit_gym.diffusion.schedule import ScheduleConfig
 from refit_gym.diffusion.seq_training import sequence_batches, time_gap_buckets  # noqa: F401 (time_gap_buckets: re-exported)
+from refit_gym.scores import LowRankScores, low_rank_cross_entropy
 
 #: DreamRec starts from pure Gaussian noise, so its schedule must reach (almost) pure noise at T.
 DREAMREC_SCHEDULE = ScheduleConfig(noise_schedule="cosine", steps=50, mean_type="x0", sampling_steps=0)
@@ -375,6 +376,10 @@ class DreamRecAdapter(DenoiserAdapter):
         """Full ranking ``(B, n_items)``: inner products with every item embedding."""
         return x0 @ self.encoder.item_weight.t()
 
+    def reward_scores(self, x0: torch.Tensor, context) -> LowRankScores:
+        """:meth:`scores` as its factors ``(x0, item embeddings)`` (see :mod:`refit_gym.scores`)."""
+        return LowRankScores(x0, self.encoder.item_weight)
+
     def training_target(self, condition: torch.Tensor, context) -> torch.Tensor:
         """The embedding ``(B, d)`` of the condition's most recent item (padding embeds to zero)."""
         seq, _ = self.split_condition(condition)
@@ -401,7 +406,7 @@ class DreamRecAdapter(DenoiserAdapter):
         x0_hat = self._predict(self.schedule.q_sample(x0, i, noise), i, c)
         loss = ((x0_hat - x0) ** 2).mean(dim=-1)
         if self.ce_weight:
-            loss = loss + self.ce_weight * F.cross_entropy(self.scores(x0_hat, None), target, reduction="none")
+            loss = loss + self.ce_weight * low_rank_cross_entropy(x0_hat, self.encoder.item_weight, target)
         return loss
 
     def diffusion_loss(self, condition: torch.Tensor, users: Optional[torch.Tensor], i: torch.Tensor,

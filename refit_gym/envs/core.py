@@ -214,7 +214,7 @@ class DenoisingProcess:
     State: ``x`` ``(B, D)`` float32 (``x_t``), ``t`` (int, remaining reverse steps, T at reset),
     ``users`` ``(B,)`` int64, ``condition`` ``(B, condition_dim)`` float32, the adapter context and
     the reward state. A step sets ``x <- action`` and ``t <- t - 1``; at ``t = 0`` the reward scores
-    ``adapter.scores(x_0, context)``.
+    ``adapter.reward_scores(x_0, context)`` (the item scores, possibly as their factors).
 
     Args:
         data: the dataset: an InteractionData or a dataset with an ``interactions()`` view (e.g. a
@@ -298,17 +298,18 @@ class DenoisingProcess:
         cond = self._check_condition(cond, B)
         condition = torch.as_tensor(cond, device=self.device)
         users_t = torch.as_tensor(users, device=self.device)
-        ctx = self.adapter.context(condition, users_t)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(start_seed(keys))
         first, inverse = first_of_episodes(users, keys)
         if len(first) == B:
+            ctx = self.adapter.context(condition, users_t)
             x = self.adapter.start(condition, ctx, gen)
-        else:  # episodes that share (user, key) share x_T: drawn once, for the first of them
-            ix = torch.as_tensor(first, device=self.device)
-            x = self.adapter.start(condition[ix], index_context(ctx, ix), gen)
+        else:  # episodes that share (user, key) share the condition, its context and x_T: made once, for the first
+            ix, inv = (torch.as_tensor(a, device=self.device) for a in (first, inverse))
+            ctx = self.adapter.context(condition[ix], users_t[ix])
+            x = self.adapter.start(condition[ix], ctx, gen)
             self._check_tensor(x, len(first), "adapter.start() returned x_T")
-            x = x[torch.as_tensor(inverse, device=self.device)]
+            x, ctx = x[inv], index_context(ctx, inv)
         self._check_tensor(x, B, "adapter.start() returned x_T")
         self.batch_size, self.users, self.state, self.ctx = B, users, state, ctx
         self.condition_np, self.condition, self.users_t = cond, condition, users_t
@@ -363,8 +364,7 @@ class DenoisingProcess:
         if self.t > 0:
             return torch.zeros(self.batch_size, device=self.device), False, None
         with torch.no_grad():
-            scores = self.adapter.scores(self.x, self.ctx)
-            comps = self.reward.components(scores, self.state)
+            comps = self.reward.components(self.adapter.reward_scores(self.x, self.ctx), self.state)
             reward = torch.stack(list(comps.values()), dim=0).sum(dim=0)
         return reward, True, comps
 
@@ -386,7 +386,7 @@ class DenoisingProcess:
 
     def terminal_reward(self, x0: torch.Tensor) -> torch.Tensor:
         """The terminal rewards ``(B,)`` float32 of the episodes that just ended, recomputed from ``x0``
-        ``(B, D)`` *with* autograd: ``reward(adapter.scores(x0, context), state)``.
+        ``(B, D)`` *with* autograd: ``reward(adapter.reward_scores(x0, context), state)``.
 
         For reward-gradient agents (:class:`agents.pathwise.Pathwise`): ``x0`` is the graph-connected
         tensor whose value the terminal step received as its action; it must equal the stored final
@@ -404,7 +404,7 @@ class DenoisingProcess:
                                       "(Reward.differentiable is False): use a policy-gradient agent for it")
         if tuple(x0.shape) != tuple(self.x.shape) or not torch.equal(x0.detach().to(self.x), self.x):
             raise ValueError("terminal_reward(x0): x0 is not the final state of the episodes that just ended")
-        return self.reward(self.adapter.scores(x0.to(self.device), self.ctx), self.state)
+        return self.reward(self.adapter.reward_scores(x0.to(self.device), self.ctx), self.state)
 
     # ------------------------------------------------------------------ observations
     def observation_tensors(self) -> Dict[str, torch.Tensor]:

@@ -39,6 +39,10 @@ import scipy.sparse as sp
 import torch
 
 from refit_gym.data.dataset import as_interactions
+from refit_gym.scores import LowRankScores
+
+#: item scores as a reward receives them: the dense ``(B, n_items)`` matrix or its factors
+Scores = Union[torch.Tensor, LowRankScores]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -246,16 +250,24 @@ class Reward:
             "terms that each depend on one item's score; per-item credit assignment needs a reward such as "
             "'graph-score' or 'reconstruction' (or a FunctionReward with item_f)")
 
-    def __call__(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
-        """Terminal rewards ``(B,)`` float32 of item scores ``(B, n_items)``."""
+    def __call__(self, scores: Scores, state: RewardState) -> torch.Tensor:
+        """Terminal rewards ``(B,)`` float32 of item scores ``(B, n_items)`` (a tensor or its factors)."""
         comps = self.components(self._check_scores(scores, state), state)
         return torch.stack(list(comps.values()), dim=0).sum(dim=0)
 
-    def _check_scores(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
-        if not isinstance(scores, torch.Tensor):
-            raise TypeError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
+    #: whether :meth:`components` reads :class:`~refit_gym.scores.LowRankScores` itself; when False,
+    #: :meth:`_check_scores` hands it the dense matrix
+    reads_low_rank = False
+
+    def _check_scores(self, scores: Scores, state: RewardState) -> Scores:
+        """``scores`` on the reward's device as float32, after checking the shape ``(B, n_items)``; a
+        :class:`~refit_gym.scores.LowRankScores` stays factored only for a reward that :attr:`reads_low_rank`."""
+        if not isinstance(scores, (torch.Tensor, LowRankScores)):
+            raise TypeError(f"scores must be a torch.Tensor or LowRankScores, got {type(scores).__name__}")
         if tuple(scores.shape) != (state.batch_size, self.n_items):
             raise ValueError(f"scores have shape {tuple(scores.shape)}, expected ({state.batch_size}, {self.n_items})")
+        if isinstance(scores, LowRankScores) and not self.reads_low_rank:
+            scores = scores.dense()
         return scores.to(self.device, torch.float32)
 
     @staticmethod

@@ -39,7 +39,8 @@ import torch
 
 from refit_gym.data.dataset import InteractionData
 from refit_gym.data.graph import item_item_graph, row_max_normalise, social_item_signal, topk_per_row
-from refit_gym.rewards.base import Reward, RewardState, heldout_target
+from refit_gym.rewards.base import Reward, RewardState, Scores, heldout_target
+from refit_gym.scores import LowRankScores
 
 
 def _row_sum_normalise(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -165,16 +166,27 @@ class CollaborativeReward(Reward):
         z = self.visible_mask_fill(self._scaled(scores), state)
         return z - torch.logsumexp(z, dim=1, keepdim=True)
 
-    def components(self, scores: torch.Tensor, state: RewardState) -> Dict[str, torch.Tensor]:
+    @property
+    def reads_low_rank(self) -> bool:
+        """Factored scores are read as such (:func:`refit_gym.scores.low_rank_logsumexp`) unless standardised."""
+        return not self.standardize
+
+    def components(self, scores: Scores, state: RewardState) -> Dict[str, torch.Tensor]:
         scores = self._check_scores(scores, state)
         t = state.tensors
         rows, cols, w, seg = t["target_rows"], t["target_cols"], t["target_weights"], t["target_terms"]
-        scaled = self._scaled(scores)
-        z = self.visible_mask_fill(scaled, state)
-        lse = torch.logsumexp(z, dim=1)  # (B,); targets lie outside the condition, so lse is finite where used
-        logp = scaled[rows, cols] - lse[rows]  # (E,)
+        # lse (B,): targets lie outside the condition, so it is finite where used
+        if isinstance(scores, LowRankScores):
+            scaled = scores.scaled(1.0 / self.tau)
+            lse = scaled.logsumexp(t["visible_index"])
+            target_scores = scaled.at(rows, cols)
+        else:
+            scaled = self._scaled(scores)
+            lse = torch.logsumexp(self.visible_mask_fill(scaled, state), dim=1)
+            target_scores = scaled[rows, cols]
+        logp = target_scores - lse[rows]  # (E,)
         names = self.term_names
-        out = torch.zeros(len(names), state.batch_size, dtype=torch.float32, device=scores.device)
+        out = torch.zeros(len(names), state.batch_size, dtype=torch.float32, device=logp.device)
         out.index_put_((seg, rows), w * logp, accumulate=True)
         return {name: out[s] for s, name in enumerate(names)}
 
