@@ -46,7 +46,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import safe_mean
 
-from agents.guards import NonFiniteTrainingError, action_bound, check_actions
+from agents.guards import NonFiniteTrainingError, action_bound, actions_within, check_actions
 from agents.policies import DenoiserPolicy, PolicyConfig
 from agents.rollout import TensorRollout, make_rollout_driver
 from refit_gym import distributed
@@ -246,11 +246,15 @@ class ChainAlgorithm(BaseAlgorithm):
                 "parameters are those of the last good update and no checkpoint of the bad state was written. "
                 "Try a lower learning rate, a larger std_floor, log_prob_reduction='mean' or max_grad_norm.")
 
-    def _check_bounded_actions(self, action: torch.Tensor) -> None:
-        """Exploding (finite but beyond the action box) actions stop training like non-finite ones, before the
-        environment sees them (its own check would raise a ValueError naming no cause)."""
+    def _check_actions(self, action: torch.Tensor) -> None:
+        """Non-finite actions raise :class:`NonFiniteTrainingError`; exploding ones (finite but beyond the action box)
+        stop training like them, with :class:`~agents.guards.DivergenceError`, before the environment sees them (its
+        own check would raise a ValueError naming no cause). One pass over the actions when they are fine."""
         if not hasattr(self, "_action_bound"):
             self._action_bound = action_bound(self.action_space)
+        if action.numel() and actions_within(action.detach(), self._action_bound):
+            return
+        self._check_finite("actions", action)
         check_actions(action, self._action_bound, f"{type(self).__name__} at update {self._n_updates + 1} "
                                                   f"(num_timesteps={self.num_timesteps})")
 

@@ -50,22 +50,29 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped training after saving at an update boundary (the message says where)."""
 
 
+def _parameter_norms(module: torch.nn.Module) -> Dict[str, float]:
+    """The L2 norm of every parameter of ``module`` (one pass over each, in its own dtype; ``inf``/``nan`` when a
+    value is, or when a float32 norm overflows)."""
+    return {name: float(torch.linalg.vector_norm(p.detach())) for name, p in module.named_parameters()}
+
+
 def parameter_norm(module: torch.nn.Module) -> float:
     """L2 norm over all floating-point parameters of ``module`` (``inf``/``nan`` when any value is)."""
-    total = 0.0
-    for p in module.parameters():
-        total += float(p.detach().double().pow(2).sum())
+    total = math.fsum(n * n for n in _parameter_norms(module).values())
     return math.sqrt(total) if math.isfinite(total) else total
 
 
 def check_weights(module: torch.nn.Module, reference_norm: float, max_growth: float, where: str) -> float:
     """Raise :class:`DivergenceError` unless every parameter is finite and the norm is at most
-    ``max_growth * reference_norm`` (plus 1, for near-zero starts); returns the norm."""
+    ``max_growth * reference_norm`` (plus 1, for near-zero starts); returns the norm. One pass over the weights
+    when they are fine (this runs at every rollout)."""
+    norms = _parameter_norms(module)
     for name, p in module.named_parameters():
-        if not bool(torch.isfinite(p).all()):
+        if not math.isfinite(norms[name]) and not bool(torch.isfinite(p).all()):
             raise DivergenceError(f"{where}: parameter {name!r} holds non-finite values; training stopped, the last "
                                   "saved state is the last good one. Try a lower learning rate.")
-    norm = parameter_norm(module)
+    total = math.fsum(n * n for n in norms.values())
+    norm = math.sqrt(total) if math.isfinite(total) else total
     limit = max_growth * reference_norm + 1.0
     if not norm <= limit:
         raise DivergenceError(f"{where}: the parameter norm exploded to {norm:.4g} (start {reference_norm:.4g}, limit "
@@ -78,7 +85,7 @@ def check_actions(actions: Any, bound: float, where: str) -> None:
     """Raise :class:`DivergenceError` when raw ``actions`` (tensor or array, any shape) are non-finite or
     beyond ``bound`` in absolute value (the action box's largest bound)."""
     a = actions.detach() if torch.is_tensor(actions) else torch.from_numpy(np.asarray(actions, dtype=np.float64))
-    if a.numel() == 0:
+    if a.numel() == 0 or actions_within(a, bound):
         return
     if not bool(torch.isfinite(a).all()):
         raise DivergenceError(f"{where}: non-finite actions; training stopped, the last saved state is the last good one")
@@ -86,6 +93,13 @@ def check_actions(actions: Any, bound: float, where: str) -> None:
     if peak > bound:
         raise DivergenceError(f"{where}: actions exploded (|a| up to {peak:.4g}, the action space bound is {bound:g}); "
                               "training stopped, the last saved state is the last good one. Try a lower learning rate.")
+
+
+def actions_within(a: torch.Tensor, bound: float) -> bool:
+    """Whether the non-empty tensor ``a`` is finite and within ``[-bound, bound]``, in one pass (NaN propagates into
+    both extremes, which then compare False): the fast path of the action checks, whose errors say what failed."""
+    lo, hi = torch.aminmax(a)
+    return bool(torch.isfinite(lo) & torch.isfinite(hi) & (lo >= -bound) & (hi <= bound))
 
 
 def action_bound(space) -> float:
@@ -196,6 +210,6 @@ def check_train_state(path, state: Dict[str, Any]) -> Dict[str, Any]:
     return state
 
 
-__all__ = ["DEFAULT_COLLAPSE_RATIO", "DEFAULT_MAX_WEIGHT_GROWTH", "DivergenceError", "RunGuard",
+__all__ = ["DEFAULT_COLLAPSE_RATIO", "DEFAULT_MAX_WEIGHT_GROWTH", "DivergenceError", "RunGuard", "actions_within",
            "TrainingInterrupted", "action_bound", "check_actions", "check_train_state", "check_weights",
            "parameter_norm"]

@@ -120,8 +120,7 @@ class Pathwise(ChainAlgorithm):
                     with torch.no_grad():
                         ref_mean = self.reference.reverse_step(x.detach(), t_vec - 1, ref_ctx)[0]
                     kl = kl + dist.kl_to_mean(ref_mean)
-            self._check_finite("actions", action)
-            self._check_bounded_actions(action)
+            self._check_actions(action)
             rewards, done = self.driver.step(action.detach())
             self.num_timesteps += self.global_n_envs
             callback.update_locals(locals())

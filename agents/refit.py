@@ -258,8 +258,7 @@ class ReFiT(ChainAlgorithm):
             else:
                 dist = self.policy.step_distribution(x, t_vec, ctx)
                 action = dist.sample(self._generator, self._rank_noise(dist.mean))
-            self._check_finite("actions", action)
-            self._check_bounded_actions(action)
+            self._check_actions(action)
             if t <= K:
                 s = K - t
                 xs[s] = x
