@@ -247,6 +247,47 @@ def test_merge_gathers_folders_run_apart(bench, tmp_path):
         bench.main(base + ["--out", str(out), "--methods", "pop", "--report-only", "--merge", str(tmp_path / "a")])
 
 
+def test_retire_moves_a_row_out_so_it_can_run_again_with_other_settings(bench, tmp_path):
+    """--retire moves a row's records, logs and hyperparameter file into --retire-to, with the plan they were made
+    with, and takes its settings out of plan.json: the row then runs with other hyperparameters, and the retiring
+    invocation is recorded. Unknown rows, rows without records and a lone --retire are refused by name."""
+    out, archive = tmp_path / "bench", tmp_path / "bench" / "retired-v1"
+    argv = ["--data", "synthetic", "--quick", "--out", str(out), "--device", "cpu", "--threads", "1", "--backbones",
+            "diffrec", "--skip-scaling"]
+    threads = torch.get_num_threads()
+    try:
+        bench.main(argv + ["--methods", "pop", "pretrained", "refit"])
+        old = json.loads((out / "runs" / "diffrec-refit" / "seed0.json").read_text())
+        hp = tmp_path / "refit.yml"
+        hp.write_text("refit_gym/DiffRec-v0:\n  learning_rate: 0.0002\n")
+        with pytest.raises(SystemExit, match="other settings"):
+            bench.main(argv + ["--methods", "refit", "--hyperparams", f"refit={hp}"])
+        with pytest.raises(SystemExit, match="go together"):
+            bench.main(argv + ["--methods", "refit", "--retire", "diffrec-refit", "--report-only"])
+        with pytest.raises(SystemExit, match="not rows of this benchmark"):
+            bench.main(argv + ["--retire", "diffrec-nothing", "--retire-to", str(archive), "--report-only"])
+        with pytest.raises(SystemExit, match="nothing to retire"):
+            bench.main(argv + ["--retire", "diffrec-ppo", "--retire-to", str(archive), "--report-only"])
+        bench.main(argv + ["--methods", "pop", "pretrained", "--retire", "diffrec-refit", "--retire-to", str(archive),
+                           "--report-only"])
+        assert not (out / "runs" / "diffrec-refit").exists() and (out / "runs" / "pop").is_dir()
+        assert json.loads((archive / "runs" / "diffrec-refit" / "seed0.json").read_text()) == old
+        assert (archive / "logs" / "diffrec-refit-seed0.log").is_file()
+        assert (archive / "hyperparams" / "refit-diffrec.yml").is_file()
+        key = "refit|refit_gym/DiffRec-v0"
+        assert key in json.loads((archive / "plan.json").read_text())["settings"]["hyperparams"]
+        assert key not in json.loads((out / "plan.json").read_text())["settings"]["hyperparams"]
+        assert "--retire" in json.loads((out / "invocations.json").read_text())[-1]["argv"]
+        res = bench.main(argv + ["--methods", "refit", "--hyperparams", f"refit={hp}"])
+        assert res["computed"] == ["diffrec-refit/seed0"]
+        new = json.loads((out / "runs" / "diffrec-refit" / "seed0.json").read_text())
+        assert new["hyperparams"]["learning_rate"] == 0.0002 != old["hyperparams"]["learning_rate"]
+        with pytest.raises(SystemExit, match="exists already"):
+            bench.main(argv + ["--retire", "diffrec-refit", "--retire-to", str(archive), "--report-only"])
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_interrupted_benchmark_keeps_finished_cells_and_records_itself(bench, tmp_path, monkeypatch):
     """Ctrl-C (or SIGTERM, which __main__ turns into the same) during a cell: the cells finished before it stay
     on disk, the invocation is recorded as interrupted and the report is rebuilt from what is done."""

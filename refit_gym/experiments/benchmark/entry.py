@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from refit_gym.options import HelpFormatter, add_device_argument, add_protocol_argument, protocol_kwargs
 from refit_gym.experiments.benchmark.cells import Runner
-from refit_gym.experiments.benchmark.files import (merge_folder, read_json, run_path, row_seeds, seed_tag,
-                                                   settings_clash, write_json)
+from refit_gym.experiments.benchmark.files import (merge_folder, read_json, retire_rows, run_path, row_seeds,
+                                                   seed_tag, settings_clash, write_json)
 from refit_gym.experiments.benchmark.plan import (BACKBONE_LABELS, CONTINUED_BUDGET, FINETUNE_METHODS, METHODS,
                                                   QUICK_EVAL_POINTS, QUICK_PRETRAIN_ARGS, QUICK_STEPS, REPO, RowSpec,
                                                   Settings, backbone_steps, build_rows, default_backbones,
@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first copy the records, logs and invocations of these benchmark folders (the same dataset "
                         "and settings, e.g. seeds run in other processes or on other machines) into --out; a record "
                         "that differs from one already there is an error")
+    p.add_argument("--retire", nargs="+", default=[], metavar="ROW",
+                   help="first move these rows' records, logs and hyperparameter files out of --out into --retire-to "
+                        "(and their settings out of plan.json), so they can be run again with other settings; the "
+                        "invocation is recorded (with --report-only too)")
+    p.add_argument("--retire-to", type=Path, default=None, metavar="FOLDER",
+                   help="the archive folder of --retire (e.g. results/seq-beauty/bench-v1)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing cell (default: log it, go on)")
     from refit_gym.diffusion import BACKBONES
 
@@ -145,6 +151,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             scenario_for(b).check_data(data)  # e.g. social-diffrec needs a social graph, dreamrec-poi timestamps
     except (ValueError, DataError) as e:
         raise SystemExit(f"error: {e}") from None
+    if bool(args.retire) != (args.retire_to is not None):
+        raise SystemExit("error: --retire ROW ... and --retire-to FOLDER go together")
+    if args.retire:
+        known = {r.name: r for r in build_rows(backbones, list(scenario_methods(scenario.name)), args.reward,
+                                               scenario.name, args.continued_budget)}
+        unknown = [r for r in args.retire if r not in known]
+        if unknown:
+            raise SystemExit(f"error: --retire {unknown}: not rows of this benchmark; its rows: {sorted(known)}")
+        moved = retire_rows(out, [known[r] for r in args.retire], args.retire_to)
+        print(f"[benchmark] retired to {args.retire_to}: {', '.join(moved)}", file=sys.stderr)
     checkpoints = {}
     for b in backbones:
         path = getattr(args, f"checkpoint_{b.replace('-', '_')}", None)
@@ -274,7 +290,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if interrupted:
         invocation["interrupted"] = True
     invocations = read_json(out / "invocations.json") or []
-    if not args.report_only:
+    if not args.report_only or args.retire:
         write_json(out / "invocations.json", invocations + [invocation])
     results = write_report(out, settings, rows, seeds, scaling, invocation, data.summary(), scaling_note)
     print(f"[benchmark] report: {out / 'report.md'} ({len(computed)} computed, {len(reused)} reused, "

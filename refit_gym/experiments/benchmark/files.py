@@ -121,3 +121,40 @@ def merge_folder(out: Path, src: Path, dataset: str, mine: dict) -> int:
     known = read_json(out / "invocations.json") or []
     write_json(out / "invocations.json", known + [m for m in merged if m not in known])
     return copied
+
+
+def retire_rows(out: Path, rows: Sequence[RowSpec], dest: Path) -> List[str]:
+    """Move the cells of ``rows`` out of the benchmark folder ``out`` into the archive folder ``dest``, so that the
+    rows can be run again with other settings: their records (``runs/<row>/``), logs (``logs/<row>-seed*.log``)
+    and, for fine-tuned rows, hyperparameter files (``hyperparams/<method>-<backbone>.yml``) move; ``dest/plan.json``
+    gets a copy of ``out/plan.json`` (the settings the retired cells were made with), and the retired rows'
+    hyperparameters leave ``out/plan.json``. Returns the moved paths, relative to ``out``.
+
+    SystemExit, before anything moves, when a row has no records in ``out`` or ``dest`` already holds its records."""
+    import shutil
+
+    for row in rows:
+        if not (out / "runs" / row.name).is_dir():
+            raise SystemExit(f"error: --retire {row.name}: {out / 'runs' / row.name} does not exist (nothing to retire)")
+        if (dest / "runs" / row.name).exists():
+            raise SystemExit(f"error: --retire {row.name}: {dest / 'runs' / row.name} exists already; choose another "
+                             "--retire-to")
+    plan = read_json(out / "plan.json")
+    if plan is not None and not (dest / "plan.json").exists():
+        write_json(dest / "plan.json", plan)
+    moved = []
+    for row in rows:
+        paths = [out / "runs" / row.name] + sorted((out / "logs").glob(f"{row.name}-seed*.log"))
+        if row.kind == "finetuned":
+            paths.append(out / "hyperparams" / f"{row.method}-{row.backbone}.yml")
+            if plan is not None:
+                plan.get("settings", {}).get("hyperparams", {}).pop(f"{row.method}|{row.env_id}", None)
+        for p in paths:
+            if p.exists():
+                target = dest / p.relative_to(out)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(p), str(target))
+                moved.append(str(p.relative_to(out)))
+    if plan is not None:
+        write_json(out / "plan.json", plan)
+    return moved
