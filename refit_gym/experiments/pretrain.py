@@ -24,7 +24,8 @@ user split of --protocol user-split); one loop pretrains every backbone with the
 dataset); --max-seconds bounds the run's cumulative wall time, across resumes.
 
 Validation (refit_gym.diffusion.validation): by default early stopping scores a fixed sample of --eval-users
-(1024) validation users, at an interval that keeps validation within --eval-budget (1/4) of the wall-clock, and the
+(1024) validation users (every validation user for the sequence scenarios, whose one held-out item per user makes a
+sample's metrics too noisy: refit_gym.scenarios.SEQUENCE_PRETRAIN), at an interval that keeps validation within --eval-budget (1/4) of the wall-clock, and the
 kept checkpoint gets a full pass at the end (its metrics.json / best.pt result). --eval-every N validates every N
 epochs instead; --full-validation scores every validation user each time (the old behaviour with --eval-every 1).
 """
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=None, help="epochs between validations (default: adaptive, "
                    "so that validation takes at most --eval-budget of the wall-clock)")
     p.add_argument("--eval-users", type=int, default=None, help="validation users that early stopping scores, a "
-                   "fixed seeded sample (default 1024; the kept checkpoint gets a full pass at the end)")
+                   "fixed seeded sample (default: the scenario's, 1024, or all for sequences; the kept checkpoint "
+                   "gets a full pass at the end)")
     p.add_argument("--full-validation", action="store_true", help="score every validation user at every "
                    "validation (no sample, no final pass)")
     p.add_argument("--eval-budget", type=float, default=None, help="largest share of the wall-clock the adaptive "
