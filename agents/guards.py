@@ -210,6 +210,6 @@ def check_train_state(path, state: Dict[str, Any]) -> Dict[str, Any]:
     return state
 
 
-__all__ = ["DEFAULT_COLLAPSE_RATIO", "DEFAULT_MAX_WEIGHT_GROWTH", "DivergenceError", "RunGuard", "actions_within",
-           "TrainingInterrupted", "action_bound", "check_actions", "check_train_state", "check_weights",
-           "parameter_norm"]
+__all__ = ["DEFAULT_COLLAPSE_RATIO", "DEFAULT_MAX_WEIGHT_GROWTH", "DivergenceError", "RunGuard",
+           "TrainingInterrupted", "action_bound", "actions_within", "check_actions", "check_train_state",
+           "check_weights", "parameter_norm"]

@@ -61,6 +61,9 @@ a row with none, ``missing (0/N seeds)`` cells. ``OUT/plan.json`` records the da
 parallel processes or on other machines, each into its own ``--out``, come together with ``--merge FOLDER ...``
 (their records, logs and invocations are copied; another dataset, other settings or a record that differs
 from one already there is refused), e.g. ``--out results/seq-beauty --report-only --merge /tmp/a /tmp/b``.
+A row is rerun with other settings after ``--retire ROW ... --retire-to FOLDER`` has moved its records, logs and
+hyperparameter file into an archive with the plan they were made with, and taken its settings out of
+``plan.json`` (:func:`~refit_gym.experiments.benchmark.files.retire_rows`; the invocation is recorded).
 
 **Cost and scaling** (skipped with ``--skip-scaling``; interaction scenarios only -- SequentialData has no
 user / item subsets, so sequence scenarios skip it with a printed reason): wall-clock and peak memory of one
