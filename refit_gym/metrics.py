@@ -33,6 +33,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from refit_gym.scores import chunk_rows
+
 METRICS = ("recall", "ndcg", "precision", "mrr", "hitrate")
 DEFAULT_KS = (10, 20, 50, 100)
 
@@ -344,15 +346,18 @@ def evaluate_sequential(score_fn: SeqScoreFn, seq_data, split: str = "test", ks:
     ranks = np.empty(hi - lo, dtype=np.int64)
     for s in range(lo, hi, batch_size):
         u = users[s:min(s + batch_size, hi)]
-        scores = torch.as_tensor(score_fn(u, split)).detach().float().cpu().clone()
+        scores = torch.as_tensor(score_fn(u, split)).detach().float().cpu()
         if scores.shape != (len(u), seq_data.n_items):
             raise ValueError(f"score_fn returned shape {tuple(scores.shape)}; expected ({len(u)}, {seq_data.n_items})")
         target = torch.as_tensor(target_all[u])
         t_score = scores.gather(1, target.unsqueeze(1))  # read before masking: the target is never masked
         if known is not None:
             m = known[u].tocoo()
+            scores = scores.clone()  # score_fn's tensor is not ours to modify
             scores[torch.as_tensor(m.row, dtype=torch.long), torch.as_tensor(m.col, dtype=torch.long)] = -torch.inf
-        ranks[s - lo:s - lo + len(u)] = (scores > t_score).sum(dim=1).numpy()
+        size = chunk_rows(scores.shape[1], scores.device)  # the comparison of a row chunk stays in cache
+        ranks[s - lo:s - lo + len(u)] = torch.cat([(a > b).sum(dim=1) for a, b in
+                                                   zip(scores.split(size), t_score.split(size))]).numpy()
     ranks = distributed.gather_rows(torch.as_tensor(ranks), len(users)).numpy()
     out: Dict[str, float] = {}
     for k in ks:

@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 
 import torch
 
-__all__ = ["LowRankScores", "low_rank_cross_entropy", "low_rank_logsumexp"]
+__all__ = ["LowRankScores", "chunk_rows", "low_rank_cross_entropy", "low_rank_logsumexp"]
 
 #: entries of one chunk's ``(rows, n_items)`` score block on a CPU: 2 MiB of float32, which stays in cache
 CPU_CHUNK_ELEMENTS = 2 ** 19
@@ -29,8 +29,8 @@ CPU_CHUNK_ELEMENTS = 2 ** 19
 DEVICE_CHUNK_ELEMENTS = 2 ** 26
 
 
-def _chunk_rows(n_items: int, device: torch.device) -> int:
-    """Rows per chunk for ``n_items`` columns on ``device``."""
+def chunk_rows(n_items: int, device: torch.device) -> int:
+    """Rows per chunk of a row-wise pass over a ``(B, n_items)`` matrix on ``device`` (see :data:`CPU_CHUNK_ELEMENTS`)."""
     elements = CPU_CHUNK_ELEMENTS if device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
     return max(1, elements // max(n_items, 1))
 
@@ -57,7 +57,7 @@ class _LowRankLogSumExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, weight, rows, cols):
         B, n = u.shape[0], weight.shape[0]
-        size = _chunk_rows(n, u.device)
+        size = chunk_rows(n, u.device)
         bounds = _chunk_bounds(rows, B, size)
         out = torch.empty(B, dtype=u.dtype, device=u.device)
         for k, lo in enumerate(range(0, B, size)):
