@@ -185,22 +185,21 @@ def pretrain_epoch_flops(adapter, data, probe: int = 8, batch_size: int = 256) -
             buckets = None if batches[0][1] is None else torch.cat([bk for _, bk in batches])
             pairs = (seq[:, 1:] != adapter.pad_id).sum(dim=1).cpu().numpy()  # (prefix, next item) pairs per row
 
-            def states_flops(s, bk) -> int:
-                return count_flops(lambda: adapter.sequence_states(s, bk).sum().backward())
-
-            def loss_flops(s, bk) -> int:
+            def count_rows(rows, states_only: bool) -> int:
+                s, bk = seq[rows], None if buckets is None else buckets[rows]
+                if states_only:
+                    return count_flops(lambda: adapter.sequence_states(s, bk).sum().backward())
                 gen = torch.Generator(adapter.device).manual_seed(0)
                 return count_flops(lambda: adapter.sequence_loss(s, bk, gen).backward())
 
             # the encoder states of every row (their cost follows each row's length), batch by batch; the denoiser
             # and scores per (prefix, next item) pair, from the shortest and longest probes less their states part
-            states = sum(states_flops(s, bk) for s, bk in batches)
+            states = sum(count_flops(lambda: adapter.sequence_states(s, bk).sum().backward()) for s, bk in batches)
             order = np.argsort(pairs, kind="stable")
             b = min(int(probe), len(order))
             rows = torch.as_tensor(np.unique(np.concatenate([order[:b], order[-b:]])))
             n_pairs = float(pairs[rows.numpy()].sum())
-            probe_rows = (seq[rows], None if buckets is None else buckets[rows])
-            per_pair = (loss_flops(*probe_rows) - states_flops(*probe_rows)) / n_pairs if n_pairs else 0.0
+            per_pair = (count_rows(rows, False) - count_rows(rows, True)) / n_pairs if n_pairs else 0.0
             return float(states + per_pair * pairs.sum())
         b = min(int(probe), int(data.n_users))
         cond, users = probe_conditions(adapter, data, np.arange(b))
