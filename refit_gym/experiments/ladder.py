@@ -5,9 +5,9 @@ and selects its model on validation only; test is read once per selected model:
 
 * ``start`` (L0): the pretrained backbone.
 * ``continued`` (L1): the backbone's own pretraining loss, continued for the training wall-clock of
-  the ``refit`` rung of the same seed (the control every fine-tuning gain must beat). Sequence
-  scenarios bound it by seconds and validate once, at the end (the start competes); interaction
-  scenarios run the whole epochs that fit in those seconds, validating after each.
+  the ``refit`` rung of the same seed (the control every fine-tuning gain must beat): the whole
+  epochs nearest to those seconds, validated about :data:`CONTINUED_VALIDATIONS` times (the start
+  competes).
 * ``oracle`` (L2, a diagnostic, never a result): :class:`~agents.pathwise.Pathwise` on a reward built
   from the *validation* interactions (the log-likelihood of the user's validation items under
   ``softmax(scores / tau)``), evaluated on test: how far the backbone moves when the reward is fully
@@ -40,9 +40,9 @@ RUNGS = ("start", "continued", "oracle", "pathwise", "refit", "ppo")
 #: the rung whose training wall-clock the ``continued`` control gets (the recipe's ``continued.budget_rung``
 #: chooses another)
 BUDGET_RUNG = "refit"
-#: about how many validations an interaction-data continued run makes (every ``epochs // 10`` epochs and the last:
-#: with 1-second epochs, validating each one would cost more than the training it selects from; the recipe's
-#: ``continued.validations`` sets another count)
+#: about how many validations a continued run makes (every ``epochs // 10`` epochs and the last: at least the
+#: evaluations a fine-tuning run selects from, and with 1-second epochs validating each one would cost more than the
+#: training it selects from; the recipe's ``continued.validations`` sets another count)
 CONTINUED_VALIDATIONS = 10
 
 
@@ -96,11 +96,12 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     ``seconds`` of training wall-clock (the budget, seconds), with validation-only model selection in which the
     start competes (the ladder's ``continued`` rung, the benchmark's ``<backbone>-continued`` row).
 
-    Sequence scenarios train until ``seconds`` have passed and validate once, at the end; interaction scenarios
-    run the whole epochs that fit in ``seconds`` (at least one; the epoch time is ``params["seconds_per_epoch"]``
-    or measured with one epoch), validating ``params["validations"]`` times (default :data:`CONTINUED_VALIDATIONS`;
-    fewer where a full validation costs much more than an epoch). Every validation scores every
-    validation user (``eval_users=None``), as the start's metrics do.
+    The run is the whole epochs nearest to ``seconds`` (at least one) at the measured epoch time
+    (``params["seconds_per_epoch"]``, or one epoch timed from the checkpoint), validated
+    ``params["validations"]`` times at even intervals and after the last epoch (default
+    :data:`CONTINUED_VALIDATIONS`: at least as many looks as a fine-tuning run's evaluations, so the control's
+    selection is not the weaker one). Every validation scores every validation user (``eval_users=None``), as the
+    start's metrics do.
 
     Args:
         env_id: registered environment id (its scenario pretrains and evaluates).
@@ -111,8 +112,8 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     start's when no epoch beats it on validation), ``"history"`` (per epoch: ``epoch``, cumulative
     ``train_seconds`` and the validation metrics when validated), ``"train_seconds"`` (the epochs' own
     seconds, as the fine-tuning runs count theirs), ``"wall_seconds"`` (seconds, with validation),
-    ``"epochs"``, ``"epoch_seconds_estimate"`` (the seconds per epoch that sized an interaction run:
-    ``epochs == max(1, seconds // estimate)``; None for sequences)}.
+    ``"epochs"``, ``"epoch_seconds_estimate"`` (the seconds per epoch that sized the run:
+    ``epochs == max(1, round(seconds / estimate))``)}.
     """
     from refit_gym.diffusion.checkpoint import load_backbone
     from refit_gym.scenarios import scenario_for
@@ -128,18 +129,12 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     cfg = scenario.pretrain_config(**{**overrides, "metric": select_metric, "seed": seed, "patience": 0,
                                       "eval_users": None})
     t0 = time.perf_counter()
-    per_epoch = None
-    if scenario.sequential:
-        # bounded by the seconds; validated once, at the end, so that the whole budget trains (the start competes)
-        cfg.epochs, cfg.eval_every = 10 ** 6, 10 ** 6
-        result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device, max_seconds=seconds,
-                                   log=lambda s: log(f"continued seed {seed}: {s}"))
-    else:  # whole epochs that fit in the budget (one epoch at least)
-        per_epoch = float(params.get("seconds_per_epoch", 0)) or _epoch_seconds(scenario, checkpoint, data, device)
-        cfg.epochs = max(1, int(seconds // per_epoch))
-        cfg.eval_every = max(1, cfg.epochs // validations)  # validation must not rule the budget
-        result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device,
-                                   log=lambda s: log(f"continued seed {seed}: {s}"))
+    per_epoch = (float(params.get("seconds_per_epoch", 0))
+                 or _epoch_seconds(scenario, checkpoint, data, device, overrides))
+    cfg.epochs = max(1, int(round(seconds / per_epoch)))  # the whole epochs nearest to the budget
+    cfg.eval_every = max(1, cfg.epochs // validations)  # validation must not rule the budget
+    result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device,
+                               log=lambda s: log(f"continued seed {seed}: {s}"))
     # the kept epoch's validation metrics: history rows key them 'valid/<metric>', the start's are bare
     valid = {k.split("/", 1)[1]: v for k, v in result.best_valid.items() if k.startswith("valid/")}
     start_valid = pretrained["valid"][select_metric]
@@ -157,12 +152,13 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
                 epochs=len(result.history), epoch_seconds_estimate=per_epoch)
 
 
-def _epoch_seconds(scenario, checkpoint: Path, data, device) -> float:
-    """Wall-clock seconds of one pretraining epoch (measured with one epoch and no validation cost counted)."""
+def _epoch_seconds(scenario, checkpoint: Path, data, device, overrides: Dict[str, Any]) -> float:
+    """Wall-clock seconds of one pretraining epoch under the PretrainConfig ``overrides`` (measured with one epoch
+    and no validation cost counted)."""
     from refit_gym.diffusion.checkpoint import load_backbone
 
     adapter, _ = load_backbone(checkpoint, data, device=device)
-    cfg = scenario.pretrain_config(epochs=1, patience=0, eval_users=None)
+    cfg = scenario.pretrain_config(**{**overrides, "epochs": 1, "patience": 0, "eval_users": None})
     t0 = time.perf_counter()
     result = scenario.pretrain(adapter, data, cfg, device=device, log=lambda s: None)
     return result.seconds_per_epoch if np.isfinite(result.seconds_per_epoch) else time.perf_counter() - t0
