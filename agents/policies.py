@@ -59,6 +59,7 @@ from refit_gym.diffusion.adapters import DenoiserAdapter
 from refit_gym.diffusion.checkpoint import load_backbone, save_backbone
 from refit_gym.diffusion.denoisers import timestep_embedding
 from refit_gym.envs.core import OBS_KEYS, check_denoising_spaces
+from refit_gym.utils import optimizer_kwargs
 
 
 
@@ -315,7 +316,7 @@ class DenoiserPolicy(ActorCriticPolicy):
         cls = lr_scaled_optimizer_class(self.optimizer_class)
         groups = [dict(params=list(self.denoiser.parameters()), lr_scale=self.denoiser_lr_scale, name="denoiser"),
                   dict(params=list(self.value_parameters()), lr_scale=1.0, name="value")]
-        return cls(groups, lr=lr, **self.optimizer_kwargs)
+        return cls(groups, lr=lr, **optimizer_kwargs(cls, groups, self.optimizer_kwargs))
 
     def _get_constructor_parameters(self) -> Dict[str, Any]:
         data = super()._get_constructor_parameters()

