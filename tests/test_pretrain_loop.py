@@ -314,3 +314,41 @@ def test_optimizer_kwargs_choose_the_fused_adam_step_and_respect_an_explicit_cho
         updated.append(params)
     for a, b in zip(*updated):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_continued_control_continues_with_its_starts_own_settings(tmp_path):
+    """The control trains with the learning rate and batch size its start was pretrained with (the checkpoint's
+    ``meta["pretrain"]``), unless its params set them; a start that records none gets the scenario's defaults."""
+    from refit_gym.diffusion.checkpoint import save_backbone
+    from refit_gym.experiments.ladder import continued_pretraining
+    from refit_gym.scenarios import scenario_for
+
+    data = make_synthetic(n_users=64, n_items=120, seed=0)
+    torch.manual_seed(0)
+    backbone = build_backbone("diffrec", data, hidden=[16], schedule=dict(steps=3))
+    start = {"valid": {"ndcg@20": -1.0}, "test": {"ndcg@20": -1.0}}
+
+    def lr_of(meta, params, name):
+        path = save_backbone(backbone, tmp_path / f"{name}.pt", meta={"n_users": data.n_users, **meta})
+        continued_pretraining("refit_gym/DiffRec-v0", data, path, 1.0, 0, tmp_path / name, "cpu", "ndcg@20", start,
+                              {"seconds_per_epoch": 1.0, **params}, log=lambda s: None)
+        group = torch.load(tmp_path / name / "last_state.pt", weights_only=True)["optimizer"]["param_groups"][0]
+        return group["lr"]
+
+    assert lr_of({"pretrain": {"lr": 7e-3, "batch_size": 32, "epochs": 99}}, {}, "own") == 7e-3
+    assert lr_of({"pretrain": {"lr": 7e-3}}, {"lr": 2e-3}, "overridden") == 2e-3
+    assert lr_of({}, {}, "unrecorded") == scenario_for("refit_gym/DiffRec-v0").pretrain_config().lr
+
+
+def test_benchmark_continued_params_are_the_flags_given():
+    """``--pretrain-args`` flags reach the continued control; unset flags (reweight included) do not, so the
+    control keeps its start's own settings."""
+    from refit_gym.experiments.benchmark.plan import Settings, continued_params
+
+    def params(*argv):
+        return continued_params("dreamrec", Settings(data="x", quick=False, select_metric="ndcg@20", eval_points=5,
+                                                     pretrain_args=list(argv), scenario="sequential"))
+
+    assert params() == {}
+    assert params("--lr", "3e-4", "--epochs", "9") == {"lr": 3e-4}
+    assert params("--no-reweight") == {"reweight": False}

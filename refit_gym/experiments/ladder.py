@@ -44,6 +44,10 @@ BUDGET_RUNG = "refit"
 #: evaluations a fine-tuning run selects from, and with 1-second epochs validating each one would cost more than the
 #: training it selects from; the recipe's ``continued.validations`` sets another count)
 CONTINUED_VALIDATIONS = 10
+#: the optimisation settings a continued run takes from its start's own pretraining (the checkpoint's
+#: ``meta["pretrain"]``, as ``scripts/pretrain.py`` writes it) unless its ``params`` set them: continuing at another
+#: learning rate or batch size than the start was trained with is not "training longer"
+CONTINUED_FROM_START = ("lr", "weight_decay", "batch_size", "timestep_sampling", "reweight")
 
 
 def oracle_reward(data, tau: float = 1.0, device="cpu"):
@@ -94,7 +98,10 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
                           log: Callable[[str], None]) -> Dict:
     """The continued-pretraining control: the backbone's own pretraining loss continued from ``checkpoint`` for
     ``seconds`` of training wall-clock (the budget, seconds), with validation-only model selection in which the
-    start competes (the ladder's ``continued`` rung, the benchmark's ``<backbone>-continued`` row).
+    start competes (the ladder's ``continued`` rung, the benchmark's ``<backbone>-continued`` row). It continues
+    with the start's own optimisation settings (:data:`CONTINUED_FROM_START`, from the checkpoint's
+    ``meta["pretrain"]``; the scenario's defaults for a checkpoint that does not record them), ``params`` overriding
+    them; the optimiser state starts afresh (checkpoints hold weights only).
 
     The run is the whole epochs nearest to ``seconds`` (at least one) at the measured epoch time
     (``params["seconds_per_epoch"]``, or one epoch timed from the checkpoint), validated
@@ -106,7 +113,8 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     Args:
         env_id: registered environment id (its scenario pretrains and evaluates).
         pretrained: ``{"valid": {...}, "test": {...}}`` metrics of ``checkpoint`` (the start).
-        params: PretrainConfig overrides (and optionally ``seconds_per_epoch`` and ``validations``).
+        params: PretrainConfig overrides of the start's settings (and optionally ``seconds_per_epoch`` and
+            ``validations``).
         out: the working folder of the run. select_metric: the validation metric of the selection.
     Returns: ``{"rung": "continued", "seed", "best": {"valid", "test"}`` (the selected model's metrics; the
     start's when no epoch beats it on validation), ``"history"`` (per epoch: ``epoch``, cumulative
@@ -119,10 +127,11 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     from refit_gym.scenarios import scenario_for
 
     scenario = scenario_for(env_id)
-    adapter, _ = load_backbone(checkpoint, data, device=device)
+    adapter, meta = load_backbone(checkpoint, data, device=device)
     torch.manual_seed(seed)
     own = ("seconds_per_epoch", "validations")
-    overrides = {k: v for k, v in params.items() if k not in own}
+    start_settings = {k: v for k, v in (meta.get("pretrain") or {}).items() if k in CONTINUED_FROM_START}
+    overrides = {**start_settings, **{k: v for k, v in params.items() if k not in own}}
     validations = int(params.get("validations", CONTINUED_VALIDATIONS))
     if validations < 1:
         raise ValueError(f"continued validations={params.get('validations')!r}: expected an integer >= 1")

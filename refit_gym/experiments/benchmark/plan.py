@@ -295,12 +295,16 @@ def backbone_kwargs_for(backbone: str, settings: Settings) -> Dict[str, Any]:
 
 
 def continued_params(backbone: str, settings: Settings) -> Dict[str, Any]:
-    """Returns the PretrainConfig overrides of the continued control of ``backbone``: those of its pretraining
-    under ``settings`` (e.g. ``--lr``, ``--batch-size`` in ``--pretrain-args``) without the fields the control
-    sets itself (:data:`CONTINUED_OWN_FIELDS`)."""
+    """Returns the PretrainConfig overrides of the continued control of ``backbone``: the fields that the flags in
+    ``--pretrain-args`` set (e.g. ``--lr``, ``--batch-size``; ``reweight`` only with ``--no-reweight``), without
+    the fields the control sets itself (:data:`CONTINUED_OWN_FIELDS`). The control otherwise continues with its
+    start's own settings (:func:`refit_gym.experiments.ladder.continued_pretraining`)."""
     from refit_gym.experiments.pretrain import config_overrides
 
-    given = config_overrides(pretrain_args(pretrain_argv(backbone, settings)))
+    argv = pretrain_argv(backbone, settings)
+    given = config_overrides(pretrain_args(argv))
+    if "--no-reweight" not in argv:
+        given.pop("reweight")
     return {k: v for k, v in given.items() if k not in CONTINUED_OWN_FIELDS}
 
 
