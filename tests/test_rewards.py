@@ -327,6 +327,18 @@ def test_low_rank_logsumexp_matches_the_dense_softmax_and_its_gradients(small_ch
     for a, b in zip(grads, expect_grads):
         assert torch.isfinite(a).all() and torch.allclose(a, b)
     assert torch.autograd.gradcheck(lambda a, b: low_rank_logsumexp(a, b, (rows[:6], cols[:6])), (u, w))
+    # equal row gradients (a sum or mean of the rows) take the gradients formed in the forward pass
+    def part():
+        return (u @ w.t()).index_put((rows[:6], cols[:6]), torch.tensor(float("-inf"), dtype=torch.float64))
+
+    for reduce in (torch.sum, torch.mean):
+        got = torch.autograd.grad(reduce(low_rank_logsumexp(u, w, (rows[:6], cols[:6]))), (u, w))
+        for a, b in zip(got, torch.autograd.grad(reduce(torch.logsumexp(part(), dim=1)), (u, w))):
+            assert torch.allclose(a, b)
+        only_w = torch.autograd.grad(reduce(low_rank_logsumexp(u.detach(), w)), w)[0]
+        assert torch.allclose(only_w, torch.autograd.grad(reduce(torch.logsumexp(u.detach() @ w.t(), 1)), w)[0])
+    with torch.no_grad():
+        assert torch.allclose(low_rank_logsumexp(u, w, (rows[:6], cols[:6])), torch.logsumexp(part(), dim=1))
     target = torch.randint(0, n, (B,), generator=g)
     assert torch.allclose(low_rank_cross_entropy(u, w, target),
                           torch.nn.functional.cross_entropy(u @ w.t(), target, reduction="none"))
