@@ -68,9 +68,10 @@ def _softmax_block(s: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 class _LowRankLogSumExp(torch.autograd.Function):
     """``log sum_j exp(u_b . w_j)`` in row chunks. With ``grads=True`` the forward pass also forms, from the same
     chunk, the gradients for an upstream gradient of ones: ``G_u = softmax @ weight`` and ``G_w = softmax^T @ u``.
-    The backward pass then scales them (``grad_u = g[:, None] * G_u``; ``grad_w = g_0 * G_w`` when every row has
-    the same upstream gradient ``g``, as under a mean or sum of the rows) instead of forming the scores again. Only
-    ``grad_w`` under unequal row gradients forms them again."""
+    The backward pass then scales them (``grad_u = g[:, None] * G_u``; ``grad_w = c * G_w`` when every row has
+    the same upstream gradient ``c``, as under a mean or sum of the rows, less the part of the rows whose gradient
+    is 0) instead of forming the scores again. Only ``grad_w`` under unequal nonzero row gradients forms them all
+    again."""
 
     @staticmethod
     def forward(ctx, u, weight, rows, cols, grads: bool):
@@ -101,25 +102,55 @@ class _LowRankLogSumExp(torch.autograd.Function):
     def backward(ctx, grad):
         u, weight, lse, rows, cols, bounds, unit_u, unit_w = ctx.saved_tensors
         need_u, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_u = grad_w = None
-        if need_u:
-            grad_u = grad[:, None] * unit_u if unit_u is not None else torch.zeros_like(u)
-        equal = bool((grad == grad[0]).all()) if grad.numel() else True
-        if need_w and unit_w is not None and equal:
-            grad_w = unit_w * (grad[0] if grad.numel() else 0.0)
-        elif need_w or (need_u and unit_u is None):
-            # form the scores again: unequal row gradients for the item factors (or no forward gradients)
-            grad_w = torch.zeros_like(weight) if need_w else None
-            safe_lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))  # all-excluded rows: p = 0
-            for k, lo in enumerate(range(0, u.shape[0], ctx.size)):
-                hi = min(lo + ctx.size, u.shape[0])
-                p = _masked_block(u, weight, lo, hi, rows, cols, bounds, k)
-                p.sub_(safe_lse[lo:hi, None]).exp_().mul_(grad[lo:hi, None])  # softmax * upstream gradient
-                if need_u and unit_u is None:
-                    grad_u[lo:hi] = p @ weight
-                if need_w:
-                    grad_w.addmm_(p.t(), u[lo:hi])
+        grad_u = grad[:, None] * unit_u if need_u and unit_u is not None else None
+        grad_w = None
+        live = grad != 0
+        values = grad[live]
+        if need_w and unit_w is not None and (values.numel() == 0 or bool((values == values[0]).all())):
+            # one upstream gradient c on every row but some zero ones (rows without a target, a masked mean):
+            # c * (the forward's sum over all rows - the zero rows' part, formed again for those rows only)
+            c = values[0] if values.numel() else torch.zeros((), dtype=grad.dtype, device=grad.device)
+            grad_w = unit_w * c
+            dead = torch.nonzero(~live).squeeze(1)
+            if values.numel() and dead.numel():
+                grad_w.sub_(_rows_item_gradient(u, weight, lse, rows, cols, dead), alpha=float(c))
+        elif need_w or (need_u and grad_u is None):  # unequal row gradients: form the scores again
+            got_u, got_w = _formed_again(u, weight, lse, rows, cols, bounds, ctx.size, grad, need_u and grad_u is None,
+                                         need_w)
+            grad_u, grad_w = (got_u if grad_u is None else grad_u), got_w
         return grad_u, grad_w, None, None, None
+
+
+def _formed_again(u, weight, lse, rows, cols, bounds, size: int, grad, need_u: bool, need_w: bool):
+    """``(grad_u or None, grad_w or None)`` of the rows' log-sum-exps under the upstream gradient ``grad (B,)``, the
+    scores formed again chunk by chunk."""
+    grad_u = torch.empty_like(u) if need_u else None
+    grad_w = torch.zeros_like(weight) if need_w else None
+    safe_lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))  # all-excluded rows: p = 0
+    for k, lo in enumerate(range(0, u.shape[0], size)):
+        hi = min(lo + size, u.shape[0])
+        p = _masked_block(u, weight, lo, hi, rows, cols, bounds, k)
+        p.sub_(safe_lse[lo:hi, None]).exp_().mul_(grad[lo:hi, None])  # softmax * upstream gradient
+        if need_u:
+            grad_u[lo:hi] = p @ weight
+        if need_w:
+            grad_w.addmm_(p.t(), u[lo:hi])
+    return grad_u, grad_w
+
+
+def _rows_item_gradient(u, weight, lse, rows, cols, subset: torch.Tensor) -> torch.Tensor:
+    """``sum_{b in subset} softmax_b^T u_b`` ``(n_items, r)`` for the sorted row indices ``subset``, their
+    exclusions kept."""
+    sub_rows = sub_cols = None
+    if rows is not None:
+        position = torch.full((u.shape[0],), -1, dtype=torch.long, device=u.device)
+        position[subset] = torch.arange(len(subset), device=u.device)
+        keep = position[rows] >= 0
+        sub_rows, sub_cols = position[rows[keep]], cols[keep]  # still sorted: subset is
+    size = chunk_rows(weight.shape[0], u.device)
+    bounds = _chunk_bounds(sub_rows, len(subset), size)
+    ones = torch.ones(len(subset), dtype=u.dtype, device=u.device)
+    return _formed_again(u[subset], weight, lse[subset], sub_rows, sub_cols, bounds, size, ones, False, True)[1]
 
 
 def low_rank_logsumexp(u: torch.Tensor, weight: torch.Tensor,
