@@ -333,17 +333,17 @@ class OpCost:
         return d
 
 
-def time_pretrain_epoch(adapter, data, scenario, device, max_seconds: float, log=print
-                        ) -> Tuple[float, float, float]:
+def time_pretrain_epoch(adapter, data, scenario, device, max_seconds: Optional[float], log=print,
+                        overrides: Optional[Dict[str, Any]] = None) -> Tuple[float, float, float]:
     """``(wall seconds, CPU seconds, fraction timed)`` of one pretraining epoch of a copy of ``adapter`` (scenario
-    defaults, validation replaced by a constant). History backbones: a second one-epoch run (the first warms
-    up); sequence backbones: one epoch bounded by ``max_seconds`` and scaled by its batch count."""
+    defaults under PretrainConfig ``overrides``; validation a constant). History backbones: a second one-epoch run (the
+    first warms up); sequence backbones: one epoch bounded by ``max_seconds`` (None: all) and scaled by its batches."""
     import copy
 
     from refit_gym.diffusion.training import pretrain
 
     model = copy.deepcopy(adapter)
-    cfg = scenario.pretrain_config(patience=0, epochs=1, eval_users=None)
+    cfg = scenario.pretrain_config(**{**(overrides or {}), "patience": 0, "epochs": 1, "eval_users": None})
     const = lambda *_, **__: {cfg.metric: 0.0}  # noqa: E731
     quiet = lambda *_: None  # noqa: E731
     run = lambda seconds=None: pretrain(model, data, cfg, out_dir=None, device=device, tensorboard=False,  # noqa: E731

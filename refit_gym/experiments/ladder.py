@@ -104,7 +104,8 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     them; the optimiser state starts afresh (checkpoints hold weights only).
 
     The run is the whole epochs nearest to ``seconds`` (at least one) at the measured epoch time
-    (``params["seconds_per_epoch"]``, or one epoch timed from the checkpoint), validated
+    (``params["seconds_per_epoch"]``, or one epoch of a copy of the start timed by
+    :func:`refit_gym.experiments.cost.time_pretrain_epoch`), validated
     ``params["validations"]`` times at even intervals and after the last epoch (default
     :data:`CONTINUED_VALIDATIONS`: at least as many looks as a fine-tuning run's evaluations, so the control's
     selection is not the weaker one). Every validation scores every validation user (``eval_users=None``), as the
@@ -124,6 +125,7 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     ``epochs == max(1, round(seconds / estimate))``)}.
     """
     from refit_gym.diffusion.checkpoint import load_backbone
+    from refit_gym.experiments.cost import time_pretrain_epoch
     from refit_gym.scenarios import scenario_for
 
     scenario = scenario_for(env_id)
@@ -138,8 +140,8 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     cfg = scenario.pretrain_config(**{**overrides, "metric": select_metric, "seed": seed, "patience": 0,
                                       "eval_users": None})
     t0 = time.perf_counter()
-    per_epoch = (float(params.get("seconds_per_epoch", 0))
-                 or _epoch_seconds(scenario, checkpoint, data, device, overrides))
+    per_epoch = float(params.get("seconds_per_epoch", 0)) or time_pretrain_epoch(
+        adapter, data, scenario, device, None, overrides=overrides)[0]
     cfg.epochs = max(1, int(round(seconds / per_epoch)))  # the whole epochs nearest to the budget
     cfg.eval_every = max(1, cfg.epochs // validations)  # validation must not rule the budget
     result = scenario.pretrain(adapter, data, cfg, out_dir=out, device=device,
@@ -159,18 +161,6 @@ def continued_pretraining(env_id: str, data, checkpoint: Path, seconds: float, s
     return dict(rung="continued", seed=seed, best=best, history=history,
                 train_seconds=float(seconds[-1]) if len(seconds) else 0.0, wall_seconds=time.perf_counter() - t0,
                 epochs=len(result.history), epoch_seconds_estimate=per_epoch)
-
-
-def _epoch_seconds(scenario, checkpoint: Path, data, device, overrides: Dict[str, Any]) -> float:
-    """Wall-clock seconds of one pretraining epoch under the PretrainConfig ``overrides`` (measured with one epoch
-    and no validation cost counted)."""
-    from refit_gym.diffusion.checkpoint import load_backbone
-
-    adapter, _ = load_backbone(checkpoint, data, device=device)
-    cfg = scenario.pretrain_config(**{**overrides, "epochs": 1, "patience": 0, "eval_users": None})
-    t0 = time.perf_counter()
-    result = scenario.pretrain(adapter, data, cfg, device=device, log=lambda s: None)
-    return result.seconds_per_epoch if np.isfinite(result.seconds_per_epoch) else time.perf_counter() - t0
 
 
 def run_ladder(env_id: str, data, checkpoint, recipe: Dict[str, Dict[str, Any]], out, seeds: Sequence[int] = (0, 1, 2),

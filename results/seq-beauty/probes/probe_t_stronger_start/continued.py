@@ -1,5 +1,7 @@
 """Probe t, the control: continued pretraining of START (seed 0) for SECONDS of training, the benchmark's continued
-cell (refit_gym.experiments.ladder.continued_pretraining; validation once, at the end; the start competes).
+cell (refit_gym.experiments.ladder.continued_pretraining; the start competes). When probes t and w ran (session 9)
+it trained for SECONDS at the scenario's lr 1e-3 and validated once, at the end; since session 10 it runs the whole
+epochs nearest to SECONDS at the start's own lr and validates about 10 times, so a rerun is not the recorded run.
 
     python results/seq-beauty/probes/probe_t_stronger_start/continued.py START SECONDS OUT_DIR
 """
