@@ -56,6 +56,9 @@ class DDPOConfig(ReFiTConfig):
         if self.credit != "trajectory":
             raise ValueError(f"credit={self.credit!r}: DDPO's clipped surrogate uses trajectory credit only "
                              "(per-item credit is implemented by ReFiT)")
+        if self.score_grad:
+            raise ValueError("score_grad=True: DDPO's clipped surrogate does not add the reward's own gradient "
+                             "(ReFiT does)")
         super().check()
 
 

@@ -121,7 +121,8 @@ class Pathwise(ChainAlgorithm):
                         ref_mean = self.reference.reverse_step(x.detach(), t_vec - 1, ref_ctx)[0]
                     kl = kl + dist.kl_to_mean(ref_mean)
             self._check_actions(action)
-            rewards, done = self.driver.step(action.detach())
+            # the terminal step computes the reward once, on the graph; terminal_reward(x) below returns it
+            rewards, done = self.driver.step(action if t == 1 else action.detach(), keep_graph=t == 1)
             self.num_timesteps += self.global_n_envs
             callback.update_locals(locals())
             if not callback.on_step():

@@ -110,6 +110,8 @@ class Trajectories:
             KL penalty is off (``kl_coef == 0``: the reference is not run).
         rewards: ``(N,)`` terminal rewards.
         item_rewards: ``(N, n_items)`` per-item terms of the terminal rewards (``credit="item"``), else None.
+        score_reward: ``(N,)`` the terminal rewards on the autograd graph of the parameters that score the
+            final states (``score_grad=True``; computed once, by the terminal step), else None.
         ctx_index: ``(N,)`` int64: the trajectory whose condition (and user) each trajectory shares, the
             first copy of its user when their conditions are equal, else itself; the denoiser context is
             computed once per distinct entry (None: every trajectory its own).
@@ -124,6 +126,7 @@ class Trajectories:
     rewards: torch.Tensor
     item_rewards: Optional[torch.Tensor] = None
     ctx_index: Optional[torch.Tensor] = None
+    score_reward: Optional[torch.Tensor] = None
 
     @property
     def n_traj(self) -> int:
@@ -265,7 +268,8 @@ class ReFiT(ChainAlgorithm):
                 log_prob[s] = dist.log_prob(action)
                 if use_ref:
                     ref_mean[s] = self.reference.reverse_step(x, t_vec - 1, ref_ctx)[0]
-            rewards, done = self.driver.step(action)
+            # score_grad: the terminal step computes the reward once, on the graph of the scoring parameters
+            rewards, done = self.driver.step(action, keep_graph=self.score_grad and t == 1)
             self.num_timesteps += self.global_n_envs
             callback.update_locals(locals())
             if not callback.on_step():
@@ -279,10 +283,15 @@ class ReFiT(ChainAlgorithm):
         if self.credit == "item":
             item_rewards = self.driver.terminal_item_terms().float()
             self._check_finite("per-item rewards", item_rewards)
+        score_reward = None
+        if self.score_grad:  # the graph the terminal step kept (collection otherwise runs without autograd)
+            with torch.enable_grad():
+                score_reward = self.driver.terminal_reward(x)
         self._record_episodes(rewards, T)
         return Trajectories(users=users_t.long(), condition=condition, xs=xs,
                             t=torch.arange(K, 0, -1, device=self.device), log_prob=log_prob, ref_mean=ref_mean,
-                            rewards=rewards.float(), item_rewards=item_rewards, ctx_index=ctx_index)
+                            rewards=rewards.float(), item_rewards=item_rewards, ctx_index=ctx_index,
+                            score_reward=score_reward)
 
     def _shared_conditions(self, condition: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """``(N,)`` int64: for each chain, the first copy of its user when the two have the same user and
@@ -419,7 +428,7 @@ class ReFiT(ChainAlgorithm):
         totals, log_ratio = self.accumulate_gradients(traj)
         if self.score_grad:
             # the reward's own gradient in the scoring parameters, the sampled final states held fixed
-            score_loss = -self.driver.terminal_reward(traj.xs[-1]).sum() / self.global_n_envs
+            score_loss = -traj.score_reward.sum() / self.global_n_envs
             score_loss.backward()
             totals["score_loss"] = float(score_loss.detach())
         item_adv_std = totals.pop("item_adv_std", None)  # already global

@@ -44,7 +44,11 @@ class TensorRollout:
     def reset(self, users: np.ndarray, keys: np.ndarray) -> Obs:
         raise NotImplementedError
 
-    def step(self, actions: torch.Tensor) -> Tuple[torch.Tensor, bool]:
+    def step(self, actions: torch.Tensor, keep_graph: bool = False) -> Tuple[torch.Tensor, bool]:
+        """Step every env with ``actions`` ``(n_envs, D)``; returns the rewards ``(n_envs,)`` (no gradients) and
+        whether the episodes ended. ``keep_graph=True`` (environments with :meth:`terminal_reward` only): the
+        terminal reward is computed once on the autograd graph of ``actions`` and the next
+        ``terminal_reward(actions)`` returns it."""
         raise NotImplementedError
 
     def set_backbone(self, adapter) -> None:
@@ -84,8 +88,8 @@ class FastRollout(TensorRollout):
     def set_backbone(self, adapter) -> None:
         self.env.set_backbone(adapter)
 
-    def step(self, actions: torch.Tensor) -> Tuple[torch.Tensor, bool]:
-        _, rewards, terminated, _ = self.env.step_tensors(actions.to(self.env.device))
+    def step(self, actions: torch.Tensor, keep_graph: bool = False) -> Tuple[torch.Tensor, bool]:
+        _, rewards, terminated, _ = self.env.step_tensors(actions.to(self.env.device), keep_graph=keep_graph)
         return rewards.to(self.device), bool(terminated)
 
     def item_terms_unavailable(self) -> Optional[str]:
@@ -129,7 +133,9 @@ class VecEnvRollout(TensorRollout):
         obs["x"], obs["condition"] = obs["x"].float(), obs["condition"].float()
         return obs
 
-    def step(self, actions: torch.Tensor) -> Tuple[torch.Tensor, bool]:
+    def step(self, actions: torch.Tensor, keep_graph: bool = False) -> Tuple[torch.Tensor, bool]:
+        if keep_graph:
+            raise NotImplementedError(self.terminal_reward_unavailable())
         _, rewards, dones, _ = self.env.step(actions.detach().cpu().numpy())
         if dones.any() and not dones.all():
             raise RuntimeError("sub-environments terminated at different steps; denoising episodes all last T steps")

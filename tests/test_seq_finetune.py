@@ -327,3 +327,61 @@ def test_encoder_runs_real_lengths_with_the_full_width_states(n_time_buckets):
     only_full = torch.full((2, L), 3)  # every row at full width: the one-group path
     t_full = torch.zeros_like(only_full) if n_time_buckets else None
     torch.testing.assert_close(enc(only_full, t_full), enc._encode(only_full, t_full))
+
+
+def _count_scoring(env) -> list:
+    """Wrap ``env.reward_fn.components`` to count its calls; returns the counter (a one-element list)."""
+    reward, calls = env.reward_fn, [0]
+    components = reward.components
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return components(*args, **kwargs)
+
+    reward.components = counted
+    return calls
+
+
+def test_terminal_step_keeps_its_reward_graph_for_terminal_reward():
+    """step_tensors(keep_graph=True) scores x0 once, on the graph: the step returns the reward without gradients,
+    terminal_reward(x0) hands over that same graph once (no second scoring pass; same values and gradients as a
+    fresh pass), and later calls or another tensor with the same values score again."""
+    data = walks()
+    env = BatchedDenoisingEnv(data, backbone(data), n_envs=6, reward="refit-seq", reward_kwargs=dict(targets="random"))
+    calls = _count_scoring(env)
+    env.reset_tensors(users=np.arange(6), seed=0)
+    torch.manual_seed(0)
+    for _ in range(T):
+        x0 = torch.randn(6, env.adapter.action_dim, requires_grad=True)
+        _, step_reward, done, info = env.step_tensors(x0, keep_graph=True)
+    assert done and calls[0] == 1 and not step_reward.requires_grad
+    assert not any(v.requires_grad for v in info["reward_components"].values())
+    kept = env.terminal_reward(x0)
+    assert calls[0] == 1 and kept.requires_grad and torch.equal(kept, step_reward)
+    (g_kept,) = torch.autograd.grad(kept.sum(), x0)
+    fresh = env.terminal_reward(x0)  # the kept graph was handed over once: this call scores again
+    assert calls[0] == 2 and torch.allclose(fresh, kept)
+    (g_fresh,) = torch.autograd.grad(fresh.sum(), x0)
+    assert torch.allclose(g_kept, g_fresh)
+    topk = BatchedDenoisingEnv(data, backbone(data), n_envs=6, reward="topk")
+    topk.reset_tensors(users=np.arange(6), seed=0)
+    with pytest.raises(NotImplementedError, match="no differentiable torch form"):
+        topk.step_tensors(torch.zeros(6, topk.adapter.action_dim), keep_graph=True)
+
+
+@pytest.mark.parametrize("algo", ["refit", "pathwise"])
+def test_reward_gradient_agents_score_each_rollout_once(algo):
+    """ReFiT with score_grad and Pathwise score the final states once per rollout (the terminal step's graph),
+    and the reward's gradient reaches the item embeddings that score x0."""
+    from agents import Pathwise, ReFiT
+
+    data = walks()
+    env = BatchedDenoisingEnv(data, backbone(data), n_envs=8, reward="refit-seq", reward_kwargs=dict(targets="random"))
+    cls, kw = (ReFiT, dict(n_traj_per_user=2, score_grad=True, train_last_k=1)) if algo == "refit" else (Pathwise, {})
+    model = cls(backbone(data), env, seed=0, device="cpu", learning_rate=1e-3, **kw)
+    calls = _count_scoring(env)
+    emb = model.policy.denoiser.encoder.item_emb.weight
+    before = emb.detach().clone()
+    model.learn(total_timesteps=3 * 8 * T)
+    assert calls[0] == 3  # three rollouts, one scoring pass each
+    assert not torch.equal(emb.detach(), before)

@@ -117,7 +117,8 @@ class BatchedDenoisingEnv(ProcessViews, VecEnv):
         self.process.reset(np.array([d[0] for d in drawn], dtype=np.int64), np.array([d[1] for d in drawn], dtype=np.uint64))
         return self.process.observation_tensors()
 
-    def step_tensors(self, actions: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, bool, Dict[str, Any]]:
+    def step_tensors(self, actions: torch.Tensor,
+                     keep_graph: bool = False) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, bool, Dict[str, Any]]:
         """One step of all slots with ``actions`` ``(n_envs, D)``.
 
         Returns ``(obs, rewards (n_envs,), terminated, info)``; at the terminal step ``obs`` is the
@@ -125,8 +126,10 @@ class BatchedDenoisingEnv(ProcessViews, VecEnv):
         maps names to ``(n_envs,)`` tensors; :meth:`terminal_item_terms` may then be called for the
         per-item split of the rewards. No auto-reset: call :meth:`reset_tensors` next.
         ``actions`` becomes the new state ``x`` without a copy: do not modify it in place afterwards.
+        ``keep_graph=True``: the terminal reward is computed on the autograd graph and kept for
+        :meth:`terminal_reward` (see :meth:`DenoisingProcess.step`).
         """
-        reward, terminated, comps = self.process.step(actions)
+        reward, terminated, comps = self.process.step(actions, keep_graph=keep_graph)
         info = {"reward_components": comps} if terminated else {}
         return self.process.observation_tensors(), reward, terminated, info
 

@@ -259,6 +259,8 @@ class DenoisingProcess:
         self.users_t: Optional[torch.Tensor] = None
         self.ctx: Any = None
         self.state: Optional[RewardState] = None
+        # (final action, its reward on the autograd graph) from a step(keep_graph=True), for terminal_reward()
+        self._kept: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
 
     def set_backbone(self, adapter: DenoiserAdapter) -> None:
         """Use ``adapter`` for conditions, contexts and the terminal scores from the next reset on.
@@ -315,6 +317,7 @@ class DenoisingProcess:
         self.condition_np, self.condition, self.users_t = cond, condition, users_t
         self.x = x.detach().to(torch.float32)
         self.t = self.T
+        self._kept = None
 
     def _check_condition(self, cond: Any, B: int) -> np.ndarray:
         name = type(self.adapter).__name__
@@ -345,9 +348,14 @@ class DenoisingProcess:
         raise ValueError(f"{what} has a {kind} value {v!r} at [{b}, {j}]; values must be finite and within "
                          f"[-{self.action_bound:g}, {self.action_bound:g}] (nothing is clipped)")
 
-    def step(self, action: torch.Tensor) -> Tuple[torch.Tensor, bool, Optional[Dict[str, torch.Tensor]]]:
+    def step(self, action: torch.Tensor,
+             keep_graph: bool = False) -> Tuple[torch.Tensor, bool, Optional[Dict[str, torch.Tensor]]]:
         """Apply ``x_{t-1} = action`` ``(B, D)`` (taken over without a copy); returns rewards ``(B,)``, terminated and, at the end,
-        the reward components ``{name: (B,)}`` (None before)."""
+        the reward components ``{name: (B,)}`` (None before); the returned tensors never carry gradients.
+
+        ``keep_graph=True`` (reward-gradient agents; a differentiable reward only) computes the terminal
+        reward once, on the autograd graph of ``action`` and of the adapter's scoring parameters, and keeps
+        it for :meth:`terminal_reward`, which then returns it instead of scoring ``x_0`` a second time."""
         if self.x is None:
             raise RuntimeError("step() before reset()")
         if self.t <= 0:
@@ -356,6 +364,8 @@ class DenoisingProcess:
             raise TypeError(f"action must be a torch.Tensor, got {type(action).__name__}")
         if not (action.is_floating_point() or action.dtype in (torch.int32, torch.int64)):
             raise ValueError(f"action must be a real-valued tensor, got dtype {action.dtype}")
+        if keep_graph:
+            self._check_differentiable()
         self._check_tensor(action, self.batch_size, "action")
         # no copy: the process takes the action tensor over (callers must not modify it in place later;
         # the numpy APIs pass fresh copies)
@@ -363,10 +373,14 @@ class DenoisingProcess:
         self.t -= 1
         if self.t > 0:
             return torch.zeros(self.batch_size, device=self.device), False, None
-        with torch.no_grad():
-            comps = self.reward.components(self.adapter.reward_scores(self.x, self.ctx), self.state)
-            reward = torch.stack(list(comps.values()), dim=0).sum(dim=0)
-        return reward, True, comps
+        if not keep_graph:
+            with torch.no_grad():
+                reward, comps = self.reward.scored(self.adapter.reward_scores(self.x, self.ctx), self.state)
+            return reward, True, comps
+        with torch.enable_grad():
+            reward, comps = self.reward.scored(self.adapter.reward_scores(action.to(self.device), self.ctx), self.state)
+        self._kept = (action, reward)
+        return reward.detach(), True, {k: v.detach() for k, v in comps.items()}
 
     def terminal_item_terms(self) -> torch.Tensor:
         """The terminal reward split into per-item terms, ``(B, n_items)`` float32 on the reward's device:
@@ -394,17 +408,25 @@ class DenoisingProcess:
         ``scores`` is differentiated too (its parameters, e.g. DreamRec's item embeddings, receive
         gradients). Available between the terminal step and the next reset (RuntimeError otherwise)
         and for rewards with a differentiable torch form (``reward.differentiable``; NotImplementedError
-        naming the reward otherwise)."""
+        naming the reward otherwise). When the terminal step ran with ``keep_graph=True`` and ``x0`` is that
+        step's action (the same tensor object), the reward it computed is returned, once, instead of a second
+        scoring pass."""
         if self.x is None or self.t != 0:
             where = "before reset()" if self.x is None else f"at t = {self.t}"
             raise RuntimeError(f"terminal_reward() {where}: it exists only after the terminal step (t = 0) and "
                                "before the next reset")
+        self._check_differentiable()
+        if tuple(x0.shape) != tuple(self.x.shape) or not torch.equal(x0.detach().to(self.x), self.x):
+            raise ValueError("terminal_reward(x0): x0 is not the final state of the episodes that just ended")
+        if self._kept is not None and self._kept[0] is x0:  # the terminal step's own graph: handed over once
+            reward, self._kept = self._kept[1], None
+            return reward
+        return self.reward(self.adapter.reward_scores(x0.to(self.device), self.ctx), self.state)
+
+    def _check_differentiable(self) -> None:
         if not self.reward.differentiable:
             raise NotImplementedError(f"reward {self.reward.name!r} ({self.reward!r}) has no differentiable torch form "
                                       "(Reward.differentiable is False): use a policy-gradient agent for it")
-        if tuple(x0.shape) != tuple(self.x.shape) or not torch.equal(x0.detach().to(self.x), self.x):
-            raise ValueError("terminal_reward(x0): x0 is not the final state of the episodes that just ended")
-        return self.reward(self.adapter.reward_scores(x0.to(self.device), self.ctx), self.state)
 
     # ------------------------------------------------------------------ observations
     def observation_tensors(self) -> Dict[str, torch.Tensor]:

@@ -32,7 +32,7 @@ row is drawn from it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -252,8 +252,13 @@ class Reward:
 
     def __call__(self, scores: Scores, state: RewardState) -> torch.Tensor:
         """Terminal rewards ``(B,)`` float32 of item scores ``(B, n_items)`` (a tensor or its factors)."""
+        return self.scored(scores, state)[0]
+
+    def scored(self, scores: Scores, state: RewardState) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The terminal rewards ``(B,)`` float32 of item scores ``(B, n_items)`` (a tensor or its factors) and
+        their named terms :meth:`components` (``{name: (B,)}``), computed once."""
         comps = self.components(self._check_scores(scores, state), state)
-        return torch.stack(list(comps.values()), dim=0).sum(dim=0)
+        return torch.stack(list(comps.values()), dim=0).sum(dim=0), comps
 
     #: whether :meth:`components` reads :class:`~refit_gym.scores.LowRankScores` itself; when False,
     #: :meth:`_check_scores` hands it the dense matrix
