@@ -53,6 +53,10 @@ def test_recipe_floors_by_hand():
                               shared_start=False)
     assert pw == {"context": 4 * 30, "frozen_steps": 4 * 4 * FWD, "trained_steps": 4 * (FWD + BWD), "reference": 0,
                   "scores": 4 * (3 + 6), "extra_epochs": 0, "minibatch_context": 0}
+    # ReFiT with score_grad: the scores' backward to the item-scoring parameters (half of score_bwd), x0 held fixed
+    grad = recipe_rollout_flops(u, 5, "refit", dict(n_envs=8, n_traj_per_user=4, train_last_k=1, score_grad=True),
+                                shared_start=True)
+    assert grad["scores"] == 8 * (3 + 3) and grad["frozen_steps"] == 2 * 4 * FWD
     # DDPO, 3 epochs of minibatches of 40 rows of the 5 * 8 = 40: 3 minibatches, each holding both users
     ddpo = recipe_rollout_flops(u, 5, "ddpo", dict(n_envs=8, n_traj_per_user=4, n_epochs=3, batch_size=40),
                                 shared_start=True)

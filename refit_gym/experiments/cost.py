@@ -36,7 +36,7 @@ Sparse products (CF-Diff's hop signals), top-k and element-wise work are not cou
   (each pass counted once: ReFiT / DDPO recompute the trained steps' log-probabilities with gradients after
   a no-grad rollout, which this floor does not need; DDPO's further epochs are counted, and so is the
   context of each DDPO minibatch's users after the first, as the parameters change between minibatches);
-  the frozen reference's K steps when ``kl_coef > 0``; the terminal scores (+ backward for Pathwise).
+  the frozen reference's K steps when ``kl_coef > 0``; the terminal scores (+ backward: Pathwise; its half to the parameters: score_grad).
 
 Seconds of an operation that would exceed ``max_seconds`` are measured on part of it (a sample of the
 users for evaluation, the first batches of a sequence pretraining epoch, some rollouts of a fine-tuning
@@ -238,7 +238,7 @@ def recipe_rollout_flops(u: UnitFlops, steps: int, algo: str, params: Dict[str, 
         "frozen_steps": (G if shared_start else N) * (steps - K) * u.step_fwd,
         "trained_steps": trained,
         "reference": (N * K * u.step_fwd + G * u.ctx_fwd) if kl else 0.0,
-        "scores": N * (u.score_fwd + (u.score_bwd if pathwise else 0.0)),
+        "scores": N * (u.score_fwd + (u.score_bwd if pathwise else u.score_bwd / 2 if params.get("score_grad") else 0.0)),
         "extra_epochs": (int(params.get("n_epochs", 1)) - 1) * trained if algo == "ddpo" else 0.0,
         "minibatch_context": max(n_mb - 1, 0) * users_per_mb * (u.ctx_fwd + u.ctx_bwd),
     }
