@@ -49,7 +49,8 @@ Every row is evaluated with the scenario's protocol (:meth:`refit_gym.scenarios.
 report compares the best fine-tuned model (by mean validation ``--select-metric``) with the scenario's
 reference row on test NDCG@20 and Recall@20, and with its two controls: its pretrained start and the
 continued-pretraining row of its backbone; for sequence scenarios it states whether the goal of the issue
-(+20% test NDCG@20 over the pretrained backbone, and above SASRec) is met.
+(ReFiT +20% test NDCG@20 over its pretrained backbone and over that backbone's continued pretraining, and the
+best fine-tuned row above SASRec) is met.
 
 **Resumable.** Every (method, seed) result is written atomically to ``OUT/runs/<method>/seed<k>.json`` as soon
 as it is done (``seedNA.json`` for deterministic rows) and reused by later invocations, so a benchmark can be

@@ -120,39 +120,58 @@ def reference_sentence(table: List[Dict[str, Any]], select_metric: str, name: st
 
 def goal_sentence(table: List[Dict[str, Any]], select_metric: str, ref_name: str = "sasrec", ref_label: str = "SASRec",
                   goal_pct: float = SEQUENCE_GOAL_PCT) -> Tuple[str, Dict[str, Any]]:
-    """The issue's goal on sequence data, for each complete ReFiT row (method ``refit``; without one, the best
+    """The issue's goal on sequence data. For each complete ReFiT row (method ``refit``; without one, the best
     fine-tuned row by mean validation ``select_metric``): a mean relative test NDCG@20 change over its own
-    pretrained start (the table's ΔNDCG@20, percent) of at least ``goal_pct``, and a higher mean test NDCG@20
-    than the reference row ``ref_name``. Returns (sentence, info); info ``met``: some row meets both."""
-    head = f"Goal (+{goal_pct:g}% test NDCG@20 over the pretrained backbone, and above {ref_label})"
+    pretrained start (the table's ΔNDCG@20, percent) of at least ``goal_pct``, and a mean test NDCG@20 at least
+    ``goal_pct`` percent above the continued-pretraining row of its backbone (its control); and the best fine-tuned
+    row by mean validation ``select_metric`` above the reference row ``ref_name`` on mean test NDCG@20.
+    Returns (sentence, info); info ``met``: some row meets its two conditions and the best row the third."""
+    head = (f"Goal (+{goal_pct:g}% test NDCG@20 over the pretrained backbone and over its continued-pretraining "
+            f"control, and the best fine-tuned diffusion row above {ref_label})")
     tuned = [e for e in table if e["kind"] == "finetuned" and e["complete"]]
     if not tuned:
         return f"{head}: not measured yet, the fine-tuned results are missing.", {}
     ref = next((e for e in table if e["name"] == ref_name and e["seeds_done"]), None)
-    targets = [e for e in tuned if e["spec"]["method"] == "refit"] or \
-        [max(tuned, key=lambda e: e["valid"][select_metric]["mean"])]
+    continued = {e["spec"]["backbone"]: e for e in table if e["kind"] == "continued" and e["seeds_done"]}
+    best = max(tuned, key=lambda e: e["valid"][select_metric]["mean"])
+    targets = [e for e in tuned if e["spec"]["method"] == "refit"] or [best]
     parts, rows = [], []
     for e in targets:
         rel = e["relative_to_pretrained_pct"]["ndcg@20"]
         a = e["test"]["ndcg@20"]["mean"]
-        b = None if ref is None else ref["test"]["ndcg@20"]["mean"]
+        cont = continued.get(e["spec"]["backbone"])
+        c = None if cont is None else cont["test"]["ndcg@20"]["mean"]
+        over = None if not c else 100 * (a - c) / c
         row = dict(name=e["name"], label=e["label"], relative_pct=rel["mean"], relative_pct_values=rel["values"],
-                   ndcg20=a, reference_ndcg20=b, met_relative=rel["mean"] >= goal_pct,
-                   beats_reference=None if b is None else a > b)
-        row["met"] = bool(row["met_relative"] and row["beats_reference"])
+                   ndcg20=a, met_relative=rel["mean"] >= goal_pct, continued=None if cont is None else cont["name"],
+                   continued_ndcg20=c, over_continued_pct=over,
+                   met_continued=None if over is None else over >= goal_pct)
         rows.append(row)
         n = len(e["seeds_done"])
-        vs = (f"{ref_label} missing" if b is None else
-              f"{'above' if a > b else 'not above'} {ref_label}: {a:.4f} vs {b:.4f}"
-              + seeds_note(ref).replace(" (partial", f" ({ref_label} partial"))
-        verdict = "met" if row["met"] else (f"not decided ({ref_label} missing)" if b is None and row["met_relative"]
-                                            else "not met")
-        parts.append(f"{e['label']}{'' if e['spec']['method'] == 'refit' else f' (best by mean validation {select_metric})'}"
-                     f" changes test NDCG@20 by {fmt_mean_std(rel['values'], 1, pct=True)} over its pretrained start "
-                     f"(mean over {n} seed{'s' if n != 1 else ''}; {'at least' if row['met_relative'] else 'below'} "
-                     f"+{goal_pct:g}%) and is {vs}: goal {verdict}")
-    info = dict(target_pct=goal_pct, reference=ref_name, rows=rows, met=any(r["met"] for r in rows))
-    return f"{head}: " + "; ".join(parts) + ".", info
+        text = (f"{e['label']}{'' if e['spec']['method'] == 'refit' else f' (best by mean validation {select_metric})'}"
+                f" changes test NDCG@20 by {fmt_mean_std(rel['values'], 1, pct=True)} over its pretrained start "
+                f"(mean over {n} seed{'s' if n != 1 else ''}; {'at least' if row['met_relative'] else 'below'} "
+                f"+{goal_pct:g}%)")
+        if over is None:
+            text += " and continued pretraining of its backbone is not run"
+        else:
+            text += (f" and by {over:+.1f}% over {cont['label']}{seeds_note(cont)} ({a:.4f} vs {c:.4f}; "
+                     f"{'at least' if row['met_continued'] else 'below'} +{goal_pct:g}%)")
+        parts.append(text)
+    b = None if ref is None else ref["test"]["ndcg@20"]["mean"]
+    x = best["test"]["ndcg@20"]["mean"]
+    beats = None if b is None else x > b
+    vs = (f"{ref_label} missing" if b is None else
+          f"{'above' if beats else 'not above'} {ref_label}: {x:.4f} vs {b:.4f}"
+          + seeds_note(ref).replace(" (partial", f" ({ref_label} partial"))
+    met = bool(beats and any(r["met_relative"] and r["met_continued"] for r in rows))
+    # not met when a known condition fails; not decided when the rest is unknown (the control or reference not run)
+    failed = beats is False or not any(r["met_relative"] and r["met_continued"] is not False for r in rows)
+    verdict = "met" if met else ("not met" if failed else "not decided")
+    info = dict(target_pct=goal_pct, reference=ref_name, rows=rows, best=best["name"], best_ndcg20=x,
+                reference_ndcg20=b, best_beats_reference=beats, met=met)
+    return (f"{head}: " + "; ".join(parts) + f"; the best fine-tuned row by mean validation {select_metric}, "
+            f"{best['label']}, is {vs}: goal {verdict}."), info
 
 
 def control_sentence(table: List[Dict[str, Any]], select_metric: str) -> Tuple[Optional[str], Dict[str, Any]]:
