@@ -1,0 +1,24 @@
+#!/bin/bash
+# session 11: the seq-beauty ReFiT row with 32 copies per user x 128 users and a decaying learning rate
+# (refit-crn32-lin-k10-2400.yml, probe af) and its continued-pretraining control, 3 seeds, from the session-10 start
+# (pretrain-lr3e-4.sh); two cells at a time, so every cell runs beside exactly one other job. Argument: the round to run
+# (1: ReFiT seeds 0, 1; 2: ReFiT seed 2 and the control of seed 0; 3: the controls of seeds 1 and 2). The ReFiT cells
+# of seeds 0 and 1 are probe af's runs (the same settings, seed and start, run side by side by its run.sh): their
+# folders were copied to $O/s<seed>/finetune/dreamrec-refit/seed<seed> before round 1, which resumed them (finished:
+# nothing more trained) and recorded them.
+cd /work/main
+. /work/venv/bin/activate
+export PYTHONPATH=/work/main OMP_NUM_THREADS=1
+START=/work/runs/s10/dreamrec-lr3e-4-k10.pt
+B="python scripts/benchmark.py --data ../shared/datasets/seq-beauty --checkpoint-dreamrec $START --threads 1 --device cpu
+ --skip-scaling --eval-points 5 --hyperparams pathwise=results/seq-beauty/inputs/pathwise-k10.yml
+ --hyperparams refit=results/seq-beauty/inputs/refit-crn32-lin-k10-2400.yml --continued-budget refit"
+O=/work/runs/s11/d
+mkdir -p $O
+cell() { $B --out $O/s$1 --methods $2 --seeds $1 > $O/s$1-$3.log 2>&1; }
+case $1 in
+  1) cell 0 "pretrained refit" refit & cell 1 "pretrained refit" refit & wait ;;
+  2) cell 2 "pretrained refit" refit & cell 0 continued continued & wait ;;
+  3) cell 1 continued continued & cell 2 continued continued & wait ;;
+esac
+echo done > $O/DONE$1
