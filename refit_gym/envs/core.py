@@ -375,12 +375,16 @@ class DenoisingProcess:
             return torch.zeros(self.batch_size, device=self.device), False, None
         if not keep_graph:
             with torch.no_grad():
-                reward, comps = self.reward.scored(self.adapter.reward_scores(self.x, self.ctx), self.state)
+                reward, comps = self._score(self.x)
             return reward, True, comps
         with torch.enable_grad():
-            reward, comps = self.reward.scored(self.adapter.reward_scores(action.to(self.device), self.ctx), self.state)
+            reward, comps = self._score(action)
         self._kept = (action, reward)
         return reward.detach(), True, {k: v.detach() for k, v in comps.items()}
+
+    def _score(self, x0: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The terminal rewards ``(B,)`` of ``x0`` ``(B, D)`` and their named terms, under the caller's grad mode."""
+        return self.reward.scored(self.adapter.reward_scores(x0.to(self.device), self.ctx), self.state)
 
     def terminal_item_terms(self) -> torch.Tensor:
         """The terminal reward split into per-item terms, ``(B, n_items)`` float32 on the reward's device:
@@ -421,7 +425,7 @@ class DenoisingProcess:
         if self._kept is not None and self._kept[0] is x0:  # the terminal step's own graph: handed over once
             reward, self._kept = self._kept[1], None
             return reward
-        return self.reward(self.adapter.reward_scores(x0.to(self.device), self.ctx), self.state)
+        return self._score(x0)[0]
 
     def _check_differentiable(self) -> None:
         if not self.reward.differentiable:

@@ -17,10 +17,6 @@ O=/work/runs/s11/c
 mkdir -p $O
 cell() { $B --out $O/s$1 --methods $2 --seeds $1 > $O/s$1-$3.log 2>&1; }
 case $1 in
-  # the ReFiT cells of seeds 0 and 1 run as real benchmark cells (the records of round 1 came from probe ae's finished
-  # folders, so their cell seconds were the resume's); their records replace round 1's, and their controls keep the
-  # budgets measured by probe ae's runs (652 s each)
-  rerun) O=/work/runs/s11/c2; mkdir -p $O; cell 0 refit refit & cell 1 refit refit & wait ;;
   1) cell 0 "pretrained refit" refit & cell 1 "pretrained refit" refit & wait ;;
   2) cell 2 "pretrained refit" refit & cell 0 continued continued & wait ;;
   3) cell 1 continued continued & cell 2 continued continued & wait ;;
