@@ -288,13 +288,18 @@ class ChainAlgorithm(BaseAlgorithm):
         """Chains per rollout over all ranks (``n_envs`` on one process)."""
         return self.n_envs * distributed.world_size()
 
-    def _rank_noise(self, like: torch.Tensor) -> Optional[torch.Tensor]:
+    def _rank_noise(self, like: torch.Tensor, mirrored: bool = False) -> Optional[torch.Tensor]:
         """Standard normal noise shaped like ``like`` ``(n_envs, ...)``: this rank's rows of one draw for the global
-        batch from the shared generator (None on one process: the caller draws as usual, same numbers)."""
-        if not distributed.active():
+        batch from the shared generator (None on one process: the caller draws as usual, same numbers).
+        ``mirrored``: antithetic noise, the last half of each user's ``n_traj_per_user`` consecutive copies (an even
+        number) take the negated noise of the first half (drawn on one process too)."""
+        if not (distributed.active() or mirrored):
             return None
         full = torch.randn((self.global_n_envs,) + tuple(like.shape[1:]), generator=self._generator,
                            device=like.device, dtype=like.dtype)
+        if mirrored:
+            half = full.view(-1, self.n_traj_per_user, *full.shape[1:])[:, : self.n_traj_per_user // 2]
+            full = torch.cat([half, -half], dim=1).view_as(full)
         return distributed.shard(full)
 
     @property

@@ -7,12 +7,12 @@ Each iteration (one rollout, one update):
    items, and the same x_T: the environment starts the episodes that share ``(user, key)`` from one
    draw), so the copies differ only by the policy's noise. The frozen steps (``t > train_last_k``) then
    take the policy's mean once per user: common random numbers, so the group baseline removes every
-   noise but the trained steps'. Run all T reverse steps of the
-   :class:`~agents.policies.DenoiserPolicy` (the backbone's own Gaussian reverse step) through the
-   environment and keep, for the trained steps (the last ``train_last_k``, default all), the
-   states ``x_t``, the actions ``x_{t-1}``, their log-probabilities and the means of a frozen copy
-   of the pretrained denoiser (the KL reference; only when ``kl_coef > 0``, since the reference
-   forward passes cost as much as the policy's). The reward arrives at the terminal step.
+   noise but the trained steps'; ``antithetic=True`` also pairs the copies' noise at the first trained step
+   (``e`` and ``-e``). Run all T reverse steps of the :class:`~agents.policies.DenoiserPolicy` (the backbone's
+   own Gaussian reverse step) through the environment and keep, for the trained steps (the last
+   ``train_last_k``, default all), the states ``x_t``, the actions ``x_{t-1}``, their log-probabilities and the
+   means of a frozen copy of the pretrained denoiser (the KL reference; only when ``kl_coef > 0``). The reward
+   arrives at the terminal step.
 2. **Advantages.** ``baseline="group"``: ``(R - mean_group(R)) / (std_group(R) + eps)`` over the
    copies of a user (DDPO's per-prompt normalisation; ``normalize_advantage=False``: ``R - mean_group(R)``,
    which keeps the reward's scale, so copies whose rewards barely differ contribute little); ``"value"``: ``R - V(x_t, t)`` with the
@@ -30,31 +30,26 @@ Per-item credit assignment (``credit="item"``)
 ----------------------------------------------
 With ``credit="trajectory"`` (the default) every item dimension of an action is credited with the
 whole scalar reward ``R``: for a D-dimensional Gaussian action the score-function estimator's
-signal-to-noise ratio per item falls like ``1/sqrt(D)``, and D is the number of items (thousands).
-Many rewards are sums of per-item terms, ``R(x0) = sum_j r_j(x0)`` with ``r_j`` depending (mainly)
-on ``x0_j`` (:meth:`refit_gym.rewards.Reward.item_terms`). When only the last reverse step is
-stochastic (``train_last_k=1``), ``x0 ~ N(mu_theta(x1, 1, cond), sigma^2 I)`` factorises over items
-and ``E[(R - r_j) d log pi_j(x0_j) / d theta] = 0`` whenever the other terms do not depend on
-``x0_j``; so ``credit="item"`` uses the Rao-Blackwellised estimator
+signal-to-noise ratio per item falls like ``1/sqrt(D)``, D the number of items. Many rewards are sums of
+per-item terms, ``R(x0) = sum_j r_j(x0)`` with ``r_j`` depending (mainly) on ``x0_j``
+(:meth:`refit_gym.rewards.Reward.item_terms`). When only the last reverse step is stochastic
+(``train_last_k=1``), ``x0 ~ N(mu_theta(x1, 1, cond), sigma^2 I)`` factorises over items and
+``E[(R - r_j) d log pi_j(x0_j) / d theta] = 0`` when the other terms do not depend on ``x0_j``; so
+``credit="item"`` uses the Rao-Blackwellised estimator
 
     g = (1/N) sum_n sum_j A_nj grad log pi_j(x0_nj | x1_n, cond_n),
     A_nj = (r_nj - mean_group(r_j)) / (std_group(R) + eps)        (baseline="group")
     A_nj = r_nj                                                    (baseline="none")
 
 (loss ``-(1/N) sum_n sum_j A_nj log pi_j``, divided by D with ``log_prob_reduction="mean"``). The
-per-item baseline ``b_j`` is the mean of ``r_j`` over the copies of the user, and the per-user scale
-is the trajectory path's (the std of ``R`` over the copies), so that ``sum_j A_nj`` is exactly the
-trajectory advantage: the item advantages split it among the items. It is unbiased for exactly
-separable rewards (e.g. "reconstruction", linear rewards) with variance lower by a factor of order
-D; for rewards whose terms couple (``GraphScoreReward`` through the standardisation over the
-candidates) it carries that reward's documented O(1/|N|) bias. It is still a policy-gradient method:
-it uses reward values only, never gradients of the reward. Requirements (ValueError otherwise):
-``train_last_k=1`` (earlier steps mix the items through the denoiser, so per-item credit is not
-valid there), a reward with per-item terms, a ``BatchedDenoisingEnv`` used directly (the terms are
-read with its ``terminal_item_terms()`` after the terminal step), a backbone whose action is the
-item-score vector (``action_dim == n_items`` and identity ``scores``, as DiffRec's), and
-``baseline`` "group" or "none" (a scalar value head has no per-item baseline). KL penalty and
-gradient clipping are unchanged; the std of the item advantages is logged as ``train/item_adv_std``.
+per-item baseline is the mean of ``r_j`` over the user's copies and the scale the trajectory path's, so
+``sum_j A_nj`` is exactly the trajectory advantage. Unbiased for separable rewards ("reconstruction", linear
+ones) with variance lower by a factor of order D; coupled terms (``GraphScoreReward``'s standardisation) carry
+that reward's documented O(1/|N|) bias. It uses reward values only, never their gradients. Requirements
+(ValueError otherwise): ``train_last_k=1`` (earlier steps mix the items), a reward with per-item terms, a
+``BatchedDenoisingEnv`` used directly (``terminal_item_terms()``), a backbone whose action is the item-score
+vector (``action_dim == n_items``, identity ``scores``: DiffRec), ``baseline`` "group" or "none". The std of the
+item advantages is logged as ``train/item_adv_std``.
 
 :class:`~agents.ddpo.DDPO` reuses the rollout and replaces step 3 with clipped importance-ratio
 updates.
@@ -164,6 +159,9 @@ class ReFiTConfig(ChainConfig):
     """(step, trajectory) rows per gradient-accumulation chunk (None: one chunk)"""
     score_grad: bool = False
     """also follow the exact reward gradient in the parameters that score the final state (adapter.scores)"""
+    antithetic: bool = False
+    """mirrored noise at the first trained step, whose state the copies of a user share: half of them take the negated
+    noise of the other half, so the estimate is a sum of central differences ``(R(mu + s e) - R(mu - s e)) e``"""
 
     @property
     def min_traj_per_user(self) -> int:
@@ -183,6 +181,8 @@ class ReFiTConfig(ChainConfig):
                              "the denoiser, so per-item reward terms are not valid credit for them")
         if not self.vf_coef >= 0:
             raise ValueError(f"need vf_coef >= 0; got {self.vf_coef}")
+        if self.antithetic and self.n_traj_per_user % 2:
+            raise ValueError(f"antithetic=True needs an even n_traj_per_user (pairs); got {self.n_traj_per_user}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size}: must be >= 1 (or None)")
         super().check()
@@ -208,10 +208,8 @@ class ReFiT(ChainAlgorithm):
         """Raise ValueError for an unusable pairing: ``score_grad`` without a differentiable terminal reward;
         ``credit="item"`` unless the backbone's action is the item-score vector and (when there is an
         environment) the environment can hand over per-item reward terms."""
-        if getattr(self, "score_grad", False) and self.env is not None:
-            reason = self.driver.terminal_reward_unavailable()
-            if reason is not None:
-                raise ValueError(f"score_grad=True: {reason}")
+        if getattr(self, "score_grad", False) and self.env is not None and self.driver.terminal_reward_unavailable():
+            raise ValueError(f"score_grad=True: {self.driver.terminal_reward_unavailable()}")
         if getattr(self, "credit", "trajectory") != "item":
             return
         denoiser = self.policy.denoiser
@@ -260,7 +258,11 @@ class ReFiT(ChainAlgorithm):
                 dist = None
             else:
                 dist = self.policy.step_distribution(x, t_vec, ctx)
-                action = dist.sample(self._generator, self._rank_noise(dist.mean))
+                mirrored = self.antithetic and t == K
+                if mirrored and not distributed.all_agree(bool((x.view(-1, n, D) == x[::n, None]).all())):
+                    raise ValueError("antithetic=True: the copies of a user differ at the first trained step (they "
+                                     "must share x_T and the frozen steps)")
+                action = dist.sample(self._generator, self._rank_noise(dist.mean, mirrored))
             self._check_actions(action)
             if t <= K:
                 s = K - t
@@ -279,14 +281,11 @@ class ReFiT(ChainAlgorithm):
             raise RuntimeError(f"the environment did not terminate after T={T} steps")
         xs[K] = x
         self._check_finite("rewards", rewards)
-        item_rewards = None
-        if self.credit == "item":
-            item_rewards = self.driver.terminal_item_terms().float()
+        item_rewards = self.driver.terminal_item_terms().float() if self.credit == "item" else None
+        if item_rewards is not None:
             self._check_finite("per-item rewards", item_rewards)
-        score_reward = None
-        if self.score_grad:  # the graph the terminal step kept (collection otherwise runs without autograd)
-            with torch.enable_grad():
-                score_reward = self.driver.terminal_reward(x)
+        with torch.enable_grad():  # score_grad: the graph the terminal step kept (collection runs without autograd)
+            score_reward = self.driver.terminal_reward(x) if self.score_grad else None
         self._record_episodes(rewards, T)
         return Trajectories(users=users_t.long(), condition=condition, xs=xs,
                             t=torch.arange(K, 0, -1, device=self.device), log_prob=log_prob, ref_mean=ref_mean,

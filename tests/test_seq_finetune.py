@@ -163,6 +163,36 @@ def test_condition_encoder_runs_once_per_user(algo):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("train_last_k", [1, 2])
+def test_antithetic_copies_mirror_their_noise_at_the_first_trained_step(train_last_k):
+    """antithetic=True: the copies of a user share the first trained step's state, and copies i and i + n/2 take the
+    noise e and -e there (their actions average to the shared mean, their log-probabilities are equal); later trained
+    steps draw as usual; an odd number of copies is refused."""
+    from agents import ReFiT
+
+    data, n = walks(), 4
+    for antithetic in (True, False):
+        env = BatchedDenoisingEnv(data, backbone(data), n_envs=8, reward="refit-seq")
+        model = ReFiT(backbone(data), env, seed=0, n_traj_per_user=n, train_last_k=train_last_k, antithetic=antithetic,
+                      device="cpu")
+        _, callback = model._setup_learn(1, None)
+        traj = model.collect_trajectories(callback)
+        state, action = (traj.xs[s].view(-1, n, traj.xs.shape[-1]) for s in (0, 1))
+        assert torch.equal(state, state[:, :1].expand_as(state))
+        pair_sum, log_prob = action[:, :2] + action[:, 2:], traj.log_prob[0].view(-1, 2, n // 2)  # (users, 2, n/2)
+        assert not torch.equal(action[:, 0], action[:, 1])
+        mirrored = torch.allclose(pair_sum, pair_sum[:, :1].expand_as(pair_sum), atol=1e-5) \
+            and torch.allclose(log_prob[:, 0], log_prob[:, 1], rtol=1e-5)
+        assert mirrored == antithetic
+        if train_last_k > 1:  # the next trained step's copies no longer share their state: independent noise
+            later = traj.xs[2].view(-1, n, traj.xs.shape[-1]) - traj.xs[1].view(-1, n, traj.xs.shape[-1])
+            assert not torch.allclose(later[:, :2], -later[:, 2:], atol=1e-3)
+    model.learn(2 * 8 * model.policy.steps)
+    assert all(torch.isfinite(p).all() for p in model.policy.parameters())
+    with pytest.raises(ValueError, match="even n_traj_per_user"):
+        ReFiT(backbone(data), env, n_traj_per_user=3, antithetic=True, device="cpu")
+
+
 def test_pathwise_raises_a_differentiable_reward_and_refuses_others(tmp_path):
     from agents import Pathwise
     from refit_gym.rewards import FunctionReward
