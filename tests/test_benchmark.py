@@ -163,6 +163,12 @@ def test_quick_benchmark_report_and_resume(bench, tmp_path):
         assert cont["budget"]["train_seconds"] == refit["train_seconds"] > 0
         assert cont["budget"]["record"] == str(path("refit"))
         assert {"valid", "test", "pretrained", "history", "train_seconds"} <= set(cont)
+        # as many looks at validation as a fine-tuning cell (--eval-points; 2 with --quick), at even intervals
+        eval_points = json.loads((out / "plan.json").read_text())["settings"]["eval_points"]
+        every = max(1, cont["epochs"] // eval_points)
+        assert cont["validations"] == eval_points
+        assert [h["epoch"] for h in cont["history"] if "ndcg@20" in h] == \
+            sorted({e for e in range(cont["epochs"]) if (e + 1) % every == 0} | {cont["epochs"] - 1})
         assert cont["epochs"] == len(cont["history"]) >= 1
         epochs = np.diff([0.0] + [h["train_seconds"] for h in cont["history"]])
         assert cont["train_seconds"] == pytest.approx(sum(epochs))
@@ -531,7 +537,7 @@ def test_continued_row_needs_its_budget_cell(bench, tmp_path):
 
 def test_quick_sequence_continued_row(bench, tmp_path):
     """Sequence data: the continued cell runs the whole epochs nearest to the ReFiT cell's training seconds and is
-    validated on the same schedule as interaction data (every ``epochs // 10`` epochs and after the last)."""
+    validated on the same schedule as interaction data (every ``epochs // eval_points`` epochs and after the last)."""
     data = write_sequence_folder(tmp_path / "tiny-seq")
     out = tmp_path / "bench"
     threads = torch.get_num_threads()
@@ -544,7 +550,9 @@ def test_quick_sequence_continued_row(bench, tmp_path):
     refit, cont = (json.loads((out / "runs" / f"dreamrec-{m}" / "seed0.json").read_text()) for m in ("refit", "continued"))
     assert cont["budget"]["train_seconds"] == refit["train_seconds"] and cont["epoch_seconds_estimate"] > 0
     assert cont["epochs"] == max(1, round(refit["train_seconds"] / cont["epoch_seconds_estimate"]))
-    every = max(1, cont["epochs"] // 10)
+    eval_points = json.loads((out / "plan.json").read_text())["settings"]["eval_points"]
+    assert cont["validations"] == eval_points
+    every = max(1, cont["epochs"] // eval_points)
     validated = [h["epoch"] for h in cont["history"] if "ndcg@20" in h]
     assert validated == sorted({e for e in range(cont["epochs"]) if (e + 1) % every == 0} | {cont["epochs"] - 1})
     _, body = table_rows((out / "report.md").read_text())

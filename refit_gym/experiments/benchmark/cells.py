@@ -207,7 +207,8 @@ class Runner:
         """Returns the record of a continued cell: the backbone's own pretraining continued from the pretrained
         checkpoint of ``seed`` for the training seconds of the budget cell
         (:func:`refit_gym.experiments.ladder.continued_pretraining`); the record holds the validation-selected
-        model's metrics (the start competes), the history and ``train_seconds``."""
+        model's metrics (the start competes), the history and ``train_seconds``. The control validates as often as a
+        fine-tuning cell (``--eval-points``), so neither selection gets more looks at validation."""
         from refit_gym.experiments.ladder import continued_pretraining
 
         seconds, budget_path = self.budget_seconds(row, seed)
@@ -220,11 +221,12 @@ class Runner:
             f"PretrainConfig overrides {params}")
         m = continued_pretraining(row.env_id, self.data, path, seconds, seed,
                                   self.out / "finetune" / row.name / f"seed{seed}", self.device,
-                                  self.settings.select_metric, start, params, log)
+                                  self.settings.select_metric, start,
+                                  dict(params, validations=self.settings.eval_points), log)
         selected = "start" if m["best"] == start else "continued"
         return dict(checkpoint=str(path), valid=m["best"]["valid"], test=m["best"]["test"], pretrained=start,
                     history=m["history"], train_seconds=m["train_seconds"], wall_seconds=m["wall_seconds"],
                     epochs=m["epochs"], epoch_seconds_estimate=m["epoch_seconds_estimate"],
                     budget=dict(row=row.budget_row, record=str(budget_path), train_seconds=seconds),
-                    pretrain_overrides=params, selected=selected,
+                    pretrain_overrides=params, validations=self.settings.eval_points, selected=selected,
                     selected_on=f"valid {self.settings.select_metric} among the epochs and the start")
