@@ -299,7 +299,8 @@ def test_finetune_evaluates_with_the_scenario_protocol(tmp_path, seq_data, socia
     torch.manual_seed(0)
     backbone = s.build_backbone(data, **(SEQ_KW if s.sequential else SOCIAL_KW)).eval()
     ckpt = save_backbone(backbone, tmp_path / "backbone.pt", meta=dict(n_users=data.n_users))
-    m = finetune("refit", env_id, data, ckpt, hyperparams=dict(n_envs=N_ENVS, n_timesteps=2 * N_ENVS * T),
+    m = finetune("refit", env_id, data, ckpt,
+                 hyperparams=dict(n_envs=N_ENVS, n_timesteps=2 * N_ENVS * T, n_traj_per_user=4),
                  out=tmp_path / "run", eval_freq=N_ENVS * T, select_metric="ndcg@20", log=lambda msg: None)
     assert m["pretrained"]["test"] == s.evaluate_backbone(backbone, data, "test")
     assert [h["num_timesteps"] for h in m["history"]] == [0, N_ENVS * T, 2 * N_ENVS * T]

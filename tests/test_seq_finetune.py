@@ -231,11 +231,12 @@ def test_finetune_uses_the_environment_reward_and_pathwise(tmp_path):
     data = walks()
     ckpt = save_backbone(backbone(data), tmp_path / "b.pt", meta=dict(n_users=data.n_users))
     for algo in ("refit", "pathwise"):
-        m = finetune(algo, "refit_gym/DreamRec-v0", data, ckpt, hyperparams=dict(n_envs=8, n_timesteps=8 * T),
+        copies = dict(n_traj_per_user=4) if algo == "refit" else {}  # the shipped 32 copies do not divide 8 chains
+        m = finetune(algo, "refit_gym/DreamRec-v0", data, ckpt, hyperparams=dict(n_envs=8, n_timesteps=8 * T, **copies),
                      out=tmp_path / algo, select_metric="ndcg@20", log=lambda s: None)
         assert m["reward"] == "refit-seq" and m["num_timesteps"] == 8 * T
     m = finetune("refit", "refit_gym/DreamRec-v0", data, ckpt, out=tmp_path / "kw", log=lambda s: None,
-                 hyperparams=dict(n_envs=8, n_timesteps=8 * T, reward="refit-seq",
+                 hyperparams=dict(n_envs=8, n_timesteps=8 * T, n_traj_per_user=4, reward="refit-seq",
                                   reward_kwargs=dict(targets="random")))
     assert m["reward"] == "refit-seq"
 
@@ -278,7 +279,8 @@ def test_ladder_runs_every_rung_and_resumes(tmp_path, env_id):
     b = backbone(data) if s.sequential else s.build_backbone(data, hidden=[16], schedule=dict(steps=T)).eval()
     ckpt = save_backbone(b, tmp_path / "b.pt", meta=dict(n_users=data.n_users))
     fine = dict(n_envs=8, n_timesteps=2 * 8 * T)
-    recipe = {"refit": fine, "pathwise": fine, "oracle": fine, "continued": dict(batch_size=16)}
+    recipe = {"refit": dict(fine, n_traj_per_user=4), "pathwise": fine, "oracle": fine,
+              "continued": dict(batch_size=16)}
     rungs = ["start", "continued", "oracle", "pathwise", "refit"]
     ladder = run_ladder(env_id, data, ckpt, recipe, tmp_path / "ladder", seeds=[0], rungs=rungs, device="cpu",
                         log=lambda m: None)

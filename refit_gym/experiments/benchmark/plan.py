@@ -56,16 +56,17 @@ QUICK_BACKBONE_ARGS = {"diffrec": ["--hidden", "32", "--emb-size", "8"], "cfdiff
 QUICK_BASELINE_KWARGS: Dict[str, Dict[str, Any]] = {"sasrec": dict(epochs=1, d=16, n_layers=1)}
 QUICK_N_ENVS = 16
 QUICK_ROLLOUTS = 4
+QUICK_COPIES = 4
 
 
 def quick_hyperparams(algo: str, steps: int = QUICK_STEPS) -> Dict[str, Any]:
     """The --quick fine-tuning settings of ``algo`` for a backbone with ``steps`` (T) denoising steps:
     ``QUICK_N_ENVS`` environments, ``QUICK_ROLLOUTS`` rollouts of whole trajectories (``n_timesteps`` in
-    environment steps), PPO / A2C rollouts of one episode (``n_steps = T``). Returns rl-zoo hyperparameters
-    (``{}`` for an algorithm without quick settings)."""
+    environment steps), ReFiT's copies ``QUICK_COPIES`` (a divisor of ``QUICK_N_ENVS``), PPO / A2C rollouts of one
+    episode (``n_steps = T``). Returns rl-zoo hyperparameters (``{}`` for an algorithm without quick settings)."""
     n_timesteps = QUICK_N_ENVS * steps * QUICK_ROLLOUTS
     return {
-        "refit": dict(n_envs=QUICK_N_ENVS, n_timesteps=n_timesteps),
+        "refit": dict(n_envs=QUICK_N_ENVS, n_timesteps=n_timesteps, n_traj_per_user=QUICK_COPIES),
         "pathwise": dict(n_envs=QUICK_N_ENVS, n_timesteps=n_timesteps),
         "ddpo": dict(n_envs=QUICK_N_ENVS, n_timesteps=n_timesteps, batch_size=QUICK_N_ENVS * steps),
         "ppo": dict(n_envs=QUICK_N_ENVS, n_timesteps=n_timesteps, n_steps=steps, batch_size=QUICK_N_ENVS * steps),
