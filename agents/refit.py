@@ -208,8 +208,9 @@ class ReFiT(ChainAlgorithm):
         """Raise ValueError for an unusable pairing: ``score_grad`` without a differentiable terminal reward;
         ``credit="item"`` unless the backbone's action is the item-score vector and (when there is an
         environment) the environment can hand over per-item reward terms."""
-        if getattr(self, "score_grad", False) and self.env is not None and self.driver.terminal_reward_unavailable():
-            raise ValueError(f"score_grad=True: {self.driver.terminal_reward_unavailable()}")
+        if getattr(self, "score_grad", False) and self.env is not None and \
+                (reason := self.driver.terminal_reward_unavailable()) is not None:
+            raise ValueError(f"score_grad=True: {reason}")
         if getattr(self, "credit", "trajectory") != "item":
             return
         denoiser = self.policy.denoiser
@@ -242,7 +243,11 @@ class ReFiT(ChainAlgorithm):
         n = self.n_traj_per_user
         grouped = x.view(-1, n, D)
         # every rank takes the shortcut or none: it changes how much noise is drawn from the shared generator
-        shared = K < T and n > 1 and distributed.all_agree(bool((grouped == grouped[:, :1]).all()))
+        same_start = (K < T or self.antithetic) and n > 1 and distributed.all_agree(
+            bool((grouped == grouped[:, :1]).all()))
+        if self.antithetic and not same_start:  # the pairs need one state per user at the first trained step
+            raise ValueError("antithetic=True: the copies of a user start from different x_T")
+        shared = K < T and same_start
         if shared:
             first = slice(None, None, n)
             ctx_first = self.policy.denoiser.context(condition[first], users_t[first])
@@ -258,11 +263,7 @@ class ReFiT(ChainAlgorithm):
                 dist = None
             else:
                 dist = self.policy.step_distribution(x, t_vec, ctx)
-                mirrored = self.antithetic and t == K
-                if mirrored and not distributed.all_agree(bool((x.view(-1, n, D) == x[::n, None]).all())):
-                    raise ValueError("antithetic=True: the copies of a user differ at the first trained step (they "
-                                     "must share x_T and the frozen steps)")
-                action = dist.sample(self._generator, self._rank_noise(dist.mean, mirrored))
+                action = dist.sample(self._generator, self._rank_noise(dist.mean, self.antithetic and t == K))
             self._check_actions(action)
             if t <= K:
                 s = K - t

@@ -191,6 +191,12 @@ def test_antithetic_copies_mirror_their_noise_at_the_first_trained_step(train_la
     assert all(torch.isfinite(p).all() for p in model.policy.parameters())
     with pytest.raises(ValueError, match="even n_traj_per_user"):
         ReFiT(backbone(data), env, n_traj_per_user=3, antithetic=True, device="cpu")
+    paired = ReFiT(backbone(data), env, seed=0, n_traj_per_user=n, antithetic=True, device="cpu")
+    _, callback = paired._setup_learn(1, None)
+    reset = paired.driver.reset  # copies that start from different x_T cannot be paired
+    paired.driver.reset = lambda *a: (lambda obs: dict(obs, x=obs["x"] + torch.randn_like(obs["x"])))(reset(*a))
+    with pytest.raises(ValueError, match="start from different x_T"):
+        paired.collect_trajectories(callback)
 
 
 def test_pathwise_raises_a_differentiable_reward_and_refuses_others(tmp_path):
