@@ -13,22 +13,16 @@ B="python scripts/benchmark.py --data ../shared/datasets/amazon-beauty --backbon
  --threads 1 --device cpu --skip-scaling --eval-points 4 --reward graph-score
  --hyperparams pathwise=results/amazon-beauty/inputs/pathwise-ease100.yml --continued-budget pathwise"
 O=/work/runs/s12/ab/bench
-mkdir -p $O
-cell() { $B --out $O/s$1 --methods $2 --seeds $1 > $O/s$1-$3.log 2>&1; }
-case $1 in
-  1) cell 0 "pretrained pathwise" pathwise & cell 1 "pretrained pathwise" pathwise & wait ;;
-  2) cell 2 "pretrained pathwise" pathwise & cell 0 continued continued & wait ;;
-  3) cell 1 continued continued & cell 2 continued continued & wait ;;
-  report)  # retire the old start's DiffRec rows, merge the three folders, rebuild the report (the other rows' inputs
-           # as in their own invocations)
-    H="--hyperparams refit=results/ml-1m/inputs/refit.yml --hyperparams naive=results/ml-1m/inputs/naive.yml
+if [ "$1" = report ]; then  # retire the old start's DiffRec rows, merge the three folders, rebuild the report (the
+                            # other rows' inputs as in their own invocations)
+  H="--hyperparams refit=results/ml-1m/inputs/refit.yml --hyperparams naive=results/ml-1m/inputs/naive.yml
  --hyperparams ddpo=results/ml-1m/inputs/ddpo.yml --hyperparams ppo=results/ml-1m/inputs/ppo.yml
  --hyperparams a2c=results/ml-1m/inputs/a2c.yml"
-    python scripts/benchmark.py --data ../shared/datasets/amazon-beauty --out results/amazon-beauty --skip-scaling \
-      --eval-points 4 --reward graph-score --checkpoint-diffrec $START $H \
-      --hyperparams pathwise=results/amazon-beauty/inputs/pathwise-ease100.yml --continued-budget pathwise --report-only \
-      --retire diffrec diffrec-refit diffrec-naive diffrec-ddpo diffrec-ppo diffrec-a2c \
-      --retire-to results/amazon-beauty/bench-gpu-start --merge $O/s0 $O/s1 $O/s2
-    exit ;;
-esac
-echo done > $O/DONE$1
+  exec python scripts/benchmark.py --data ../shared/datasets/amazon-beauty --out results/amazon-beauty --skip-scaling \
+    --eval-points 4 --reward graph-score --checkpoint-diffrec $START $H \
+    --hyperparams pathwise=results/amazon-beauty/inputs/pathwise-ease100.yml --continued-budget pathwise --report-only \
+    --retire diffrec diffrec-refit diffrec-naive diffrec-ddpo diffrec-ppo diffrec-a2c \
+    --retire-to results/amazon-beauty/bench-gpu-start --merge $O/s0 $O/s1 $O/s2
+fi
+export B O METHOD=pathwise
+exec bash results/bench-rounds.sh "$1"

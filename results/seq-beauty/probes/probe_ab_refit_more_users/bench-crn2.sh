@@ -11,11 +11,5 @@ B="python scripts/benchmark.py --data ../shared/datasets/seq-beauty --checkpoint
  --skip-scaling --eval-points 5 --hyperparams pathwise=results/seq-beauty/inputs/pathwise-k10.yml
  --hyperparams refit=results/seq-beauty/probes/probe_ab_refit_more_users/refit-crn2-k10-2400.yml --continued-budget refit"
 O=/work/runs/s11/b
-mkdir -p $O
-cell() { $B --out $O/s$1 --methods $2 --seeds $1 > $O/s$1-$3.log 2>&1; }
-case $1 in
-  1) cell 1 "pretrained refit" refit & cell 2 "pretrained refit" refit & wait ;;
-  2) cell 0 "pretrained refit" refit & cell 1 continued continued & wait ;;
-  3) cell 0 continued continued & cell 2 continued continued & wait ;;
-esac
-echo done > $O/DONE$1
+export B O METHOD=refit SEEDS="1 2 0"
+exec bash results/bench-rounds.sh "$1"
