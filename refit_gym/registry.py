@@ -24,6 +24,8 @@ ENVIRONMENTS: Dict[str, Dict[str, str]] = {
                                    "scenario": "social", "label": "Social-DiffRec"},
     "refit_gym/DreamRec-v0": {"backbone": "dreamrec", "reward": "refit-seq", "data": "synthetic-seq",
                               "scenario": "sequential", "label": "DreamRec"},
+    "refit_gym/DreamRecCE-v0": {"backbone": "dreamrec-ce", "reward": "refit-seq", "data": "synthetic-seq",
+                                "scenario": "sequential", "label": "DreamRec-CE"},
     "refit_gym/DreamRecPOI-v0": {"backbone": "dreamrec-poi", "reward": "refit-seq", "data": "synthetic-poi",
                                  "scenario": "poi", "label": "DreamRec-POI"},
 }

@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from refit_gym.diffusion.dreamrec import CausalSeqEncoder
+from refit_gym.diffusion.seq_encoder import CausalSeqEncoder
 from refit_gym.diffusion.seq_training import sequence_batches
 
 class SASRec(nn.Module):
     """SASRec-style next-item model (Kang & McAuley, ICDM 2018) with a full-softmax cross-entropy.
 
-    The causal encoder (:class:`~refit_gym.diffusion.dreamrec.CausalSeqEncoder`) reads right-aligned
+    The causal encoder (:class:`~refit_gym.diffusion.seq_encoder.CausalSeqEncoder`) reads right-aligned
     sequences; the state after each prefix is scored against all item embeddings (tied with the
     input embeddings) and trained to put the next item first.
 

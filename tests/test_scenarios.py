@@ -289,6 +289,30 @@ def test_dreamrec_pretrain_learns_planted_pattern():
     assert m["hitrate@5"] > 0.5  # random ranking gives 5 / 20
 
 
+def test_dreamrec_state_ce_adds_the_guidance_vectors_own_cross_entropy(tmp_path):
+    """state_ce_weight w adds w * CE(c E^T, target) to each pair's loss (the same draws otherwise), and dreamrec-ce
+    is DreamRec with w = 1 by default, kept through a checkpoint."""
+    from refit_gym.diffusion.dreamrec import DreamRecCEAdapter
+    from refit_gym.scores import low_rank_cross_entropy
+
+    d = planted_sequences(timed=False)
+    torch.manual_seed(0)
+    plain = DreamRecAdapter.from_data(d, **SMALL)
+    strong = DreamRecAdapter.from_data(d, state_ce_weight=0.5, **SMALL)
+    strong.load_state_dict(plain.state_dict())
+    c = torch.randn(6, SMALL["d"])
+    target = torch.arange(6) % d.n_items
+    i = torch.arange(6) % plain.schedule.steps
+    base = plain.pair_loss(c, target, i, torch.Generator().manual_seed(3))
+    extra = strong.pair_loss(c, target, i, torch.Generator().manual_seed(3))
+    ce = low_rank_cross_entropy(c, plain.encoder.item_weight, target)
+    assert torch.allclose(extra, base + 0.5 * ce, atol=1e-6) and float(ce.detach().min()) > 0
+    ce_model = DreamRecCEAdapter.from_data(d, **SMALL)
+    assert ce_model.state_ce_weight == 1.0 and DreamRecCEAdapter.backbone_name == "dreamrec-ce"
+    loaded, _ = load_backbone(save_backbone(ce_model, tmp_path / "ce.pt", {}), d)
+    assert type(loaded) is DreamRecCEAdapter and loaded.state_ce_weight == 1.0
+
+
 def _seq_pretrain(d, out, epochs, resume=False, init_seed=0, arch=None, **kwargs):
     """A tiny DreamRec (dropout on, so the global generator matters) pretrained by the 'sequential' scenario."""
     scenario = SCENARIOS["sequential"]

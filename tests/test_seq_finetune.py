@@ -341,7 +341,7 @@ def test_encoder_runs_real_lengths_with_the_full_width_states(n_time_buckets):
     """The encoder runs each row on its real items and one padding column (rows grouped by that width): every
     state a caller reads (real positions and the padding state just before them) and the gradients equal the
     full-width pass; the dropped columns hold the padding state."""
-    from refit_gym.diffusion.dreamrec import CausalSeqEncoder
+    from refit_gym.diffusion.seq_encoder import CausalSeqEncoder
 
     torch.manual_seed(0)
     L, pad = 12, 30

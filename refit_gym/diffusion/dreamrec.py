@@ -24,7 +24,9 @@ Training pairs (the deviation from the paper, documented): DreamRec's loss is th
 between the predicted ``x0`` and the target item embedding. With learned item embeddings that
 objective alone admits shrinking all embeddings together, so we add an auxiliary full-softmax
 cross-entropy of ``scores(x0_hat)`` against the target item, weighted by ``ce_weight`` (default
-0.1; 0 gives DreamRec's pure objective). Diffusion indices are sampled uniformly and the MSE is
+0.1; 0 gives DreamRec's pure objective). ``state_ce_weight`` (default 0) adds the same cross-entropy on the
+guidance vector itself (``c E^T``, SASRec's next-item loss on the shared encoder): a strong variant whose
+encoder learns the ranking directly instead of only through the denoiser. Diffusion indices are sampled uniformly and the MSE is
 *not* reweighted by SNR (DreamRec's choice; DiffRec's weighting suits history-space diffusion).
 """
 from __future__ import annotations
@@ -34,13 +36,13 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from refit_gym.diffusion.adapters import DenoiserAdapter, register_backbone
 from refit_gym.diffusion.denoisers import timestep_embedding
 from refit_gym.diffusion.objective import PretrainBatch, PretrainDraws
 from refit_gym.diffusion.schedule import ScheduleConfig
+from refit_gym.diffusion.seq_encoder import CausalSeqEncoder  # noqa: F401 (re-exported)
 from refit_gym.diffusion.seq_training import sequence_batches, time_gap_buckets  # noqa: F401 (time_gap_buckets: re-exported)
 from refit_gym.scores import LowRankScores, low_rank_cross_entropy
 
@@ -48,114 +50,7 @@ from refit_gym.scores import LowRankScores, low_rank_cross_entropy
 DREAMREC_SCHEDULE = ScheduleConfig(noise_schedule="cosine", steps=50, mean_type="x0", sampling_steps=0)
 
 
-# ---------------------------------------------------------------------------------------------- encoder
-class _Block(nn.Module):
-    """Pre-LayerNorm Transformer block with a boolean attention mask (True = may attend)."""
-
-    def __init__(self, d: int, heads: int, dropout: float):
-        super().__init__()
-        if d % heads:
-            raise ValueError(f"d={d} is not divisible by heads={heads}")
-        self.heads, self.p = heads, dropout
-        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.ff = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, h: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        B, L, d = h.shape
-        q, k, v = self.qkv(self.ln1(h)).view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.p if self.training else 0.0)
-        h = h + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
-        return h + self.drop(self.ff(self.ln2(h)))
-
-
-class CausalSeqEncoder(nn.Module):
-    """SASRec-style causal self-attention encoder over padded item sequences.
-
-    Positions are counted from each sequence's *oldest* real item (0, 1, ...), so the state at a
-    position equals the encoding of that prefix on its own: training on all prefixes in one pass
-    matches inference on a single (right-aligned) history. A query attends to earlier real items
-    and to itself; padding attends only to itself, so no row is fully masked.
-
-    Cost follows the real lengths, not the padded width: every padding state is the same vector
-    (the padding embedding at position 0, attending to itself), so each row is encoded on its last
-    ``w`` columns only, its real items and one padding column before them, with rows grouped by
-    ``w`` rounded up to a power of two (at most ``L``); the dropped columns get that padding state.
-    With histories of median length 4 padded to 50 (seq-beauty) this runs about a fifth of the
-    tokens. The states equal the full-width pass to float rounding (dropout masks are drawn per
-    group, so in training mode they are other draws of the same distribution).
-
-    Args:
-        n_items: number of items; id ``n_items`` is padding (zero, frozen embedding).
-        max_len: longest sequence accepted. d: width. n_layers, heads, dropout: the Transformer.
-        n_time_buckets: if > 0, a learned embedding of time-gap buckets is added to the input.
-    Forward: ``(seq (B, L) int64, time_buckets (B, L) int64 | None) -> (B, L, d)``.
-    """
-
-    def __init__(self, n_items: int, max_len: int, d: int = 64, n_layers: int = 2, heads: int = 2,
-                 dropout: float = 0.1, n_time_buckets: int = 0):
-        super().__init__()
-        self.n_items, self.max_len, self.d = int(n_items), int(max_len), int(d)
-        self.item_emb = nn.Embedding(self.n_items + 1, self.d, padding_idx=self.n_items)
-        self.pos_emb = nn.Embedding(self.max_len, self.d)
-        self.time_emb = nn.Embedding(int(n_time_buckets), self.d) if n_time_buckets else None
-        self.blocks = nn.ModuleList(_Block(self.d, heads, dropout) for _ in range(n_layers))
-        self.ln = nn.LayerNorm(self.d)
-        self.drop = nn.Dropout(dropout)
-        nn.init.normal_(self.item_emb.weight, std=self.d ** -0.5)
-        nn.init.normal_(self.pos_emb.weight, std=0.02)
-        with torch.no_grad():
-            self.item_emb.weight[self.n_items].zero_()
-        if self.time_emb is not None:
-            nn.init.normal_(self.time_emb.weight, std=0.02)
-
-    @property
-    def item_weight(self) -> torch.Tensor:
-        """Embeddings of the real items, ``(n_items, d)`` (padding row excluded)."""
-        return self.item_emb.weight[: self.n_items]
-
-    def forward(self, seq: torch.Tensor, time_buckets: Optional[torch.Tensor] = None) -> torch.Tensor:
-        B, L = seq.shape
-        if L > self.max_len:
-            raise ValueError(f"sequence length {L} exceeds the encoder's max_len={self.max_len}")
-        if self.time_emb is not None and time_buckets is None:
-            raise ValueError("this encoder is time-aware: pass time_buckets (B, L)")
-        # columns a row needs: its real items (right-aligned) and, when it has padding, one padding column
-        need = ((seq != self.n_items).sum(dim=1) + 1).clamp_max(L)
-        width = torch.minimum(2 ** torch.ceil(torch.log2(need.double())).long(), torch.full_like(need, L))
-        widths = width.unique().tolist()
-        if len(widths) == 1 and widths[0] == L:
-            return self._encode(seq, time_buckets)
-        parts, order = [], []
-        for w in widths:
-            rows = (width == w).nonzero().squeeze(1)
-            h = self._encode(seq[rows, L - w:], None if time_buckets is None else time_buckets[rows, L - w:])
-            # the dropped columns are padding: their state is the one of the kept padding column (column 0)
-            parts.append(torch.cat([h[:, :1].expand(-1, L - w, -1), h], dim=1) if w < L else h)
-            order.append(rows)
-        inverse = torch.empty(B, dtype=torch.long, device=seq.device)
-        inverse[torch.cat(order)] = torch.arange(B, device=seq.device)
-        return torch.cat(parts).index_select(0, inverse)
-
-    def _encode(self, seq: torch.Tensor, time_buckets: Optional[torch.Tensor]) -> torch.Tensor:
-        """The Transformer on ``seq (B, L)`` as given, every column computed: ``(B, L, d)``."""
-        B, L = seq.shape
-        real = seq != self.n_items
-        pos = (real.long().cumsum(dim=1) - 1).clamp_min(0)
-        h = self.item_emb(seq) + self.pos_emb(pos)
-        if self.time_emb is not None:
-            h = h + self.time_emb(time_buckets)
-        h = self.drop(h)
-        idx = torch.arange(L, device=seq.device)
-        causal = idx.view(1, L, 1) >= idx.view(1, 1, L)  # (1, Lq, Lk): key not after query
-        allowed = causal & (real.unsqueeze(1) | torch.eye(L, dtype=torch.bool, device=seq.device))
-        allowed = allowed.unsqueeze(1)  # (B, 1, Lq, Lk), broadcast over heads
-        for blk in self.blocks:
-            h = blk(h, allowed)
-        return self.ln(h)
-
-
+# ---------------------------------------------------------------------------------------------- denoiser
 class GuidedMLP(nn.Module):
     """DreamRec's denoiser: ``(x_i (N, d), c (N, d), i (N,)) -> x0 estimate (N, d)``."""
 
@@ -188,7 +83,8 @@ class DreamRecAdapter(DenoiserAdapter):
         time_aware: add embedded log time gaps (POI data); n_time_buckets: their number.
         cfg_dropout: probability of dropping ``c`` in training (classifier-free guidance).
         guidance: guidance weight ``w`` used by :meth:`denoise` (0 = plain conditional model).
-        ce_weight: weight of the auxiliary cross-entropy in the training loss.
+        ce_weight: weight of the auxiliary cross-entropy of the x0 estimate in the training loss.
+        state_ce_weight: weight of the cross-entropy of the guidance vector's own scores ``c E^T``.
         schedule: a :class:`ScheduleConfig` or its dict (default :data:`DREAMREC_SCHEDULE`).
 
     Context (:meth:`context`): a dict ``{"seq": (B, L) int64, "buckets": (B, L) int64 | None,
@@ -202,7 +98,7 @@ class DreamRecAdapter(DenoiserAdapter):
     def __init__(self, n_items: int, n_users: int = 0, max_len: int = 50, d: int = 64, n_layers: int = 2,
                  heads: int = 2, dropout: float = 0.1, hidden: Sequence[int] = (256, 256), emb_size: int = 32,
                  time_aware: bool = False, n_time_buckets: int = 32, cfg_dropout: float = 0.1, guidance: float = 0.0,
-                 ce_weight: float = 0.1, schedule: Dict | ScheduleConfig = DREAMREC_SCHEDULE):
+                 ce_weight: float = 0.1, state_ce_weight: float = 0.0, schedule: Dict | ScheduleConfig = DREAMREC_SCHEDULE):
         cfg = schedule if isinstance(schedule, ScheduleConfig) else ScheduleConfig(**schedule)
         max_len = int(max_len)
         if max_len < 2:
@@ -214,11 +110,13 @@ class DreamRecAdapter(DenoiserAdapter):
                          n_layers=int(n_layers), heads=int(heads), dropout=float(dropout),
                          hidden=[int(h) for h in hidden], emb_size=int(emb_size), time_aware=bool(time_aware),
                          n_time_buckets=int(n_time_buckets), cfg_dropout=float(cfg_dropout),
-                         guidance=float(guidance), ce_weight=float(ce_weight), schedule=cfg.to_dict())
+                         guidance=float(guidance), ce_weight=float(ce_weight),
+                         state_ce_weight=float(state_ce_weight), schedule=cfg.to_dict())
         self.max_len, self.time_aware, self.n_time_buckets = max_len, bool(time_aware), int(n_time_buckets)
         # item ids (pad = n_items) and time buckets: the observation Box bounds of the condition
         self.condition_bounds = (0.0, float(max(int(n_items), self.n_time_buckets - 1 if time_aware else 0)))
         self.cfg_dropout, self.guidance, self.ce_weight = float(cfg_dropout), float(guidance), float(ce_weight)
+        self.state_ce_weight = float(state_ce_weight)
         self.encoder = CausalSeqEncoder(n_items, max_len, d, n_layers, heads, dropout,
                                         n_time_buckets if time_aware else 0)
         self.denoiser = GuidedMLP(int(d), hidden, emb_size)
@@ -394,11 +292,14 @@ class DreamRecAdapter(DenoiserAdapter):
         """Per-pair loss ``(N,)`` for guidance vectors ``c (N, d)``, target items ``(N,)`` and indices ``i (N,)``.
 
         MSE (mean over d) between the x0 estimate and the target embedding, plus ``ce_weight``
-        times the full-softmax cross-entropy of the estimate's item scores. In training mode ``c``
-        is replaced by the null vector with probability ``cfg_dropout``.
+        times the full-softmax cross-entropy of the estimate's item scores, plus ``state_ce_weight``
+        times that of ``c``'s own scores. In training mode ``c`` is replaced by the null vector with
+        probability ``cfg_dropout`` (for the denoiser only).
         """
         self.schedule.check_index(i)
         x0 = self.encoder.item_emb(target)
+        state_ce = (low_rank_cross_entropy(c, self.encoder.item_weight, target) if self.state_ce_weight
+                    else None)
         if self.training and self.cfg_dropout > 0:
             drop = torch.rand(c.shape[0], generator=generator, device=c.device) < self.cfg_dropout
             c = torch.where(drop.unsqueeze(-1), self.null_c.expand_as(c), c)
@@ -407,6 +308,8 @@ class DreamRecAdapter(DenoiserAdapter):
         loss = ((x0_hat - x0) ** 2).mean(dim=-1)
         if self.ce_weight:
             loss = loss + self.ce_weight * low_rank_cross_entropy(x0_hat, self.encoder.item_weight, target)
+        if state_ce is not None:
+            loss = loss + self.state_ce_weight * state_ce
         return loss
 
     def diffusion_loss(self, condition: torch.Tensor, users: Optional[torch.Tensor], i: torch.Tensor,
@@ -484,3 +387,15 @@ class DreamRecPOIAdapter(DreamRecAdapter):
 
     def __init__(self, n_items: int, n_users: int = 0, time_aware: bool = True, **kwargs):
         super().__init__(n_items, n_users, time_aware=time_aware, **kwargs)
+
+
+@register_backbone
+class DreamRecCEAdapter(DreamRecAdapter):
+    """The strong DreamRec variant: :class:`DreamRecAdapter` with ``state_ce_weight=1.0`` by default, so the
+    encoder also trains SASRec's next-item cross-entropy on its own state ``c E^T`` (its own registered name,
+    ``"dreamrec-ce"``, and environment id, so that its rows and checkpoints stand apart from DreamRec's)."""
+
+    backbone_name = "dreamrec-ce"
+
+    def __init__(self, n_items: int, n_users: int = 0, state_ce_weight: float = 1.0, **kwargs):
+        super().__init__(n_items, n_users, state_ce_weight=state_ce_weight, **kwargs)
