@@ -33,8 +33,8 @@ Training details:
   steps follow the *current* denoiser's mean deterministically with no gradient (log-prob and
   entropy exactly 0, so their PPO ratio is exactly 1). Using the current rather than a frozen
   copy keeps "policy's deterministic rollout" == "the exported backbone's inference".
-* The optimizer holds the denoiser's parameters (trainable) and the value head's, in two
-  parameter groups; the denoiser's learning rate is ``denoiser_lr_scale`` times the value head's
+* The optimizer holds the denoiser's parameters (trainable, less those named in ``frozen``) and the
+  value head's, in two parameter groups; the denoiser's learning rate is ``denoiser_lr_scale`` times the value head's
   (kept through SB3's learning-rate schedules by :func:`lr_scaled_optimizer_class`).
 """
 from __future__ import annotations
@@ -158,6 +158,9 @@ class PolicyConfig(Config):
     """log-probabilities and KL summed over the D action dimensions (exact, SB3's convention) or "mean" (DDPO's)"""
     denoiser_lr_scale: float = 1.0
     """the denoiser's learning rate relative to the value head's (>= 0)"""
+    frozen: Optional[list] = None
+    """names (or dotted prefixes) of the backbone's parameters held fixed, e.g. [encoder] for DreamRec: only the
+    denoiser network trains; None: every parameter trains"""
 
     def check(self) -> None:
         if not self.exploration_scale > 0:
@@ -168,8 +171,27 @@ class PolicyConfig(Config):
             raise ValueError(f"denoiser_lr_scale={self.denoiser_lr_scale}: must be >= 0")
         if self.train_last_k is not None and self.train_last_k < 1:
             raise ValueError(f"train_last_k={self.train_last_k}: must be >= 1 (or None to train every step)")
+        if self.frozen is not None and not all(isinstance(f, str) and f for f in self.frozen):
+            raise ValueError(f"frozen={self.frozen!r}: expected a list of parameter names or dotted prefixes")
         check_reduction(self.log_prob_reduction)
         super().check()
+
+
+def freeze_parameters(module: nn.Module, names: Optional[Sequence[str]]) -> int:
+    """Set ``requires_grad=False`` on the parameters of ``module`` named ``name`` or ``name.*`` for each of ``names``
+    (None: none); returns how many were frozen. ValueError naming a name that matches no parameter."""
+    frozen = 0
+    params = dict(module.named_parameters())
+    for name in names or ():
+        hits = [p for n, p in params.items() if n == name or n.startswith(name + ".")]
+        if not hits:
+            tops = sorted({n.split(".")[0] for n in params})
+            raise ValueError(f"frozen: {name!r} names no parameter of the {type(module).__name__}; its top-level "
+                             f"parameter groups: {tops}")
+        for p in hits:
+            p.requires_grad_(False)
+        frozen += len(hits)
+    return frozen
 
 
 def load_state_resizing_data_tensors(module: DenoiserAdapter, state_dict, prefix, *args) -> None:
@@ -249,6 +271,7 @@ class DenoiserPolicy(ActorCriticPolicy):
         log_prob_reduction: str = PolicyConfig.log_prob_reduction,
         train_last_k: Optional[int] = PolicyConfig.train_last_k,
         denoiser_lr_scale: float = PolicyConfig.denoiser_lr_scale,
+        frozen: Optional[Sequence[str]] = PolicyConfig.frozen,
         net_arch: Union[Sequence[int], Dict[str, Sequence[int]], None] = None,
         activation_fn: Type[nn.Module] = nn.Tanh,
         ortho_init: bool = True,
@@ -265,7 +288,8 @@ class DenoiserPolicy(ActorCriticPolicy):
             raise TypeError(f"DenoiserPolicy got unsupported keyword arguments {sorted(unsupported)} "
                             "(there is no learned log_std, squashing or action network)")
         options = PolicyConfig(train_last_k=train_last_k, exploration_scale=exploration_scale, std_floor=std_floor,
-                               log_prob_reduction=log_prob_reduction, denoiser_lr_scale=denoiser_lr_scale)
+                               log_prob_reduction=log_prob_reduction, denoiser_lr_scale=denoiser_lr_scale,
+                               frozen=None if frozen is None else list(frozen))
         if backbone is None and checkpoint is None and backbone_spec is None:  # e.g. rl-zoo3, policy from a YAML file
             from refit_gym.envs.factory import env_backbone_for_spaces
 
@@ -291,6 +315,7 @@ class DenoiserPolicy(ActorCriticPolicy):
         )
         self.denoiser = denoiser.to(self.device)
         self.denoiser.eval()
+        freeze_parameters(self.denoiser, self.frozen)
         # Data-derived buffers (e.g. CF-Diff's graph) take the size of whatever state dict is loaded
         # (a policy rebuilt from backbone_spec starts with empty ones).
         self.denoiser.register_load_state_dict_pre_hook(load_state_resizing_data_tensors)
@@ -312,9 +337,11 @@ class DenoiserPolicy(ActorCriticPolicy):
             yield from module.parameters()
 
     def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        """Two parameter groups: the denoiser (``lr_scale = denoiser_lr_scale``) and the value head."""
+        """Two parameter groups: the denoiser's trainable parameters (``lr_scale = denoiser_lr_scale``; not the
+        ``frozen`` ones) and the value head."""
         cls = lr_scaled_optimizer_class(self.optimizer_class)
-        groups = [dict(params=list(self.denoiser.parameters()), lr_scale=self.denoiser_lr_scale, name="denoiser"),
+        trainable = [p for p in self.denoiser.parameters() if p.requires_grad]
+        groups = [dict(params=trainable, lr_scale=self.denoiser_lr_scale, name="denoiser"),
                   dict(params=list(self.value_parameters()), lr_scale=1.0, name="value")]
         return cls(groups, lr=lr, **optimizer_kwargs(cls, groups, self.optimizer_kwargs))
 

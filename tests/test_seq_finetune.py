@@ -229,6 +229,28 @@ def test_pathwise_raises_a_differentiable_reward_and_refuses_others(tmp_path):
         Pathwise(backbone(data), topk, device="cpu")
 
 
+def test_frozen_parameters_stay_fixed_and_leave_the_optimizer(tmp_path):
+    """frozen=[encoder]: Pathwise trains DreamRec's denoiser network only (the encoder and the item embeddings keep
+    their pretrained values, out of the optimizer), through save/load; a name that matches no parameter is refused."""
+    from agents import Pathwise
+
+    data = walks()
+    start = backbone(data)
+    env = BatchedDenoisingEnv(data, backbone(data), n_envs=16, reward="refit-seq", seed=0)
+    model = Pathwise(start, env, learning_rate=3e-2, train_last_k=None, frozen=["encoder"], seed=0, device="cpu")
+    held = {id(p) for p in model.policy.optimizer.param_groups[0]["params"]}
+    assert held and all(id(p) not in held for p in model.policy.denoiser.encoder.parameters())
+    model.learn(5 * 16 * T)
+    after = dict(model.policy.denoiser.named_parameters())
+    moved = {n for n, p in start.named_parameters() if not torch.equal(p, after[n])}
+    assert moved and all(n.startswith("denoiser.") or n == "null_c" for n in moved)
+    model.save(tmp_path / "pw.zip")
+    loaded = Pathwise.load(tmp_path / "pw.zip", env=env, device="cpu")
+    assert loaded.policy.frozen == ["encoder"] and not loaded.policy.denoiser.encoder.item_emb.weight.requires_grad
+    with pytest.raises(ValueError, match="'encodr' names no parameter"):
+        Pathwise(backbone(data), env, frozen=["encodr"], device="cpu")
+
+
 def test_finetune_uses_the_environment_reward_and_pathwise(tmp_path):
     """Without --reward, fine-tuning uses the environment's registered reward (refit-seq for DreamRec);
     ``algo='pathwise'`` runs through the same entry point."""
