@@ -2,29 +2,26 @@
 
 Each iteration (one rollout, one update):
 
-1. **Rollout.** Draw ``n_envs / n_traj_per_user`` users and one episode key per user; every user
-   is repeated ``n_traj_per_user`` times with the *same* key (same condition, same held-out
-   items, and the same x_T: the environment starts the episodes that share ``(user, key)`` from one
-   draw), so the copies differ only by the policy's noise. The frozen steps (``t > train_last_k``) then
-   take the policy's mean once per user: common random numbers, so the group baseline removes every
-   noise but the trained steps'; ``antithetic=True`` also pairs the copies' noise at the first trained step
-   (``e`` and ``-e``). Run all T reverse steps of the :class:`~agents.policies.DenoiserPolicy` (the backbone's
-   own Gaussian reverse step) through the environment and keep, for the trained steps (the last
-   ``train_last_k``, default all), the states ``x_t``, the actions ``x_{t-1}``, their log-probabilities and the
-   means of a frozen copy of the pretrained denoiser (the KL reference; only when ``kl_coef > 0``). The reward
-   arrives at the terminal step.
-2. **Advantages.** ``baseline="group"``: ``(R - mean_group(R)) / (std_group(R) + eps)`` over the
-   copies of a user (DDPO's per-prompt normalisation; ``normalize_advantage=False``: ``R - mean_group(R)``,
-   which keeps the reward's scale, so copies whose rewards barely differ contribute little); ``"value"``: ``R - V(x_t, t)`` with the
-   policy's value head (trained by MSE to R); ``"none"``: ``R``.
-3. **Loss.** ``-mean_n(sum_t A_{n,t} log pi(a_{n,t} | s_{n,t})) + kl_coef * mean_n(sum_t KL_{n,t})``
-   with the closed-form KL of two Gaussians with the same std,
-   ``KL(pi_t || ref_t) = ||mu_t - mu_ref_t||^2 / (2 sigma_t^2)`` (summed or averaged over the D
-   dimensions, like the log-probabilities, per ``log_prob_reduction``). The log-probabilities are
-   recomputed with gradients in chunks of ``batch_size`` (state, action) rows whose gradients are
-   accumulated, so memory does not grow with T; the importance ratio of the recomputation is logged
-   (it is exactly 1 unless the policy is nondeterministic). Gradient norm clipped to
-   ``max_grad_norm``, one optimizer step.
+1. **Rollout.** Draw ``n_envs / n_traj_per_user`` users and one episode key per user; every user is repeated
+   ``n_traj_per_user`` times with the *same* key (same condition, same held-out items, and the same x_T: the
+   environment starts the episodes that share ``(user, key)`` from one draw), so the copies differ only by the
+   policy's noise. The frozen steps (``t > train_last_k``) then take the policy's mean once per user: common random
+   numbers, so the group baseline removes every noise but the trained steps'; ``antithetic=True`` also pairs the
+   copies' noise at the first trained step (``e`` and ``-e``). Run all T reverse steps of the
+   :class:`~agents.policies.DenoiserPolicy` (the backbone's own Gaussian reverse step) through the environment and
+   keep, for the trained steps (the last ``train_last_k``, default all), the states ``x_t``, the actions
+   ``x_{t-1}``, their log-probabilities and the means of a frozen copy of the pretrained denoiser (the KL reference;
+   only when ``kl_coef > 0``). The reward arrives at the terminal step.
+2. **Advantages.** ``baseline="group"``: ``(R - mean_group(R)) / (std_group(R) + eps)`` over the copies of a user
+   (DDPO's per-prompt normalisation; ``normalize_advantage=False``: ``R - mean_group(R)``, which keeps the reward's
+   scale, so copies whose rewards barely differ contribute little); ``"value"``: ``R - V(x_t, t)`` with the policy's
+   value head (trained by MSE to R); ``"none"``: ``R``.
+3. **Loss.** ``-mean_n(sum_t A_{n,t} log pi(a_{n,t} | s_{n,t})) + kl_coef * mean_n(sum_t KL_{n,t})`` with the
+   closed-form KL of two Gaussians with the same std, ``KL(pi_t || ref_t) = ||mu_t - mu_ref_t||^2 / (2 sigma_t^2)``
+   (summed or averaged over the D dimensions, like the log-probabilities, per ``log_prob_reduction``). The
+   log-probabilities are recomputed with gradients in chunks of ``batch_size`` (state, action) rows whose gradients
+   are accumulated, so memory does not grow with T; the importance ratio of the recomputation is logged (it is
+   exactly 1 unless the policy is nondeterministic). Gradient norm clipped to ``max_grad_norm``, one optimizer step.
 
 Per-item credit assignment (``credit="item"``)
 ----------------------------------------------
@@ -429,6 +426,9 @@ class ReFiT(ChainAlgorithm):
         if self.score_grad:
             # the reward's own gradient in the scoring parameters, the sampled final states held fixed
             score_loss = -traj.score_reward.sum() / self.global_n_envs
+            if not score_loss.requires_grad:  # e.g. frozen item embeddings: refused, never skipped in silence
+                raise ValueError(f"score_grad=True, but the reward's scores depend on no trainable parameter (frozen: "
+                                 f"{self.policy.frozen}); set score_grad: false or leave those parameters trainable")
             score_loss.backward()
             totals["score_loss"] = float(score_loss.detach())
         item_adv_std = totals.pop("item_adv_std", None)  # already global

@@ -251,6 +251,19 @@ def test_frozen_parameters_stay_fixed_and_leave_the_optimizer(tmp_path):
         Pathwise(backbone(data), env, frozen=["encodr"], device="cpu")
 
 
+def test_refit_score_grad_with_frozen_item_embeddings_is_refused():
+    """ReFiT's score_grad term differentiates the reward in the item embeddings; with them frozen it has nothing to
+    train, and the first update says so instead of skipping the term."""
+    from agents import ReFiT
+
+    data = walks()
+    env = BatchedDenoisingEnv(data, backbone(data), n_envs=8, reward="refit-seq", reward_kwargs=dict(targets="random"))
+    model = ReFiT(backbone(data), env, n_traj_per_user=2, score_grad=True, train_last_k=1, frozen=["encoder"], seed=0,
+                  device="cpu")
+    with pytest.raises(ValueError, match="score_grad=True, but the reward's scores depend on no trainable parameter"):
+        model.learn(total_timesteps=8 * T)
+
+
 def test_finetune_uses_the_environment_reward_and_pathwise(tmp_path):
     """Without --reward, fine-tuning uses the environment's registered reward (refit-seq for DreamRec);
     ``algo='pathwise'`` runs through the same entry point."""

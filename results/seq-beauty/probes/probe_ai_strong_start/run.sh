@@ -6,9 +6,9 @@
 # production pretraining. Pathwise: 1,000 updates (a quarter of the row's recipe), validated every 250; ReFiT: 600
 # updates (a quarter), validated every 150. pathwise-mix: Pathwise with the pretraining loss mixed in at weight 1
 # (pathwise-mix.yml).
-cd /work/wt-s13
+cd "$(dirname "$0")/../../../.."
 . /work/venv/bin/activate
-export PYTHONPATH=/work/wt-s13 OMP_NUM_THREADS=1
+export PYTHONPATH=$PWD OMP_NUM_THREADS=1
 S=/work/runs/s13/sa-e11-ce-k10.pt
 I=results/seq-beauty/inputs
 case $1 in

@@ -3,7 +3,7 @@
 # the 10-step chain 0.0371, of its encoder's own head c E^T 0.0587) with the encoder held fixed (frozen.yml), seed 0,
 # 2,000 updates validated every 400. Compare: the benchmark's Pathwise cell of seed 2 on the same start (every
 # parameter trains): 0.0469 after 800 updates, then down to 0.0382 at 4,000.
-cd /work/wt-aj
+cd "$(dirname "$0")/../../../.."
 . /work/venv/bin/activate
 export PYTHONPATH=$PWD OMP_NUM_THREADS=1
 python scripts/train.py --algo pathwise --env refit_gym/DreamRecCE-v0 --data ../shared/datasets/seq-beauty \
