@@ -55,6 +55,35 @@ def test_prefix_targets_are_new_items_after_a_hidden_tail(repeats):
     assert drawn == {0: {1, 3, 4}, 1: {1, 3}, 2: {1}, 3: set(), 4: {4, 5, 6}}
 
 
+def test_unmasked_softmax_ranks_the_target_against_every_item(repeats):
+    """mask_condition=False: the likelihood is log softmax over *every* item (prefix items included), dense and
+    factored scores alike, and a repeat can be the target; the default masks the prefix items."""
+    from refit_gym.scores import LowRankScores
+
+    users, keys = np.arange(5), np.arange(5, dtype=np.uint64) * 7919 + 11
+    u, w = torch.randn(5, 3), torch.randn(repeats.n_items, 3)
+    for mask in (True, False):
+        reward = SequentialCollaborativeReward(repeats, targets="random", hop_weight=0.0, mask_condition=mask)
+        state = reward.prepare(users, keys)
+        z = u @ w.t()
+        if mask:
+            z = z.index_put((torch.as_tensor(state.visible.tocoo().row, dtype=torch.long),
+                             torch.as_tensor(state.visible.tocoo().col, dtype=torch.long)), torch.tensor(-np.inf))
+        logp = z - torch.logsumexp(z, dim=1, keepdim=True)
+        held = state.heldout.tocoo()
+        expected = torch.zeros(5).index_put_((torch.as_tensor(held.row, dtype=torch.long),),
+                                             logp[held.row, held.col], accumulate=True)
+        for scores in (u @ w.t(), LowRankScores(u, w)):
+            got = reward.components(scores, state)["likelihood"]
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    reward = SequentialCollaborativeReward(repeats, targets="random", hop_weight=0.1, mask_condition=False)
+    drawn = set()
+    for k in range(60):
+        state = reward.prepare(users, np.full(5, 1000 + 7919 * k, dtype=np.uint64))
+        drawn.add(len(repeats.train_items[repeats.train_ptr[0]:repeats.train_ptr[1]]) - int(state.hidden_tail[0]))
+    assert drawn == {1, 2, 3, 4}  # user 0 = [0, 1, 0, 2, 3]: position 2 repeats item 0
+
+
 def test_last_targets_unchanged(repeats):
     """targets='last' (the default) still holds out the last item, deterministically, with no hidden tail."""
     state = SequentialCollaborativeReward(repeats).prepare(np.arange(5), np.arange(5, dtype=np.uint64))

@@ -6,7 +6,9 @@ For one user let ``C`` be the visible (condition) training items, ``H`` the held
 
     log p(j) = x0_j / tau - log sum_{l in N} exp(x0_l / tau)            for j in N
 
-(a softmax over the non-condition items: condition items are masked out), the terminal reward is
+(a softmax over the non-condition items: condition items are masked out, as the CF ranking masks a user's known
+items; with ``mask_condition=False`` the sum runs over every item, as a ranking that keeps the history does, e.g. the
+sequence scenarios'), the terminal reward is
 
     R = (1/|H|) sum_{j in H} log p(j)                                     [likelihood; 0 if H is empty]
       + lambda * sum_{k=1..K} gamma^(k-1) sum_{j in N} q_k(j) log p(j)     [hop_k]
@@ -76,6 +78,9 @@ class CollaborativeReward(Reward):
         standardize: score each row's standardised scores ``(s - mean(s)) / std(s)`` (over all items)
             instead of the raw ones, so the reward depends on the ranking geometry only and not on the scale
             of ``x0`` (which a ranking ignores); ``tau`` is then in units of the scores' spread.
+        mask_condition: the softmax leaves the condition items out (True, the default: they are masked in a CF
+            ranking), or runs over every item (False: for a protocol that ranks the history too, so the
+            reward also penalises scoring the condition items above the targets).
         device: where score tensors live.
     """
 
@@ -85,9 +90,9 @@ class CollaborativeReward(Reward):
     def __init__(self, data: InteractionData, holdout: float = 0.2, tau: float = 1.0, hop_weight: float = 0.1,
                  n_hops: int = 2, gamma: float = 0.5, social_weight: float = 0.1, top_m: int = 200,
                  graph_top_m: int = 50, graph: Optional[sp.csr_matrix] = None, standardize: bool = False,
-                 device="cpu"):
+                 mask_condition: bool = True, device="cpu"):
         super().__init__(data, holdout, device)
-        self.standardize = bool(standardize)
+        self.standardize, self.mask_condition = bool(standardize), bool(mask_condition)
         data = self.data  # the InteractionData view (the argument may be e.g. a SequentialData)
         if not tau > 0:
             raise ValueError(f"tau={tau!r}: the temperature must be > 0")
@@ -162,8 +167,10 @@ class CollaborativeReward(Reward):
         return scores / self.tau
 
     def log_probs(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
-        """``log softmax(scores / tau)`` over the non-condition items, ``(B, n_items)`` (-inf at condition items)."""
-        z = self.visible_mask_fill(self._scaled(scores), state)
+        """``log softmax(scores / tau)`` over the non-condition items, ``(B, n_items)`` (-inf at condition items;
+        over every item when not ``mask_condition``)."""
+        z = self._scaled(scores)
+        z = self.visible_mask_fill(z, state) if self.mask_condition else z
         return z - torch.logsumexp(z, dim=1, keepdim=True)
 
     @property
@@ -175,14 +182,14 @@ class CollaborativeReward(Reward):
         scores = self._check_scores(scores, state)
         t = state.tensors
         rows, cols, w, seg = t["target_rows"], t["target_cols"], t["target_weights"], t["target_terms"]
-        # lse (B,): targets lie outside the condition, so it is finite where used
+        # lse (B,): targets lie outside the condition (or nothing is masked), so it is finite where used
         if isinstance(scores, LowRankScores):
             scaled = scores.scaled(1.0 / self.tau)
-            lse = scaled.logsumexp(t["visible_index"])
+            lse = scaled.logsumexp(t["visible_index"] if self.mask_condition else None)
             target_scores = scaled.at(rows, cols)
         else:
             scaled = self._scaled(scores)
-            lse = torch.logsumexp(self.visible_mask_fill(scaled, state), dim=1)
+            lse = torch.logsumexp(self.visible_mask_fill(scaled, state) if self.mask_condition else scaled, dim=1)
             target_scores = scaled[rows, cols]
         logp = target_scores - lse[rows]  # (E,)
         names = self.term_names
@@ -192,4 +199,5 @@ class CollaborativeReward(Reward):
 
     def __repr__(self) -> str:
         return (f"CollaborativeReward(holdout={self.holdout}, tau={self.tau}, hop_weight={self.hop_weight}, "
-                f"n_hops={self.n_hops}, gamma={self.gamma}, social_weight={self.social_weight})")
+                f"n_hops={self.n_hops}, gamma={self.gamma}, social_weight={self.social_weight}, "
+                f"mask_condition={self.mask_condition})")

@@ -14,7 +14,8 @@ not a random subset of it, and the natural high-order neighbours of a user are t
   target per user (a pair that pretraining has already fitted).
 * ``targets="random"``: a *prefix -> next item* pair drawn per episode. Among the positions
   ``p >= 2`` whose item does not occur earlier in the sequence (a new item, so it can be ranked
-  against the non-condition items) and that lie in the last ``max_len`` positions (what a sequence
+  against the non-condition items; with ``mask_condition=False`` every position ``p >= 2``, a repeat
+  included, since the softmax then ranks it against every item) and that lie in the last ``max_len`` positions (what a sequence
   backbone stores of the data's ``max_len``), one is drawn uniformly with a hash of the episode key;
   ``C`` = the distinct items of ``s_1 .. s_{p-1}``, ``H = {s_p}``, and the ``n - p + 1`` positions
   from ``p`` on are hidden from the condition (``RewardState.hidden_tail``; order-aware backbones
@@ -130,6 +131,9 @@ class SequentialCollaborativeReward(CollaborativeReward):
         targets: ``"last"`` (the last ``n_last`` positions) or ``"random"`` (a prefix -> next-item pair
             per episode), see the module docstring.
         standardize: softmax over per-row standardised scores (see :class:`CollaborativeReward`).
+        mask_condition: the softmax leaves the condition (prefix) items out (True, the default) or runs over
+            every item (False), as the sequence scenarios' ranking does (it keeps the history): the reward then
+            also penalises scoring prefix items above the target (see :class:`CollaborativeReward`).
         device: where score tensors live.
     """
 
@@ -137,13 +141,14 @@ class SequentialCollaborativeReward(CollaborativeReward):
 
     def __init__(self, data, n_last: int = 1, tau: float = 1.0, hop_weight: float = 0.1, n_hops: int = 1,
                  gamma: float = 0.5, n_recent: int = 3, recency_decay: float = 0.5, top_m: int = 200,
-                 graph_top_m: int = 50, targets: str = "last", standardize: bool = False, device="cpu"):
+                 graph_top_m: int = 50, targets: str = "last", standardize: bool = False, mask_condition: bool = True,
+                 device="cpu"):
         if not isinstance(data, SequentialData):
             raise TypeError(f"the 'refit-seq' reward needs ordered sequences (a SequentialData, e.g. from a "
                             f"dataset.pkl folder), got {type(data).__name__}; use reward='refit' for unordered data")
         # the parent validates tau/gamma/top_m; its item-item graph and social term are not used here
         super().__init__(data, holdout=0.0, tau=tau, hop_weight=0.0, n_hops=0, gamma=gamma, social_weight=0.0,
-                         top_m=top_m, standardize=standardize, device=device)
+                         top_m=top_m, standardize=standardize, mask_condition=mask_condition, device=device)
         if int(n_last) < 1 or int(n_recent) < 1:
             raise ValueError(f"n_last={n_last!r}, n_recent={n_recent!r}: both must be >= 1")
         if hop_weight < 0 or int(n_hops) < 0:
@@ -209,7 +214,8 @@ class SequentialCollaborativeReward(CollaborativeReward):
         new_item[order] = first
         # the part of the sequence a backbone holds: its last max_len positions (a target earlier than that
         # would condition on items the stored sequence no longer has)
-        eligible = new_item & (idx >= np.maximum(1, lengths - self.seq.max_len)[rows])
+        # a repeat can be a target only when the softmax ranks it against every item (not mask_condition)
+        eligible = (new_item | (not self.mask_condition)) & (idx >= np.maximum(1, lengths - self.seq.max_len)[rows])
         count = np.bincount(rows[eligible], minlength=B)
         choice = np.floor(hash_uniform(keys, np.full(B, _PREFIX_COUNTER)) * count).astype(np.int64)  # in [0, count)
         rank = np.cumsum(eligible) - 1 - np.concatenate([[0], np.cumsum(count)])[:-1][rows]
@@ -280,4 +286,4 @@ class SequentialCollaborativeReward(CollaborativeReward):
     def __repr__(self) -> str:
         return (f"SequentialCollaborativeReward(n_last={self.n_last}, tau={self.tau}, hop_weight={self.hop_weight}, "
                 f"n_hops={self.n_hops}, gamma={self.gamma}, n_recent={self.n_recent}, "
-                f"recency_decay={self.recency_decay}, targets={self.targets!r})")
+                f"recency_decay={self.recency_decay}, targets={self.targets!r}, mask_condition={self.mask_condition})")
