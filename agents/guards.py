@@ -197,9 +197,10 @@ def check_train_state(path, state: Dict[str, Any]) -> Dict[str, Any]:
                                    and all(isinstance(h, dict) and isinstance(h.get("num_timesteps"), int)
                                            for h in state["history"])):
         raise bad("history", state["history"], "a list of objects with an integer 'num_timesteps'")
-    seconds = state.get("train_seconds", 0.0)
-    if not (finite_number(seconds) and seconds >= 0):
-        raise bad("train_seconds", seconds, "a finite number >= 0")
+    for key in ("train_seconds", "wall_seconds"):
+        seconds = state.get(key, 0.0)
+        if not (finite_number(seconds) and seconds >= 0):
+            raise bad(key, seconds, "a finite number >= 0")
     for key in ("best_valid",):
         if key in state and not isinstance(state[key], dict):
             raise bad(key, state[key], "an object of metrics")

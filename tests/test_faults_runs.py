@@ -4,6 +4,7 @@ lost or mixed, the last good checkpoint kept and loadable)."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 from pathlib import Path
@@ -123,8 +124,12 @@ def test_ctrl_c_saves_at_the_update_boundary_and_resumes(data, ckpt, tmp_path):
                  log=interrupt_at_first_validation)
     saved = ReFiT.load(out / "last_model.zip")
     assert saved.num_timesteps == ROLLOUT and saved._n_updates == 1
+    first = json.loads((out / "train_state.json").read_text())  # the first segment's wall-clock, up to its save
+    assert 0 < first["train_seconds"] <= first["wall_seconds"]
     m = finetune("refit", "refit_gym/DiffRec-v0", data, ckpt, hyperparams=refit_hp(), out=out, resume=True, **QUIET)
     assert m["num_timesteps"] == 4 * ROLLOUT and ReFiT.load(out / "last_model.zip")._n_updates == 4
+    assert m["resumed_seconds"] == first["wall_seconds"]  # the benchmark adds it to the resumed cell's time
+    assert json.loads((out / "train_state.json").read_text())["wall_seconds"] > first["wall_seconds"]
     assert signal.getsignal(signal.SIGINT) == before  # the handler the run found is restored
 
 

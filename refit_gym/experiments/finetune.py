@@ -80,14 +80,17 @@ def save_model(model, out: Path, state: Dict[str, Any]) -> None:
 
 
 class TrainingClock:
-    """Training wall-clock excluding validation time, continued across resumed runs.
+    """Training wall-clock excluding validation time, and the run's whole wall-clock, both continued across resumes.
 
     ``start()`` opens a segment; ``pause()``/``resume()`` bracket the validations; ``seconds`` is the
-    time carried over from earlier segments (``offset``) plus this segment's training time.
+    time carried over from earlier segments (``offset``) plus this segment's training time. ``wall_seconds`` is
+    ``wall_offset`` (the earlier segments' wall-clock up to their last save) plus the seconds since ``since`` (a
+    ``time.perf_counter()`` value, default: when the clock was made), validations included.
     """
 
-    def __init__(self, offset: float = 0.0):
+    def __init__(self, offset: float = 0.0, wall_offset: float = 0.0, since: Optional[float] = None):
         self.offset, self._t0, self._paused, self._paused_at = float(offset), None, 0.0, None
+        self.wall_offset, self._since = float(wall_offset), time.perf_counter() if since is None else float(since)
 
     def start(self) -> None:
         self._t0, self._paused, self._paused_at = time.perf_counter(), 0.0, None
@@ -106,6 +109,10 @@ class TrainingClock:
             return self.offset
         now = self._paused_at if self._paused_at is not None else time.perf_counter()
         return self.offset + (now - self._t0 - self._paused)
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.wall_offset + (time.perf_counter() - self._since)
 
 
 def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: int, state: Dict[str, Any],
@@ -163,7 +170,7 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
 
     def save(model) -> None:
         clock.pause()
-        state["train_seconds"] = clock.seconds
+        state["train_seconds"], state["wall_seconds"] = clock.seconds, clock.wall_seconds
         if distributed.is_main():
             save_model(model, out, state)
         clock.resume()
@@ -260,8 +267,10 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         selected_on``; ``pretrained``, ``final`` and ``best`` (each ``{"valid": {...}, "test": {...}}``,
         ``best`` also ``num_timesteps``); ``history`` (one entry per validation, starting with the
         pretrained model at step 0: ``num_timesteps``, ``train_seconds`` -- training wall-clock without
-        validation time -- and the validation metrics of :data:`HISTORY_METRICS`); ``train_seconds``.
-        The same dict is written to ``out/metrics.json``.
+        validation time -- and the validation metrics of :data:`HISTORY_METRICS`); ``train_seconds``;
+        ``resumed_seconds``: the wall-clock of the earlier segments of a resumed run, up to their last save (0 for a
+        run that did not resume; the benchmark adds it to a resumed cell's time). The same dict is written to
+        ``out/metrics.json``.
 
     Raises:
         FinetuneError: unknown ``algo``/``env_id``, missing checkpoint or hyperparameter file, an unknown
@@ -335,8 +344,9 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         policy = DenoiserPolicy if policy == "DenoiserPolicy" else policy
     else:
         policy = pretrained  # deep-copied into the policy
+    entered = time.perf_counter()  # the run's wall-clock (clock.wall_seconds) counts from here
     state: Dict[str, Any] = {"best_valid": {}, "best_timesteps": None, "history": [], "train_seconds": 0.0,
-                             "last_eval_timesteps": None, "last_valid": None}
+                             "wall_seconds": 0.0, "last_eval_timesteps": None, "last_valid": None}
     last = out / "last_model.zip"
     if resume:
         distributed.check_same(float(last.is_file()), f"whether {last} exists (--resume needs --out on a filesystem "
@@ -385,7 +395,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         log(f"TensorBoard: {Path(tensorboard_log) / state['tensorboard_run']}")
     model.set_logger(Logger(str(out), formats))  # progress.csv in OUT, TensorBoard events in tensorboard_log
     eval_every, save_every = (max(f // n_envs, 1) if f > 0 else 0 for f in (eval_freq, save_freq))
-    clock = TrainingClock(offset=state["train_seconds"])
+    clock = TrainingClock(offset=state["train_seconds"], wall_offset=state["wall_seconds"], since=entered)
     callbacks, validate = make_callbacks(out, data, env_id, eval_every, save_every, state, clock, select_metric, log,
                                          total=n_timesteps, progress=progress, collapse_ratio=collapse_ratio)
     guard = next(c for c in callbacks if isinstance(c, RunGuard))
@@ -405,7 +415,9 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
     if remaining > 0:
         guard.check_health()  # the last update happened after the last boundary check
     state["train_seconds"] = clock.seconds
+    resumed_seconds = clock.wall_offset  # the earlier segments' wall-clock (0 for a run that did not resume)
     if main:
+        state["wall_seconds"] = clock.wall_seconds
         save_model(model, out, state)
         save_backbone(model.policy.denoiser, out / "final.pt", meta=dict(source=SOURCE, algo=algo,
                       num_timesteps=int(model.num_timesteps), data=data.name, n_users=data.n_users,
@@ -425,7 +437,7 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
         "inference_steps": pretrained.schedule.chain_steps,
         "num_timesteps": int(model.num_timesteps), "hyperparams": params, "selected_on": f"valid {select_metric}",
         "pretrained": before, "final": final, "best": dict(best, num_timesteps=state["best_timesteps"]),
-        "history": state["history"], "train_seconds": state["train_seconds"],
+        "history": state["history"], "train_seconds": state["train_seconds"], "resumed_seconds": resumed_seconds,
     }
     if main:
         write_json_atomic(out / "metrics.json", metrics, indent=1)

@@ -70,7 +70,7 @@ class Runner:
     # ---------------------------------------------------------------- cells
     def run(self, row: RowSpec, seed: int) -> Dict[str, Any]:
         """Compute the cell (row, seed) and write it to :func:`run_path`; returns its record (``seconds``: the
-        cell's wall-clock in seconds)."""
+        cell's wall-clock in seconds, a resumed fine-tuning's earlier segments included up to their last save)."""
         t0 = time.perf_counter()
         tag = seed_tag(row, seed)
         with run_log(self.out / "logs" / f"{row.name}-seed{tag}.log") as log:
@@ -84,7 +84,8 @@ class Runner:
             else:
                 record = self._finetuned(row, seed, log)
         record.update(method=row.name, label=row.label, kind=row.kind, seed=seed if row.seeded else None,
-                      dataset=self.data.name, seconds=time.perf_counter() - t0, spec=row.as_dict(),
+                      dataset=self.data.name, seconds=time.perf_counter() - t0 + record.pop("resumed_seconds", 0.0),
+                      spec=row.as_dict(),
                       machine=self.machine, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         write_json(run_path(self.out, row, seed), record)
         return record
@@ -185,7 +186,7 @@ class Runner:
         return dict(checkpoint=str(path), valid=m["best"]["valid"], test=m["best"]["test"], pretrained=m["pretrained"],
                     final=m["final"], best_timesteps=m["best"]["num_timesteps"], num_timesteps=m["num_timesteps"],
                     history=m["history"], train_seconds=m["train_seconds"], hyperparams=m["hyperparams"],
-                    eval_freq=eval_freq, selected_on=m["selected_on"])
+                    eval_freq=eval_freq, selected_on=m["selected_on"], resumed_seconds=m["resumed_seconds"])
 
     def budget_seconds(self, row: RowSpec, seed: int) -> Tuple[float, Path]:
         """Returns (training seconds, its record) of the budget cell of the continued row ``row`` for ``seed``:
