@@ -85,6 +85,9 @@ class DreamRecAdapter(DenoiserAdapter):
         guidance: guidance weight ``w`` used by :meth:`denoise` (0 = plain conditional model).
         ce_weight: weight of the auxiliary cross-entropy of the x0 estimate in the training loss.
         state_ce_weight: weight of the cross-entropy of the guidance vector's own scores ``c E^T``.
+        residual: the x0 estimate is ``c + MLP(x_t, c, t)`` (the guidance vector plus the denoiser network's
+            output) instead of ``MLP(x_t, c, t)``: the chain starts from the encoder's own prediction, so a denoiser
+            whose output shrinks to zero ranks as the encoder's head ``c E^T`` does.
         schedule: a :class:`ScheduleConfig` or its dict (default :data:`DREAMREC_SCHEDULE`).
 
     Context (:meth:`context`): a dict ``{"seq": (B, L) int64, "buckets": (B, L) int64 | None,
@@ -98,7 +101,8 @@ class DreamRecAdapter(DenoiserAdapter):
     def __init__(self, n_items: int, n_users: int = 0, max_len: int = 50, d: int = 64, n_layers: int = 2,
                  heads: int = 2, dropout: float = 0.1, hidden: Sequence[int] = (256, 256), emb_size: int = 32,
                  time_aware: bool = False, n_time_buckets: int = 32, cfg_dropout: float = 0.1, guidance: float = 0.0,
-                 ce_weight: float = 0.1, state_ce_weight: float = 0.0, schedule: Dict | ScheduleConfig = DREAMREC_SCHEDULE):
+                 ce_weight: float = 0.1, state_ce_weight: float = 0.0, residual: bool = False,
+                 schedule: Dict | ScheduleConfig = DREAMREC_SCHEDULE):
         cfg = schedule if isinstance(schedule, ScheduleConfig) else ScheduleConfig(**schedule)
         max_len = int(max_len)
         if max_len < 2:
@@ -111,12 +115,12 @@ class DreamRecAdapter(DenoiserAdapter):
                          hidden=[int(h) for h in hidden], emb_size=int(emb_size), time_aware=bool(time_aware),
                          n_time_buckets=int(n_time_buckets), cfg_dropout=float(cfg_dropout),
                          guidance=float(guidance), ce_weight=float(ce_weight),
-                         state_ce_weight=float(state_ce_weight), schedule=cfg.to_dict())
+                         state_ce_weight=float(state_ce_weight), residual=bool(residual), schedule=cfg.to_dict())
         self.max_len, self.time_aware, self.n_time_buckets = max_len, bool(time_aware), int(n_time_buckets)
         # item ids (pad = n_items) and time buckets: the observation Box bounds of the condition
         self.condition_bounds = (0.0, float(max(int(n_items), self.n_time_buckets - 1 if time_aware else 0)))
         self.cfg_dropout, self.guidance, self.ce_weight = float(cfg_dropout), float(guidance), float(ce_weight)
-        self.state_ce_weight = float(state_ce_weight)
+        self.state_ce_weight, self.residual = float(state_ce_weight), bool(residual)
         self.encoder = CausalSeqEncoder(n_items, max_len, d, n_layers, heads, dropout,
                                         n_time_buckets if time_aware else 0)
         self.denoiser = GuidedMLP(int(d), hidden, emb_size)
@@ -256,7 +260,8 @@ class DreamRecAdapter(DenoiserAdapter):
         return {"seq": seq, "buckets": buckets, "c": c}
 
     def _predict(self, x: torch.Tensor, i: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.denoiser(x, c, i)
+        out = self.denoiser(x, c, i)
+        return c + out if self.residual else out
 
     def denoise(self, x: torch.Tensor, i: torch.Tensor, context: Dict[str, Any]) -> torch.Tensor:
         """x0 estimate ``(B, d)``; with ``guidance = w > 0``: ``(1 + w) f(x, c) - w f(x, null)``."""

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="DiffRec encoder widths (default: the scenario's, 600 200)")
     p.add_argument("--emb-size", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--backbone-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other keyword of the backbone's constructor, VALUE in JSON (e.g. --backbone-arg "
+                   "residual=true --backbone-arg state_ce_weight=0.5); repeatable")
     p.add_argument("--seed", type=int, default=0)
     add_device_argument(p)
     p.add_argument("--resume", action="store_true", help="continue from --out/last_state.pt (if present; "
@@ -103,9 +106,10 @@ SCHEDULE_FLAGS = ("noise_schedule", "noise_scale", "noise_min", "noise_max", "st
 ARCHITECTURE_FLAGS = ("hidden", "emb_size", "dropout")
 
 
-def check_architecture_flags(backbone: str, given) -> None:
+def check_architecture_flags(backbone: str, given, flag: Optional[str] = None) -> None:
     """SystemExit naming the first flag of ``given`` (argument names, e.g. ``["hidden"]``) that the
-    constructor of ``backbone`` does not take, with the flags it does take."""
+    constructor of ``backbone`` does not take, with the flags it does take (``flag``: the flag that named it,
+    default ``--<name>``)."""
     from refit_gym.diffusion import BACKBONES
     from refit_gym.diffusion.checkpoint import constructor_parameters
 
@@ -114,7 +118,7 @@ def check_architecture_flags(backbone: str, given) -> None:
         if name not in accepted:
             usable = [f"--{f.replace('_', '-')}" for f in ARCHITECTURE_FLAGS if f in accepted]
             raise SystemExit(
-                f"error: --{name.replace('_', '-')}: backbone {backbone!r} does not take {name!r} (its constructor "
+                f"error: {flag or '--' + name.replace('_', '-')}: backbone {backbone!r} does not take {name!r} (its constructor "
                 f"takes {', '.join(accepted)}); architecture flags it takes: {', '.join(usable) or 'none'}")
 
 
@@ -128,6 +132,17 @@ def backbone_kwargs(args) -> dict:
 
     kw = {name: getattr(args, name) for name in ARCHITECTURE_FLAGS if getattr(args, name) is not None}
     check_architecture_flags(args.backbone, kw)
+    for item in args.backbone_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --backbone-arg {item!r}: expected KEY=VALUE")
+        if key in kw or key in ("schedule",) + SCHEDULE_FLAGS:
+            raise SystemExit(f"error: --backbone-arg {item!r}: set {key!r} with its own flag")
+        check_architecture_flags(args.backbone, [key], flag="--backbone-arg")
+        try:
+            kw[key] = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"error: --backbone-arg {item!r}: VALUE is not JSON ({e.msg}); write a string in quotes")
     default = next(inspect.signature(c.__init__).parameters["schedule"].default for c in BACKBONES[args.backbone].__mro__
                    if "schedule" in inspect.signature(c.__init__).parameters)  # subclasses may forward **kwargs
     default = default.to_dict() if isinstance(default, ScheduleConfig) else dict(default)
