@@ -268,6 +268,16 @@ def test_pretrain_script_rejects_architecture_flags_the_backbone_does_not_take()
     from refit_gym.diffusion.checkpoint import constructor_parameters
 
     assert kw["hidden"] == [32] and kw["emb_size"] == 8 and kw["dropout"] == 0.2
+    # any other constructor keyword: --backbone-arg KEY=JSON, checked the same way
+    parse = pretrain.build_parser().parse_args
+    kw = pretrain.backbone_kwargs(parse(["--backbone", "dreamrec-ce", "--backbone-arg", "residual=true",
+                                         "--backbone-arg", "state_ce_weight=0.5"]))
+    assert kw["residual"] is True and kw["state_ce_weight"] == 0.5
+    for arg, msg in (("residul=true", "--backbone-arg: backbone 'dreamrec-ce' does not take 'residul'"),
+                     ("residual=yes", "VALUE is not JSON"), ("residual", "expected KEY=VALUE"),
+                     ("dropout=0.3", "set 'dropout' with its own flag")):
+        with pytest.raises(SystemExit, match=msg):
+            pretrain.backbone_kwargs(parse(["--backbone", "dreamrec-ce", "--dropout", "0.2", "--backbone-arg", arg]))
     assert {"hidden", "emb_size", "dropout", "time_aware", "n_users"} <= set(
         constructor_parameters(BACKBONES["dreamrec-poi"]))
 

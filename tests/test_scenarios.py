@@ -313,6 +313,28 @@ def test_dreamrec_state_ce_adds_the_guidance_vectors_own_cross_entropy(tmp_path)
     assert type(loaded) is DreamRecCEAdapter and loaded.state_ce_weight == 1.0
 
 
+def test_dreamrec_residual_denoiser_starts_from_the_guidance_vector(tmp_path):
+    """residual=True: the x0 estimate is c + the network's output, so with the network's output zeroed the whole
+    chain returns c and ranks as the encoder's own head c E^T; the option is kept through a checkpoint."""
+    d = planted_sequences(timed=False)
+    torch.manual_seed(0)
+    plain = DreamRecAdapter.from_data(d, **SMALL).eval()
+    res = DreamRecAdapter.from_data(d, residual=True, **SMALL).eval()
+    res.load_state_dict(plain.state_dict())
+    users = np.arange(5)
+    cond = torch.as_tensor(res.encode_condition(users, d.history_items("valid")[users], split="valid"))
+    ctx = res.context(cond)
+    x, i = torch.randn(5, SMALL["d"]), torch.full((5,), 2)
+    with torch.no_grad():
+        torch.testing.assert_close(res.denoise(x, i, ctx), ctx["c"] + plain.denoise(x, i, plain.context(cond)))
+        last = res.denoiser.net[-1]
+        last.weight.zero_(), last.bias.zero_()
+        scores = res.infer(cond, torch.as_tensor(users), deterministic=True)
+    torch.testing.assert_close(scores, ctx["c"] @ res.encoder.item_weight.t())
+    loaded, _ = load_backbone(save_backbone(res, tmp_path / "res.pt", {}), d)
+    assert loaded.residual and not plain.residual
+
+
 def _seq_pretrain(d, out, epochs, resume=False, init_seed=0, arch=None, **kwargs):
     """A tiny DreamRec (dropout on, so the global generator matters) pretrained by the 'sequential' scenario."""
     scenario = SCENARIOS["sequential"]
