@@ -2,8 +2,10 @@
 # session 14: ml-1m's CF-Diff rows from a new start (pretrain-cfdiff.sh; the benchmark's start is lost): the pretrained
 # row, Pathwise (pathwise-ease4000.yml, DiffRec's Pathwise row's recipe) and its continued-pretraining control (rounds
 # 1-3 of results/bench-rounds.sh), then ReFiT (refit.yml, the existing row's recipe: round r1 seeds 0 and 1, r2 seed 2),
-# 3 seeds, two cells at a time. The old start's other CF-Diff rows (naive, DDPO, PPO, A2C) are retired, not rerun.
-# Argument: the round (1, 2, 3, r1, r2, or report: retire the old start's CF-Diff rows, merge, rebuild the report).
+# 3 seeds, two cells at a time; or round "queue": the same cells one at a time (seed by seed: pretrained, Pathwise, its
+# control, ReFiT), beside another queue. The old start's other CF-Diff rows (naive, DDPO, PPO, A2C) are retired, not
+# rerun. Argument: the round (1, 2, 3, r1, r2, queue, or report: retire the old start's CF-Diff rows, merge, rebuild
+# the report).
 cd "${TREE:-$(dirname "$0")/../../..}"
 . /work/venv/bin/activate
 export PYTHONPATH=$PWD OMP_NUM_THREADS=1
@@ -19,6 +21,8 @@ mkdir -p $O
 case $1 in
   r1) for s in 0 1; do $B --out $O/s$s --methods refit --seeds $s > $O/s$s-refit.log 2>&1 & done; wait ;;
   r2) $B --out $O/s2 --methods refit --seeds 2 > $O/s2-refit.log 2>&1 ;;
+  queue) for s in 0 1 2; do $B --out $O/s$s --methods pretrained pathwise continued refit --seeds $s > $O/s$s-queue.log 2>&1
+    done ;;
   report) R=(--retire cfdiff cfdiff-refit cfdiff-naive cfdiff-ddpo cfdiff-ppo cfdiff-a2c
        --retire-to results/ml-1m/bench-old-start-cfdiff)
     [ -d results/ml-1m/bench-old-start-cfdiff ] && R=()  # retired once; a later report only merges the new cells
