@@ -2,7 +2,8 @@
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python results/ml-1m/cost/profile_refit.py   # start: results/ml-1m/inputs/pretrain-diffrec.sh
 """
-import time, torch, numpy as np, cProfile, pstats, gymnasium
+import time, tempfile, torch, numpy as np, cProfile, pstats, gymnasium
+PROF = tempfile.mktemp(suffix='.prof')
 torch.set_num_threads(1)
 from agents import ALGOS
 from refit_gym.experiments.hyperparams import load_hyperparams, split_hyperparams
@@ -24,5 +25,5 @@ from torch.profiler import profile, ProfilerActivity
 with profile(activities=[ProfilerActivity.CPU]) as p:
     model.learn(64 * T * 5, reset_num_timesteps=True)
 print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
-cProfile.run('model.learn(64 * T * 5, reset_num_timesteps=True)', '/work/tmp/rf.prof')
-pstats.Stats('/work/tmp/rf.prof').sort_stats('cumulative').print_stats(35)
+cProfile.run('model.learn(64 * T * 5, reset_num_timesteps=True)', PROF)
+pstats.Stats(PROF).sort_stats('cumulative').print_stats(35)
