@@ -114,6 +114,10 @@ class TrainingClock:
     def wall_seconds(self) -> float:
         return self.wall_offset + (time.perf_counter() - self._since)
 
+    def stamp(self, state: Dict[str, Any]) -> None:
+        """Write ``seconds`` and ``wall_seconds`` into ``state`` (``train_seconds``, ``wall_seconds``) before a save."""
+        state["train_seconds"], state["wall_seconds"] = self.seconds, self.wall_seconds
+
 
 def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: int, state: Dict[str, Any],
                    clock: TrainingClock, select_metric: str, log: Callable[[str], None], total: Optional[int] = None,
@@ -170,7 +174,7 @@ def make_callbacks(out: Path, data, env_id: str, eval_every: int, save_every: in
 
     def save(model) -> None:
         clock.pause()
-        state["train_seconds"], state["wall_seconds"] = clock.seconds, clock.wall_seconds
+        clock.stamp(state)
         if distributed.is_main():
             save_model(model, out, state)
         clock.resume()
@@ -414,10 +418,9 @@ def finetune(algo: str, env_id: str, data, checkpoint: Union[str, Path], reward:
                                   "continue with --resume")
     if remaining > 0:
         guard.check_health()  # the last update happened after the last boundary check
-    state["train_seconds"] = clock.seconds
+    clock.stamp(state)
     resumed_seconds = clock.wall_offset  # the earlier segments' wall-clock (0 for a run that did not resume)
     if main:
-        state["wall_seconds"] = clock.wall_seconds
         save_model(model, out, state)
         save_backbone(model.policy.denoiser, out / "final.pt", meta=dict(source=SOURCE, algo=algo,
                       num_timesteps=int(model.num_timesteps), data=data.name, n_users=data.n_users,

@@ -166,11 +166,15 @@ class CollaborativeReward(Reward):
             scores = (scores - scores.mean(dim=1, keepdim=True)) / scores.std(dim=1, keepdim=True).clamp_min(1e-8)
         return scores / self.tau
 
+    def _softmax_support(self, z: torch.Tensor, state: RewardState) -> torch.Tensor:
+        """``z`` ``(B, n_items)`` with the items outside the softmax at -inf: the condition items when
+        ``mask_condition``, none otherwise (then ``z`` itself)."""
+        return self.visible_mask_fill(z, state) if self.mask_condition else z
+
     def log_probs(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
         """``log softmax(scores / tau)`` over the non-condition items, ``(B, n_items)`` (-inf at condition items;
         over every item when not ``mask_condition``)."""
-        z = self._scaled(scores)
-        z = self.visible_mask_fill(z, state) if self.mask_condition else z
+        z = self._softmax_support(self._scaled(scores), state)
         return z - torch.logsumexp(z, dim=1, keepdim=True)
 
     @property
@@ -189,7 +193,7 @@ class CollaborativeReward(Reward):
             target_scores = scaled.at(rows, cols)
         else:
             scaled = self._scaled(scores)
-            lse = torch.logsumexp(self.visible_mask_fill(scaled, state) if self.mask_condition else scaled, dim=1)
+            lse = torch.logsumexp(self._softmax_support(scaled, state), dim=1)
             target_scores = scaled[rows, cols]
         logp = target_scores - lse[rows]  # (E,)
         names = self.term_names

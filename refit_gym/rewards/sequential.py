@@ -15,8 +15,9 @@ not a random subset of it, and the natural high-order neighbours of a user are t
 * ``targets="random"``: a *prefix -> next item* pair drawn per episode. Among the positions
   ``p >= 2`` whose item does not occur earlier in the sequence (a new item, so it can be ranked
   against the non-condition items; with ``mask_condition=False`` every position ``p >= 2``, a repeat
-  included, since the softmax then ranks it against every item) and that lie in the last ``max_len`` positions (what a sequence
-  backbone stores of the data's ``max_len``), one is drawn uniformly with a hash of the episode key;
+  included, since the softmax then ranks it against every item) and that lie in the last ``max_len``
+  positions (what a sequence backbone stores of the data's ``max_len``), one is drawn uniformly with a
+  hash of the episode key;
   ``C`` = the distinct items of ``s_1 .. s_{p-1}``, ``H = {s_p}``, and the ``n - p + 1`` positions
   from ``p`` on are hidden from the condition (``RewardState.hidden_tail``; order-aware backbones
   such as DreamRec drop them from the sequence, so a later repeat of a prefix item never leaks in).
