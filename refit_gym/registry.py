@@ -28,6 +28,8 @@ ENVIRONMENTS: Dict[str, Dict[str, str]] = {
                                 "scenario": "sequential", "label": "DreamRec-CE"},
     "refit_gym/DreamRecPOI-v0": {"backbone": "dreamrec-poi", "reward": "refit-seq", "data": "synthetic-poi",
                                  "scenario": "poi", "label": "DreamRec-POI"},
+    "refit_gym/DreamRecPOICE-v0": {"backbone": "dreamrec-poi-ce", "reward": "refit-seq", "data": "synthetic-poi",
+                                   "scenario": "poi", "label": "DreamRec-POI-CE"},
 }
 #: the fields of a row, all strings
 ROW_KEYS = ("backbone", "reward", "data", "scenario", "label")

@@ -55,6 +55,7 @@ CASES = {  # id -> (data fixture, backbone kwargs)
     "refit_gym/DreamRec-v0": ("seq_data", SEQ_KW),
     "refit_gym/DreamRecCE-v0": ("seq_data", SEQ_KW),
     "refit_gym/DreamRecPOI-v0": ("poi_data", SEQ_KW),
+    "refit_gym/DreamRecPOICE-v0": ("poi_data", SEQ_KW),
     "refit_gym/SocialDiffRec-v0": ("social_data", SOCIAL_KW),
 }
 

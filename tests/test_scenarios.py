@@ -291,8 +291,9 @@ def test_dreamrec_pretrain_learns_planted_pattern():
 
 def test_dreamrec_state_ce_adds_the_guidance_vectors_own_cross_entropy(tmp_path):
     """state_ce_weight w adds w * CE(c E^T, target) to each pair's loss (the same draws otherwise), and dreamrec-ce
-    is DreamRec with w = 1 by default, kept through a checkpoint."""
-    from refit_gym.diffusion.dreamrec import DreamRecCEAdapter
+    is DreamRec with w = 1 by default, kept through a checkpoint; dreamrec-poi-ce is the time-aware DreamRec-POI with
+    w = 1."""
+    from refit_gym.diffusion.dreamrec import DreamRecCEAdapter, DreamRecPOICEAdapter
     from refit_gym.scores import low_rank_cross_entropy
 
     d = planted_sequences(timed=False)
@@ -311,6 +312,11 @@ def test_dreamrec_state_ce_adds_the_guidance_vectors_own_cross_entropy(tmp_path)
     assert ce_model.state_ce_weight == 1.0 and DreamRecCEAdapter.backbone_name == "dreamrec-ce"
     loaded, _ = load_backbone(save_backbone(ce_model, tmp_path / "ce.pt", {}), d)
     assert type(loaded) is DreamRecCEAdapter and loaded.state_ce_weight == 1.0
+    timed = planted_sequences(timed=True)
+    poi = DreamRecPOICEAdapter.from_data(timed, **SMALL)
+    assert poi.state_ce_weight == 1.0 and poi.time_aware and DreamRecPOICEAdapter.backbone_name == "dreamrec-poi-ce"
+    loaded, _ = load_backbone(save_backbone(poi, tmp_path / "poi.pt", {}), timed)
+    assert type(loaded) is DreamRecPOICEAdapter and loaded.time_aware and loaded.state_ce_weight == 1.0
 
 
 def test_dreamrec_residual_denoiser_starts_from_the_guidance_vector(tmp_path):

@@ -404,3 +404,14 @@ class DreamRecCEAdapter(DreamRecAdapter):
 
     def __init__(self, n_items: int, n_users: int = 0, state_ce_weight: float = 1.0, **kwargs):
         super().__init__(n_items, n_users, state_ce_weight=state_ce_weight, **kwargs)
+
+
+@register_backbone
+class DreamRecPOICEAdapter(DreamRecPOIAdapter):
+    """The strong variant of the POI backbone: :class:`DreamRecPOIAdapter` (time-aware) with ``state_ce_weight=1.0``
+    by default, as :class:`DreamRecCEAdapter` is to DreamRec (registered name ``"dreamrec-poi-ce"``)."""
+
+    backbone_name = "dreamrec-poi-ce"
+
+    def __init__(self, n_items: int, n_users: int = 0, state_ce_weight: float = 1.0, **kwargs):
+        super().__init__(n_items, n_users, state_ce_weight=state_ce_weight, **kwargs)

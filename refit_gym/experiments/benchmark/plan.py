@@ -52,7 +52,7 @@ QUICK_PRETRAIN_ARGS = ["--epochs", "3", "--patience", "0", "--steps", str(QUICK_
 QUICK_BACKBONE_ARGS = {"diffrec": ["--hidden", "32", "--emb-size", "8"], "cfdiff": ["--emb-size", "8"],
                        "social-diffrec": ["--hidden", "32", "--emb-size", "8"],
                        "dreamrec": ["--hidden", "32"], "dreamrec-ce": ["--hidden", "32"],
-                       "dreamrec-poi": ["--hidden", "32"]}
+                       "dreamrec-poi": ["--hidden", "32"], "dreamrec-poi-ce": ["--hidden", "32"]}
 #: --quick fit settings of the baselines without a validation grid (over the scenario's ``baseline_defaults``)
 QUICK_BASELINE_KWARGS: Dict[str, Dict[str, Any]] = {"sasrec": dict(epochs=1, d=16, n_layers=1)}
 QUICK_N_ENVS = 16

@@ -7,8 +7,11 @@ For each checkpoint given, validation NDCG@20 / HR@20 (leave-one-out, all 22,363
   head on DreamRec's encoder, no diffusion).
 
     python results/seq-beauty/probes/probe_o_heads/heads.py OUT.json CKPT [CKPT ...]
+
+The dataset is seq-beauty unless ``DATA`` names another sequence dataset folder (session 15: poi-gowalla).
 """
 import json
+import os
 import sys
 
 import numpy as np
@@ -21,7 +24,7 @@ from refit_gym.metrics import evaluate_sequential
 
 torch.set_num_threads(1)
 out, ckpts = sys.argv[1], sys.argv[2:]
-data = load_dataset("../shared/datasets/seq-beauty")
+data = load_dataset(os.environ.get("DATA", "../shared/datasets/seq-beauty"))
 res = {}
 for ckpt in ckpts:
     adapter, _ = load_backbone(ckpt, data)
