@@ -20,6 +20,8 @@ ENVIRONMENTS: Dict[str, Dict[str, str]] = {
                              "label": "DiffRec"},
     "refit_gym/CFDiff-v0": {"backbone": "cfdiff", "reward": "refit", "data": "synthetic", "scenario": "cf",
                             "label": "CF-Diff"},
+    "refit_gym/TDiffRec-v0": {"backbone": "t-diffrec", "reward": "refit", "data": "synthetic", "scenario": "cf",
+                              "label": "T-DiffRec"},
     "refit_gym/SocialDiffRec-v0": {"backbone": "social-diffrec", "reward": "refit", "data": "synthetic-social",
                                    "scenario": "social", "label": "Social-DiffRec"},
     "refit_gym/DreamRec-v0": {"backbone": "dreamrec", "reward": "refit-seq", "data": "synthetic-seq",

@@ -34,7 +34,10 @@ def test_ml1m_exact_sizes():
     d = load_diffrec(shared_dataset("ml-1m"))
     assert (d.n_users, d.n_items) == (5949, 2810)
     assert d.n_interactions() == {"train": 403277, "valid": 110722, "test": 57532}
-    assert d.name == "ml-1m" and d.social is None and d.train_time is None
+    assert d.name == "ml-1m" and d.social is None
+    # no timestamps in the format: train_time holds each pair's row of train_list.npy, the order recency reads
+    rows = np.load(shared_dataset("ml-1m") / "train_list.npy")
+    np.testing.assert_array_equal(d.train_time[rows[:, 0], rows[:, 1]].A1, np.arange(len(rows)))
     assert all(v == 0 for v in d.dedup_counts.values())
     for m in (d.train, d.valid, d.test):
         assert m.dtype == np.float32 and m.shape == (5949, 2810) and (m.data == 1).all()
@@ -147,6 +150,27 @@ def test_diffrec_duplicates_and_cold_items(tmp_path):
     assert d.dedup_counts["social"] == 1 and d.dedup_counts["social_self_loops"] == 1
     assert pairs_of(d.social) == {(0, 1), (1, 0)}
     assert d.valid[0, 3] == 1 and d.train[:, 3].nnz == 0
+
+
+def test_recency_weights_follow_the_training_order(tmp_path):
+    """T-DiffRec's weights: linear from w_min (a user's oldest training interaction) to w_max (newest) in
+    train_time's order, ties by item id, w_max for a single interaction; a DiffRec folder's order is its file's
+    rows (the first of a duplicated pair); no order is a DataError naming the field."""
+    train = np.array([[0, 3], [0, 1], [0, 2], [0, 3], [1, 0], [2, 2], [2, 0]])
+    d = load_diffrec(write_diffrec(tmp_path / "d", train=train, valid=np.array([[1, 4], [2, 4]]), test=np.array([[0, 5]])))
+    w = d.recency_weights(0.2, 1.0)
+    assert w.shape == d.train.shape and pairs_of(w) == pairs_of(d.train)
+    np.testing.assert_allclose(w[0, [3, 1, 2]].toarray().ravel(), [0.2, 0.6, 1.0])
+    assert w[1, 0] == pytest.approx(1.0) and w[2, 2] == pytest.approx(0.2) and w[2, 0] == pytest.approx(1.0)
+    timed = InteractionData.from_pairs(np.array([[0, 0], [0, 1], [0, 2]]), np.array([[0, 3]]), np.array([[0, 4]]),
+                                       train_time=[5.0, 5.0, 1.0])
+    np.testing.assert_allclose(timed.recency_weights(0.0).toarray()[0, :3], [0.5, 1.0, 0.0])  # tie: item 0 first
+    untimed = InteractionData.from_pairs(np.array([[0, 0]]), np.array([[0, 1]]), np.array([[0, 2]]))
+    with pytest.raises(DataError) as e:
+        untimed.recency_weights(0.1)
+    assert_mentions(e, "train_time")
+    with pytest.raises(ValueError, match="w_min"):
+        d.recency_weights(0.8, 0.5)
 
 
 # ------------------------------------------------------------------------------- RecBole

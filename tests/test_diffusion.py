@@ -106,6 +106,32 @@ def test_infer_and_checkpoint_round_trip(tmp_path, data, name):
     assert meta["n_users"] == data.n_users and b.config() == a.config()
 
 
+def test_t_diffrec_weights_its_condition_by_recency_and_keeps_them(tmp_path, data):
+    """time_weights=[w_min, w_max]: the condition is each visible training item's recency weight (w_min = 0 kept
+    as 0), a visible non-training item weighs w_max; binary DiffRec is unchanged; the weights travel with the
+    checkpoint, so the loaded backbone encodes the same conditions; a user without weights is refused."""
+    users = np.arange(12)
+    visible = (data.train[users] + data.valid[users]).tocsr().sign()
+    binary = build_backbone("diffrec", data, schedule=dict(steps=5), hidden=[16])
+    np.testing.assert_array_equal(binary.encode_condition(users, visible), visible.toarray())
+    t = build_backbone("diffrec", data, schedule=dict(steps=5), hidden=[16], time_weights=[0.0, 0.9])
+    cond = t.encode_condition(users, visible)
+    expected = np.where(data.valid[users].toarray() > 0, 0.9, data.recency_weights(0.0, 0.9)[users].toarray())
+    np.testing.assert_allclose(cond, expected, atol=1e-6)
+    assert (cond[data.train[users].toarray() > 0] == 0).any()  # each user's oldest item
+    b, _ = load_backbone(save_backbone(t, tmp_path / "t.pt", meta={"n_users": data.n_users}), data)
+    assert b.config()["time_weights"] == [0.0, 0.9]
+    np.testing.assert_array_equal(b.encode_condition(users, visible), cond)
+    with pytest.raises(ValueError, match="no recency weights"):
+        b.encode_condition(np.array([data.n_users]), visible[:1])
+    default = build_backbone("t-diffrec", data, hidden=[16])  # T-DiffRec: DiffRec with time_weights [0.1, 1.0]
+    assert default.config()["time_weights"] == [0.1, 1.0]
+    np.testing.assert_allclose(default.encode_condition(users, data.train[users]),
+                               data.recency_weights(0.1, 1.0)[users].toarray(), atol=1e-6)
+    with pytest.raises(ValueError, match="w_min=0.5"):
+        build_backbone("diffrec", data, hidden=[16], time_weights=[0.5, 0.2])
+
+
 def test_checkpoint_rejects_other_data(tmp_path, data):
     a = build_backbone("diffrec", data, schedule=dict(steps=5), hidden=[16])
     path = save_backbone(a, tmp_path / "b.pt", meta={"n_users": data.n_users})

@@ -46,8 +46,11 @@ def load_diffrec(folder: PathLike, name: Optional[str] = None, *, n_users: Optio
             two splits; counted in ``overlap_counts`` either way.
 
     Returns:
-        The dataset; ``train_time`` is None (the format carries no timestamps). Duplicate pairs
-        within a split are removed and counted in ``dedup_counts``.
+        The dataset; the format carries no timestamps, so ``train_time`` holds each training pair's row in
+        ``train_list.npy`` (as the RecBole loader does for files without a timestamp field): an order, meaningful
+        where the files list each user's interactions in time order, as DiffRec's temporally split ml-1m does
+        (what :meth:`~refit_gym.data.InteractionData.recency_weights` reads). Duplicate pairs within a split are
+        removed and counted in ``dedup_counts`` (the first occurrence keeps its row).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -68,4 +71,5 @@ def load_diffrec(folder: PathLike, name: Optional[str] = None, *, n_users: Optio
     return InteractionData.from_pairs(
         arrays["train"], arrays["valid"], arrays["test"], n_users=n_users, n_items=n_items, social=social,
         name=name or folder.name, source=str(folder), sources=sources, overlap=overlap,
+        train_time=np.arange(len(arrays["train"]), dtype=np.float64),
     )

@@ -35,6 +35,7 @@ indices ``[0, K-1]`` and calls :meth:`~DenoiserAdapter.denoise` with the trainin
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -274,23 +275,90 @@ class HistoryAdapter(DenoiserAdapter):
 
 
 class DiffRecAdapter(HistoryAdapter):
-    """DiffRec: an MLP denoiser over the history vector (no extra conditioning)."""
+    """DiffRec: an MLP denoiser over the history vector (no extra conditioning).
+
+    ``time_weights=[w_min, w_max]`` gives T-DiffRec (Wang et al., SIGIR 2023): the history vector that the chain
+    starts from and pretraining reconstructs weighs each visible training item by its recency,
+    :meth:`~refit_gym.data.InteractionData.recency_weights` (``w_min`` for a user's oldest training interaction,
+    ``w_max`` for the newest); a visible item outside the training matrix (validation items under
+    ``condition_on='train+valid'``) weighs ``w_max``. The weights are data tensors of the checkpoint (built by
+    :meth:`from_data`), so a loaded backbone encodes exactly what it trained on. None: the binary history.
+    """
 
     backbone_name = "diffrec"
 
     def __init__(self, n_items: int, schedule: Dict | ScheduleConfig = ScheduleConfig(),
-                 hidden: Sequence[int] = (1000,), emb_size: int = 10, dropout: float = 0.5, norm: bool = False):
+                 hidden: Sequence[int] = (1000,), emb_size: int = 10, dropout: float = 0.5, norm: bool = False,
+                 time_weights: Optional[Sequence[float]] = None, recency: Optional[sp.csr_matrix] = None):
         cfg = schedule if isinstance(schedule, ScheduleConfig) else ScheduleConfig(**schedule)
         super().__init__(cfg, n_items, n_items, n_items)
+        if time_weights is not None:
+            time_weights = [float(w) for w in time_weights]
+            if len(time_weights) != 2 or not 0.0 <= time_weights[0] <= time_weights[1] <= 1.0:
+                raise ValueError(f"time_weights={time_weights}: expected [w_min, w_max] with 0 <= w_min <= w_max <= 1")
         self._cfg = dict(n_items=int(n_items), schedule=cfg.to_dict(), hidden=[int(h) for h in hidden],
-                         emb_size=int(emb_size), dropout=float(dropout), norm=bool(norm))
+                         emb_size=int(emb_size), dropout=float(dropout), norm=bool(norm), time_weights=time_weights)
+        self.time_weights = time_weights
         self.net = DiffRecMLP(n_items, hidden, emb_size, dropout, norm)
+        self.set_recency(sp.csr_matrix((0, n_items), dtype=np.float32) if recency is None else recency)
+
+    @classmethod
+    def from_data(cls, data, **kwargs) -> "DiffRecAdapter":
+        """Build for ``data`` (an InteractionData, or a dataset with an ``interactions()`` view): with
+        ``time_weights``, the recency weights of its training matrix."""
+        data = as_interactions(data)
+        kwargs.setdefault("n_items", data.n_items)
+        weights = kwargs.get("time_weights", inspect.signature(cls.__init__).parameters["time_weights"].default)
+        if weights is not None:
+            kwargs["recency"] = data.recency_weights(*weights)
+        return cls(**kwargs)
+
+    def set_recency(self, recency: sp.csr_matrix) -> None:
+        """Hold the ``(n_users, n_items)`` recency weights as CSR buffers (``recency_indptr``,
+        ``recency_indices``, ``recency_values``)."""
+        r = sp.csr_matrix(recency, dtype=np.float32)
+        if r.shape[1] != self.n_items:
+            raise ValueError(f"recency weights have {r.shape[1]} columns; this backbone has {self.n_items} items")
+        for name, values, dtype in (("recency_indptr", r.indptr, torch.long), ("recency_indices", r.indices, torch.long),
+                                    ("recency_values", r.data, torch.float32)):
+            self.register_buffer(name, torch.tensor(np.ascontiguousarray(values), dtype=dtype))  # a copy, contiguous
+
+    def data_tensors(self):
+        return {"recency_indptr": self.recency_indptr, "recency_indices": self.recency_indices,
+                "recency_values": self.recency_values}
+
+    def encode_condition(self, users: np.ndarray, visible: sp.csr_matrix, split: Optional[str] = None,
+                         hidden_tail: Optional[np.ndarray] = None) -> np.ndarray:
+        binary = super().encode_condition(users, visible, split, hidden_tail)
+        if self.time_weights is None:
+            return binary
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        n_held = len(self.recency_indptr) - 1
+        if users.size and (users.min() < 0 or users.max() >= n_held):
+            raise ValueError(f"user {int(users[(users < 0) | (users >= n_held)][0])} has no recency weights (held "
+                             f"users: {n_held}); build the backbone with from_data")
+        recency = sp.csr_matrix((self.recency_values.cpu().numpy(), self.recency_indices.cpu().numpy(),
+                                 self.recency_indptr.cpu().numpy()), shape=(n_held, self.n_items))[users]
+        stored = sp.csr_matrix((np.ones(recency.nnz, np.float32), recency.indices, recency.indptr),
+                               shape=recency.shape).toarray() > 0  # the pattern, explicit zeros (w_min = 0) included
+        # visible training items take their weight, any other visible item the newest weight w_max
+        return np.where(stored, recency.toarray(), self.time_weights[1]).astype(np.float32) * binary
 
     def denoise(self, x, i, context):
         return self.net(x, i)
 
     def config(self):
         return dict(self._cfg)
+
+
+class TDiffRecAdapter(DiffRecAdapter):
+    """T-DiffRec (Wang et al., SIGIR 2023): :class:`DiffRecAdapter` with ``time_weights=[0.1, 1.0]`` by default, the
+    history weighted by recency (registered name ``"t-diffrec"``, its own environment id and rows)."""
+
+    backbone_name = "t-diffrec"
+
+    def __init__(self, n_items: int, time_weights: Optional[Sequence[float]] = (0.1, 1.0), **kwargs):
+        super().__init__(n_items, time_weights=time_weights, **kwargs)
 
 
 class CFDiffAdapter(HistoryAdapter):
@@ -377,7 +445,7 @@ class CFDiffAdapter(HistoryAdapter):
         return dict(self._cfg)
 
 
-BACKBONES: Dict[str, type] = {"diffrec": DiffRecAdapter, "cfdiff": CFDiffAdapter}
+BACKBONES: Dict[str, type] = {"diffrec": DiffRecAdapter, "t-diffrec": TDiffRecAdapter, "cfdiff": CFDiffAdapter}
 
 
 def index_context(ctx: Any, index: torch.Tensor) -> Any:

@@ -123,7 +123,8 @@ def state_digest(state: Dict[str, Any]) -> str:
             raise CheckpointError(f"state_dict entry {key!r} is a {type(t).__name__}, not a tensor")
         t = t.detach().cpu().contiguous()
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        if t.numel():  # an empty tensor has no bytes (and may have stride 0, which view() refuses)
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -50,6 +50,7 @@ METHODS = tuple(BASELINE_LABELS) + ("pretrained",) + tuple(FINETUNE_METHODS) + (
 QUICK_STEPS = 5
 QUICK_PRETRAIN_ARGS = ["--epochs", "3", "--patience", "0", "--steps", str(QUICK_STEPS)]
 QUICK_BACKBONE_ARGS = {"diffrec": ["--hidden", "32", "--emb-size", "8"], "cfdiff": ["--emb-size", "8"],
+                       "t-diffrec": ["--hidden", "32", "--emb-size", "8"],
                        "social-diffrec": ["--hidden", "32", "--emb-size", "8"],
                        "dreamrec": ["--hidden", "32"], "dreamrec-ce": ["--hidden", "32"],
                        "dreamrec-poi": ["--hidden", "32"], "dreamrec-poi-ce": ["--hidden", "32"]}
