@@ -248,8 +248,9 @@ SCENARIOS: Dict[str, Scenario] = {
     "cf": Scenario(
         name="cf", env_id="refit_gym/DiffRec-v0",
         backbone_kwargs=dict(hidden=[600, 200], emb_size=10, dropout=0.5), data_kind="interactions",
-        metric="recall@20", mask_history=True, baselines=("pop", "itemknn", "ease"), datasets=("ml-1m", "amazon-beauty"),
-        baseline_defaults={"ease": {"lam": 1000.0}, "itemknn": {"k": 100}}, ks=(10, 20, 50, 100)),
+        metric="recall@20", mask_history=True, baselines=("pop", "itemknn", "ease", "t-ease"),
+        datasets=("ml-1m", "amazon-beauty"), baseline_defaults={"ease": {"lam": 1000.0}, "t-ease": {"lam": 1000.0},
+                                                                "itemknn": {"k": 100}}, ks=(10, 20, 50, 100)),
     "social": Scenario(
         name="social", env_id="refit_gym/SocialDiffRec-v0",
         backbone_kwargs=dict(hidden=[600, 200], emb_size=10, dropout=0.5, top_m=200), data_kind="interactions",

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=HelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", type=Path, help="a refit-gym backbone checkpoint (.pt)")
-    what.add_argument("--baseline", choices=["pop", "itemknn", "ease", "sasrec"],
+    what.add_argument("--baseline", choices=["pop", "itemknn", "ease", "t-ease", "sasrec"],
                       help="a classic baseline fitted on train (sequential data: pop, sasrec)")
     p.add_argument("--data", default="synthetic",
                    help="dataset spec accepted by refit_gym.data.load_dataset (default: synthetic)")

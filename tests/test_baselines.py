@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from conftest import REPO, shared_dataset
-from refit_gym.baselines import EASE, ItemKNN, MostPopular, NotFittedError, select_on_validation
+from refit_gym.baselines import EASE, TEASE, ItemKNN, MostPopular, NotFittedError, select_on_validation
 from refit_gym.data import InteractionData
 from refit_gym.metrics import evaluate, metric_keys
 
@@ -54,6 +54,30 @@ def test_ease_errors():
         EASE().scores(np.array([0]))
     with pytest.raises(IndexError, match="user"):
         EASE(lam=1.0).fit(data).scores(np.array([data.n_users]))
+
+
+def test_t_ease_scores_the_recency_weighted_history_with_eases_weights():
+    """T-EASE: EASE's B of the binary training matrix, applied to the recency weights of the history; w_min = 1
+    is EASE itself; data without an order is refused by name."""
+    rng = np.random.default_rng(1)
+    base = random_data()
+    coo = base.train.tocoo()
+    timed = InteractionData.from_pairs(np.c_[coo.row, coo.col], np.argwhere(base.valid.toarray() > 0),
+                                       np.argwhere(base.test.toarray() > 0), n_users=base.n_users,
+                                       n_items=base.n_items, train_time=rng.permutation(coo.nnz).astype(float))
+    t = TEASE(lam=3.0, w_min=0.2).fit(timed)
+    e = EASE(lam=3.0).fit(timed)
+    np.testing.assert_allclose(t.weights, e.weights)
+    users = np.array([0, 5, 7])
+    w = timed.recency_weights(0.2, 1.0)[users].toarray()
+    np.testing.assert_allclose(t.scores(users).numpy(), w @ e.weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(TEASE(lam=3.0, w_min=1.0).fit(timed).scores(users).numpy(), e.scores(users).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert t.params() == {"lam": 3.0, "w_min": 0.2}
+    with pytest.raises(ValueError, match="train_time"):
+        TEASE(lam=3.0).fit(base)
+    with pytest.raises(ValueError, match="w_min"):
+        TEASE(w_min=1.5)
 
 
 # ----------------------------------------------------------------------------- ItemKNN

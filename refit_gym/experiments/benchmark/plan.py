@@ -16,7 +16,8 @@ SEEDLESS = "NA"  # file tag of deterministic rows
 MACHINE_NOT_RECORDED = "machine not recorded (a record written before the benchmark recorded it)"
 
 #: baseline rows: key -> label, in table order; a scenario has the ones in its ``Scenario.baselines``
-BASELINE_LABELS = {"pop": "MostPopular", "itemknn": "ItemKNN", "ease": "EASE", "sasrec": "SASRec"}
+BASELINE_LABELS = {"pop": "MostPopular", "itemknn": "ItemKNN", "ease": "EASE", "t-ease": "T-EASE (recency-weighted)",
+                   "sasrec": "SASRec"}
 #: stochastic baselines: one run per seed (``torch.manual_seed(seed)`` before building it, ``seed`` to its fit)
 SEEDED_BASELINES = ("sasrec",)
 #: default ``--backbones`` per scenario (the others: ``[Scenario.backbone]``)
