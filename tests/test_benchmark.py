@@ -367,7 +367,8 @@ def test_scenario_is_inferred_from_the_data(bench, tmp_path):
 
 
 @pytest.mark.parametrize("scenario,backbone,env_id,baselines,reward", [
-    ("cf", "diffrec", "refit_gym/DiffRec-v0", [("pop", False), ("itemknn", False), ("ease", False)], "refit"),
+    ("cf", "diffrec", "refit_gym/DiffRec-v0", [("pop", False), ("itemknn", False), ("ease", False), ("t-ease", False)],
+     "refit"),
     ("social", "social-diffrec", "refit_gym/SocialDiffRec-v0",
      [("pop", False), ("itemknn", False), ("ease", False)], "refit"),
     ("sequential", "dreamrec", "refit_gym/DreamRec-v0", [("pop", False), ("sasrec", True)], "refit-seq"),
