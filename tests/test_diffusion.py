@@ -114,6 +114,7 @@ def test_t_diffrec_weights_its_condition_by_recency_and_keeps_them(tmp_path, dat
     visible = (data.train[users] + data.valid[users]).tocsr().sign()
     binary = build_backbone("diffrec", data, schedule=dict(steps=5), hidden=[16])
     np.testing.assert_array_equal(binary.encode_condition(users, visible), visible.toarray())
+    assert not any(k.startswith("recency") for k in binary.state_dict())  # DiffRec's checkpoints are unchanged
     t = build_backbone("diffrec", data, schedule=dict(steps=5), hidden=[16], time_weights=[0.0, 0.9])
     cond = t.encode_condition(users, visible)
     expected = np.where(data.valid[users].toarray() > 0, 0.9, data.recency_weights(0.0, 0.9)[users].toarray())

@@ -300,7 +300,10 @@ class DiffRecAdapter(HistoryAdapter):
                          emb_size=int(emb_size), dropout=float(dropout), norm=bool(norm), time_weights=time_weights)
         self.time_weights = time_weights
         self.net = DiffRecMLP(n_items, hidden, emb_size, dropout, norm)
-        self.set_recency(sp.csr_matrix((0, n_items), dtype=np.float32) if recency is None else recency)
+        if time_weights is not None:  # DiffRec without them holds no such buffers (its checkpoints load as before)
+            self.set_recency(sp.csr_matrix((0, n_items), dtype=np.float32) if recency is None else recency)
+        elif recency is not None:
+            raise ValueError("recency weights given without time_weights")
 
     @classmethod
     def from_data(cls, data, **kwargs) -> "DiffRecAdapter":
@@ -324,6 +327,8 @@ class DiffRecAdapter(HistoryAdapter):
             self.register_buffer(name, torch.tensor(np.ascontiguousarray(values), dtype=dtype))  # a copy, contiguous
 
     def data_tensors(self):
+        if self.time_weights is None:
+            return {}
         return {"recency_indptr": self.recency_indptr, "recency_indices": self.recency_indices,
                 "recency_values": self.recency_values}
 
