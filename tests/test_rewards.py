@@ -13,7 +13,7 @@ from refit_gym.data.dataset import InteractionData
 from refit_gym.data.synthetic import make_synthetic
 from refit_gym.rewards import (CollaborativeReward, FunctionReward, GraphScoreReward, ReconstructionReward, TopKReward,
                                make_reward,
-                               split_heldout)
+                               split_heldout, split_latest)
 
 
 def tiny_data(valid_item: int = 3, test_item: int = 2) -> InteractionData:
@@ -48,6 +48,28 @@ def test_split_counts_partition_and_batch_independence():
     # another key gives (almost surely) another split somewhere
     _, h2 = split_heldout(data.train[users], keys + np.uint64(1), 0.2)
     assert (h2 != held).nnz > 0
+
+
+def test_split_latest_holds_out_each_users_most_recent_items():
+    """holdout_order="latest": the same counts as the random split, the held-out items each user's most recent by
+    train_time, the same every episode; refused for data without an order."""
+    data = make_synthetic(n_users=80, n_items=60, seed=1, density=0.15)
+    users = np.arange(80)
+    vis, held = split_latest(data.train[users], data.train_time[users], 0.2)
+    _, random_held = split_heldout(data.train[users], np.arange(80, dtype=np.uint64), 0.2)
+    np.testing.assert_array_equal(np.diff(held.indptr), np.diff(random_held.indptr))
+    assert (vis.multiply(held)).nnz == 0 and abs(vis + held - data.train).sum() == 0
+    times = data.train_time
+    for u in range(80):
+        if held[u].nnz:  # every held-out item is at least as recent as every visible one
+            assert times[u, held[u].indices].min() >= times[u, vis[u].indices].max()
+    reward = CollaborativeReward(data, holdout_order="latest")
+    a, b = reward.prepare(users, np.random.default_rng(0)), reward.prepare(users, np.random.default_rng(1))
+    assert (a.heldout != held).nnz == 0 and (b.heldout != held).nnz == 0
+    with pytest.raises(ValueError, match="no training order"):
+        CollaborativeReward(tiny_data(), holdout_order="latest")
+    with pytest.raises(ValueError, match="holdout_order"):
+        GraphScoreReward(data, holdout_order="oldest")
 
 
 def test_prepare_rejects_bad_users():

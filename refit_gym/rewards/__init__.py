@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable, Dict, Union
 
 from refit_gym.data.dataset import InteractionData, as_interactions
-from refit_gym.rewards.base import Reward, RewardState, split_heldout
+from refit_gym.rewards.base import Reward, RewardState, split_heldout, split_latest
 from refit_gym.rewards.collaborative import CollaborativeReward
 from refit_gym.rewards.graph_score import GraphScoreReward
 from refit_gym.rewards.naive import FunctionReward, ReconstructionReward, TopKReward
@@ -46,4 +46,4 @@ def make_reward(name_or_obj: Union[str, Reward, Callable], data: InteractionData
 
 __all__ = ["REWARDS", "CollaborativeReward", "FunctionReward", "GraphScoreReward", "ReconstructionReward", "Reward", "RewardState",
            "SequentialCollaborativeReward", "transition_graph",
-           "TopKReward", "make_reward", "split_heldout"]
+           "TopKReward", "make_reward", "split_heldout", "split_latest"]

@@ -108,6 +108,32 @@ def split_heldout(rows: sp.csr_matrix, keys: np.ndarray, rho: float):
     return _sub(~held, counts - n_hold), _sub(held, n_hold)
 
 
+def split_latest(rows: sp.csr_matrix, times: sp.csr_matrix, rho: float):
+    """Split each row's items into (visible, held-out) CSR matrices ``(B, n_items)`` float32 as
+    :func:`split_heldout` does (the same ``n_hold`` per row), holding out each row's ``n_hold`` *most recent*
+    items by ``times`` (CSR with the pattern of ``rows``; ties: the larger item id is the more recent), so the
+    condition is the user's past and the targets what came after: a temporal split of the training history."""
+    rows = sp.csr_matrix(rows, dtype=np.float32)
+    rows.sort_indices()
+    times = sp.csr_matrix(times, dtype=np.float64)
+    times.sort_indices()
+    if not (np.array_equal(rows.indptr, times.indptr) and np.array_equal(rows.indices, times.indices)):
+        raise ValueError("times must have the sparsity pattern of rows")
+    counts = np.diff(rows.indptr)
+    n_hold = np.where(counts >= 2, np.clip(np.floor(rho * counts + 0.5), 1, np.maximum(counts - 1, 1)), 0).astype(np.int64)
+    row_of = np.repeat(np.arange(rows.shape[0]), counts)
+    order = np.lexsort((-rows.indices, -times.data, row_of))  # per row, the most recent first
+    rank = np.arange(rows.nnz) - rows.indptr[:-1][row_of]
+    held = np.zeros(rows.nnz, dtype=bool)
+    held[order[rank < n_hold[row_of]]] = True
+
+    def _sub(mask: np.ndarray, per_row: np.ndarray) -> sp.csr_matrix:
+        indptr = np.concatenate([[0], np.cumsum(per_row)]).astype(rows.indptr.dtype)
+        return sp.csr_matrix((rows.data[mask], rows.indices[mask], indptr), shape=rows.shape)
+
+    return _sub(~held, counts - n_hold), _sub(held, n_hold)
+
+
 def heldout_target(heldout: sp.csr_matrix) -> sp.csr_matrix:
     """Weights ``1/|H|`` on each row's held-out items (rows without held-out items stay empty): the
     target of the held-out log-likelihood term, CSR ``(B, n_items)``."""
@@ -163,6 +189,9 @@ class Reward:
             interactions are read.
         holdout: fraction ``rho`` in [0, 1) of each user's training items held out of the condition.
         device: where score tensors live.
+        holdout_order: ``"random"`` (a random fraction per episode, :func:`split_heldout`) or ``"latest"`` (each
+            user's most recent fraction by ``train_time``, :func:`split_latest`: the past predicts what followed,
+            as a temporal split evaluates; the data must order its training interactions).
 
     Subclasses change *which* items are held out by overriding :meth:`split`.
     """
@@ -172,14 +201,18 @@ class Reward:
     #: agents such as :class:`agents.pathwise.Pathwise` need it; rankings and top-k cut-offs are not)
     differentiable: bool = False
 
-    def __init__(self, data, holdout: float = 0.2, device="cpu"):
+    def __init__(self, data, holdout: float = 0.2, device="cpu", holdout_order: str = "random"):
         if not 0.0 <= float(holdout) < 1.0:
             raise ValueError(f"holdout={holdout!r}: expected a fraction in [0, 1)")
+        if holdout_order not in ("random", "latest"):
+            raise ValueError(f"holdout_order={holdout_order!r}: expected 'random' or 'latest'")
         self.source = data
         data = as_interactions(data)
         self.data = data
         self.n_users, self.n_items = data.n_users, data.n_items
-        self.holdout = float(holdout)
+        self.holdout, self.holdout_order = float(holdout), holdout_order
+        if holdout_order == "latest" and data.train_time is None:
+            raise ValueError(f"holdout_order='latest': {data.source} has no training order (train_time)")
         self.device = torch.device(device)
 
     def to(self, device) -> "Reward":
@@ -217,7 +250,10 @@ class Reward:
         """Hook: ``(visible, heldout)`` CSR ``(B, n_items)`` float32 of ``users (B,)`` with episode keys
         ``keys (B,)``, disjoint sets of each user's training items, optionally followed by ``hidden_tail``
         ``(B,)`` int64 (see :class:`RewardState`). Default: a random fraction ``holdout`` held out, the
-        rest visible (:func:`split_heldout`)."""
+        rest visible (:func:`split_heldout`); with ``holdout_order="latest"`` the most recent fraction
+        (:func:`split_latest`, the same every episode)."""
+        if self.holdout_order == "latest":
+            return split_latest(self.data.train[users], self.data.train_time[users], self.holdout)
         return split_heldout(self.data.train[users], keys, self.holdout)
 
     def _prepare_targets(self, state: RewardState) -> None:

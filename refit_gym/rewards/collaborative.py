@@ -67,6 +67,8 @@ class CollaborativeReward(Reward):
     Args:
         data: the dataset (only ``data.train`` and ``data.social`` are read).
         holdout: ``rho``, the fraction of each user's training items held out (default 0.2).
+        holdout_order: which of them: ``"random"`` per episode, or ``"latest"`` (the most recent by the data's
+            ``train_time``; see :class:`~refit_gym.rewards.base.Reward`).
         tau: softmax temperature (> 0).
         hop_weight: ``lambda`` >= 0, weight of the high-order terms (0 disables them).
         n_hops: ``K`` >= 0, number of item-item hops.
@@ -90,8 +92,8 @@ class CollaborativeReward(Reward):
     def __init__(self, data: InteractionData, holdout: float = 0.2, tau: float = 1.0, hop_weight: float = 0.1,
                  n_hops: int = 2, gamma: float = 0.5, social_weight: float = 0.1, top_m: int = 200,
                  graph_top_m: int = 50, graph: Optional[sp.csr_matrix] = None, standardize: bool = False,
-                 mask_condition: bool = True, device="cpu"):
-        super().__init__(data, holdout, device)
+                 mask_condition: bool = True, device="cpu", holdout_order: str = "random"):
+        super().__init__(data, holdout, device, holdout_order)
         self.standardize, self.mask_condition = bool(standardize), bool(mask_condition)
         data = self.data  # the InteractionData view (the argument may be e.g. a SequentialData)
         if not tau > 0:

@@ -84,6 +84,7 @@ class GraphScoreReward(Reward):
             EASE itself; a pruned positive EASE graph loses the order of the bulk of the candidates).
         ease_lambda: EASE's L2 weight (graph="ease").
         holdout: fraction of training items held out of the condition (same split as every reward).
+        holdout_order: ``"random"`` or ``"latest"``, as :class:`~refit_gym.rewards.base.Reward`.
     """
 
     name = "graph-score"
@@ -91,8 +92,8 @@ class GraphScoreReward(Reward):
 
     def __init__(self, data: InteractionData, graph: Union[str, sp.spmatrix, np.ndarray] = "ease", n_hops: int = 1,
                  gamma: float = 0.5, graph_top_m: Optional[int] = None, ease_lambda: float = 1000.0, holdout: float = 0.2,
-                 device="cpu"):
-        super().__init__(data, holdout, device)
+                 device="cpu", holdout_order: str = "random"):
+        super().__init__(data, holdout, device, holdout_order)
         if int(n_hops) < 1:
             raise ValueError(f"n_hops={n_hops!r}: expected >= 1")
         if not 0 < gamma <= 1:
