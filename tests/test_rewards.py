@@ -72,6 +72,19 @@ def test_split_latest_holds_out_each_users_most_recent_items():
         GraphScoreReward(data, holdout_order="oldest")
 
 
+def test_graph_score_recency_weights_the_visible_row_before_the_hops():
+    """recency=w_min: the graph target is (c * recency weights) W, so with EASE's graph it ranks as T-EASE."""
+    data = make_synthetic(n_users=40, n_items=30, seed=2, density=0.2)
+    users = np.arange(10)
+    plain = GraphScoreReward(data, graph="cooc", n_hops=1, holdout_order="latest")
+    timed = GraphScoreReward(data, graph="cooc", n_hops=1, holdout_order="latest", recency=0.2)
+    a, b = plain.prepare(users, np.random.default_rng(0)), timed.prepare(users, np.random.default_rng(0))
+    weighted = b.visible.multiply(data.recency_weights(0.2)[users]).toarray()
+    np.testing.assert_allclose(b.tensors["graph_score"].numpy(), weighted @ timed.graph.toarray(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.tensors["graph_score"].numpy(), b.visible.toarray() @ plain.graph.toarray(),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_prepare_rejects_bad_users():
     r = CollaborativeReward(tiny_data())
     with pytest.raises(ValueError, match="user id 3 out of range"):

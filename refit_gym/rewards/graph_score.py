@@ -85,6 +85,9 @@ class GraphScoreReward(Reward):
         ease_lambda: EASE's L2 weight (graph="ease").
         holdout: fraction of training items held out of the condition (same split as every reward).
         holdout_order: ``"random"`` or ``"latest"``, as :class:`~refit_gym.rewards.base.Reward`.
+        recency: None (the binary visible row ``c``), or ``w_min``: ``c`` weighted by recency before the hops
+            (:meth:`~refit_gym.data.InteractionData.recency_weights` ``(w_min, 1)``; with ``graph="ease"`` and one
+            hop the target ranks as :class:`~refit_gym.baselines.TEASE`); the data must order its training items.
     """
 
     name = "graph-score"
@@ -92,8 +95,10 @@ class GraphScoreReward(Reward):
 
     def __init__(self, data: InteractionData, graph: Union[str, sp.spmatrix, np.ndarray] = "ease", n_hops: int = 1,
                  gamma: float = 0.5, graph_top_m: Optional[int] = None, ease_lambda: float = 1000.0, holdout: float = 0.2,
-                 device="cpu", holdout_order: str = "random"):
+                 device="cpu", holdout_order: str = "random", recency: Optional[float] = None):
         super().__init__(data, holdout, device, holdout_order)
+        # the visible row weighted by recency (T-DiffRec's weights, oldest item w_min = recency, newest 1): T-EASE's input
+        self.recency = None if recency is None else self.data.recency_weights(float(recency), 1.0)
         if int(n_hops) < 1:
             raise ValueError(f"n_hops={n_hops!r}: expected >= 1")
         if not 0 < gamma <= 1:
@@ -110,7 +115,8 @@ class GraphScoreReward(Reward):
         self.graph, self.n_hops, self.gamma = W, int(n_hops), float(gamma)
 
     def _prepare_targets(self, state: RewardState) -> None:
-        cur, s = state.visible, 0.0
+        cur = state.visible if self.recency is None else state.visible.multiply(self.recency[state.users]).tocsr()
+        s = 0.0
         for k in range(self.n_hops):
             cur = cur @ self.graph  # sparse @ sparse stays sparse; sparse @ dense is a dense (B, n_items) array
             s = s + cur * self.gamma ** k
