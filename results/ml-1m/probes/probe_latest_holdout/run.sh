@@ -1,5 +1,5 @@
 #!/bin/bash
-# Probe latest-holdout: run.sh NAME REWARD SEED OUT   e.g. run.sh refit-latest refit 0 /work/runs/s15/ml1m/lh-refit-s0
+# Probe latest-holdout: run.sh NAME REWARD SEED OUT   e.g. run.sh refit-latest refit 0 /work/runs/s15/ml1m/lh-refit-s0, run.sh graph-recency graph-score 0 /work/runs/s15/ml1m/lh-graph-recency-s0
 # (NAME: a section of recipes.yml; REWARD: refit or graph-score). Validation every 25 updates selects; test read once.
 cd "$(dirname "$0")/../../../.."
 . /work/venv/bin/activate
