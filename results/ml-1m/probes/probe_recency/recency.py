@@ -16,11 +16,17 @@ Metrics: Recall@20 / NDCG@20 over all items, training items masked (validation),
 (test), every user with a target; the input is the training history for both splits, as in the report.
 
     python results/ml-1m/probes/probe_recency/recency.py > results/ml-1m/probes/probe_recency/recency.txt
+    python results/ml-1m/probes/probe_recency/recency.py ../shared/datasets/amazon-beauty 100 > results/ml-1m/probes/probe_recency/recency-amazon-beauty.txt
+
+Arguments (optional): another DiffRec-format folder, and the EASE lambdas to use (default 1000 4000).
 """
+import sys
+
 import numpy as np
 import scipy.sparse as sp
 
-D = "../shared/datasets/ml-1m/"
+D = (sys.argv[1] if len(sys.argv) > 1 else "../shared/datasets/ml-1m").rstrip("/") + "/"
+LAMBDAS = [float(x) for x in sys.argv[2:]] or [1000.0, 4000.0]
 t, v, te = (np.load(D + f"{s}_list.npy") for s in ("train", "valid", "test"))
 nu = int(max(a[:, 0].max() for a in (t, v, te))) + 1
 ni = int(max(a[:, 1].max() for a in (t, v, te))) + 1
@@ -59,7 +65,7 @@ def show(name, S):
     print(f"{name:48s} valid R@20 {rv:.4f} N@20 {nv:.4f} | test R@20 {rt:.4f} N@20 {nt:.4f}", flush=True)
 
 
-for lam in (1000.0, 4000.0):
+for lam in LAMBDAS:
     P = np.linalg.inv(X.T @ X + lam * np.eye(ni))
     B = -P / np.diag(P)
     B[np.diag_indices(ni)] = 0
