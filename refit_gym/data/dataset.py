@@ -286,8 +286,8 @@ class InteractionData:
         float32 with the sparsity of ``train``, user u's j-th training interaction in time order (0-based, of
         ``n_u``; ties by item id) weighted ``w_min + (w_max - w_min) * j / (n_u - 1)`` (``w_max`` when ``n_u = 1``),
         so the most recent interaction weighs ``w_max``. The order is ``train_time``'s: timestamps, or the rows of
-        the training file where the format has none (:func:`~refit_gym.data.load_diffrec_folder`, whose ml-1m
-        files list each user's interactions in time order). Cost O(nnz log nnz).
+        the training file where the format has none (:func:`~refit_gym.data.load_diffrec_folder`; ml-1m's file order
+        behaves as time, amazon-beauty's does not: results/ml-1m/probes/probe_recency). Cost O(nnz log nnz).
 
         Raises:
             ValueError: unless ``0 <= w_min <= w_max``.

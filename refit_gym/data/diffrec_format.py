@@ -48,8 +48,9 @@ def load_diffrec(folder: PathLike, name: Optional[str] = None, *, n_users: Optio
     Returns:
         The dataset; the format carries no timestamps, so ``train_time`` holds each training pair's row in
         ``train_list.npy`` (as the RecBole loader does for files without a timestamp field): an order, meaningful
-        where the files list each user's interactions in time order, as DiffRec's temporally split ml-1m does
-        (what :meth:`~refit_gym.data.InteractionData.recency_weights` reads). Duplicate pairs within a split are
+        where the files list each user's interactions in time order (the format does not say; ml-1m's order
+        behaves as time, amazon-beauty's does not: results/ml-1m/probes/probe_recency), read by
+        :meth:`~refit_gym.data.InteractionData.recency_weights`. Duplicate pairs within a split are
         removed and counted in ``dedup_counts`` (the first occurrence keeps its row).
     """
     folder = Path(folder)
