@@ -81,6 +81,25 @@ def as_episode_keys(rng_or_keys: Union[np.random.Generator, np.ndarray], n: int)
     return keys.astype(np.uint64)
 
 
+def _hold_out_first(rows: sp.csr_matrix, priority: np.ndarray, rho: float):
+    """``(visible, held-out)`` CSR ``(B, n_items)`` float32 of ``rows`` (CSR with sorted indices): row ``b`` with
+    ``n_b`` items holds out ``n_hold = clip(floor(rho * n_b + 0.5), 1, n_b - 1)`` items if ``n_b >= 2`` and none
+    otherwise, those of the smallest ``priority`` (``(nnz,)``, aligned with the stored entries)."""
+    counts = np.diff(rows.indptr)
+    n_hold = np.where(counts >= 2, np.clip(np.floor(rho * counts + 0.5), 1, np.maximum(counts - 1, 1)), 0).astype(np.int64)
+    row_of = np.repeat(np.arange(rows.shape[0]), counts)
+    order = np.lexsort((priority, row_of))
+    rank = np.arange(rows.nnz) - rows.indptr[:-1][row_of]  # row_of is sorted, so rank within row of order[p] is p - start
+    held = np.zeros(rows.nnz, dtype=bool)
+    held[order[rank < n_hold[row_of]]] = True
+
+    def _sub(mask: np.ndarray, per_row: np.ndarray) -> sp.csr_matrix:
+        indptr = np.concatenate([[0], np.cumsum(per_row)]).astype(rows.indptr.dtype)
+        return sp.csr_matrix((rows.data[mask], rows.indices[mask], indptr), shape=rows.shape)
+
+    return _sub(~held, counts - n_hold), _sub(held, n_hold)
+
+
 def split_heldout(rows: sp.csr_matrix, keys: np.ndarray, rho: float):
     """Split each row's items into (visible, held-out) CSR matrices, both ``(B, n_items)`` float32.
 
@@ -91,21 +110,8 @@ def split_heldout(rows: sp.csr_matrix, keys: np.ndarray, rho: float):
     """
     rows = sp.csr_matrix(rows, dtype=np.float32)
     rows.sort_indices()
-    B = rows.shape[0]
-    counts = np.diff(rows.indptr)
-    n_hold = np.where(counts >= 2, np.clip(np.floor(rho * counts + 0.5), 1, np.maximum(counts - 1, 1)), 0).astype(np.int64)
-    row_of = np.repeat(np.arange(B), counts)
-    u = hash_uniform(keys[row_of], rows.indices.astype(np.uint64))
-    order = np.lexsort((u, row_of))
-    rank = np.arange(rows.nnz) - rows.indptr[:-1][row_of]  # row_of is sorted, so rank within row of order[p] is p - start
-    held = np.zeros(rows.nnz, dtype=bool)
-    held[order[rank < n_hold[row_of]]] = True
-
-    def _sub(mask: np.ndarray, per_row: np.ndarray) -> sp.csr_matrix:
-        indptr = np.concatenate([[0], np.cumsum(per_row)]).astype(rows.indptr.dtype)
-        return sp.csr_matrix((rows.data[mask], rows.indices[mask], indptr), shape=rows.shape)
-
-    return _sub(~held, counts - n_hold), _sub(held, n_hold)
+    row_of = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+    return _hold_out_first(rows, hash_uniform(keys[row_of], rows.indices.astype(np.uint64)), rho)
 
 
 def split_latest(rows: sp.csr_matrix, times: sp.csr_matrix, rho: float):
@@ -119,19 +125,11 @@ def split_latest(rows: sp.csr_matrix, times: sp.csr_matrix, rho: float):
     times.sort_indices()
     if not (np.array_equal(rows.indptr, times.indptr) and np.array_equal(rows.indices, times.indices)):
         raise ValueError("times must have the sparsity pattern of rows")
-    counts = np.diff(rows.indptr)
-    n_hold = np.where(counts >= 2, np.clip(np.floor(rho * counts + 0.5), 1, np.maximum(counts - 1, 1)), 0).astype(np.int64)
-    row_of = np.repeat(np.arange(rows.shape[0]), counts)
-    order = np.lexsort((-rows.indices, -times.data, row_of))  # per row, the most recent first
-    rank = np.arange(rows.nnz) - rows.indptr[:-1][row_of]
-    held = np.zeros(rows.nnz, dtype=bool)
-    held[order[rank < n_hold[row_of]]] = True
-
-    def _sub(mask: np.ndarray, per_row: np.ndarray) -> sp.csr_matrix:
-        indptr = np.concatenate([[0], np.cumsum(per_row)]).astype(rows.indptr.dtype)
-        return sp.csr_matrix((rows.data[mask], rows.indices[mask], indptr), shape=rows.shape)
-
-    return _sub(~held, counts - n_hold), _sub(held, n_hold)
+    # the most recent first: descending time, then descending item id (one float key keeps the lexsort to two)
+    rank_in_time = np.lexsort((-rows.indices, -times.data))
+    priority = np.empty(rows.nnz, dtype=np.int64)
+    priority[rank_in_time] = np.arange(rows.nnz)
+    return _hold_out_first(rows, priority, rho)
 
 
 def heldout_target(heldout: sp.csr_matrix) -> sp.csr_matrix:
