@@ -239,8 +239,9 @@ def test_pretrain_script_resumes_sequence_runs(tmp_path, seq_data):
               "--batch-size", "16", "--eval-every", "1", "--no-progress"]
     full = pretrain.main(common + ["--out", str(tmp_path / "full"), "--epochs", "3"])
     half = tmp_path / "half"
-    pretrain.main(common + ["--out", str(half), "--epochs", "1", "--resume"])  # no state yet: starts afresh
+    first = pretrain.main(common + ["--out", str(half), "--epochs", "1", "--resume", "--no-test"])  # starts afresh
     assert json.loads((half / "history.json").read_text())[-1]["epoch"] == 0 and (half / "last_state.pt").is_file()
+    assert "test" not in first and "test" not in json.loads((half / "metrics.json").read_text())  # --no-test
     resumed = pretrain.main(common + ["--out", str(half), "--epochs", "3", "--resume"])
     assert resumed["epochs_run"] == 3 and resumed["best_epoch"] == full["best_epoch"]
     assert resumed["valid"] == full["valid"] and resumed["test"] == full["test"]

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from --out/last_state.pt (if present; "
                    "else start afresh)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-test", action="store_true",
+                   help="do not evaluate the kept checkpoint on test (metrics.json then has no 'test'): for runs "
+                        "whose model is chosen later on validation, e.g. a run resumed in segments")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on stdout")
     return p
 
@@ -223,16 +226,19 @@ def run_pretraining(args: argparse.Namespace) -> Dict[str, Any]:
         "training_seconds": result.train_seconds, "validation_seconds": result.valid_seconds,
         "validation_share": result.valid_share,
         "valid": scenario.evaluate_backbone(best, data, "valid"),
-        "test": scenario.evaluate_backbone(best, data, "test"),
         "checkpoint": str(out / "best.pt"), "config": asdict(cfg), "backbone_config": best.config(),
     }
+    if not args.no_test:
+        metrics["test"] = scenario.evaluate_backbone(best, data, "test")
     if main:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    t = metrics["test"]
     log(f"best epoch {result.best_epoch}; {result.seconds_per_epoch:.2f} s per training epoch on {device}, "
         f"{wall / 60:.1f} min wall-clock this session; validation took {result.valid_share:.0%} of the run's "
         f"training + validation seconds ({result.valid_seconds:.1f} of {result.train_seconds + result.valid_seconds:.1f})")
-    log("test: " + "  ".join(f"{k} {t[k]:.4f}" for k in t if k.endswith("@20") and k.split("@")[0] in ("recall", "ndcg", "hitrate")))
+    if "test" in metrics:
+        t = metrics["test"]
+        log("test: " + "  ".join(f"{k} {t[k]:.4f}" for k in t
+                                 if k.endswith("@20") and k.split("@")[0] in ("recall", "ndcg", "hitrate")))
     log(f"checkpoint: {out / 'best.pt'}" + (f"; TensorBoard: tensorboard --logdir {out / 'tb'}" if (out / "tb").is_dir() else ""))
     if args.json and main:
         print(json.dumps(metrics))

@@ -6,6 +6,8 @@
 # are written as a checkpoint (OUT/e<epoch>.pt) and their chain and head are scored on validation
 # (OUT/heads-e<epoch>.json, ../probes/probe_o_heads/heads.py); the start is the snapshot whose head validates best
 # (../../poi-gowalla/inputs/pick_start.py), validation only. Resumable: a snapshot already scored is skipped.
+# --no-test keeps test out of each segment's output (added after session 15's runs, which printed it after every
+# segment; nothing read it).
 #   pretrain-residual-snapshots.sh BACKBONE DATA OUT LAST_EPOCH STEP SEED
 #   e.g. pretrain-residual-snapshots.sh dreamrec-ce ../shared/datasets/seq-beauty /work/runs/s15/seed1 43 4 1
 cd "$(dirname "$0")/../../.."
@@ -19,7 +21,7 @@ for ((e = STEP - 1; e <= LAST; e += STEP)); do
   rm -f $R/run/.lock
   python scripts/pretrain.py --backbone $BACKBONE --data $DATA --out $R/run --inference-steps 10 \
     --eval-every 1 --full-validation --metric ndcg@20 --patience 0 --epochs $((e + 1)) --max-seconds 100000 --seed $SEED \
-    --device cpu --dropout 0.2 --backbone-arg residual=true --no-progress --resume >> $R/pretrain.log 2>&1
+    --device cpu --dropout 0.2 --backbone-arg residual=true --no-progress --resume --no-test >> $R/pretrain.log 2>&1
   python $P/probe_al_longer_strong/last_to_ckpt.py $R/run $R/e$e.pt >> $R/pretrain.log 2>&1
   python $P/probe_o_heads/heads.py $R/heads-e$e.json $R/e$e.pt > $R/heads-e$e.log 2>&1
 done
