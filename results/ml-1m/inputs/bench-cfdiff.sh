@@ -5,7 +5,8 @@
 # 3 seeds, two cells at a time; or round "queue": the same cells one at a time (seed by seed: pretrained, Pathwise, its
 # control, ReFiT), beside another queue. The old start's other CF-Diff rows (naive, DDPO, PPO, A2C) are retired; session
 # 15 reran them from this start with their inputs: round "others-a" (naive, DDPO) and "others-b" (PPO, A2C), seeds
-# 0-2 each, side by side in folders of their own (o<seed>-a, o<seed>-b). Argument: the round (1, 2, 3, r1, r2, queue,
+# 0-2 each, side by side in folders of their own (o<seed>-a, o<seed>-b; session 15 ran seed 2's PPO and A2C as two
+# processes instead, in o2-b and o2-c, once the cores were free). Argument: the round (1, 2, 3, r1, r2, queue,
 # others-a, others-b, or report: retire the old start's CF-Diff rows, merge, rebuild the report).
 cd "${TREE:-$(dirname "$0")/../../..}"
 . /work/venv/bin/activate
@@ -32,6 +33,6 @@ case $1 in
     exec python scripts/benchmark.py --data ../shared/datasets/ml-1m --out results/ml-1m --skip-scaling \
     --eval-points 4 --reward graph-score --checkpoint-diffrec $DSTART --checkpoint-cfdiff $START $H \
     --continued-budget pathwise --report-only "${R[@]}" --merge $O/s0 $O/s1 $O/s2 \
-    $(for d in $O/o[012]-[ab]; do [ -d $d ] && echo $d; done) ;;
+    $(for d in $O/o[012]-[a-z]; do [ -d $d ] && echo $d; done) ;;
   *) export B O METHOD=pathwise; exec bash results/bench-rounds.sh "$1" ;;
 esac
