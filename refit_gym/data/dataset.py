@@ -299,16 +299,12 @@ class InteractionData:
                             "order, so recency weights are undefined")
         train = self.train.tocsr()
         train.sort_indices()
-        times = self.train_time.tocsr()
-        times.sort_indices()
-        if times.nnz != train.nnz or not (np.array_equal(times.indptr, train.indptr)
-                                           and np.array_equal(times.indices, train.indices)):
-            raise DataError(f"{self.source}: field 'train_time' does not have the sparsity pattern of 'train'")
+        try:
+            rank = rank_in_rows(train, self.train_time).astype(np.float64)
+        except ValueError as e:
+            raise DataError(f"{self.source}: field 'train_time' does not fit field 'train': {e}") from None
         counts = np.diff(train.indptr)
         row = np.repeat(np.arange(self.n_users), counts)
-        order = np.lexsort((train.indices, times.data, row))  # by user, then time, then item
-        rank = np.empty(train.nnz, dtype=np.float64)
-        rank[order] = np.arange(train.nnz) - train.indptr[row[order]]
         frac = rank / np.maximum(counts[row] - 1, 1)
         frac[counts[row] == 1] = 1.0
         weights = float(w_min) + (float(w_max) - float(w_min)) * frac
@@ -359,6 +355,22 @@ class InteractionData:
 
     def __repr__(self) -> str:  # keep reprs short: the matrices are large
         return f"InteractionData({self.summary()})"
+
+
+def rank_in_rows(rows: sp.csr_matrix, times: sp.csr_matrix) -> np.ndarray:
+    """``(nnz,)`` int64: each stored entry of ``rows`` (CSR with sorted indices) ranked within its row by
+    ``times`` (CSR with the same sparsity pattern), 0 for the oldest, ties by column (the larger column later).
+    The one ordering of a user's interactions in time (recency weights, the latest-items hold-out).
+    Raises ValueError when the patterns differ."""
+    times = sp.csr_matrix(times, dtype=np.float64)
+    times.sort_indices()
+    if not (np.array_equal(rows.indptr, times.indptr) and np.array_equal(rows.indices, times.indices)):
+        raise ValueError("times do not have the sparsity pattern of the rows")
+    row = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+    order = np.lexsort((rows.indices, times.data, row))  # by row, then time, then column
+    rank = np.empty(rows.nnz, dtype=np.int64)
+    rank[order] = np.arange(rows.nnz) - rows.indptr[row[order]]
+    return rank
 
 
 def as_interactions(data) -> InteractionData:

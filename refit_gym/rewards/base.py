@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from refit_gym.data.dataset import as_interactions
+from refit_gym.data.dataset import as_interactions, rank_in_rows
 from refit_gym.scores import LowRankScores
 
 #: item scores as a reward receives them: the dense ``(B, n_items)`` matrix or its factors
@@ -121,15 +121,7 @@ def split_latest(rows: sp.csr_matrix, times: sp.csr_matrix, rho: float):
     condition is the user's past and the targets what came after: a temporal split of the training history."""
     rows = sp.csr_matrix(rows, dtype=np.float32)
     rows.sort_indices()
-    times = sp.csr_matrix(times, dtype=np.float64)
-    times.sort_indices()
-    if not (np.array_equal(rows.indptr, times.indptr) and np.array_equal(rows.indices, times.indices)):
-        raise ValueError("times must have the sparsity pattern of rows")
-    # the most recent first: descending time, then descending item id (one float key keeps the lexsort to two)
-    rank_in_time = np.lexsort((-rows.indices, -times.data))
-    priority = np.empty(rows.nnz, dtype=np.int64)
-    priority[rank_in_time] = np.arange(rows.nnz)
-    return _hold_out_first(rows, priority, rho)
+    return _hold_out_first(rows, -rank_in_rows(rows, times), rho)  # the most recent first
 
 
 def heldout_target(heldout: sp.csr_matrix) -> sp.csr_matrix:
