@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from refit_gym.scores import chunk_rows
+from refit_gym.scores import LowRankScores, chunk_rows
 
 METRICS = ("recall", "ndcg", "precision", "mrr", "hitrate")
 DEFAULT_KS = (10, 20, 50, 100)
@@ -304,7 +304,42 @@ def evaluate_backbone(adapter, data, split: str = "test", ks: Sequence[int] = DE
 
 
 # ---------------------------------------------------------------------------- sequences: leave-one-out
-SeqScoreFn = Callable[[np.ndarray, str], "torch.Tensor | np.ndarray"]
+SeqScoreFn = Callable[[np.ndarray, str], "torch.Tensor | np.ndarray | LowRankScores"]
+
+
+def _target_ranks(scores: "torch.Tensor | LowRankScores", target: torch.Tensor,
+                  masked: Optional[tuple] = None) -> torch.Tensor:
+    """Per row, the number of items scored strictly above the row's ``target`` item: ``(B,)`` int64.
+
+    ``scores``: ``(B, n_items)`` dense, or factored (:class:`~refit_gym.scores.LowRankScores`, formed here chunk by
+    chunk of rows so that a chunk's scores stay in cache). ``masked``: ``(rows, cols)`` entries left out of the
+    ranking (never counted; the target's own entry never is). NaN scores count as not above.
+    """
+    B, n = scores.shape
+    factored = isinstance(scores, LowRankScores)
+    if factored:
+        u, weight_t = scores.u.detach().float().cpu(), scores.weight.detach().float().cpu().t().contiguous()
+    size = chunk_rows(n, torch.device("cpu"))
+    rows = cols = None
+    if masked is not None:
+        rows, cols = masked
+        order = torch.argsort(rows, stable=True)
+        rows, cols = rows[order], cols[order]
+        bounds = torch.searchsorted(rows, torch.arange(0, B + size, size).clamp_max(B)).tolist()
+    out = torch.empty(B, dtype=torch.long)
+    exact = torch.float32 if n < 2 ** 24 else torch.float64  # a sum of 0/1 entries, exact below 2^24 in float32
+    for k, lo in enumerate(range(0, B, size)):
+        hi = min(lo + size, B)
+        block = u[lo:hi] @ weight_t if factored else scores[lo:hi]
+        t_score = block.gather(1, target[lo:hi].unsqueeze(1))
+        # score - target's score, > 0 exactly where score > target's (x - y = 0 only for x = y in IEEE floats);
+        # in place on a factored block (ours), else a new tensor (the caller's scores are not ours to modify)
+        diff = block.sub_(t_score) if factored else block - t_score
+        if rows is not None and bounds[k + 1] > bounds[k]:
+            a, b = bounds[k], bounds[k + 1]
+            diff[rows[a:b] - lo, cols[a:b]] = 0.0  # left out: never counted (the target's own entry is 0 anyway)
+        out[lo:hi] = diff.gt_(0).sum(dim=1, dtype=exact).long()
+    return out
 
 
 def evaluate_sequential(score_fn: SeqScoreFn, seq_data, split: str = "test", ks: Sequence[int] = (10, 20),
@@ -324,7 +359,8 @@ def evaluate_sequential(score_fn: SeqScoreFn, seq_data, split: str = "test", ks:
     for interaction data (selection on ``recall@20``, the benchmark tables) reads sequence results unchanged.
 
     Args:
-        score_fn: ``score_fn(users (B,) int64, split) -> (B, n_items)`` scores (tensor or array).
+        score_fn: ``score_fn(users (B,) int64, split) -> (B, n_items)`` scores (tensor, array, or
+            :class:`~refit_gym.scores.LowRankScores`, ranked chunk by chunk without the dense matrix).
         seq_data: the :class:`~refit_gym.data.sequential.SequentialData`.
         split: 'valid' or 'test'. ks: cut-offs. mask_history: see above.
         batch_size: users per ``score_fn`` call. users: evaluate a subset of the split's users (default: all
@@ -346,18 +382,16 @@ def evaluate_sequential(score_fn: SeqScoreFn, seq_data, split: str = "test", ks:
     ranks = np.empty(hi - lo, dtype=np.int64)
     for s in range(lo, hi, batch_size):
         u = users[s:min(s + batch_size, hi)]
-        scores = torch.as_tensor(score_fn(u, split)).detach().float().cpu()
-        if scores.shape != (len(u), seq_data.n_items):
+        scores = score_fn(u, split)
+        if not isinstance(scores, LowRankScores):
+            scores = torch.as_tensor(scores).detach().float().cpu()
+        if tuple(scores.shape) != (len(u), seq_data.n_items):
             raise ValueError(f"score_fn returned shape {tuple(scores.shape)}; expected ({len(u)}, {seq_data.n_items})")
-        target = torch.as_tensor(target_all[u])
-        t_score = scores.gather(1, target.unsqueeze(1))  # read before masking: the target is never masked
+        masked = None
         if known is not None:
             m = known[u].tocoo()
-            scores = scores.clone()  # score_fn's tensor is not ours to modify
-            scores[torch.as_tensor(m.row, dtype=torch.long), torch.as_tensor(m.col, dtype=torch.long)] = -torch.inf
-        size = chunk_rows(scores.shape[1], scores.device)  # the comparison of a row chunk stays in cache
-        ranks[s - lo:s - lo + len(u)] = torch.cat([(a > b).sum(dim=1) for a, b in
-                                                   zip(scores.split(size), t_score.split(size))]).numpy()
+            masked = (torch.as_tensor(m.row, dtype=torch.long), torch.as_tensor(m.col, dtype=torch.long))
+        ranks[s - lo:s - lo + len(u)] = _target_ranks(scores, torch.as_tensor(target_all[u]), masked).numpy()
     ranks = distributed.gather_rows(torch.as_tensor(ranks), len(users)).numpy()
     out: Dict[str, float] = {}
     for k in ks:

@@ -37,7 +37,7 @@ class SASRec(nn.Module):
 
     def score_sequences(self, seq: torch.Tensor) -> torch.Tensor:
         """Next-item scores ``(B, n_items)`` of padded right-aligned sequences ``seq (B, L)``."""
-        return self.encoder(seq)[:, -1] @ self.encoder.item_weight.t()
+        return self.encoder.last(seq) @ self.encoder.item_weight.t()
 
     def sequence_loss(self, seq: torch.Tensor) -> torch.Tensor:
         """Mean next-item cross-entropy over all prefixes of ``seq (B, L)`` (the first item from the empty state)."""

@@ -41,6 +41,16 @@ def test_unit_flops_of_a_known_mlp(tiny):
     assert largest_weight(adapter) == largest_weight(adapter, linear_only=True) == (24, 8)  # the encoder 24 -> 8
 
 
+def test_low_rank_cross_entropy_counts_its_three_products():
+    # forward + backward of the chunked full-softmax cross-entropy multiply three times: the scores u W^T, the
+    # row gradients p W and the item gradients p^T u (accumulated in place with addmm_, which FlopCounterMode
+    # alone misses): 3 x 2 B n d
+    from refit_gym.scores import low_rank_cross_entropy
+    B, n, d = 7, 50, 4
+    u, w = torch.randn(B, d, requires_grad=True), torch.randn(n, d, requires_grad=True)
+    assert count_flops(lambda: low_rank_cross_entropy(u, w, torch.arange(B)).mean().backward()) == 3 * 2 * B * n * d
+
+
 def test_recipe_floors_by_hand():
     u = UnitFlops(ctx_fwd=10, ctx_bwd=20, step_fwd=FWD, step_bwd=BWD, score_fwd=3, score_bwd=6)
     # ReFiT, 8 chains = 2 users x 4 copies, all T = 5 steps trained, KL on

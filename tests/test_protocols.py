@@ -13,6 +13,7 @@ from refit_gym.data import load_dataset
 from refit_gym.data.dataset import DataError
 from refit_gym.data.seq_protocols import PROTOCOLS, user_split
 from refit_gym.data.sequential import SequentialData, load_sequential
+from refit_gym.data.synthetic_sequences import make_synthetic_sequences
 
 torch.set_num_threads(1)
 T = 4
@@ -174,6 +175,36 @@ def test_evaluation_equals_a_hand_computed_metric():
             assert m[f"ndcg@{k}"] == pytest.approx(1 / np.log2(r + 2) if r < k else 0.0)
     with pytest.raises(ValueError, match="has no 'valid' target"):
         evaluate_sequential(fn, d, "valid", users=d.split_users["train"][:1])
+
+
+@pytest.mark.parametrize("mask_history", [False, True])
+def test_factored_scores_rank_as_their_dense_matrix(mask_history):
+    """A score_fn may return LowRankScores (DreamRec's inference does): ranked chunk by chunk, without the dense
+    matrix, to the same metrics, ties (which favour the target), masking and NaN scores (never above) included."""
+    from refit_gym import scores as scores_module
+    from refit_gym.metrics import evaluate_sequential
+    from refit_gym.scores import LowRankScores
+
+    d = make_synthetic_sequences(n_users=40, n_items=23, mean_len=6.0, seed=3)
+    g = torch.Generator().manual_seed(0)
+    u_all = torch.randint(-2, 3, (d.n_users, 3), generator=g).float()  # small integers: many exact ties
+    w = torch.randint(-2, 3, (d.n_items, 3), generator=g).float()
+    w[5] = float("nan")
+    factored = lambda users, split: LowRankScores(u_all[users], w)  # noqa: E731
+    dense = lambda users, split: u_all[users] @ w.t()  # noqa: E731
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(scores_module, "CPU_CHUNK_ELEMENTS", 3 * 23)  # chunks of 3 rows
+        for split in ("valid", "test"):
+            a = evaluate_sequential(factored, d, split, mask_history=mask_history, batch_size=16)
+            b = evaluate_sequential(dense, d, split, mask_history=mask_history, batch_size=16)
+            assert a == b
+    # by hand for one batch: ranks count strictly higher scores, NaN never counts
+    users = d.split_users["valid"][:8]
+    s = (u_all[users] @ w.t()).nan_to_num(nan=-float("inf"))
+    t = torch.as_tensor(d.held_out("valid")[users])
+    m = evaluate_sequential(factored, d, "valid", ks=(1, 3), users=users)
+    want = (s > s.gather(1, t[:, None])).sum(1)
+    assert m["ndcg@3"] == pytest.approx(float(np.where(want < 3, 1 / np.log2(want.numpy() + 2.0), 0).mean()))
 
 
 # ---------------------------------------------------------------------------------------------- end to end

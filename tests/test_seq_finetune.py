@@ -179,8 +179,9 @@ def test_condition_encoder_runs_once_per_user(algo):
         if not share:
             model._shared_conditions = lambda condition, users: torch.arange(condition.shape[0])
         rows = []
-        for m in (model.policy.denoiser.encoder, model.reference.encoder):
+        for m in (model.policy.denoiser.encoder, model.reference.encoder):  # count the rows of every encoder call
             m.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[0]))
+            m.last = lambda seq, *a, _last=m.last: (rows.append(seq.shape[0]), _last(seq, *a))[1]
         model.learn(2 * 8 * model.policy.steps)
         models.append(model)
         # 8 chains = 2 users x 4 copies of one episode each: after the first reset of learn()'s setup (8 distinct
@@ -429,6 +430,17 @@ def test_encoder_runs_real_lengths_with_the_full_width_states(n_time_buckets):
     only_full = torch.full((2, L), 3)  # every row at full width: the one-group path
     t_full = torch.zeros_like(only_full) if n_time_buckets else None
     torch.testing.assert_close(enc(only_full, t_full), enc._encode(only_full, t_full))
+    # the last state alone (inference's condition): the last block attends from the last query only; same values
+    # and gradients, on both paths
+    for s_, t_ in ((seq, times), (only_full, t_full)):
+        torch.testing.assert_close(enc.last(s_, t_), enc(s_, t_)[:, -1], rtol=1e-12, atol=1e-12)
+    grads = []
+    for out in (enc.last(seq, times), enc(seq, times)[:, -1]):
+        enc.zero_grad()
+        (out ** 2).sum().backward()
+        grads.append([p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in enc.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def _count_scoring(env) -> list:

@@ -164,11 +164,14 @@ class DenoiserAdapter(nn.Module):
 
     @torch.no_grad()
     def infer(self, condition: torch.Tensor, users: Optional[torch.Tensor] = None, deterministic: bool = True,
-              generator: Optional[torch.Generator] = None) -> torch.Tensor:
+              generator: Optional[torch.Generator] = None, factored: bool = False):
         """The backbone's own inference: run the K reverse steps of the chain (all T unless respaced) from
         :meth:`start`; item scores ``(B, n_items)``.
 
-        ``deterministic=True`` follows the posterior means (DiffRec's inference).
+        ``deterministic=True`` follows the posterior means (DiffRec's inference). ``factored=True`` returns
+        :meth:`reward_scores` instead of :meth:`scores`: the same values, as a
+        :class:`~refit_gym.scores.LowRankScores` where the backbone scores by inner products (a ranking then
+        forms them chunk by chunk, :func:`refit_gym.metrics.evaluate_sequential`).
         """
         ctx = self.context(condition, users)
         x = self.start(condition, ctx, generator)
@@ -177,7 +180,7 @@ class DenoiserAdapter(nn.Module):
             idx = torch.full((B,), i, dtype=torch.long, device=x.device)
             mean, std = self.reverse_step(x, idx, ctx)
             x = mean if deterministic else mean + std * torch.randn(mean.shape, generator=generator, device=mean.device)
-        return self.scores(x, ctx)
+        return self.reward_scores(x, ctx) if factored else self.scores(x, ctx)
 
     def diffusion_loss(self, condition: torch.Tensor, users: Optional[torch.Tensor], i: torch.Tensor,
                        generator: Optional[torch.Generator] = None, reweight: bool = True,

@@ -256,7 +256,7 @@ class DreamRecAdapter(DenoiserAdapter):
 
     def context(self, condition: torch.Tensor, users: Optional[torch.Tensor] = None) -> Dict[str, Any]:
         seq, buckets = self.split_condition(condition)
-        c = self.encoder(seq, buckets)[:, -1]
+        c = self.encoder.last(seq, buckets)
         return {"seq": seq, "buckets": buckets, "c": c}
 
     def _predict(self, x: torch.Tensor, i: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

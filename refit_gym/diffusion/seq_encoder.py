@@ -22,11 +22,15 @@ class _Block(nn.Module):
         self.ff = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, h: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, allowed: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """``h (B, L, d)``, ``allowed (B, 1, L, L)`` -> ``(B, L, d)``; with ``last_only`` the output of the last
+        position only, ``(B, 1, d)`` (every position still serves as a key and value)."""
         B, L, d = h.shape
         q, k, v = self.qkv(self.ln1(h)).view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if last_only:
+            q, allowed, h = q[:, :, -1:], allowed[:, :, -1:], h[:, -1:]
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.p if self.training else 0.0)
-        h = h + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
+        h = h + self.drop(self.proj(a.transpose(1, 2).reshape(B, q.shape[2], d)))
         return h + self.drop(self.ff(self.ln2(h)))
 
 
@@ -76,6 +80,33 @@ class CausalSeqEncoder(nn.Module):
         return self.item_emb.weight[: self.n_items]
 
     def forward(self, seq: torch.Tensor, time_buckets: Optional[torch.Tensor] = None) -> torch.Tensor:
+        L = seq.shape[1]
+        # the dropped columns are padding: their state is the one of the kept padding column (column 0)
+        return self._gather(seq, time_buckets, False,
+                            lambda w, h: torch.cat([h[:, :1].expand(-1, L - w, -1), h], dim=1) if w < L else h)
+
+    def last(self, seq: torch.Tensor, time_buckets: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The state of each sequence's last position, ``(B, d)``: ``forward(seq, time_buckets)[:, -1]`` (to float
+        rounding) without the other positions' outputs: the last block attends from the last query only."""
+        return self._gather(seq, time_buckets, True, lambda w, h: h[:, -1])
+
+    def _gather(self, seq, time_buckets, last_only: bool, finish) -> torch.Tensor:
+        """Encode the rows in groups of equal width (:meth:`_groups`), ``finish(w, states)`` each group's states,
+        and put the groups' rows back in ``seq``'s order."""
+        parts, order = [], []
+        for rows, w, h in self._groups(seq, time_buckets, last_only):
+            if rows is None:
+                return finish(w, h)
+            parts.append(finish(w, h))
+            order.append(rows)
+        inverse = torch.empty(seq.shape[0], dtype=torch.long, device=seq.device)
+        inverse[torch.cat(order)] = torch.arange(seq.shape[0], device=seq.device)
+        return torch.cat(parts).index_select(0, inverse)
+
+    def _groups(self, seq: torch.Tensor, time_buckets: Optional[torch.Tensor], last_only: bool):
+        """Yield ``(rows (b,) int64, w, states)``: the rows whose real items fit the last ``w`` columns, encoded on
+        those columns (``(b, w, d)``, or ``(b, 1, d)`` with ``last_only``); one ``(None, L, states of all rows)``
+        when every row needs the full width."""
         B, L = seq.shape
         if L > self.max_len:
             raise ValueError(f"sequence length {L} exceeds the encoder's max_len={self.max_len}")
@@ -86,20 +117,16 @@ class CausalSeqEncoder(nn.Module):
         width = torch.minimum(2 ** torch.ceil(torch.log2(need.double())).long(), torch.full_like(need, L))
         widths = width.unique().tolist()
         if len(widths) == 1 and widths[0] == L:
-            return self._encode(seq, time_buckets)
-        parts, order = [], []
+            yield None, L, self._encode(seq, time_buckets, last_only)
+            return
         for w in widths:
             rows = (width == w).nonzero().squeeze(1)
-            h = self._encode(seq[rows, L - w:], None if time_buckets is None else time_buckets[rows, L - w:])
-            # the dropped columns are padding: their state is the one of the kept padding column (column 0)
-            parts.append(torch.cat([h[:, :1].expand(-1, L - w, -1), h], dim=1) if w < L else h)
-            order.append(rows)
-        inverse = torch.empty(B, dtype=torch.long, device=seq.device)
-        inverse[torch.cat(order)] = torch.arange(B, device=seq.device)
-        return torch.cat(parts).index_select(0, inverse)
+            yield rows, w, self._encode(seq[rows, L - w:], None if time_buckets is None else time_buckets[rows, L - w:],
+                                        last_only)
 
-    def _encode(self, seq: torch.Tensor, time_buckets: Optional[torch.Tensor]) -> torch.Tensor:
-        """The Transformer on ``seq (B, L)`` as given, every column computed: ``(B, L, d)``."""
+    def _encode(self, seq: torch.Tensor, time_buckets: Optional[torch.Tensor], last_only: bool = False) -> torch.Tensor:
+        """The Transformer on ``seq (B, L)`` as given, every column computed: ``(B, L, d)``; with ``last_only`` the
+        last block computes the last column only: ``(B, 1, d)``."""
         B, L = seq.shape
         real = seq != self.n_items
         pos = (real.long().cumsum(dim=1) - 1).clamp_min(0)
@@ -111,6 +138,6 @@ class CausalSeqEncoder(nn.Module):
         causal = idx.view(1, L, 1) >= idx.view(1, 1, L)  # (1, Lq, Lk): key not after query
         allowed = causal & (real.unsqueeze(1) | torch.eye(L, dtype=torch.bool, device=seq.device))
         allowed = allowed.unsqueeze(1)  # (B, 1, Lq, Lk), broadcast over heads
-        for blk in self.blocks:
-            h = blk(h, allowed)
+        for j, blk in enumerate(self.blocks):
+            h = blk(h, allowed, last_only=last_only and j == len(self.blocks) - 1)
         return self.ln(h)

@@ -14,6 +14,8 @@ from typing import Callable, Iterator, Optional, Tuple
 import numpy as np
 import torch
 
+from refit_gym.scores import LowRankScores
+
 
 def time_gap_buckets(times: np.ndarray, n_buckets: int = 32) -> np.ndarray:
     """Bucket ids of the log time gap between consecutive entries of right-aligned sequences.
@@ -63,13 +65,15 @@ def sequence_batches(seq_data, batch_size: int, max_len: int, generator: torch.G
 
 
 def adapter_score_fn(adapter, seq_data, deterministic: bool = True, seed: int = 0
-                     ) -> Callable[[np.ndarray, str], torch.Tensor]:
+                     ) -> Callable[[np.ndarray, str], "torch.Tensor | LowRankScores"]:
     """A ``score_fn(users, split) -> (B, n_items)`` for :func:`refit_gym.metrics.evaluate_sequential`.
 
     The visible items are the items of the split's history (``seq_data.history_items``: under leave-one-out
     train for 'valid', train + valid for 'test'; under user-split the evaluated user's history); every adapter
     also gets ``split`` (sequence adapters use it to handle repeat consumption
-    exactly, history adapters ignore it).
+    exactly, history adapters ignore it). The scores come factored where the backbone scores by inner products
+    (a :class:`~refit_gym.scores.LowRankScores`, ``infer(factored=True)``), so the ranking never forms the
+    ``(B, n_items)`` matrix.
     """
     known = {s: seq_data.history_items(s) for s in ("valid", "test")}
     gen = torch.Generator(adapter.device).manual_seed(seed)
@@ -79,6 +83,6 @@ def adapter_score_fn(adapter, seq_data, deterministic: bool = True, seed: int = 
         cond = adapter.encode_condition(users, visible, split=split)
         cond_t = torch.as_tensor(cond, device=adapter.device)
         users_t = torch.as_tensor(users, device=adapter.device)
-        return adapter.infer(cond_t, users_t, deterministic=deterministic, generator=gen)
+        return adapter.infer(cond_t, users_t, deterministic=deterministic, generator=gen, factored=True)
 
     return score_fn
