@@ -119,18 +119,23 @@ class CausalSeqEncoder(nn.Module):
         if len(widths) == 1 and widths[0] == L:
             yield None, L, self._encode(seq, time_buckets, last_only)
             return
-        for w in widths:
-            rows = (width == w).nonzero().squeeze(1)
-            yield rows, w, self._encode(seq[rows, L - w:], None if time_buckets is None else time_buckets[rows, L - w:],
-                                        last_only)
+        groups = [(w, (width == w).nonzero().squeeze(1)) for w in widths]
+        seqs = [seq[rows, L - w:] for w, rows in groups]
+        # one lookup of every group's items: the table's backward then forms one dense (n_items + 1, d) gradient,
+        # not one per group
+        items = self.item_emb(torch.cat([q.reshape(-1) for q in seqs])).split([q.numel() for q in seqs])
+        for (w, rows), q, e in zip(groups, seqs, items):
+            yield rows, w, self._encode(q, None if time_buckets is None else time_buckets[rows, L - w:], last_only,
+                                        e.view(*q.shape, self.d))
 
-    def _encode(self, seq: torch.Tensor, time_buckets: Optional[torch.Tensor], last_only: bool = False) -> torch.Tensor:
+    def _encode(self, seq: torch.Tensor, time_buckets: Optional[torch.Tensor], last_only: bool = False,
+                items: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The Transformer on ``seq (B, L)`` as given, every column computed: ``(B, L, d)``; with ``last_only`` the
-        last block computes the last column only: ``(B, 1, d)``."""
+        last block computes the last column only: ``(B, 1, d)``. ``items``: ``item_emb(seq)`` when already looked up."""
         B, L = seq.shape
         real = seq != self.n_items
         pos = (real.long().cumsum(dim=1) - 1).clamp_min(0)
-        h = self.item_emb(seq) + self.pos_emb(pos)
+        h = (self.item_emb(seq) if items is None else items) + self.pos_emb(pos)
         if self.time_emb is not None:
             h = h + self.time_emb(time_buckets)
         h = self.drop(h)
