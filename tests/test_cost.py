@@ -10,8 +10,9 @@ import torch
 
 from refit_gym.data import make_synthetic
 from refit_gym.diffusion.adapters import DiffRecAdapter
-from refit_gym.experiments.cost import (UnitFlops, count_flops, evaluation_flops, largest_weight, matmul_rate,
-                                        pretrain_epoch_flops, recipe_rollout_flops, unit_flops)
+from refit_gym.experiments.cost import largest_weight, matmul_rate
+from refit_gym.experiments.floors import (UnitFlops, count_flops, evaluation_flops, pretrain_epoch_flops,
+                                          recipe_rollout_flops, unit_flops)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,6 +93,26 @@ def test_sequence_pretraining_floor_matches_a_full_count(protocol, timed):
     buckets = torch.as_tensor(time_gap_buckets(times, 4)) if timed else None
     full = count_flops(lambda: adapter.sequence_loss(seq, buckets, torch.Generator().manual_seed(0)).backward())
     assert pretrain_epoch_flops(adapter, data, probe=4) == pytest.approx(full, rel=1e-9)
+
+
+def test_frozen_parameters_count_no_backward():
+    """A recipe's units are counted on its agent's backbone: with DreamRec's encoder (and the item table it holds)
+    frozen, as DreamRec-CE's Pathwise recipe does, the context has no backward and the scores' backward reaches x0
+    only (half of it); the forward passes and the denoiser's backward are unchanged."""
+    from agents.policies import freeze_parameters
+    from conftest import walks
+    from refit_gym.diffusion.dreamrec import DreamRecAdapter
+
+    data = walks(n_users=24, n_items=20, max_len=8)
+    torch.manual_seed(0)
+    adapter = DreamRecAdapter.from_data(data, d=16, n_layers=1, heads=2, hidden=[32], emb_size=8)
+    full = unit_flops(adapter, data, probe=4)
+    freeze_parameters(adapter, ["encoder"])
+    frozen = unit_flops(adapter, data, probe=4)
+    assert full.ctx_bwd > 0 and frozen.ctx_bwd == 0
+    assert frozen.score_bwd == full.score_bwd / 2 == frozen.score_fwd
+    assert (frozen.ctx_fwd, frozen.step_fwd, frozen.step_bwd, frozen.score_fwd) == \
+        (full.ctx_fwd, full.step_fwd, full.step_bwd, full.score_fwd)
 
 
 def test_matmul_rate_is_positive():

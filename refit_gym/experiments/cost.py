@@ -19,24 +19,7 @@ ratio far above 1 says where the implementation (small matmuls, Python overhead,
 The same ratio is also given in CPU time (``ratio_cpu``: the process's CPU seconds against the matmul's FLOPs
 per CPU second), which other processes on a busy machine disturb much less than wall-clock.
 
-FLOPs are counted from the model's shapes with :class:`torch.utils.flop_counter.FlopCounterMode` on a
-probe batch of a few users (matmul FLOPs are linear in the rows; the context's on a sample of users, as its
-cost may follow each user's history length), as per-row units (:class:`UnitFlops`):
-``ctx`` (the condition encoder, e.g. DreamRec's Transformer; DiffRec: none), ``step`` (one denoiser
-pass), ``score`` (item scores of a final state; DiffRec: identity), each forward and backward (the
-backward counts only the gradients a trained pass needs: parameters and, for ``score``, its input).
-Sparse products (CF-Diff's hop signals), top-k and element-wise work are not counted. The floors:
-
-* evaluation: ``users x (ctx + T steps + score)`` forward;
-* pretraining: one forward + backward of the training objective per user (probe of the objective itself);
-  sequence backbones: the all-prefix objective, the encoder counted on every training row plus a per-pair part;
-* fine-tuning, per rollout of N chains for G = N / n_traj_per_user users (K trained steps): G x ctx
-  (+ backward when trained); the T - K frozen steps forward, once per user when the chain's start is
-  deterministic (copies share it) else per chain; the K trained steps forward + backward once per chain
-  (each pass counted once: ReFiT / DDPO recompute the trained steps' log-probabilities with gradients after
-  a no-grad rollout, which this floor does not need; DDPO's further epochs are counted, and so is the
-  context of each DDPO minibatch's users after the first, as the parameters change between minibatches);
-  the frozen reference's K steps when ``kl_coef > 0``; the terminal scores (+ backward: Pathwise; its half to the parameters: score_grad).
+The floors (FLOPs counted from the model's shapes) are defined in :mod:`refit_gym.experiments.floors`.
 
 Seconds of an operation that would exceed ``max_seconds`` are measured on part of it (a sample of the
 users for evaluation, the first batches of a sequence pretraining epoch, some rollouts of a fine-tuning
@@ -52,199 +35,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from refit_gym.diffusion.objective import make_draws
+from refit_gym.experiments.floors import (deterministic_start, evaluation_flops, pretrain_epoch_flops,
+                                          recipe_rollout_flops, unit_flops)
 
 #: fine-tuning recipes measured by default (``agents/hyperparams/<algo>.yml``)
 RECIPES = ("refit", "ddpo", "pathwise")
 
 
-# ---------------------------------------------------------------------------------------------- FLOP counting
-def count_flops(fn: Callable[[], Any]) -> int:
-    """Matmul FLOPs (2 per multiply-add, as counted by ``FlopCounterMode``, plus the in-place ``addmm_`` it misses, with
-    which :func:`refit_gym.scores.low_rank_logsumexp` accumulates its item-factor gradient) of running ``fn()``."""
-    inplace = {torch.ops.aten.addmm_: lambda self_shape, a, b, out_shape=None, **kw: 2 * a[0] * a[1] * b[1]}
-    with FlopCounterMode(display=False, custom_mapping=inplace) as mode:
-        fn()
-    return int(mode.get_total_flops())
-
-
-def _grad_tensors(obj: Any) -> List[torch.Tensor]:
-    """The floating tensors of a context (tensor, dict, tuple, list) that carry a gradient."""
-    if isinstance(obj, torch.Tensor):
-        return [obj] if obj.requires_grad else []
-    if isinstance(obj, dict):
-        obj = list(obj.values())
-    if isinstance(obj, (tuple, list)):
-        return [t for v in obj for t in _grad_tensors(v)]
-    return []
-
-
-def _detach(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach()
-    if isinstance(obj, dict):
-        return {k: _detach(v) for k, v in obj.items()}
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_detach(v) for v in obj)
-    return obj
-
-
-def _backward_flops(outputs: List[torch.Tensor]) -> int:
-    """FLOPs of back-propagating ``sum(o.sum() for o in outputs)`` (0 when nothing carries a gradient)."""
-    outputs = [o for o in outputs if o.requires_grad]
-    return count_flops(lambda: sum(o.float().sum() for o in outputs).backward()) if outputs else 0
-
-
-@dataclass
-class UnitFlops:
-    """Matmul FLOPs per row (one user or chain) of the backbone's parts; see the module docstring.
-
-    ctx_fwd / ctx_bwd: the context (condition encoder) forward / its parameters' backward.
-    step_fwd / step_bwd: one denoiser pass ``denoise(x_i, i, ctx)`` / its parameters' backward.
-    score_fwd / score_bwd: item scores of a final state / backward to the state and the parameters.
-    """
-
-    ctx_fwd: float
-    ctx_bwd: float
-    step_fwd: float
-    step_bwd: float
-    score_fwd: float
-    score_bwd: float
-
-
-def probe_conditions(adapter, data, users: np.ndarray, split: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(condition (B, C), users (B,))`` tensors of ``users`` conditioned on their train items."""
-    from refit_gym.data.dataset import as_interactions
-
-    visible = as_interactions(data).train[users]
-    cond = torch.as_tensor(adapter.encode_condition(users, visible, split=split), device=adapter.device)
-    return cond, torch.as_tensor(users, device=adapter.device)
-
-
-def unit_flops(adapter, data, probe: int = 8, context_sample: int = 256) -> UnitFlops:
-    """Count :class:`UnitFlops` (the adapter is left in eval mode, its gradients cleared): the denoiser and the
-    scores on the first ``probe`` users of ``data``; the context per user averaged over ``context_sample``
-    evenly spaced users, because its cost may follow the user (DreamRec's encoder runs each history's real
-    length, not the padded width). The context counted is the full train history's (evaluation's condition);
-    fine-tuning on prefix targets encodes shorter prefixes, so there the floor counts more than it runs."""
-    adapter.eval()
-    n = min(int(context_sample), int(data.n_users))
-    sample = np.unique(np.linspace(0, data.n_users - 1, n).round().astype(np.int64))
-    cond_s, users_s = probe_conditions(adapter, data, sample)
-    box: Dict[str, Any] = {}
-    f = {"ctx_fwd": count_flops(lambda: box.__setitem__("ctx", adapter.context(cond_s, users_s))) / len(sample)}
-    f["ctx_bwd"] = _backward_flops(_grad_tensors(box["ctx"])) / len(sample)
-    b = min(int(probe), int(data.n_users))
-    cond, users = probe_conditions(adapter, data, np.arange(b))
-    with torch.no_grad():
-        ctx = _detach(adapter.context(cond, users))
-    x = adapter.start(cond, ctx, torch.Generator(adapter.device).manual_seed(0)).detach()
-    i = torch.full((b,), adapter.schedule.steps // 2, dtype=torch.long, device=x.device)
-    f["step_fwd"] = count_flops(lambda: box.__setitem__("out", adapter.denoise(x, i, ctx)))
-    f["step_bwd"] = _backward_flops([box["out"]])
-    x0 = x.clone().requires_grad_(True)
-    f["score_fwd"] = count_flops(lambda: box.__setitem__("s", adapter.scores(x0, ctx)))
-    f["score_bwd"] = _backward_flops([box["s"]])
-    adapter.zero_grad(set_to_none=True)
-    return UnitFlops(**{k: v if k.startswith("ctx") else v / b for k, v in f.items()})  # ctx: already per user
-
-
-def deterministic_start(adapter, data) -> bool:
-    """Whether the chain's start ``x_T`` is a function of the condition alone (copies of a user share it)."""
-    cond, users = probe_conditions(adapter, data, np.arange(min(2, data.n_users)))
-    with torch.no_grad():
-        ctx = adapter.context(cond, users)
-        a = adapter.start(cond, ctx, torch.Generator(adapter.device).manual_seed(1))
-        b = adapter.start(cond, ctx, torch.Generator(adapter.device).manual_seed(2))
-    return bool(torch.equal(a, b))
-
-
-def evaluation_flops(u: UnitFlops, steps: int, n_users: int) -> float:
-    """Floor of evaluating ``n_users`` users: context, ``steps`` reverse steps and item scores, forward only."""
-    return n_users * (u.ctx_fwd + steps * u.step_fwd + u.score_fwd)
-
-
-def pretrain_epoch_flops(adapter, data, probe: int = 8, batch_size: int = 256) -> float:
-    """Floor of one pretraining epoch: forward + backward of the training objective once per user.
-
-    History backbones: ``adapter.diffusion_loss`` on a probe of ``probe`` users, times ``n_users / probe``.
-    Sequence backbones (``sequence_loss``, all prefixes): the rows of one epoch as ``adapter.pretrain_batches``
-    yields them, their ``sequence_states`` (the encoder, whose cost follows each row's length) forward + backward
-    counted on every row, plus the denoiser and item scores of every (prefix, next item) pair at the per-pair
-    FLOPs of the ``probe`` shortest and longest rows.
-    """
-    was_training = adapter.training
-    adapter.train()
-    try:
-        if hasattr(adapter, "sequence_loss"):
-            # the epoch's rows exactly as pretraining reads them (one PretrainBatch input = (seq, buckets))
-            batches = [b.inputs for b in adapter.pretrain_batches(data, batch_size, make_draws(0, adapter.device, None))]
-            seq = torch.cat([s for s, _ in batches])
-            buckets = None if batches[0][1] is None else torch.cat([bk for _, bk in batches])
-            pairs = (seq[:, 1:] != adapter.pad_id).sum(dim=1).cpu().numpy()  # (prefix, next item) pairs per row
-
-            def count_rows(rows, states_only: bool) -> int:
-                s, bk = seq[rows], None if buckets is None else buckets[rows]
-                if states_only:
-                    return count_flops(lambda: adapter.sequence_states(s, bk).sum().backward())
-                gen = torch.Generator(adapter.device).manual_seed(0)
-                return count_flops(lambda: adapter.sequence_loss(s, bk, gen).backward())
-
-            # the encoder states of every row (their cost follows each row's length), batch by batch; the denoiser
-            # and scores per (prefix, next item) pair, from the shortest and longest probes less their states part
-            states = sum(count_flops(lambda: adapter.sequence_states(s, bk).sum().backward()) for s, bk in batches)
-            order = np.argsort(pairs, kind="stable")
-            b = min(int(probe), len(order))
-            rows = torch.as_tensor(np.unique(np.concatenate([order[:b], order[-b:]])))
-            n_pairs = float(pairs[rows.numpy()].sum())
-            per_pair = (count_rows(rows, False) - count_rows(rows, True)) / n_pairs if n_pairs else 0.0
-            return float(states + per_pair * pairs.sum())
-        b = min(int(probe), int(data.n_users))
-        cond, users = probe_conditions(adapter, data, np.arange(b))
-        i = torch.full((b,), adapter.schedule.steps // 2, dtype=torch.long, device=adapter.device)
-        gen = torch.Generator(adapter.device).manual_seed(0)
-        flops = count_flops(lambda: adapter.diffusion_loss(cond, users, i, generator=gen).mean().backward())
-        return flops / b * data.n_users
-    finally:
-        adapter.zero_grad(set_to_none=True)
-        adapter.train(was_training)
-
-
-def recipe_rollout_flops(u: UnitFlops, steps: int, algo: str, params: Dict[str, Any], shared_start: bool
-                         ) -> Dict[str, float]:
-    """Floor of one rollout + update of a fine-tuning recipe (``params``: its hyperparameters), by part.
-
-    Returns ``{"context", "frozen_steps", "trained_steps", "reference", "scores", "extra_epochs",
-    "minibatch_context"}`` FLOPs (see the module docstring); their sum is the rollout's floor.
-    """
-    N = int(params.get("n_envs", 16))
-    n = int(params.get("n_traj_per_user", 4 if algo in ("refit", "ddpo") else 1))
-    G = N // n
-    k = params.get("train_last_k", None)
-    K = steps if k is None else min(int(k), steps)
-    kl = float(params.get("kl_coef", 0.0)) > 0
-    pathwise = algo == "pathwise"
-    trained = N * K * (u.step_fwd + u.step_bwd)
-    # DDPO steps the optimizer after every minibatch, so each minibatch recomputes the context of its users
-    # with the current parameters: the expected number of distinct users among ``bs`` random rows of K * N
-    bs = params.get("batch_size")
-    rows = K * N
-    n_mb = int(params.get("n_epochs", 1)) * (math.ceil(rows / int(bs)) if bs else 1) if algo == "ddpo" else 1
-    users_per_mb = G * (1 - (1 - 1 / G) ** min(int(bs or rows), rows))
-    return {
-        "context": G * (u.ctx_fwd + u.ctx_bwd),
-        "frozen_steps": (G if shared_start else N) * (steps - K) * u.step_fwd,
-        "trained_steps": trained,
-        "reference": (N * K * u.step_fwd + G * u.ctx_fwd) if kl else 0.0,
-        "scores": N * (u.score_fwd + (u.score_bwd if pathwise else u.score_bwd / 2 if params.get("score_grad") else 0.0)),
-        "extra_epochs": (int(params.get("n_epochs", 1)) - 1) * trained if algo == "ddpo" else 0.0,
-        "minibatch_context": max(n_mb - 1, 0) * users_per_mb * (u.ctx_fwd + u.ctx_bwd),
-    }
-
-
-# ---------------------------------------------------------------------------------------------- machine rate
 def matmul_rate(rows: int, k: int, n: int, device="cpu", min_seconds: float = 0.2, repeats: int = 3,
                 clock: Callable[[], float] = time.perf_counter) -> float:
     """Measured FLOP/s of a dense float32 ``(rows, k) @ (k, n)`` product (best of ``repeats`` runs of at least
@@ -379,9 +177,10 @@ def time_evaluation(adapter, data, scenario, eval_users: np.ndarray, max_seconds
 
 def time_finetune_epoch(algo: str, env_id: str, data, adapter, device, max_seconds: float, seed: int = 0
                         ) -> Tuple[float, float, float, Dict[str, Any]]:
-    """``(wall seconds, CPU seconds, fraction timed, hyperparameters)`` of one fine-tuning epoch (every user once) of the
-    shipped ``algo`` recipe for ``env_id``: one warm-up rollout + update, then as many rollouts of the epoch as
-    fit in ``max_seconds`` (at least one), scaled to the epoch."""
+    """``(wall seconds, CPU seconds, fraction timed, hyperparameters, the fine-tuned adapter)`` of one fine-tuning epoch
+    (every user once) of the shipped ``algo`` recipe for ``env_id``: one warm-up rollout + update, then as many rollouts
+    of the epoch as fit in ``max_seconds`` (at least one), scaled to the epoch. The adapter is the agent's, with the
+    recipe's frozen parameters (``frozen``) not requiring gradients."""
     import gymnasium
 
     from agents import ALGOS
@@ -405,7 +204,7 @@ def time_finetune_epoch(algo: str, env_id: str, data, adapter, device, max_secon
     # the effective settings, defaults of the algorithm included (what recipe_rollout_flops reads)
     params = dict(params, n_envs=n_envs, n_traj_per_user=model.n_traj_per_user, train_last_k=model.trained_steps)
     frac = timed / rollouts
-    return t.wall / frac, t.cpu / frac, frac, params
+    return t.wall / frac, t.cpu / frac, frac, params, model.policy.denoiser
 
 
 # ---------------------------------------------------------------------------------------------- the study
@@ -468,9 +267,10 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
     shared = deterministic_start(adapter, data)
     for algo in recipes:
         log(f"fine-tuning epoch: {algo}")
-        wall, cpu, frac, params = time_finetune_epoch(algo, scenario.env_id, data, copy.deepcopy(adapter), device,
-                                                      max_seconds, seed)
-        parts = recipe_rollout_flops(u, T, algo, params, shared)
+        wall, cpu, frac, params, tuned = time_finetune_epoch(algo, scenario.env_id, data, copy.deepcopy(adapter),
+                                                             device, max_seconds, seed)
+        # the units as this recipe trains: backward passes only into the parameters it does not freeze
+        parts = recipe_rollout_flops(unit_flops(tuned, data, probe), T, algo, params, shared)
         N = int(params["n_envs"])
         rollouts = math.ceil(data.n_users / (N // int(params["n_traj_per_user"])))
         ops[f"finetune_{algo}"] = OpCost(wall, cpu, rollouts * sum(parts.values()), *rate(N), frac,
@@ -494,7 +294,5 @@ def format_table(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["OpCost", "RECIPES", "UnitFlops", "count_flops", "deterministic_start", "evaluated_users",
-           "evaluation_flops", "format_table", "largest_weight", "machine_info", "matmul_rate", "measure_cost",
-           "pretrain_epoch_flops", "recipe_rollout_flops", "time_evaluation", "time_finetune_epoch",
-           "time_pretrain_epoch", "unit_flops"]
+__all__ = ["OpCost", "RECIPES", "evaluated_users", "format_table", "largest_weight", "machine_info", "matmul_rate",
+           "measure_cost", "time_evaluation", "time_finetune_epoch", "time_pretrain_epoch"]
