@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from refit_gym.scores import LowRankScores, chunk_rows
+from refit_gym.scores import LowRankScores, chunk_bounds, chunk_rows
 
 METRICS = ("recall", "ndcg", "precision", "mrr", "hitrate")
 DEFAULT_KS = (10, 20, 50, 100)
@@ -309,37 +309,41 @@ SeqScoreFn = Callable[[np.ndarray, str], "torch.Tensor | np.ndarray | LowRankSco
 
 def _target_ranks(scores: "torch.Tensor | LowRankScores", target: torch.Tensor,
                   masked: Optional[tuple] = None) -> torch.Tensor:
-    """Per row, the number of items scored strictly above the row's ``target`` item: ``(B,)`` int64.
+    """Per row, the number of items scored strictly above the row's ``target`` item: ``(B,)`` int64 on the CPU.
 
     ``scores``: ``(B, n_items)`` dense, or factored (:class:`~refit_gym.scores.LowRankScores`, formed here chunk by
-    chunk of rows so that a chunk's scores stay in cache). ``masked``: ``(rows, cols)`` entries left out of the
-    ranking (never counted; the target's own entry never is). NaN scores count as not above.
+    chunk of rows on the factors' device, so that a chunk's scores stay in cache). ``masked``: ``(rows, cols)``
+    entries left out of the ranking (never counted; the target's own entry never is). A row whose target scores NaN
+    ranks last (``n_items``): a diverged model misses; other NaN scores count as not above.
     """
     B, n = scores.shape
     factored = isinstance(scores, LowRankScores)
     if factored:
-        u, weight_t = scores.u.detach().float().cpu(), scores.weight.detach().float().cpu().t().contiguous()
-    size = chunk_rows(n, torch.device("cpu"))
-    rows = cols = None
+        u, weight_t = scores.u.detach().float(), scores.weight.detach().float().t().contiguous()
+    device = u.device if factored else scores.device
+    size = chunk_rows(n, device)
+    target = target.to(device)
+    rows = bounds = None
     if masked is not None:
-        rows, cols = masked
+        rows, cols = (t.to(device) for t in masked)
         order = torch.argsort(rows, stable=True)
         rows, cols = rows[order], cols[order]
-        bounds = torch.searchsorted(rows, torch.arange(0, B + size, size).clamp_max(B)).tolist()
-    out = torch.empty(B, dtype=torch.long)
+        bounds = chunk_bounds(rows, B, size).tolist()
+    out = torch.empty(B, dtype=torch.long, device=device)
     exact = torch.float32 if n < 2 ** 24 else torch.float64  # a sum of 0/1 entries, exact below 2^24 in float32
     for k, lo in enumerate(range(0, B, size)):
         hi = min(lo + size, B)
         block = u[lo:hi] @ weight_t if factored else scores[lo:hi]
         t_score = block.gather(1, target[lo:hi].unsqueeze(1))
-        # score - target's score, > 0 exactly where score > target's (x - y = 0 only for x = y in IEEE floats);
-        # in place on a factored block (ours), else a new tensor (the caller's scores are not ours to modify)
-        diff = block.sub_(t_score) if factored else block - t_score
+        # 1.0 where score > target's: in place on a factored block (ours), else into a new one (the caller's scores
+        # are not ours to modify)
+        above = block.gt_(t_score) if factored else torch.gt(block, t_score, out=torch.empty_like(block))
         if rows is not None and bounds[k + 1] > bounds[k]:
             a, b = bounds[k], bounds[k + 1]
-            diff[rows[a:b] - lo, cols[a:b]] = 0.0  # left out: never counted (the target's own entry is 0 anyway)
-        out[lo:hi] = diff.gt_(0).sum(dim=1, dtype=exact).long()
-    return out
+            above[rows[a:b] - lo, cols[a:b]] = 0.0  # left out
+        count = above.sum(dim=1, dtype=exact).long()
+        out[lo:hi] = torch.where(t_score.squeeze(1).isnan(), n, count)
+    return out.cpu()
 
 
 def evaluate_sequential(score_fn: SeqScoreFn, seq_data, split: str = "test", ks: Sequence[int] = (10, 20),
@@ -353,7 +357,8 @@ def evaluate_sequential(score_fn: SeqScoreFn, seq_data, split: str = "test", ks:
     sequence for 'valid' and train + validation item for 'test' (loo), the items before the target (user-split).
     The usual leave-one-out ranking does *not* mask the history (repeat consumption is legitimate, e.g. POI
     revisits), hence ``mask_history=False`` by default; with True the known items of the split are excluded from
-    the ranking *except* the ground truth itself. Ranks count strictly higher scores (ties favour the target);
+    the ranking *except* the ground truth itself. Ranks count strictly higher scores (ties favour the target; a
+    NaN target score ranks last, other NaN scores are never above);
     ``HR@K = 1[rank < K]``, ``NDCG@K = 1[rank < K] / log2(rank + 2)``, averaged over users. With one target per
     user Recall@K equals HR@K: it is reported under both names (``recall@K``, ``hitrate@K``) so that code written
     for interaction data (selection on ``recall@20``, the benchmark tables) reads sequence results unchanged.

@@ -32,7 +32,8 @@ Evaluation protocols (full ranking over all items; K in ``Scenario.ks``: (10, 20
   legitimate, e.g. POI revisits; ``mask_history=False``), ties count in the target's favour.
   ``Scenario.mask_history`` records the convention.
 
-Score functions everywhere have the signature ``score_fn(users (B,) int64, split) -> (B, n_items)``.
+Score functions everywhere have the signature ``score_fn(users (B,) int64, split) -> (B, n_items)`` scores (a tensor or
+array; a sequence backbone's come as :class:`~refit_gym.scores.LowRankScores`, the same values as factors).
 """
 from __future__ import annotations
 
@@ -176,7 +177,8 @@ class Scenario:
 
     def backbone_score_fn(self, adapter: DenoiserAdapter, data, seed: int = 0) -> ScoreFn:
         """``score_fn(users, split)`` of the backbone's deterministic inference with the scenario's conditioning
-        (train history; for sequences train + validation item when scoring 'test')."""
+        (train history; for sequences train + validation item when scoring 'test'; sequence backbones return
+        factored scores, :func:`~refit_gym.diffusion.seq_training.adapter_score_fn`)."""
         if self.sequential:
             from refit_gym.diffusion.seq_training import adapter_score_fn
 

@@ -22,7 +22,7 @@ from typing import Optional, Tuple
 
 import torch
 
-__all__ = ["LowRankScores", "chunk_rows", "low_rank_cross_entropy", "low_rank_logsumexp"]
+__all__ = ["LowRankScores", "chunk_bounds", "chunk_rows", "low_rank_cross_entropy", "low_rank_logsumexp"]
 
 #: entries of one chunk's ``(rows, n_items)`` score block on a CPU: 2 MiB of float32, which stays in cache
 CPU_CHUNK_ELEMENTS = 2 ** 19
@@ -36,7 +36,7 @@ def chunk_rows(n_items: int, device: torch.device) -> int:
     return max(1, elements // max(n_items, 1))
 
 
-def _chunk_bounds(rows: Optional[torch.Tensor], n_rows: int, size: int) -> Optional[torch.Tensor]:
+def chunk_bounds(rows: Optional[torch.Tensor], n_rows: int, size: int) -> Optional[torch.Tensor]:
     """For sorted ``rows (E,)``, the index of the first entry of every chunk ``[k * size, ...)``: ``(n_chunks + 1,)``."""
     if rows is None:
         return None
@@ -77,7 +77,7 @@ class _LowRankLogSumExp(torch.autograd.Function):
     def forward(ctx, u, weight, rows, cols, grads: bool):
         B, n = u.shape[0], weight.shape[0]
         size = chunk_rows(n, u.device)
-        bounds = _chunk_bounds(rows, B, size)
+        bounds = chunk_bounds(rows, B, size)
         need_u, need_w = grads and ctx.needs_input_grad[0], grads and ctx.needs_input_grad[1]
         out = torch.empty(B, dtype=u.dtype, device=u.device)
         grad_u = torch.empty_like(u) if need_u else None
@@ -148,7 +148,7 @@ def _rows_item_gradient(u, weight, lse, rows, cols, subset: torch.Tensor) -> tor
         keep = position[rows] >= 0
         sub_rows, sub_cols = position[rows[keep]], cols[keep]  # still sorted: subset is
     size = chunk_rows(weight.shape[0], u.device)
-    bounds = _chunk_bounds(sub_rows, len(subset), size)
+    bounds = chunk_bounds(sub_rows, len(subset), size)
     ones = torch.ones(len(subset), dtype=u.dtype, device=u.device)
     return _formed_again(u[subset], weight, lse[subset], sub_rows, sub_cols, bounds, size, ones, False, True)[1]
 

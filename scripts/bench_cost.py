@@ -12,7 +12,8 @@ For each operation (one pretraining epoch, one full validation, one fine-tuning 
 ``agents/hyperparams/{refit,ddpo,pathwise}.yml``): the measured seconds, the matmul FLOP floor counted from the
 model's shapes, the machine's measured matmul rate at the operation's batch (same thread count), the floor
 in seconds and ``ratio = measured / floor``. Operations longer than ``--max-seconds`` are timed on a part and
-scaled (column ``timed``). See :mod:`refit_gym.experiments.cost` for the definitions. Without
+scaled (column ``timed``). See :mod:`refit_gym.experiments.cost` (timing) and :mod:`refit_gym.experiments.floors`
+(the floors) for the definitions. Without
 ``--checkpoint`` a freshly initialised backbone of the scenario's architecture is used (timing does not depend
 on the weights). ``--json`` prints one JSON object (numbers, the machine, torch version, threads) on stdout;
 the table and progress go to stderr. ``--inference-steps K`` respaces the reverse chain to K of the T steps

@@ -113,6 +113,14 @@ def test_frozen_parameters_count_no_backward():
     assert frozen.score_bwd == full.score_bwd / 2 == frozen.score_fwd
     assert (frozen.ctx_fwd, frozen.step_fwd, frozen.step_bwd, frozen.score_fwd) == \
         (full.ctx_fwd, full.step_fwd, full.step_bwd, full.score_fwd)
+    # measure_cost counts a recipe's units on the backbone time_finetune_epoch hands back: the agent's, frozen as the
+    # shipped recipe freezes it (DreamRec-CE's Pathwise: the encoder)
+    from refit_gym.diffusion.dreamrec import DreamRecCEAdapter
+    from refit_gym.experiments.cost import time_finetune_epoch
+
+    ce = DreamRecCEAdapter.from_data(data, d=16, n_layers=1, heads=2, hidden=[32], emb_size=8, schedule={"steps": 4})
+    *_, params, tuned = time_finetune_epoch("pathwise", "refit_gym/DreamRecCE-v0", data, ce, "cpu", max_seconds=0.1)
+    assert params["frozen"] == ["encoder"] and unit_flops(tuned, data, probe=4).ctx_bwd == 0 < unit_flops(ce, data).ctx_bwd
 
 
 def test_matmul_rate_is_positive():

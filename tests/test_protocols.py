@@ -180,7 +180,8 @@ def test_evaluation_equals_a_hand_computed_metric():
 @pytest.mark.parametrize("mask_history", [False, True])
 def test_factored_scores_rank_as_their_dense_matrix(mask_history):
     """A score_fn may return LowRankScores (DreamRec's inference does): ranked chunk by chunk, without the dense
-    matrix, to the same metrics, ties (which favour the target), masking and NaN scores (never above) included."""
+    matrix, to the metrics of a reference count over the dense matrix: ties favour the target, masked entries never
+    count, NaN scores are never above, and a NaN target score ranks last (a diverged model misses)."""
     from refit_gym import scores as scores_module
     from refit_gym.metrics import evaluate_sequential
     from refit_gym.scores import LowRankScores
@@ -189,22 +190,36 @@ def test_factored_scores_rank_as_their_dense_matrix(mask_history):
     g = torch.Generator().manual_seed(0)
     u_all = torch.randint(-2, 3, (d.n_users, 3), generator=g).float()  # small integers: many exact ties
     w = torch.randint(-2, 3, (d.n_items, 3), generator=g).float()
-    w[5] = float("nan")
+    nan_item = int(d.held_out("test")[0])
+    w[nan_item] = float("nan")
     factored = lambda users, split: LowRankScores(u_all[users], w)  # noqa: E731
     dense = lambda users, split: u_all[users] @ w.t()  # noqa: E731
+    ks = (1, 3, 10)
+
+    def reference(split):  # the dense matrix, masked to -inf, counted directly
+        users = d.split_users[split]
+        s = u_all[users] @ w.t()
+        t = torch.as_tensor(d.held_out(split)[users])
+        t_score = s.gather(1, t[:, None])
+        if mask_history:
+            m = d.history_items(split)[users].tocoo()
+            s[torch.as_tensor(m.row, dtype=torch.long), torch.as_tensor(m.col, dtype=torch.long)] = -torch.inf
+        rank = torch.where(t_score.squeeze(1).isnan(), d.n_items, (s > t_score).sum(1)).numpy()
+        out = {}
+        for k in ks:
+            out[f"hitrate@{k}"] = out[f"recall@{k}"] = float((rank < k).mean())
+            out[f"ndcg@{k}"] = float(np.where(rank < k, 1 / np.log2(rank + 2.0), 0.0).mean())
+        return out, int((t == nan_item).sum())
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(scores_module, "CPU_CHUNK_ELEMENTS", 3 * 23)  # chunks of 3 rows
         for split in ("valid", "test"):
-            a = evaluate_sequential(factored, d, split, mask_history=mask_history, batch_size=16)
-            b = evaluate_sequential(dense, d, split, mask_history=mask_history, batch_size=16)
-            assert a == b
-    # by hand for one batch: ranks count strictly higher scores, NaN never counts
-    users = d.split_users["valid"][:8]
-    s = (u_all[users] @ w.t()).nan_to_num(nan=-float("inf"))
-    t = torch.as_tensor(d.held_out("valid")[users])
-    m = evaluate_sequential(factored, d, "valid", ks=(1, 3), users=users)
-    want = (s > s.gather(1, t[:, None])).sum(1)
-    assert m["ndcg@3"] == pytest.approx(float(np.where(want < 3, 1 / np.log2(want.numpy() + 2.0), 0).mean()))
+            want, n_nan = reference(split)
+            for fn in (factored, dense):
+                got = evaluate_sequential(fn, d, split, ks=ks, mask_history=mask_history, batch_size=16)
+                assert got.pop("n_users") == len(d.split_users[split])
+                assert got == pytest.approx(want, abs=1e-12)
+            assert split == "valid" or n_nan >= 1  # the NaN-target rule is exercised
 
 
 # ---------------------------------------------------------------------------------------------- end to end

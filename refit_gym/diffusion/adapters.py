@@ -171,7 +171,8 @@ class DenoiserAdapter(nn.Module):
         ``deterministic=True`` follows the posterior means (DiffRec's inference). ``factored=True`` returns
         :meth:`reward_scores` instead of :meth:`scores`: the same values, as a
         :class:`~refit_gym.scores.LowRankScores` where the backbone scores by inner products (a ranking then
-        forms them chunk by chunk, :func:`refit_gym.metrics.evaluate_sequential`).
+        forms them chunk by chunk, :func:`refit_gym.metrics.evaluate_sequential`); its item factors are the live
+        weights, so read the scores before the next optimizer step.
         """
         ctx = self.context(condition, users)
         x = self.start(condition, ctx, generator)

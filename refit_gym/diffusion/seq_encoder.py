@@ -87,7 +87,8 @@ class CausalSeqEncoder(nn.Module):
 
     def last(self, seq: torch.Tensor, time_buckets: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The state of each sequence's last position, ``(B, d)``: ``forward(seq, time_buckets)[:, -1]`` (to float
-        rounding) without the other positions' outputs: the last block attends from the last query only."""
+        rounding) without the other positions' outputs: the last block attends from the last query only (in training
+        mode its dropout masks are other draws of the same distribution)."""
         return self._gather(seq, time_buckets, True, lambda w, h: h[:, -1])
 
     def _gather(self, seq, time_buckets, last_only: bool, finish) -> torch.Tensor:

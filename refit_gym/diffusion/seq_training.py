@@ -64,16 +64,16 @@ def sequence_batches(seq_data, batch_size: int, max_len: int, generator: torch.G
                None if buckets is None else torch.as_tensor(buckets[idx], device=device))
 
 
-def adapter_score_fn(adapter, seq_data, deterministic: bool = True, seed: int = 0
+def adapter_score_fn(adapter, seq_data, deterministic: bool = True, seed: int = 0, factored: bool = True
                      ) -> Callable[[np.ndarray, str], "torch.Tensor | LowRankScores"]:
     """A ``score_fn(users, split) -> (B, n_items)`` for :func:`refit_gym.metrics.evaluate_sequential`.
 
     The visible items are the items of the split's history (``seq_data.history_items``: under leave-one-out
     train for 'valid', train + valid for 'test'; under user-split the evaluated user's history); every adapter
     also gets ``split`` (sequence adapters use it to handle repeat consumption
-    exactly, history adapters ignore it). The scores come factored where the backbone scores by inner products
-    (a :class:`~refit_gym.scores.LowRankScores`, ``infer(factored=True)``), so the ranking never forms the
-    ``(B, n_items)`` matrix.
+    exactly, history adapters ignore it). With ``factored`` (the default) the scores come factored where the backbone
+    scores by inner products (a :class:`~refit_gym.scores.LowRankScores`, ``infer(factored=True)``), so the ranking
+    never forms the ``(B, n_items)`` matrix; ``factored=False`` gives the dense tensor.
     """
     known = {s: seq_data.history_items(s) for s in ("valid", "test")}
     gen = torch.Generator(adapter.device).manual_seed(seed)
@@ -83,6 +83,6 @@ def adapter_score_fn(adapter, seq_data, deterministic: bool = True, seed: int = 
         cond = adapter.encode_condition(users, visible, split=split)
         cond_t = torch.as_tensor(cond, device=adapter.device)
         users_t = torch.as_tensor(users, device=adapter.device)
-        return adapter.infer(cond_t, users_t, deterministic=deterministic, generator=gen, factored=True)
+        return adapter.infer(cond_t, users_t, deterministic=deterministic, generator=gen, factored=factored)
 
     return score_fn

@@ -31,7 +31,7 @@ import math
 import platform
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -176,7 +176,7 @@ def time_evaluation(adapter, data, scenario, eval_users: np.ndarray, max_seconds
 
 
 def time_finetune_epoch(algo: str, env_id: str, data, adapter, device, max_seconds: float, seed: int = 0
-                        ) -> Tuple[float, float, float, Dict[str, Any]]:
+                        ) -> Tuple[float, float, float, Dict[str, Any], torch.nn.Module]:
     """``(wall seconds, CPU seconds, fraction timed, hyperparameters, the fine-tuned adapter)`` of one fine-tuning epoch
     (every user once) of the shipped ``algo`` recipe for ``env_id``: one warm-up rollout + update, then as many rollouts
     of the epoch as fit in ``max_seconds`` (at least one), scaled to the epoch. The adapter is the agent's, with the

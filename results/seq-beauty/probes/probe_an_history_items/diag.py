@@ -23,7 +23,7 @@ out = {"target_in_history": rep}
 for ck in sys.argv[2:]:
     ad, _ = load_backbone(ck)
     ad.eval()
-    chain = adapter_score_fn(ad, data, deterministic=True, seed=0)
+    chain = adapter_score_fn(ad, data, deterministic=True, seed=0, factored=False)
 
     def head(u, split):
         vis = data.history_items(split)[u]

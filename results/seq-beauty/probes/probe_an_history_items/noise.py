@@ -22,7 +22,7 @@ for ck in sys.argv[2:]:
     with torch.no_grad():
         res["chain"] = evaluate_sequential(adapter_score_fn(ad, data, seed=0), data, "valid", (20,))["ndcg@20"]
         for m in (4, 16):
-            fns = [adapter_score_fn(ad, data, seed=s) for s in range(m)]
+            fns = [adapter_score_fn(ad, data, seed=s, factored=False) for s in range(m)]
             res[f"mean-of-{m}"] = evaluate_sequential(lambda u, sp: sum(f(u, sp) for f in fns) / m, data, "valid",
                                                       (20,))["ndcg@20"]
         start = ad.start
