@@ -74,6 +74,18 @@ REWARD_OF_BACKBONE: Mapping[str, str] = by_backbone("reward")
 BACKBONE_LABELS: Mapping[str, str] = by_backbone("label")
 
 
+def _env_of_backbone() -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for env_id, row in ENVIRONMENTS.items():
+        out.setdefault(row["backbone"], env_id)
+    return out
+
+
+#: backbone kind -> its environment id (the first registered one, should several ids share a backbone); a recipe
+#: of ``agents/hyperparams/<algo>.yml`` is keyed by it
+ENV_OF_BACKBONE: Mapping[str, str] = DerivedTable(_env_of_backbone)
+
+
 def register_environment(env_id: str, row: Dict[str, str]) -> None:
     """Add ``row`` (:data:`ROW_KEYS`, strings) to :data:`ENVIRONMENTS` as ``env_id`` and register the gymnasium id
     (entry points :data:`ENTRY_POINT` / :data:`VECTOR_ENTRY_POINT`, the row's :data:`MAKE_KEYS` as keyword

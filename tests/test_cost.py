@@ -140,6 +140,7 @@ def test_bench_cost_smoke(capsys):
     assert out["operations"].keys() == {"pretrain_epoch", "evaluation", "finetune_refit", "finetune_ddpo",
                                         "finetune_pathwise"}
     assert out["machine"]["threads"] == 1 and out["machine"]["torch"] == torch.__version__
+    assert out["env_id"] == "refit_gym/DiffRec-v0"  # the recipes of the backbone's own environment id
     for op in out["operations"].values():
         assert op["seconds"] > 0 and op["flops"] > 0 and op["rate"] > 0 and 0 < op["fraction_timed"] <= 1
         assert op["ratio"] == pytest.approx(op["seconds"] / (op["flops"] / op["rate"]))

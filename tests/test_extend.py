@@ -12,8 +12,8 @@ from torch import nn
 from refit_gym.data import load_dataset
 from refit_gym.diffusion import BACKBONES, DenoiserAdapter, HistoryAdapter, ScheduleConfig, register_backbone
 from refit_gym.envs import ENV_IDS, ENV_SPECS, register_envs
-from refit_gym.registry import (BACKBONE_LABELS, ENVIRONMENTS, REWARD_OF_BACKBONE, SCENARIO_OF_BACKBONE,
-                                register_environment)
+from refit_gym.registry import (BACKBONE_LABELS, ENV_OF_BACKBONE, ENVIRONMENTS, REWARD_OF_BACKBONE,
+                                SCENARIO_OF_BACKBONE, register_environment)
 from refit_gym.scenarios import SCENARIOS, scenario_for
 
 ENV_ID, KIND, T, N_ENVS = "refit_gym/TinyRec-v0", "tinyrec", 5, 16
@@ -67,6 +67,7 @@ def test_a_new_backbone_is_an_adapter_and_one_registry_row(monkeypatch, tmp_path
     assert ENV_SPECS[ENV_ID] == {"backbone": KIND, "reward": "refit", "data": "synthetic"} and ENV_IDS[ENV_ID] == KIND
     assert gymnasium.spec(ENV_ID).kwargs == ENV_SPECS[ENV_ID]
     assert (SCENARIO_OF_BACKBONE[KIND], REWARD_OF_BACKBONE[KIND], BACKBONE_LABELS[KIND]) == ("cf", "refit", "TinyRec")
+    assert ENV_OF_BACKBONE[KIND] == ENV_ID and ENV_OF_BACKBONE["dreamrec-ce"] == "refit_gym/DreamRecCE-v0"
     scenario = scenario_for(ENV_ID)
     assert scenario is scenario_for(KIND) is SCENARIOS["cf"] and scenario.backbone == "diffrec"  # cf's default stays
 

@@ -8,8 +8,8 @@ architecture: the cost does not depend on the weights), :func:`measure_cost` tim
 * ``evaluation``: one full validation (every user with a ground truth, full ranking over all items,
   :meth:`refit_gym.scenarios.Scenario.evaluate_backbone`);
 * ``finetune_<algo>``: one fine-tuning epoch (every user once: ``ceil(n_users / (n_envs / n_traj_per_user))``
-  rollouts + updates) of each shipped recipe (``agents/hyperparams/<algo>.yml`` for the scenario's
-  environment id) on a ``BatchedDenoisingEnv``,
+  rollouts + updates) of each shipped recipe (``agents/hyperparams/<algo>.yml`` for the backbone's
+  environment id, :data:`refit_gym.registry.ENV_OF_BACKBONE`) on a ``BatchedDenoisingEnv``,
 
 and sets each beside its **FLOP floor**: the matmul FLOPs (2 per multiply-add) of the forward / backward
 passes the operation needs at minimum, divided by the machine's measured matmul rate (FLOP/s of a dense
@@ -38,6 +38,7 @@ import torch
 
 from refit_gym.experiments.floors import (deterministic_start, evaluation_flops, pretrain_epoch_flops,
                                           recipe_rollout_flops, unit_flops)
+from refit_gym.registry import ENV_OF_BACKBONE
 
 #: fine-tuning recipes measured by default (``agents/hyperparams/<algo>.yml``)
 RECIPES = ("refit", "ddpo", "pathwise")
@@ -265,10 +266,11 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
     wall, cpu, frac = time_evaluation(adapter, data, scenario, users, max_seconds)
     ops["evaluation"] = OpCost(wall, cpu, evaluation_flops(u, T, len(users)), *rate(1024), frac)
     shared = deterministic_start(adapter, data)
+    env_id = ENV_OF_BACKBONE[adapter.backbone_name]  # the backbone's own recipes (DreamRec-CE's are not DreamRec's)
     for algo in recipes:
-        log(f"fine-tuning epoch: {algo}")
-        wall, cpu, frac, params, tuned = time_finetune_epoch(algo, scenario.env_id, data, copy.deepcopy(adapter),
-                                                             device, max_seconds, seed)
+        log(f"fine-tuning epoch: {algo} ({env_id})")
+        wall, cpu, frac, params, tuned = time_finetune_epoch(algo, env_id, data, copy.deepcopy(adapter), device,
+                                                             max_seconds, seed)
         # the units as this recipe trains: backward passes only into the parameters it does not freeze
         parts = recipe_rollout_flops(unit_flops(tuned, data, probe), T, algo, params, shared)
         N = int(params["n_envs"])
@@ -276,6 +278,7 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
         ops[f"finetune_{algo}"] = OpCost(wall, cpu, rollouts * sum(parts.values()), *rate(N), frac,
                                          {p: rollouts * v for p, v in parts.items()})
     return {"machine": machine_info(device), "data": getattr(data, "name", "?"), "backbone": adapter.backbone_name,
+            "env_id": env_id,
             "n_users": int(data.n_users), "n_items": int(data.n_items), "steps": int(T), "unit_flops": asdict(u),
             "deterministic_start": shared, "operations": {name: op.to_dict() for name, op in ops.items()}}
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from refit_gym.registry import BACKBONE_LABELS, ENVIRONMENTS
+from refit_gym.registry import BACKBONE_LABELS, ENV_OF_BACKBONE
 
 REPO = Path(__file__).resolve().parents[3]
 TABLE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -164,11 +164,8 @@ EXTRA_ROWS: List[RowSpec] = []
 
 
 def env_ids_by_backbone() -> Dict[str, str]:
-    """Returns backbone kind -> its environment id (the first registered one when several ids share a backbone)."""
-    out: Dict[str, str] = {}
-    for env_id, row in ENVIRONMENTS.items():
-        out.setdefault(row["backbone"], env_id)
-    return out
+    """Returns backbone kind -> its environment id (:data:`refit_gym.registry.ENV_OF_BACKBONE`)."""
+    return dict(ENV_OF_BACKBONE)
 
 
 def infer_scenario(data) -> str:
