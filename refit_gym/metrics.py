@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from refit_gym.scores import LowRankScores, chunk_bounds, chunk_rows
+from refit_gym.scores import LowRankScores, chunk_bounds, chunk_rows, sorted_entries
 
 METRICS = ("recall", "ndcg", "precision", "mrr", "hitrate")
 DEFAULT_KS = (10, 20, 50, 100)
@@ -323,12 +323,8 @@ def _target_ranks(scores: "torch.Tensor | LowRankScores", target: torch.Tensor,
     device = u.device if factored else scores.device
     size = chunk_rows(n, device)
     target = target.to(device)
-    rows = bounds = None
-    if masked is not None:
-        rows, cols = (t.to(device) for t in masked)
-        order = torch.argsort(rows, stable=True)
-        rows, cols = rows[order], cols[order]
-        bounds = chunk_bounds(rows, B, size).tolist()
+    rows, cols = sorted_entries(masked, device)
+    bounds = None if rows is None else chunk_bounds(rows, B, size).tolist()
     out = torch.empty(B, dtype=torch.long, device=device)
     exact = torch.float32 if n < 2 ** 24 else torch.float64  # a sum of 0/1 entries, exact below 2^24 in float32
     for k, lo in enumerate(range(0, B, size)):

@@ -22,7 +22,8 @@ from typing import Optional, Tuple
 
 import torch
 
-__all__ = ["LowRankScores", "chunk_bounds", "chunk_rows", "low_rank_cross_entropy", "low_rank_logsumexp"]
+__all__ = ["LowRankScores", "chunk_bounds", "chunk_rows", "low_rank_cross_entropy", "low_rank_logsumexp",
+           "sorted_entries"]
 
 #: entries of one chunk's ``(rows, n_items)`` score block on a CPU: 2 MiB of float32, which stays in cache
 CPU_CHUNK_ELEMENTS = 2 ** 19
@@ -34,6 +35,17 @@ def chunk_rows(n_items: int, device: torch.device) -> int:
     """Rows per chunk of a row-wise pass over a ``(B, n_items)`` matrix on ``device`` (see :data:`CPU_CHUNK_ELEMENTS`)."""
     elements = CPU_CHUNK_ELEMENTS if device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
     return max(1, elements // max(n_items, 1))
+
+
+def sorted_entries(entries: Optional[Tuple[torch.Tensor, torch.Tensor]], device: torch.device
+                   ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """``(rows, cols)`` int64 entries on ``device``, stably sorted by row (what :func:`chunk_bounds` reads), or
+    ``(None, None)`` when ``entries`` is None or empty."""
+    if entries is None or not entries[0].numel():
+        return None, None
+    rows, cols = (t.to(device, torch.long) for t in entries)
+    order = torch.argsort(rows, stable=True)
+    return rows[order], cols[order]
 
 
 def chunk_bounds(rows: Optional[torch.Tensor], n_rows: int, size: int) -> Optional[torch.Tensor]:
@@ -170,11 +182,7 @@ def low_rank_logsumexp(u: torch.Tensor, weight: torch.Tensor,
     """
     if u.dim() != 2 or weight.dim() != 2 or u.shape[1] != weight.shape[1]:
         raise ValueError(f"u {tuple(u.shape)} and weight {tuple(weight.shape)}: expected (B, r) and (n_items, r)")
-    rows = cols = None
-    if exclude is not None and exclude[0].numel():
-        rows, cols = (t.to(u.device, torch.long) for t in exclude)
-        order = torch.argsort(rows, stable=True)
-        rows, cols = rows[order], cols[order]
+    rows, cols = sorted_entries(exclude, u.device)
     grads = torch.is_grad_enabled() and (u.requires_grad or weight.requires_grad)
     return _LowRankLogSumExp.apply(u, weight, rows, cols, grads)
 
