@@ -72,6 +72,22 @@ def test_split_latest_holds_out_each_users_most_recent_items():
         GraphScoreReward(data, holdout_order="oldest")
 
 
+def test_holdout_zero_holds_out_nothing_and_is_refused_where_the_reward_scores_held_out_items():
+    """holdout=0: the condition is the whole training row (as at evaluation), for both orders; the rewards that score
+    the held-out items refuse it by name rather than scoring an empty set."""
+    data = make_synthetic(n_users=80, n_items=60, seed=1, density=0.15)
+    users = np.arange(80)
+    for vis, held in (split_heldout(data.train[users], np.arange(80, dtype=np.uint64), 0.0),
+                      split_latest(data.train[users], data.train_time[users], 0.0)):
+        assert held.nnz == 0 and abs(vis - data.train).sum() == 0
+    state = GraphScoreReward(data, holdout=0.0).prepare(users, np.random.default_rng(0))
+    assert state.heldout.nnz == 0 and abs(state.visible - data.train).sum() == 0
+    assert ReconstructionReward(data, holdout=0.0).prepare(users, np.random.default_rng(0)).heldout.nnz == 0
+    for cls in (CollaborativeReward, TopKReward):
+        with pytest.raises(ValueError, match=f"holdout=0 .* the '{cls.name}' reward scores the held-out ones"):
+            cls(data, holdout=0.0)
+
+
 def test_graph_score_recency_weights_the_visible_row_before_the_hops():
     """recency=w_min: the graph target is (c * recency weights) W, so with EASE's graph it ranks as T-EASE."""
     data = make_synthetic(n_users=40, n_items=30, seed=2, density=0.2)

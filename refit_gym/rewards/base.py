@@ -84,9 +84,12 @@ def as_episode_keys(rng_or_keys: Union[np.random.Generator, np.ndarray], n: int)
 def _hold_out_first(rows: sp.csr_matrix, priority: np.ndarray, rho: float):
     """``(visible, held-out)`` CSR ``(B, n_items)`` float32 of ``rows`` (CSR with sorted indices): row ``b`` with
     ``n_b`` items holds out ``n_hold = clip(floor(rho * n_b + 0.5), 1, n_b - 1)`` items if ``n_b >= 2`` and none
-    otherwise, those of the smallest ``priority`` (``(nnz,)``, aligned with the stored entries)."""
+    otherwise (none at all when ``rho == 0``), those of the smallest ``priority`` (``(nnz,)``, aligned with the stored
+    entries)."""
     counts = np.diff(rows.indptr)
     n_hold = np.where(counts >= 2, np.clip(np.floor(rho * counts + 0.5), 1, np.maximum(counts - 1, 1)), 0).astype(np.int64)
+    if rho == 0:
+        n_hold[:] = 0
     row_of = np.repeat(np.arange(rows.shape[0]), counts)
     order = np.lexsort((priority, row_of))
     rank = np.arange(rows.nnz) - rows.indptr[:-1][row_of]  # row_of is sorted, so rank within row of order[p] is p - start
@@ -105,7 +108,8 @@ def split_heldout(rows: sp.csr_matrix, keys: np.ndarray, rho: float):
 
     Row ``b`` with ``n_b`` items holds out ``n_hold = clip(floor(rho * n_b + 0.5), 1, n_b - 1)`` items
     if ``n_b >= 2`` and none otherwise (so a user always keeps at least one visible item and, with
-    two or more items, always has at least one to predict). The held-out items are those with the
+    two or more items, always has at least one to predict); ``rho == 0`` holds out nothing (the condition is
+    the whole row, as at evaluation). The held-out items are those with the
     smallest ``hash_uniform(keys[b], item)``. Cost O(nnz log nnz) for the batch, no dense arrays.
     """
     rows = sp.csr_matrix(rows, dtype=np.float32)
@@ -177,7 +181,9 @@ class Reward:
             :class:`~refit_gym.data.sequential.SequentialData` (kept as ``self.source`` for rewards
             that need more than the binary matrices, e.g. the item order); only training
             interactions are read.
-        holdout: fraction ``rho`` in [0, 1) of each user's training items held out of the condition.
+        holdout: fraction ``rho`` in [0, 1) of each user's training items held out of the condition; 0 holds out
+            none (the condition is the whole training row, as at evaluation), which rewards that score the
+            held-out items (``reads_heldout``) refuse.
         device: where score tensors live.
         holdout_order: ``"random"`` (a random fraction per episode, :func:`split_heldout`) or ``"latest"`` (each
             user's most recent fraction by ``train_time``, :func:`split_latest`: the past predicts what followed,
@@ -190,12 +196,18 @@ class Reward:
     #: whether :meth:`components` is a differentiable torch function of the scores (reward-gradient
     #: agents such as :class:`agents.pathwise.Pathwise` need it; rankings and top-k cut-offs are not)
     differentiable: bool = False
+    #: whether the reward scores the held-out items of the default split (then ``holdout=0`` leaves it nothing to
+    #: score and is refused); a subclass with its own :meth:`split` decides for itself
+    reads_heldout: bool = False
 
     def __init__(self, data, holdout: float = 0.2, device="cpu", holdout_order: str = "random"):
         if not 0.0 <= float(holdout) < 1.0:
             raise ValueError(f"holdout={holdout!r}: expected a fraction in [0, 1)")
         if holdout_order not in ("random", "latest"):
             raise ValueError(f"holdout_order={holdout_order!r}: expected 'random' or 'latest'")
+        if float(holdout) == 0.0 and self.reads_heldout and type(self).split is Reward.split:
+            raise ValueError(f"holdout=0 holds out none of a user's training items, but the {self.name!r} reward "
+                             f"scores the held-out ones; use a fraction in (0, 1)")
         self.source = data
         data = as_interactions(data)
         self.data = data

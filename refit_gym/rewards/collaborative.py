@@ -87,6 +87,7 @@ class CollaborativeReward(Reward):
     """
 
     name = "refit"
+    reads_heldout = True
     differentiable = True
 
     def __init__(self, data: InteractionData, holdout: float = 0.2, tau: float = 1.0, hop_weight: float = 0.1,

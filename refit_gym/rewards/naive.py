@@ -31,6 +31,7 @@ class TopKReward(Reward):
     """
 
     name = "topk"
+    reads_heldout = True
     METRICS = ("ndcg", "recall")
 
     def __init__(self, data: InteractionData, k: int = 20, metric: str = "ndcg", holdout: float = 0.2, device="cpu"):
