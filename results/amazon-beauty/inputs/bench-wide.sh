@@ -17,11 +17,12 @@ if [ "$1" = report ]; then  # the other rows' inputs as in their own invocations
   H="--hyperparams refit=results/ml-1m/inputs/refit.yml --hyperparams naive=results/ml-1m/inputs/naive.yml
  --hyperparams ddpo=results/ml-1m/inputs/ddpo.yml --hyperparams ppo=results/ml-1m/inputs/ppo.yml
  --hyperparams a2c=results/ml-1m/inputs/a2c.yml"
+  R=(--retire diffrec diffrec-pathwise diffrec-continued --retire-to results/amazon-beauty/bench-narrow-start)
+  [ -d results/amazon-beauty/bench-narrow-start ] && R=()  # retired once; a later report only merges the new cells
   exec python scripts/benchmark.py --data ../shared/datasets/amazon-beauty --out results/amazon-beauty --skip-scaling \
     --eval-points 4 --reward graph-score --checkpoint-diffrec $START $H \
     --hyperparams pathwise=results/amazon-beauty/inputs/pathwise-ease100.yml --continued-budget pathwise --report-only \
-    --retire diffrec diffrec-pathwise diffrec-continued --retire-to results/amazon-beauty/bench-narrow-start \
-    --merge $O/s0 $O/s1 $O/s2
+    "${R[@]}" --merge $O/s0 $O/s1 $O/s2
 fi
 export B O METHOD=pathwise
 exec bash results/bench-rounds.sh "$1"
