@@ -87,9 +87,8 @@ def _hold_out_first(rows: sp.csr_matrix, priority: np.ndarray, rho: float):
     otherwise (none at all when ``rho == 0``), those of the smallest ``priority`` (``(nnz,)``, aligned with the stored
     entries)."""
     counts = np.diff(rows.indptr)
-    n_hold = np.where(counts >= 2, np.clip(np.floor(rho * counts + 0.5), 1, np.maximum(counts - 1, 1)), 0).astype(np.int64)
-    if rho == 0:
-        n_hold[:] = 0
+    n_hold = np.where((counts >= 2) & (rho > 0), np.clip(np.floor(rho * counts + 0.5), 1, np.maximum(counts - 1, 1)),
+                      0).astype(np.int64)
     row_of = np.repeat(np.arange(rows.shape[0]), counts)
     order = np.lexsort((priority, row_of))
     rank = np.arange(rows.nnz) - rows.indptr[:-1][row_of]  # row_of is sorted, so rank within row of order[p] is p - start
