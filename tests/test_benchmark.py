@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from refit_gym.registry import ENV_OF_BACKBONE
+
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ["method", "Recall@10", "Recall@20", "NDCG@10", "NDCG@20", "ΔNDCG@20 vs pretrained",
            "ΔRecall@20 vs pretrained", "time / seed"]
@@ -375,7 +377,7 @@ def test_scenario_is_inferred_from_the_data(bench, tmp_path):
     ("poi", "dreamrec-poi", "refit_gym/DreamRecPOI-v0", [("pop", False), ("sasrec", True)], "refit-seq"),
 ])
 def test_rows_of_each_scenario(bench, scenario, backbone, env_id, baselines, reward):
-    assert bench.env_ids_by_backbone()[backbone] == env_id
+    assert ENV_OF_BACKBONE[backbone] == env_id
     rows = bench.build_rows(bench.default_backbones(scenario)[:1], bench.METHODS, scenario=scenario)
     assert all(r.scenario == scenario for r in rows)
     base = [r for r in rows if r.kind == "baseline"]

@@ -100,7 +100,7 @@ from refit_gym.experiments.benchmark.plan import (
     FINETUNE_METHODS, METHODS, QUICK_BACKBONE_ARGS, QUICK_BASELINE_KWARGS, QUICK_EVAL_POINTS, QUICK_N_ENVS,
     QUICK_PRETRAIN_ARGS, QUICK_ROLLOUTS, QUICK_STEPS, REFERENCE_BASELINE, REPO, ROW_KINDS, SEEDED_BASELINES, SEEDLESS,
     SEQUENCE_GOAL_PCT, RowSpec, Settings, backbone_kwargs_for, backbone_steps, build_rows, continued_params,
-    default_backbones, effective_baseline_kwargs, effective_hyperparams, env_ids_by_backbone, infer_scenario,
+    default_backbones, effective_baseline_kwargs, effective_hyperparams, infer_scenario,
     pretrain_argv, quick_hyperparams, scenario_methods)
 from refit_gym.experiments.benchmark.report import (aggregate, control_sentence, fmt_mean_std, fmt_seconds,
                                                     goal_sentence, reference_sentence, write_report)

@@ -17,8 +17,9 @@ from refit_gym.experiments.benchmark.files import (merge_folder, read_json, reti
 from refit_gym.experiments.benchmark.plan import (BACKBONE_LABELS, CONTINUED_BUDGET, FINETUNE_METHODS, METHODS,
                                                   QUICK_EVAL_POINTS, QUICK_PRETRAIN_ARGS, QUICK_STEPS, REPO, RowSpec,
                                                   Settings, backbone_steps, build_rows, default_backbones,
-                                                  effective_baseline_kwargs, effective_hyperparams, env_ids_by_backbone,
-                                                  infer_scenario, scenario_methods)
+                                                  effective_baseline_kwargs, effective_hyperparams, infer_scenario,
+                                                  scenario_methods)
+from refit_gym.registry import ENV_OF_BACKBONE
 from refit_gym.experiments.benchmark.report import write_report
 
 PACKAGE = "refit_gym.experiments.benchmark"  # its docstring is the --help text
@@ -222,7 +223,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cells = [] if args.scaling_only else [(row, s) for row in rows for s in row_seeds(row, seeds)]
     # cells in an order that completes whole seeds early: deterministic rows, then seed by seed
     cells.sort(key=lambda c: (c[0].seeded, seeds.index(c[1]) if c[0].seeded else -1))
-    env_of = env_ids_by_backbone()
+    env_of = ENV_OF_BACKBONE
     do_scaling = not args.skip_scaling
     scaling_note = None
     if scenario.sequential and not args.skip_scaling:

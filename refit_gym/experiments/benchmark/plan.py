@@ -163,11 +163,6 @@ ROW_KINDS = ("baseline", "pretrained", "finetuned", "continued")
 EXTRA_ROWS: List[RowSpec] = []
 
 
-def env_ids_by_backbone() -> Dict[str, str]:
-    """Returns backbone kind -> its environment id (:data:`refit_gym.registry.ENV_OF_BACKBONE`)."""
-    return dict(ENV_OF_BACKBONE)
-
-
 def infer_scenario(data) -> str:
     """Returns the scenario name of a loaded dataset: ``poi`` for timestamped SequentialData, ``sequential`` for other
     SequentialData, ``social`` for InteractionData with a social graph (``data.social``), ``cf`` otherwise."""
@@ -214,7 +209,7 @@ def build_rows(backbones: Sequence[str], methods: Sequence[str] = METHODS, rewar
         raise ValueError(f"continued budget {continued_budget!r} is not a fine-tuning method "
                          f"{sorted(FINETUNE_METHODS)}")
     sc = SCENARIOS[scenario]
-    envs = env_ids_by_backbone()
+    envs = ENV_OF_BACKBONE
     rows = [RowSpec(name=m, kind="baseline", label=BASELINE_LABELS[m], baseline=m, seeded=m in SEEDED_BASELINES,
                     scenario=scenario)
             for m in BASELINE_LABELS if m in methods and m in sc.baselines]
