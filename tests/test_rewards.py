@@ -274,6 +274,32 @@ def test_graph_score_reward_matches_hand_computation():
     assert reward(torch.tensor([list(s)], dtype=torch.float32), state).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_graph_score_softmax_target_matches_hand_computation_and_weighs_the_top():
+    data = make_synthetic(n_users=60, n_items=40, seed=1)
+    reward = GraphScoreReward(data, graph="ease", target="softmax", temperature=0.5)
+    state = reward.prepare(np.arange(4), np.random.default_rng(0))
+    x0 = torch.randn(4, 40, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    r = reward(x0, state)
+    for b in range(4):  # -KL(softmax(z(s)/tau) || softmax(z(x0)/tau)) over the candidates, in float64
+        cand = ~np.isin(np.arange(40), state.visible[b].indices)
+        rows = (x0[b].detach().double().numpy()[cand], state.tensors["graph_score"][b].double().numpy()[cand])
+        z = [(v - v.mean()) / max(v.std(), 1e-8) for v in rows]  # a constant row (an isolated item) standardises to 0
+        log_q, log_p = (v / 0.5 - np.log(np.exp(v / 0.5).sum()) for v in z)
+        assert r[b].item() == pytest.approx((np.exp(log_p) * (log_q - log_p)).sum(), rel=1e-4, abs=1e-6)
+    assert (r <= 1e-6).all()
+    grad = torch.autograd.grad(r.sum(), x0)[0]
+    assert torch.isfinite(grad).all() and (grad[torch.as_tensor(state.visible.toarray() > 0)] == 0).all()
+    # the same order scores the maximum, 0, at any scale
+    assert reward(3 * state.tensors["graph_score"] + 1, state).abs().max().item() < 1e-5
+    assert not reward.supports_item_terms and GraphScoreReward(data, graph="cooc").supports_item_terms
+    with pytest.raises(NotImplementedError, match="graph-score"):
+        reward.item_terms(x0, state)
+    with pytest.raises(ValueError, match="target="):
+        GraphScoreReward(data, graph="cooc", target="listnet")
+    with pytest.raises(ValueError, match="temperature="):
+        GraphScoreReward(data, graph="cooc", target="softmax", temperature=0.0)
+
+
 def test_graph_score_reward_builds_its_graphs():
     data = make_synthetic(n_users=60, n_items=40, seed=1)
     for graph in ("cooc", "ease"):

@@ -14,7 +14,14 @@ reward is
     R = - (1/|N|) sum_{j in N} (z(x0)_j - z(s)_j)^2          (in [-4, 0]; 0 when the orders agree exactly)
 
 so it rewards final scores that rank the candidates like the user's multi-hop neighbourhood does,
-whatever the scale of ``x0``. Unlike the held-out log-likelihood of
+whatever the scale of ``x0``. Every candidate weighs the same, the bulk of the catalogue as much as the few items at
+the top that a top-20 list shows. ``target="softmax"`` weighs the top instead: with ``p = softmax(z(s) / tau)`` and
+``q = softmax(z(x0) / tau)`` over ``N`` (temperature ``tau > 0``, a listwise, ListNet-style target),
+
+    R = - KL(p || q) = sum_{j in N} p_j (log q_j - log p_j)            (<= 0; 0 when the orders agree exactly)
+
+whose gradient in ``z(x0)`` is ``(p - q) / tau``: only items that ``s`` or ``x0`` puts near the top carry weight, the
+more so the smaller ``tau``. Its optimum is the same, ``z(x0) = z(s)``. Unlike the held-out log-likelihood of
 :class:`~refit_gym.rewards.collaborative.CollaborativeReward`, every candidate item carries signal,
 so the score-function gradient is far less noisy. Only ``data.train`` is read (through ``W`` and the
 visible items); the held-out split is the same as every other reward's, so the condition the agent
@@ -57,6 +64,7 @@ from refit_gym.data.graph import item_item_graph, topk_per_row
 from refit_gym.rewards.base import Reward, RewardState
 
 GRAPHS = ("cooc", "ease")
+TARGETS = ("zscore", "softmax")
 
 
 def ease_graph(train: sp.csr_matrix, lam: float = 1000.0, top_m: Optional[int] = None):
@@ -88,6 +96,9 @@ class GraphScoreReward(Reward):
         recency: None (the binary visible row ``c``), or ``w_min``: ``c`` weighted by recency before the hops
             (:meth:`~refit_gym.data.InteractionData.recency_weights` ``(w_min, 1)``; with ``graph="ease"`` and one
             hop the target ranks as :class:`~refit_gym.baselines.TEASE`); the data must order its training items.
+        target: ``"zscore"`` (the squared gap of the standardised scores, every candidate alike) or ``"softmax"``
+            (``-KL(p || q)`` of the candidates' softmaxes at ``temperature``, top-weighted); module docstring.
+        temperature: ``tau > 0`` of ``target="softmax"``, in units of the candidates' standard deviation.
     """
 
     name = "graph-score"
@@ -95,8 +106,14 @@ class GraphScoreReward(Reward):
 
     def __init__(self, data: InteractionData, graph: Union[str, sp.spmatrix, np.ndarray] = "ease", n_hops: int = 1,
                  gamma: float = 0.5, graph_top_m: Optional[int] = None, ease_lambda: float = 1000.0, holdout: float = 0.2,
-                 device="cpu", holdout_order: str = "random", recency: Optional[float] = None):
+                 device="cpu", holdout_order: str = "random", recency: Optional[float] = None,
+                 target: str = "zscore", temperature: float = 1.0):
         super().__init__(data, holdout, device, holdout_order)
+        if target not in TARGETS:
+            raise ValueError(f"target={target!r}: expected one of {TARGETS}")
+        if not float(temperature) > 0:
+            raise ValueError(f"temperature={temperature!r}: expected > 0")
+        self.target, self.temperature = target, float(temperature)
         # the visible row weighted by recency (T-DiffRec's weights, oldest item w_min = recency, newest 1): T-EASE's input
         self.recency = None if recency is None else self.data.recency_weights(float(recency), 1.0)
         if int(n_hops) < 1:
@@ -140,14 +157,26 @@ class GraphScoreReward(Reward):
 
     def components(self, scores: torch.Tensor, state: RewardState) -> Dict[str, torch.Tensor]:
         z_x, z_s, candidate = self._standardised(scores, state)
+        if self.target == "softmax":
+            log_q, log_p = (torch.log_softmax(z.masked_fill(~candidate, float("-inf")) / self.temperature, dim=1)
+                            for z in (z_x, z_s))
+            gap = torch.where(candidate, log_q - log_p, torch.zeros_like(log_q))  # -inf - -inf off the candidates
+            return {"graph_score": (log_p.exp() * gap).sum(dim=1)}
         gap = z_x - z_s
         n = candidate.sum(dim=1).clamp(min=1)
         return {"graph_score": -gap.pow(2).sum(dim=1) / n}
+
+    @property
+    def supports_item_terms(self) -> bool:
+        """The squared gaps split per item (:meth:`item_terms`); the softmax target's normaliser couples every item."""
+        return self.target == "zscore"
 
     def item_terms(self, scores: torch.Tensor, state: RewardState) -> torch.Tensor:
         """Per-item terms ``(B, n_items)`` summing to the reward: the squared gaps plus a correction that
         sums to 0 (formula, and the O(1/|N|) bias of per-item credit with them, in the module docstring);
         0 at the visible (non-candidate) items."""
+        if not self.supports_item_terms:
+            return super().item_terms(scores, state)  # raises, naming the reward
         z_x, z_s, candidate = self._standardised(scores, state)
         n = candidate.sum(dim=1, keepdim=True).clamp(min=1)
         a = z_x.pow(2).sum(dim=1, keepdim=True) / n
@@ -157,4 +186,5 @@ class GraphScoreReward(Reward):
 
     def __repr__(self) -> str:
         kind = f"nnz={self.graph.nnz}" if sp.issparse(self.graph) else "dense"
-        return f"GraphScoreReward(n_hops={self.n_hops}, gamma={self.gamma}, graph={kind})"
+        target = "" if self.target == "zscore" else f", target=softmax, temperature={self.temperature}"
+        return f"GraphScoreReward(n_hops={self.n_hops}, gamma={self.gamma}, graph={kind}{target})"
