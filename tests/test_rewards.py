@@ -274,7 +274,7 @@ def test_graph_score_reward_matches_hand_computation():
     assert reward(torch.tensor([list(s)], dtype=torch.float32), state).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_graph_score_softmax_target_matches_hand_computation_and_weighs_the_top():
+def test_graph_score_softmax_target_matches_hand_computation():
     data = make_synthetic(n_users=60, n_items=40, seed=1)
     reward = GraphScoreReward(data, graph="ease", target="softmax", temperature=0.5)
     state = reward.prepare(np.arange(4), np.random.default_rng(0))
