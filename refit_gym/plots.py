@@ -24,6 +24,8 @@ from refit_gym.registry import BACKBONE_LABELS
 
 #: smallest y span, as a fraction of the mean absolute plotted value
 MIN_REL_SPAN = 0.05
+#: horizontal space between side-by-side panels, in units of a panel's width: room for the right panel's y label
+PANEL_WSPACE = 0.35
 
 
 def _pyplot():
@@ -78,6 +80,7 @@ def plot_validation(table: List[Dict[str, Any]], path: Path, metric: str = "ndcg
     baselines = [e for e in table if e["kind"] == "baseline" and metric in e.get("valid", {})]
     best_base = max(baselines, key=lambda e: e["valid"][metric]["mean"]) if baselines else None
     fig, axes = plt.subplots(1, len(backbones), figsize=(5.5 * len(backbones), 4.6), squeeze=False)
+    fig.subplots_adjust(wspace=PANEL_WSPACE)
     for ax, b in zip(axes[0], backbones):
         values = []
         for e in (e for e in tuned if e["spec"]["backbone"] == b):
@@ -157,6 +160,7 @@ def plot_learning_curve(metrics: Dict[str, Any], path: Path, metrics_to_plot: Se
         raise ValueError(f"metrics['history'] has no {list(metrics_to_plot)} to plot")
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4.2), squeeze=False)
+    fig.subplots_adjust(wspace=PANEL_WSPACE)
     steps = np.array([h["num_timesteps"] for h in hist], dtype=np.float64)
     best_step = (metrics.get("best") or {}).get("num_timesteps")
     for ax, k in zip(axes[0], keys):
