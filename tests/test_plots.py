@@ -67,3 +67,21 @@ def test_learning_curve_png(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="no"):
         plots.plot_learning_curve(dict(m, history=[{"num_timesteps": 0}]), tmp_path / "x.png")
+
+
+def test_side_by_side_panels_leave_room_for_the_right_panels_y_label(tmp_path, monkeypatch):
+    saved = {}
+    monkeypatch.setattr(plt.Figure, "savefig", lambda self, *a, **k: saved.setdefault("fig", self))
+    m = {"algo": "pathwise", "env": "refit_gym/DiffRec-v0", "data": "synthetic", "best": {"num_timesteps": 3072000},
+         "history": [{"num_timesteps": 1024000 * i, "recall@20": r, "ndcg@20": n}  # probe long's seed 0
+                     for i, (r, n) in enumerate([(0.1123, 0.0556), (0.1382, 0.0670), (0.1387, 0.0678), (0.1395, 0.0684)])]}
+    plots.plot_learning_curve(m, tmp_path / "lc.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = saved["fig"]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    left, right = fig.axes[:2]
+    gap = right.yaxis.label.get_window_extent(renderer).x0 - left.get_window_extent(renderer).x1
+    assert gap > 0.02 * fig.bbox.width  # the right panel's y label clears the left panel's frame (it touched it)
