@@ -8,8 +8,8 @@
 #   lr1e-4  (session 17, the default) pathwise-ease100.yml: lr 1e-4, 100 updates; its report retired the [600, 200]
 #           start's DiffRec rows into ../bench-narrow-start.
 #   lr3e-4  (session 19) pathwise-ease100-lr3e-4.yml: lr 3e-4, 200 updates (probes long and lr); its report retires
-#           lr1e-4's Pathwise and control rows into ../bench-pathwise-lr1e-4. The start is the same file as
-#           lr1e-4's, so its cells reuse the report's pretrained records instead of evaluating it again.
+#           lr1e-4's rows into ../bench-pathwise-lr1e-4. The start was rebuilt with its own command (the same
+#           numbers, another SHA-1: the file is not byte-identical), so its pretrained row is evaluated again.
 #   pretraining of the start: bash ../probes/probe_wide/run.sh /work/runs/s16/ab-wide   (its first command)
 cd "$(dirname "$0")/../../.."
 . /work/venv/bin/activate
@@ -19,7 +19,7 @@ case ${2:-lr1e-4} in
   lr1e-4) YML=results/amazon-beauty/inputs/pathwise-ease100.yml O=/work/runs/s17/ab-wide-bench
           R=(--retire diffrec diffrec-pathwise diffrec-continued --retire-to results/amazon-beauty/bench-narrow-start) ;;
   lr3e-4) YML=results/amazon-beauty/inputs/pathwise-ease100-lr3e-4.yml O=/work/runs/s19/ab-wide-lr3e-4
-          R=(--retire diffrec-pathwise diffrec-continued --retire-to results/amazon-beauty/bench-pathwise-lr1e-4) ;;
+          R=(--retire diffrec diffrec-pathwise diffrec-continued --retire-to results/amazon-beauty/bench-pathwise-lr1e-4) ;;
   *) echo "bench-wide.sh: the recipe is lr1e-4 or lr3e-4, not '$2'" >&2; exit 2 ;;
 esac
 B="python scripts/benchmark.py --data ../shared/datasets/amazon-beauty --backbones diffrec --checkpoint-diffrec $START
@@ -35,8 +35,8 @@ if [ "$1" = report ]; then  # the other rows' inputs as in their own invocations
     --hyperparams pathwise=$YML --continued-budget pathwise --report-only \
     "${R[@]}" --merge $O/s0 $O/s1 $O/s2
 fi
-if [ "${2:-lr1e-4}" = lr3e-4 ]; then  # the start's records (same file, checked by SHA-1 where they are read)
-  for s in 0 1 2; do mkdir -p $O/s$s/runs/diffrec && cp -n results/amazon-beauty/runs/diffrec/seed$s.json $O/s$s/runs/diffrec/; done
+if [ "$1" = 2 ] && [ -f $O/s0/runs/diffrec/seed0.json ]; then  # seed 2's cells reuse round 1's evaluation of the
+  mkdir -p $O/s2/runs/diffrec && cp -n $O/s0/runs/diffrec/seed0.json $O/s2/runs/diffrec/  # same file (by SHA-1)
 fi
 export B O METHOD=pathwise
 exec bash results/bench-rounds.sh "$1"
