@@ -225,6 +225,31 @@ class Scenario:
         model = BASELINES[name](**kwargs).fit(data)
         return lambda users, split: model.scores(users)
 
+    def has_baseline_grid(self, name: str) -> bool:
+        """Whether baseline ``name`` is fitted with its parameter chosen on validation
+        (:meth:`baseline_on_validation`): ItemKNN's ``k`` and EASE's ``lam`` on interaction data."""
+        from refit_gym.baselines import DEFAULT_GRIDS
+
+        return not self.sequential and name in self.baselines and name in DEFAULT_GRIDS
+
+    def baseline_on_validation(self, name: str, data, metric: str = "ndcg@20"
+                               ) -> Tuple[Dict[str, Any], ScoreFn, List[Dict[str, Any]]]:
+        """Fit baseline ``name`` on train once per value of its grid (:data:`refit_gym.baselines.DEFAULT_GRIDS`) and
+        keep the best on the 'valid' split by ``metric``. Returns ``(params, score_fn(users, split), table)``: the
+        kept model's parameters, its scores, and one ``{<parameter>: value, <metric>: valid score}`` per grid value.
+        ValueError when the baseline has no grid here (:meth:`has_baseline_grid`)."""
+        from refit_gym.baselines import BASELINES, DEFAULT_GRIDS, select_on_validation
+
+        if not self.has_baseline_grid(name):
+            raise ValueError(f"scenario {self.name!r}: baseline {name!r} has no validation grid; grids: "
+                             f"{[b for b in self.baselines if self.has_baseline_grid(b)]}")
+        pname, grid = DEFAULT_GRIDS[name]
+        cast = int if pname == "k" else float  # as scripts/evaluate.py: ItemKNN's k is an integer
+        sel = select_on_validation(lambda v: BASELINES[name](**{pname: cast(v)}), grid, data, metric=metric)
+        model = sel.model
+        table = [{pname: cast(r["value"]), metric: r[metric]} for r in sel.table]
+        return model.params(), (lambda users, split: model.scores(users)), table
+
     def baseline_rows(self, data, splits: Sequence[str] = ("test",), names: Optional[Sequence[str]] = None,
                       fit_kwargs: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
         """Benchmark rows of the baselines: ``[{"scenario", "data", "model", "split", "fit_seconds", <metrics>}]``."""

@@ -379,6 +379,7 @@ def test_train_script_verdict_sets_start_best_and_ease_side_by_side():
     """scripts/train.py ends with pretrained / fine-tuned / EASE on test and a sentence saying whether it helped."""
     import sys
 
+    from refit_gym.baselines import DEFAULT_GRIDS
     from refit_gym.data.synthetic import make_synthetic
     from refit_gym.scenarios import SCENARIOS
 
@@ -392,10 +393,15 @@ def test_train_script_verdict_sets_start_best_and_ease_side_by_side():
     metrics = {"pretrained": {"test": m(0.2, 0.10)}, "best": {"test": m(0.25, 0.12), "num_timesteps": 640},
                "selected_on": "valid ndcg@20"}
     lines = train.verdict(metrics, data, "refit_gym/DiffRec-v0")
-    ease = SCENARIOS["cf"].evaluate(SCENARIOS["cf"].baseline_score_fn("ease", data), data, "test")
-    assert any(line.split()[:1] == ["EASE"] and f"{ease['ndcg@20']:.4f}" in line for line in lines)
+    cf = SCENARIOS["cf"]
+    valid = {lam: cf.evaluate(cf.baseline_score_fn("ease", data, lam=lam), data, "valid")["ndcg@20"]
+             for lam in DEFAULT_GRIDS["ease"][1]}
+    lam = max(valid, key=valid.get)  # the validation-chosen lambda, not the scenario's default
+    ease = cf.evaluate(cf.baseline_score_fn("ease", data, lam=lam), data, "test")
+    assert any(f"EASE (lam {lam:g}, chosen on valid)" in line and f"{ease['ndcg@20']:.4f}" in line
+               for line in lines)
     assert lines[-1] == "fine-tuning helped: test ndcg@20 0.1000 -> 0.1200 (+20.0%) for the model selected on validation"
-    assert metrics["baselines"]["ease"]["test"] == ease
+    assert metrics["baselines"]["ease"] == {"test": ease, "params": {"lam": lam}, "selected_on": "valid ndcg@20"}
     metrics["best"] = {"test": m(0.2, 0.10), "num_timesteps": 0}
     lines = train.verdict(metrics, walks(), "refit_gym/DreamRec-v0")
     assert len(lines) == 4 and lines[-1].startswith("fine-tuning did not help: no validation ndcg@20 beat")

@@ -98,23 +98,18 @@ class Runner:
         SASRec: ``torch.manual_seed(seed)`` first and ``seed`` passed to its fit)."""
         import torch
 
-        from refit_gym.baselines import BASELINES, DEFAULT_GRIDS, select_on_validation
+        from refit_gym.baselines import DEFAULT_GRIDS
         from refit_gym.scenarios import SCENARIOS
 
         scenario = SCENARIOS[row.scenario]
         metric = self.settings.select_metric
         selection: List[Dict[str, Any]] = []
         t0 = time.perf_counter()
-        if not scenario.sequential and row.baseline in DEFAULT_GRIDS:
-            cls = BASELINES[row.baseline]
+        if scenario.has_baseline_grid(row.baseline):
             pname, grid = DEFAULT_GRIDS[row.baseline]
-            cast = int if pname == "k" else float  # as scripts/evaluate.py: ItemKNN's k is an integer
             log(f"choosing {pname} over {list(grid)} by valid {metric}")
-            sel = select_on_validation(lambda v: cls(**{pname: cast(v)}), grid, self.data, metric=metric)
-            model = sel.model
-            selection = [{pname: cast(r["value"]), metric: r[metric]} for r in sel.table]
-            params, selected_on = model.params(), f"valid {metric}"
-            score_fn = lambda users, split: model.scores(users)  # noqa: E731  (masking: Scenario.evaluate)
+            params, score_fn, selection = scenario.baseline_on_validation(row.baseline, self.data, metric)
+            selected_on = f"valid {metric}"
         else:
             params = dict(self.settings.baseline_kwargs.get(row.baseline, {}))
             if row.seeded:
