@@ -59,6 +59,66 @@ def test_topk_per_row_ties_unsorted_indices_and_explicit_zeros():
     assert (m != before).nnz == 0 and m.nnz == 4  # the input is left untouched
 
 
+def spy_candidates(monkeypatch) -> list:
+    """Records, per call of topk_per_row's candidate filter, whether it filtered (True) or declined (False)."""
+    import refit_gym.data.graph as graph
+
+    used, real = [], graph._candidates
+
+    def spy(*args):
+        mask = real(*args)
+        used.append(mask is not None)
+        return mask
+
+    monkeypatch.setattr(graph, "_candidates", spy)
+    return used
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_topk_per_row_candidate_filter_changes_no_result(k, monkeypatch):
+    """The dense k-th-value filter only shortens the sort: with exact ties, values closer than the key's
+    resolution (adjacent doubles, which the sort treats as ties: the lower column wins), negative values and rows
+    at, below and above k entries, the result equals the full sort's (the filter switched off), entry for entry."""
+    import refit_gym.data.graph as graph
+
+    rng = np.random.default_rng(k)
+    m = np.round(rng.normal(size=(60, 40)), 1) * (rng.random((60, 40)) < 0.5)  # many exact ties
+    # one full row of distinct values closer than the key's resolution (the next few doubles after 0.3)
+    m[5, :] = [np.nextafter(np.nextafter(0.3, 1.0), 1.0) if j % 3 == 2 else np.nextafter(0.3, 1.0) if j % 3
+               else 0.3 for j in range(40)]
+    m[6, : k] = 1.0  # exactly k entries
+    m[7, : k - 1] = 1.0 if k > 1 else 0.0  # fewer than k
+    csr = sp.csr_matrix(m)
+    for r in range(csr.shape[0]):
+        a, b = csr.indptr[r], csr.indptr[r + 1]
+        idx = a + rng.permutation(b - a)
+        csr.indices[a:b], csr.data[a:b] = csr.indices[idx].copy(), csr.data[idx].copy()
+    csr.has_sorted_indices = False  # unsorted indices within rows, as sparse products return them
+    used = spy_candidates(monkeypatch)
+    filtered = topk_per_row(csr, k)
+    assert used == [True]  # the filter ran on this matrix
+    monkeypatch.setattr(graph, "_candidates", lambda *a: None)
+    full = topk_per_row(csr, k)
+    for got in (filtered, full):
+        assert np.diff(got.indptr).max() <= k
+    np.testing.assert_array_equal(filtered.indptr, full.indptr)
+    np.testing.assert_array_equal(filtered.indices, full.indices)
+    np.testing.assert_array_equal(filtered.data, full.data)
+    assert filtered[5].indices.tolist() == list(range(k))  # near-ties: the lowest columns, as exact ties
+
+
+def test_topk_per_row_uses_the_filter_when_it_is_cheaper(monkeypatch):
+    """A row-dense product (the sequential reward's hop expansion) goes through the dense filter; a very sparse
+    wide matrix is sorted whole."""
+    rng = np.random.default_rng(0)
+    dense_like = sp.csr_matrix(rng.random((16, 500)) * (rng.random((16, 500)) < 0.4))
+    sparse_wide = sp.random(16, 200_000, density=1e-4, random_state=0, format="csr")
+    used = spy_candidates(monkeypatch)
+    topk_per_row(dense_like, 5)
+    topk_per_row(sparse_wide, 1)
+    assert used == [True, False]
+
+
 @pytest.mark.parametrize("top_m", [1, 2, 10])
 def test_item_item_graph_matches_dense_formula(top_m):
     G = item_item_graph(sp.csr_matrix(R_DENSE), top_m=top_m, batch_items=4)  # two item batches
