@@ -296,6 +296,25 @@ def test_retire_moves_a_row_out_so_it_can_run_again_with_other_settings(bench, t
         torch.set_num_threads(threads)
 
 
+def test_a_recipe_no_cell_was_made_with_does_not_block_another(bench, tmp_path):
+    """plan.json keeps the hyperparameters of every fine-tuned row an invocation named, cells or not (a file's
+    CF-Diff section when only DiffRec ran). A new recipe for such a row is accepted; for a row with records it is
+    refused by name."""
+    out = tmp_path / "bench"
+    argv = ["--data", "synthetic", "--quick", "--out", str(out), "--skip-scaling", "--backbones", "diffrec"]
+    bench.main(argv + ["--methods", "pop", "refit", "--report-only"])  # the row is planned, never run
+    key = "refit|refit_gym/DiffRec-v0"
+    assert key in json.loads((out / "plan.json").read_text())["settings"]["hyperparams"]
+    hp = tmp_path / "refit.yml"
+    hp.write_text("refit_gym/DiffRec-v0:\n  learning_rate: 0.0002\n")
+    bench.main(argv + ["--methods", "pop", "refit", "--report-only", "--hyperparams", f"refit={hp}"])
+    assert json.loads((out / "plan.json").read_text())["settings"]["hyperparams"][key]["learning_rate"] == 0.0002
+    (out / "runs" / "diffrec-refit").mkdir(parents=True)  # a record of the row: now the recipe is the row's
+    (out / "runs" / "diffrec-refit" / "seed0.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"other settings \(refit\|refit_gym/DiffRec-v0\)"):
+        bench.main(argv + ["--methods", "pop", "refit", "--report-only"])
+
+
 def test_interrupted_benchmark_keeps_finished_cells_and_records_itself(bench, tmp_path, monkeypatch):
     """Ctrl-C (or SIGTERM, which __main__ turns into the same) during a cell: the cells finished before it stay
     on disk, the invocation is recorded as interrupted and the report is rebuilt from what is done."""

@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from refit_gym.options import HelpFormatter, add_device_argument, add_protocol_argument, protocol_kwargs
 from refit_gym.experiments.benchmark.cells import Runner
-from refit_gym.experiments.benchmark.files import (merge_folder, read_json, retire_rows, run_path, row_seeds,
-                                                   seed_tag, settings_clash, write_json)
+from refit_gym.experiments.benchmark.files import (merge_folder, read_json, recorded_settings, retire_rows, run_path,
+                                                   row_seeds, seed_tag, settings_clash, write_json)
 from refit_gym.experiments.benchmark.plan import (BACKBONE_LABELS, CONTINUED_BUDGET, FINETUNE_METHODS, METHODS,
                                                   QUICK_EVAL_POINTS, QUICK_PRETRAIN_ARGS, QUICK_STEPS, REPO, RowSpec,
                                                   Settings, backbone_steps, build_rows, default_backbones,
@@ -200,7 +200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                              "use another --out")
         stored = plan.get("settings", {})
         mine = settings.fingerprint()
-        clash = settings_clash(stored, mine)
+        clash = settings_clash(recorded_settings(stored, out, rows), mine)
         if clash:
             raise SystemExit(f"error: {out} holds results made with other settings ({', '.join(clash)}); reusing them "
                              "would mix recipes. Use another --out (or delete the folder).")

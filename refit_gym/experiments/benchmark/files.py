@@ -87,6 +87,15 @@ def settings_clash(stored: dict, mine: dict) -> List[str]:
                           if k in stored.get("hyperparams", {}) and stored["hyperparams"][k] != v)
 
 
+def recorded_settings(stored: dict, out: Path, rows: Sequence[RowSpec]) -> dict:
+    """``stored`` (a plan's settings) without the hyperparameters of those fine-tuned ``rows`` that have no record in
+    ``out``: a recipe that no cell was made with cannot be mixed with another (e.g. the CF-Diff section of a
+    hyperparameter file whose CF-Diff row never ran), so :func:`settings_clash` need not refuse a new one."""
+    unrecorded = {f"{r.method}|{r.env_id}" for r in rows
+                  if r.kind == "finetuned" and not any((out / "runs" / r.name).glob("seed*.json"))}
+    return dict(stored, hyperparams={k: v for k, v in stored.get("hyperparams", {}).items() if k not in unrecorded})
+
+
 def merge_folder(out: Path, src: Path, dataset: str, mine: dict) -> int:
     """Copy the cells of the benchmark folder ``src`` (run elsewhere, e.g. some seeds in another process) into
     ``out``: its records (``runs/``), logs and hyperparameter files, and its invocations (marked ``merged_from``).
