@@ -142,7 +142,8 @@ def obtain_backbone(args, data, kind: str, out: Path, device) -> Path:
 def verdict(metrics: Dict[str, Any], data, env_id: str, metric: str = "ndcg@20") -> list:
     """Lines that set the pretrained start, the validation-selected fine-tuned model and the scenario's first
     reference baseline (EASE with its lambda chosen on validation for interaction data; skipped for sequences, whose
-    SASRec takes minutes to fit) side by side on test, and say in words whether fine-tuning helped; the baseline's row is added to ``metrics``."""
+    SASRec takes minutes to fit) side by side on test, and say in words whether fine-tuning helped; the baseline's
+    row is added to ``metrics``."""
     from refit_gym.scenarios import scenario_for
 
     scenario = scenario_for(env_id)
