@@ -47,16 +47,16 @@ def topk_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     lo, hi = float(m.data.min()), float(m.data.max())
     scale = max(hi - lo, np.finfo(np.float64).tiny)
     cand = _candidates(rows, m.indices, m.data, counts, k, m.shape[1], scale)
-    if cand is None:  # every entry: one stable argsort of the key, with columns in order within each row
+    if cand is None:  # every entry, with columns in order within each row (a stable sort then breaks ties)
         if not m.has_sorted_indices:  # copy: never touch the input
             m = m.copy()
             m.sort_indices()
         cols, data = m.indices, m.data
-        order = np.argsort(rows + 0.5 * (hi - data.astype(np.float64)) / scale, kind="stable")
-    else:  # the entries that can rank in the top k (columns in any order): the same order by the key, then column
+    else:  # the entries that can rank in the top k, columns in any order (the column is the sort's second key)
         rows, cols, data = rows[cand], m.indices[cand], m.data[cand]
         counts = np.bincount(rows, minlength=n_rows)
-        order = np.lexsort((cols, rows + 0.5 * (hi - data.astype(np.float64)) / scale))
+    key = rows + 0.5 * (hi - data.astype(np.float64)) / scale
+    order = np.argsort(key, kind="stable") if cand is None else np.lexsort((cols, key))
     rank = np.arange(len(order)) - np.repeat(np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
     keep = order[rank < k]
     keep.sort()
