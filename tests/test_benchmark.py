@@ -258,7 +258,8 @@ def test_merge_gathers_folders_run_apart(bench, tmp_path):
 def test_retire_moves_a_row_out_so_it_can_run_again_with_other_settings(bench, tmp_path):
     """--retire moves a row's records, logs and hyperparameter file into --retire-to, with the plan they were made
     with, and takes its settings out of plan.json: the row then runs with other hyperparameters, and the retiring
-    invocation is recorded. Unknown rows, rows without records and a lone --retire are refused by name."""
+    invocation is recorded. Unknown rows, rows without records and a lone --retire are refused by name, and an
+    invocation refused for its settings moves nothing."""
     out, archive = tmp_path / "bench", tmp_path / "bench" / "retired-v1"
     argv = ["--data", "synthetic", "--quick", "--out", str(out), "--device", "cpu", "--threads", "1", "--backbones",
             "diffrec", "--skip-scaling"]
@@ -276,6 +277,11 @@ def test_retire_moves_a_row_out_so_it_can_run_again_with_other_settings(bench, t
             bench.main(argv + ["--retire", "diffrec-nothing", "--retire-to", str(archive), "--report-only"])
         with pytest.raises(SystemExit, match="nothing to retire"):
             bench.main(argv + ["--retire", "diffrec-ppo", "--retire-to", str(archive), "--report-only"])
+        with pytest.raises(SystemExit, match="other settings"):  # refused: nothing moves
+            bench.main(argv + ["--methods", "pop", "pretrained", "--eval-points", "3", "--retire", "diffrec-refit",
+                               "--retire-to", str(archive), "--report-only"])
+        assert (out / "runs" / "diffrec-refit" / "seed0.json").is_file() and not archive.exists()
+        assert "refit|refit_gym/DiffRec-v0" in json.loads((out / "plan.json").read_text())["settings"]["hyperparams"]
         bench.main(argv + ["--methods", "pop", "pretrained", "--retire", "diffrec-refit", "--retire-to", str(archive),
                            "--report-only"])
         assert not (out / "runs" / "diffrec-refit").exists() and (out / "runs" / "pop").is_dir()

@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from refit_gym.options import HelpFormatter, add_device_argument, add_protocol_argument, protocol_kwargs
 from refit_gym.experiments.benchmark.cells import Runner
-from refit_gym.experiments.benchmark.files import (merge_folder, read_json, recorded_settings, retire_rows, run_path,
+from refit_gym.experiments.benchmark.files import (check_retirable, merge_folder, read_json, recorded_settings,
+                                                   retire_rows, run_path, without_retired,
                                                    row_seeds, seed_tag, settings_clash, write_json)
 from refit_gym.experiments.benchmark.plan import (BACKBONE_LABELS, CONTINUED_BUDGET, FINETUNE_METHODS, METHODS,
                                                   QUICK_EVAL_POINTS, QUICK_PRETRAIN_ARGS, QUICK_STEPS, REPO, RowSpec,
@@ -154,14 +155,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         raise SystemExit(f"error: {e}") from None
     if bool(args.retire) != (args.retire_to is not None):
         raise SystemExit("error: --retire ROW ... and --retire-to FOLDER go together")
+    retiring: List[RowSpec] = []
     if args.retire:
         known = {r.name: r for r in build_rows(backbones, list(scenario_methods(scenario.name)), args.reward,
                                                scenario.name, args.continued_budget)}
         unknown = [r for r in args.retire if r not in known]
         if unknown:
             raise SystemExit(f"error: --retire {unknown}: not rows of this benchmark; its rows: {sorted(known)}")
-        moved = retire_rows(out, [known[r] for r in args.retire], args.retire_to)
-        print(f"[benchmark] retired to {args.retire_to}: {', '.join(moved)}", file=sys.stderr)
+        retiring = [known[r] for r in args.retire]
+        check_retirable(out, retiring, args.retire_to)  # moved only once the settings below are accepted
     checkpoints = {}
     for b in backbones:
         path = getattr(args, f"checkpoint_{b.replace('-', '_')}", None)
@@ -198,16 +200,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         if plan.get("dataset") != data.name:
             raise SystemExit(f"error: {out} holds results of dataset {plan.get('dataset')!r}, not {data.name!r}; "
                              "use another --out")
-        stored = plan.get("settings", {})
+        stored = without_retired(plan.get("settings", {}), retiring)  # as the retirement below leaves it
         mine = settings.fingerprint()
         clash = settings_clash(recorded_settings(stored, out, rows), mine)
         if clash:
             raise SystemExit(f"error: {out} holds results made with other settings ({', '.join(clash)}); reusing them "
                              "would mix recipes. Use another --out (or delete the folder).")
         mine["hyperparams"] = {**stored.get("hyperparams", {}), **mine["hyperparams"]}
-        write_json(plan_path, dict(dataset=data.name, settings=mine))
     else:
-        write_json(plan_path, dict(dataset=data.name, settings=settings.fingerprint()))
+        mine = settings.fingerprint()
+    if retiring:  # the settings are accepted: now the rows move (with the plan they were made with)
+        moved = retire_rows(out, retiring, args.retire_to)
+        print(f"[benchmark] retired to {args.retire_to}: {', '.join(moved)}", file=sys.stderr)
+    write_json(plan_path, dict(dataset=data.name, settings=mine))
     for hp, blob in hp_files.items():
         hp.parent.mkdir(parents=True, exist_ok=True)
         hp.write_text(yaml.safe_dump(blob, sort_keys=True))

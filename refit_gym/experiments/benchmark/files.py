@@ -132,6 +132,24 @@ def merge_folder(out: Path, src: Path, dataset: str, mine: dict) -> int:
     return copied
 
 
+def check_retirable(out: Path, rows: Sequence[RowSpec], dest: Path) -> None:
+    """SystemExit naming the row when a row of ``rows`` has no records in ``out`` or ``dest`` holds its records
+    already: what :func:`retire_rows` checks before it moves anything."""
+    for row in rows:
+        if not (out / "runs" / row.name).is_dir():
+            raise SystemExit(f"error: --retire {row.name}: {out / 'runs' / row.name} does not exist (nothing to retire)")
+        if (dest / "runs" / row.name).exists():
+            raise SystemExit(f"error: --retire {row.name}: {dest / 'runs' / row.name} exists already; choose another "
+                             "--retire-to")
+
+
+def without_retired(stored: dict, rows: Sequence[RowSpec]) -> dict:
+    """``stored`` (a plan's settings) as :func:`retire_rows` leaves it: without the hyperparameters of the fine-tuned
+    ``rows``. The settings check of an invocation that retires rows runs on it, before anything moves."""
+    gone = {f"{r.method}|{r.env_id}" for r in rows if r.kind == "finetuned"}
+    return dict(stored, hyperparams={k: v for k, v in stored.get("hyperparams", {}).items() if k not in gone})
+
+
 def retire_rows(out: Path, rows: Sequence[RowSpec], dest: Path) -> List[str]:
     """Move the cells of ``rows`` out of the benchmark folder ``out`` into the archive folder ``dest``, so that the
     rows can be run again with other settings: their records (``runs/<row>/``), logs (``logs/<row>-seed*.log``)
@@ -139,15 +157,10 @@ def retire_rows(out: Path, rows: Sequence[RowSpec], dest: Path) -> List[str]:
     gets a copy of ``out/plan.json`` (the settings the retired cells were made with), and the retired rows'
     hyperparameters leave ``out/plan.json``. Returns the moved paths, relative to ``out``.
 
-    SystemExit, before anything moves, when a row has no records in ``out`` or ``dest`` already holds its records."""
+    SystemExit, before anything moves, when :func:`check_retirable` refuses."""
     import shutil
 
-    for row in rows:
-        if not (out / "runs" / row.name).is_dir():
-            raise SystemExit(f"error: --retire {row.name}: {out / 'runs' / row.name} does not exist (nothing to retire)")
-        if (dest / "runs" / row.name).exists():
-            raise SystemExit(f"error: --retire {row.name}: {dest / 'runs' / row.name} exists already; choose another "
-                             "--retire-to")
+    check_retirable(out, rows, dest)
     plan = read_json(out / "plan.json")
     if plan is not None and not (dest / "plan.json").exists():
         write_json(dest / "plan.json", plan)
@@ -156,8 +169,6 @@ def retire_rows(out: Path, rows: Sequence[RowSpec], dest: Path) -> List[str]:
         paths = [out / "runs" / row.name] + sorted((out / "logs").glob(f"{row.name}-seed*.log"))
         if row.kind == "finetuned":
             paths.append(out / "hyperparams" / f"{row.method}-{row.backbone}.yml")
-            if plan is not None:
-                plan.get("settings", {}).get("hyperparams", {}).pop(f"{row.method}|{row.env_id}", None)
         for p in paths:
             if p.exists():
                 target = dest / p.relative_to(out)
@@ -165,5 +176,5 @@ def retire_rows(out: Path, rows: Sequence[RowSpec], dest: Path) -> List[str]:
                 shutil.move(str(p), str(target))
                 moved.append(str(p.relative_to(out)))
     if plan is not None:
-        write_json(out / "plan.json", plan)
+        write_json(out / "plan.json", dict(plan, settings=without_retired(plan.get("settings", {}), rows)))
     return moved
