@@ -13,8 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from refit_gym.options import HelpFormatter, add_device_argument, add_protocol_argument, protocol_kwargs
 from refit_gym.experiments.benchmark.cells import Runner
 from refit_gym.experiments.benchmark.files import (check_retirable, merge_folder, read_json, recorded_settings,
-                                                   retire_rows, run_path, without_retired,
-                                                   row_seeds, seed_tag, settings_clash, write_json)
+                                                   retire_rows, row_seeds, run_path, seed_tag, settings_clash,
+                                                   without_retired, write_json)
 from refit_gym.experiments.benchmark.plan import (BACKBONE_LABELS, CONTINUED_BUDGET, FINETUNE_METHODS, METHODS,
                                                   QUICK_EVAL_POINTS, QUICK_PRETRAIN_ARGS, QUICK_STEPS, REPO, RowSpec,
                                                   Settings, backbone_steps, build_rows, default_backbones,
