@@ -9,27 +9,11 @@ EASE's row lacks.
         > results/amazon-beauty/probes/probe_target/baselines.txt
 """
 import numpy as np
-import torch
 
+from common import data, report, z  # this folder: the shared data, mask and report
 from refit_gym.baselines import EASE, ItemKNN, MostPopular
-from refit_gym.data import load_dataset
-from refit_gym.metrics import evaluate
 
-torch.set_num_threads(1)
-data = load_dataset("../shared/datasets/amazon-beauty")
 users = np.arange(data.n_users)
-known = data.known_items("valid").toarray().astype(bool)
-
-
-def z(S: np.ndarray) -> np.ndarray:
-    """Standardise each row over its unmasked items."""
-    M = np.ma.masked_array(S, known)
-    return ((S - M.mean(axis=1).data[:, None]) / np.maximum(M.std(axis=1).data[:, None], 1e-8)).astype(np.float32)
-
-
-def report(name: str, S: np.ndarray) -> None:
-    m = evaluate(lambda u: torch.from_numpy(S[u]), data, "valid", ks=(20,), batch_size=2048)
-    print(f"{name:<40} valid NDCG@20 {m['ndcg@20']:.4f}  Recall@20 {m['recall@20']:.4f}", flush=True)
 
 
 scores = {name: np.asarray(model.fit(data).scores(users), dtype=np.float32)

@@ -20,29 +20,13 @@ import sys
 import time
 
 import numpy as np
-import torch
 
+from common import data, report, z  # this folder: the shared data, mask and report
 from refit_gym.baselines import EASE
-from refit_gym.data import load_dataset
 from refit_gym.diffusion.checkpoint import load_backbone
-from refit_gym.metrics import backbone_score_fn, evaluate
+from refit_gym.metrics import backbone_score_fn
 
-torch.set_num_threads(1)
-DATA = "../shared/datasets/amazon-beauty"
-data = load_dataset(DATA)
 X = data.train.astype(np.float32)
-known = data.known_items("valid").toarray().astype(bool)  # the items every metric masks
-
-
-def report(name: str, S: np.ndarray) -> None:
-    m = evaluate(lambda users: torch.from_numpy(S[users]), data, "valid", ks=(20,), batch_size=2048)
-    print(f"{name:<40} valid NDCG@20 {m['ndcg@20']:.4f}  Recall@20 {m['recall@20']:.4f}", flush=True)
-
-
-def z(S: np.ndarray) -> np.ndarray:
-    """Standardise each row over its unmasked items (the masked ones are ranked out by the metric anyway)."""
-    M = np.ma.masked_array(S, known)
-    return ((S - M.mean(axis=1).data[:, None]) / np.maximum(M.std(axis=1).data[:, None], 1e-8)).astype(np.float32)
 
 
 t0 = time.time()
