@@ -145,4 +145,38 @@ def test_bench_cost_smoke(capsys):
         assert op["seconds"] > 0 and op["flops"] > 0 and op["rate"] > 0 and 0 < op["fraction_timed"] <= 1
         assert op["ratio"] == pytest.approx(op["seconds"] / (op["flops"] / op["rate"]))
         assert op["cpu_seconds"] > 0 and op["ratio_cpu"] == pytest.approx(op["cpu_seconds"] * op["rate_cpu"] / op["flops"])
+    for name, op in out["operations"].items():  # every operation but pretraining runs its floor's bare passes too
+        assert ("bare_seconds" in op) == (name != "pretrain_epoch")
+        if "bare_seconds" in op:
+            assert op["bare_seconds"] > 0 and op["library_ratio"] * op["bare_ratio"] == pytest.approx(op["ratio"])
     assert result["operations"]["finetune_refit"]["fraction_timed"] < 1  # scaled from a part of the epoch
+
+
+@pytest.mark.parametrize("algo, params", [
+    ("refit", dict(n_envs=8, n_traj_per_user=4, train_last_k=1, kl_coef=0.01, max_grad_norm=1.0)),
+    ("refit", dict(n_envs=8, n_traj_per_user=4, train_last_k=None, kl_coef=0.0)),
+    ("ddpo", dict(n_envs=8, n_traj_per_user=4, n_epochs=2, batch_size=12, max_grad_norm=1.0)),
+    ("pathwise", dict(n_envs=4, n_traj_per_user=1, train_last_k=1, kl_coef=0.0)),
+])
+@pytest.mark.parametrize("shared", [True, False])
+def test_bare_rollout_runs_exactly_the_floors_passes(tiny, algo, params, shared):
+    # the bare loop is the floor made to run: its matmul FLOPs are the floor's, pass for pass (DiffRec: no context,
+    # identity scores, so the floor's count is exact here), and it moves the weights only by the optimizer's steps
+    import copy
+    from refit_gym.experiments.bare import _BareRecipe, bare_rollout_seconds
+    data, adapter = tiny
+    bare = _BareRecipe(copy.deepcopy(adapter), data, algo, params, shared)
+    inp = bare.inputs()
+    floor = sum(recipe_rollout_flops(unit_flops(adapter, data, probe=3), 5, algo, params, shared).values())
+    assert count_flops(lambda: bare.rollout(inp)) == floor
+    assert bare_rollout_seconds(copy.deepcopy(adapter), data, algo, params, shared, rollouts=2) > 0
+
+
+def test_bare_evaluation_seconds_scales_a_timed_part(tiny):
+    from refit_gym.experiments.bare import bare_evaluation_seconds
+    from refit_gym.experiments.cost import evaluated_users
+    data, adapter = tiny
+    users = evaluated_users(data)
+    assert bare_evaluation_seconds(adapter, data, users, batch=4, max_seconds=0.0) > 0  # one batch of 4, scaled
+    floor = evaluation_flops(unit_flops(adapter, data, probe=3), 5, 4)
+    assert count_flops(lambda: bare_evaluation_seconds(adapter, data, users[:4], batch=4)) == floor

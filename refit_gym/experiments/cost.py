@@ -36,6 +36,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from refit_gym.experiments.bare import bare_evaluation_seconds, bare_rollout_seconds
 from refit_gym.experiments.floors import (deterministic_start, evaluation_flops, pretrain_epoch_flops,
                                           recipe_rollout_flops, unit_flops)
 from refit_gym.registry import ENV_OF_BACKBONE
@@ -100,7 +101,11 @@ class OpCost:
     """One measured operation. seconds / cpu_seconds: wall-clock / CPU time of the whole operation (scaled from
     ``fraction_timed`` of it); flops: its matmul FLOP floor; rate / rate_cpu: the machine's FLOP per wall / CPU
     second at ``rate_shape``; floor_seconds = flops / rate; ratio = seconds / floor_seconds, ratio_cpu the same
-    in CPU time (less disturbed by other processes on a busy machine)."""
+    in CPU time (less disturbed by other processes on a busy machine). bare_seconds: the floor's own passes run
+    through the backbone's modules at the operation's shapes, plus the recipe's optimizer steps, nothing else
+    (:mod:`refit_gym.experiments.bare`); then ``ratio = library_ratio x bare_ratio``, with ``library_ratio =
+    seconds / bare_seconds`` (what this library adds) and ``bare_ratio = bare_seconds / floor_seconds`` (what the
+    engine needs at these shapes)."""
 
     seconds: float
     cpu_seconds: float
@@ -110,6 +115,7 @@ class OpCost:
     rate_shape: Tuple[int, int, int]
     fraction_timed: float = 1.0
     detail: Optional[Dict[str, float]] = None
+    bare_seconds: Optional[float] = None
 
     @property
     def floor_seconds(self) -> float:
@@ -127,8 +133,12 @@ class OpCost:
         d = asdict(self)
         d.update(floor_seconds=self.floor_seconds, ratio=self.ratio, ratio_cpu=self.ratio_cpu,
                  rate_shape=list(self.rate_shape))
-        if d["detail"] is None:
-            del d["detail"]
+        for key in ("detail", "bare_seconds"):
+            if d[key] is None:
+                del d[key]
+        if self.bare_seconds is not None:
+            d.update(library_ratio=self.seconds / self.bare_seconds, bare_ratio=self.bare_seconds / self.floor_seconds
+                     if self.flops > 0 else float("nan"))
         return d
 
 
@@ -264,7 +274,8 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
     users = evaluated_users(data)
     log(f"evaluation ({len(users)} users, T={T})")
     wall, cpu, frac = time_evaluation(adapter, data, scenario, users, max_seconds)
-    ops["evaluation"] = OpCost(wall, cpu, evaluation_flops(u, T, len(users)), *rate(1024), frac)
+    ops["evaluation"] = OpCost(wall, cpu, evaluation_flops(u, T, len(users)), *rate(1024), frac,
+                               bare_seconds=bare_evaluation_seconds(adapter, data, users, 1024, max_seconds))
     shared = deterministic_start(adapter, data)
     env_id = ENV_OF_BACKBONE[adapter.backbone_name]  # the backbone's own recipes (DreamRec-CE's are not DreamRec's)
     for algo in recipes:
@@ -275,8 +286,9 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
         parts = recipe_rollout_flops(unit_flops(tuned, data, probe), T, algo, params, shared)
         N = int(params["n_envs"])
         rollouts = math.ceil(data.n_users / (N // int(params["n_traj_per_user"])))
+        bare = bare_rollout_seconds(tuned, data, algo, params, shared, max_seconds=max_seconds / 2, seed=seed)
         ops[f"finetune_{algo}"] = OpCost(wall, cpu, rollouts * sum(parts.values()), *rate(N), frac,
-                                         {p: rollouts * v for p, v in parts.items()})
+                                         {p: rollouts * v for p, v in parts.items()}, rollouts * bare)
     return {"machine": machine_info(device), "data": getattr(data, "name", "?"), "backbone": adapter.backbone_name,
             "env_id": env_id,
             "n_users": int(data.n_users), "n_items": int(data.n_items), "steps": int(T), "unit_flops": asdict(u),
@@ -288,12 +300,14 @@ def format_table(result: Dict[str, Any]) -> str:
     lines = [f"{result['backbone']} on {result['data']} ({result['n_users']} users, {result['n_items']} items, "
              f"T={result['steps']}); {result['machine']['machine']}; torch {result['machine']['torch']}",
              f"{'operation':<18} {'measured s':>11} {'floor GFLOP':>12} {'GFLOP/s':>8} {'floor s':>9} {'ratio':>7} "
-             f"{'CPU s':>9} {'ratio CPU':>9}  timed",
-             "-" * 100]
+             f"{'CPU s':>9} {'ratio CPU':>9} {'bare s':>9} {'bare/floor':>10} {'meas/bare':>9}  timed",
+             "-" * 124]
     for name, op in result["operations"].items():
+        bare = (f"{op['bare_seconds']:>9.3f} {op['bare_ratio']:>10.2f} {op['library_ratio']:>9.2f}"
+                if "bare_seconds" in op else f"{'-':>9} {'-':>10} {'-':>9}")
         lines.append(f"{name:<18} {op['seconds']:>11.3f} {op['flops'] / 1e9:>12.2f} {op['rate'] / 1e9:>8.1f} "
                      f"{op['floor_seconds']:>9.3f} {op['ratio']:>7.2f} {op['cpu_seconds']:>9.3f} {op['ratio_cpu']:>9.2f}"
-                     f"  {op['fraction_timed']:.0%}")
+                     f" {bare}  {op['fraction_timed']:.0%}")
     return "\n".join(lines)
 
 

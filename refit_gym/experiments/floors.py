@@ -55,13 +55,14 @@ def _grad_tensors(obj: Any) -> List[torch.Tensor]:
     return []
 
 
-def _detach(obj: Any) -> Any:
+def detach_context(obj: Any) -> Any:
+    """A context (tensor, dict, tuple, list) with every tensor detached."""
     if isinstance(obj, torch.Tensor):
         return obj.detach()
     if isinstance(obj, dict):
-        return {k: _detach(v) for k, v in obj.items()}
+        return {k: detach_context(v) for k, v in obj.items()}
     if isinstance(obj, (tuple, list)):
-        return type(obj)(_detach(v) for v in obj)
+        return type(obj)(detach_context(v) for v in obj)
     return obj
 
 
@@ -113,7 +114,7 @@ def unit_flops(adapter, data, probe: int = 8, context_sample: int = 256) -> Unit
     b = min(int(probe), int(data.n_users))
     cond, users = probe_conditions(adapter, data, np.arange(b))
     with torch.no_grad():
-        ctx = _detach(adapter.context(cond, users))
+        ctx = detach_context(adapter.context(cond, users))
     x = adapter.start(cond, ctx, torch.Generator(adapter.device).manual_seed(0)).detach()
     i = torch.full((b,), adapter.schedule.steps // 2, dtype=torch.long, device=x.device)
     f["step_fwd"] = count_flops(lambda: box.__setitem__("out", adapter.denoise(x, i, ctx)))
