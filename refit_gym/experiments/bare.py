@@ -64,7 +64,7 @@ class _BareRecipe:
     def __init__(self, adapter, data, algo: str, params: Dict[str, Any], shared: bool, seed: int = 0):
         from refit_gym.utils import optimizer_kwargs
 
-        self.adapter, self.data, self.algo, self.shared = adapter.train(), data, algo, shared
+        self.adapter, self.data, self.algo, self.shared = adapter.eval(), data, algo, shared  # as the policy: no dropout
         self.T = adapter.schedule.chain_steps
         self.N = int(params.get("n_envs", 16))
         self.n = int(params.get("n_traj_per_user", 4 if algo in ("refit", "ddpo") else 1))
