@@ -57,13 +57,13 @@ def test_recipe_floors_by_hand():
     # ReFiT, 8 chains = 2 users x 4 copies, all T = 5 steps trained, KL on
     refit = recipe_rollout_flops(u, 5, "refit", dict(n_envs=8, n_traj_per_user=4, train_last_k=None, kl_coef=0.01),
                                  shared_start=True)
-    assert refit == {"context": 2 * 30, "frozen_steps": 0, "trained_steps": 8 * 5 * (FWD + BWD),
+    assert refit == {"context": 2 * 30, "frozen_steps": 0, "sampling": 0, "trained_steps": 8 * 5 * (FWD + BWD),
                      "reference": 8 * 5 * FWD + 2 * 10, "scores": 8 * 3, "extra_epochs": 0, "minibatch_context": 0}
     # Pathwise, 4 chains of 4 users, the last step trained, no KL: frozen steps per user (deterministic start)
     pw = recipe_rollout_flops(u, 5, "pathwise", dict(n_envs=4, n_traj_per_user=1, train_last_k=1, kl_coef=0.0),
                               shared_start=False)
-    assert pw == {"context": 4 * 30, "frozen_steps": 4 * 4 * FWD, "trained_steps": 4 * (FWD + BWD), "reference": 0,
-                  "scores": 4 * (3 + 6), "extra_epochs": 0, "minibatch_context": 0}
+    assert pw == {"context": 4 * 30, "frozen_steps": 4 * 4 * FWD, "sampling": 0, "trained_steps": 4 * (FWD + BWD),
+                  "reference": 0, "scores": 4 * (3 + 6), "extra_epochs": 0, "minibatch_context": 0}
     # ReFiT with score_grad: the scores' backward to the item-scoring parameters (half of score_bwd), x0 held fixed
     grad = recipe_rollout_flops(u, 5, "refit", dict(n_envs=8, n_traj_per_user=4, train_last_k=1, score_grad=True),
                                 shared_start=True)
@@ -72,6 +72,7 @@ def test_recipe_floors_by_hand():
     ddpo = recipe_rollout_flops(u, 5, "ddpo", dict(n_envs=8, n_traj_per_user=4, n_epochs=3, batch_size=40),
                                 shared_start=True)
     assert ddpo["extra_epochs"] == 2 * ddpo["trained_steps"]
+    assert ddpo["sampling"] == 8 * 5 * FWD  # the states its minibatches read: every chain's steps, forward once
     assert ddpo["minibatch_context"] == pytest.approx(2 * 2 * 30)
 
 

@@ -6,12 +6,13 @@ measured matmul rate. How near torch gets to that rate at the shapes an operatio
 here run exactly the passes a floor counts, each once, through the backbone's own modules (``context``,
 ``reverse_step``, ``scores``), on the recipe's batch shapes, plus the optimizer steps (gradient clipping and
 fused Adam) the recipe takes, and nothing else: no environment, reward, guards, logging, no-grad rollout before a
-recomputation, ranking or metrics. Hence::
+recomputation, ranking or metrics (DDPO's sampling pass is a floor pass: its minibatches cannot reuse its graph).
+Hence::
 
     measured / floor  =  (measured / bare)  x  (bare / floor)
                          what the library adds   what the engine needs at these shapes (the optimizer included)
 
-The inputs (conditions, starts, DDPO's stored states) are prepared before the clock starts; the values do not
+The inputs (conditions, the chains' starts) are prepared before the clock starts; the values do not
 matter for the time, so the chain's states are the adapter's own ``start`` and ``reverse_step`` outputs.
 """
 from __future__ import annotations
@@ -64,7 +65,8 @@ class _BareRecipe:
     def __init__(self, adapter, data, algo: str, params: Dict[str, Any], shared: bool, seed: int = 0):
         from refit_gym.utils import optimizer_kwargs
 
-        self.adapter, self.data, self.algo, self.shared = adapter.eval(), data, algo, shared  # as the policy: no dropout
+        # the denoiser in eval mode, as the policy keeps it (no dropout)
+        self.adapter, self.data, self.algo, self.shared = adapter.eval(), data, algo, shared
         self.T = adapter.schedule.chain_steps
         self.N = int(params.get("n_envs", 16))
         self.n = int(params.get("n_traj_per_user", 4 if algo in ("refit", "ddpo") else 1))
@@ -83,17 +85,12 @@ class _BareRecipe:
         self.copies = torch.arange(self.G, device=adapter.device).repeat_interleave(self.n)
 
     def inputs(self) -> Dict[str, Any]:
-        """A rollout's inputs, prepared off the clock: G users' conditions, their starts and (DDPO) the K x N stored
-        states and chain indices its minibatches read."""
+        """A rollout's inputs, prepared off the clock: G users' conditions and their chains' start."""
         users = self.rng.choice(self.data.n_users, size=self.G, replace=self.G > self.data.n_users)
         cond, u = probe_conditions(self.adapter, self.data, users)
         with torch.no_grad():
             x = self.adapter.start(cond, detach_context(self.adapter.context(cond, u)), self.gen)
-        if self.algo != "ddpo":
-            return {"cond": cond, "users": u, "x": x}
-        rows = torch.arange(self.K * self.N, device=x.device) % self.N  # stored transition r belongs to chain r % N
-        steps = torch.arange(self.K * self.N, device=x.device) // self.N  # at chain index steps[r] in [0, K)
-        return {"cond": cond, "users": u, "states": x[self.copies][rows], "chain": self.copies[rows], "i": steps}
+        return {"cond": cond, "users": u, "x": x}
 
     def step_optimizer(self) -> None:
         if self.max_norm is not None:
@@ -103,8 +100,6 @@ class _BareRecipe:
 
     def rollout(self, inp: Dict[str, Any]) -> None:
         """One rollout + update's floor passes (see the module docstring)."""
-        if self.algo == "ddpo":
-            return self._minibatches(inp)
         ad, dev = self.adapter, inp["x"].device
         ctx = ad.context(inp["cond"], inp["users"])  # G rows, with a graph where the recipe trains the encoder
         x = inp["x"] if self.shared else inp["x"][self.copies]
@@ -115,6 +110,8 @@ class _BareRecipe:
         if self.shared:
             x = x[self.copies]
         ctx_n = index_context(ctx, self.copies)
+        if self.algo == "ddpo":
+            return self._ddpo(inp, x, detach_context(ctx_n))
         loss = 0.0
         for i in range(self.K - 1, -1, -1):  # the trained steps, forward + backward once per chain
             mean = ad.reverse_step(x, _full(i, self.N, dev), ctx_n)[0]
@@ -133,17 +130,26 @@ class _BareRecipe:
         loss.backward()
         self.step_optimizer()
 
-    def _minibatches(self, inp: Dict[str, Any]) -> None:
-        """DDPO: ``n_epochs`` passes over the K x N stored transitions in minibatches of ``batch_size``, each one
-        context of its users, one step forward + backward and one optimizer step."""
-        ad, rows = self.adapter, self.K * self.N
+    def _ddpo(self, inp: Dict[str, Any], x: torch.Tensor, ctx_n: Any) -> None:
+        """DDPO: the sampling pass (the K steps forward, each chain), then ``n_epochs`` passes over its K x N states
+        in minibatches of ``batch_size``: each the context of its users, one step forward + backward, one optimizer
+        step."""
+        ad, dev = self.adapter, x.device
+        states, steps = [], []
+        with torch.no_grad():
+            for i in range(self.K - 1, -1, -1):
+                states.append(x)
+                steps.append(_full(i, self.N, dev))
+                x = ad.reverse_step(x, steps[-1], ctx_n)[0]
+        states, steps = torch.cat(states), torch.cat(steps)
+        chain = torch.arange(self.N, device=dev).repeat(self.K)  # stored transition r belongs to chain r % N
         for _ in range(self.epochs):
-            order = torch.randperm(rows, generator=self.gen, device=inp["states"].device)
-            for lo in range(0, rows, self.bs):
+            order = torch.randperm(len(states), generator=self.gen, device=dev)
+            for lo in range(0, len(states), self.bs):
                 mb = order[lo:lo + self.bs]
-                owners, local = torch.unique(inp["chain"][mb], return_inverse=True)
+                owners, local = torch.unique(self.copies[chain[mb]], return_inverse=True)  # the minibatch's users
                 ctx = index_context(ad.context(inp["cond"][owners], inp["users"][owners]), local)
-                ad.reverse_step(inp["states"][mb], inp["i"][mb], ctx)[0].float().mean().backward()
+                ad.reverse_step(states[mb], steps[mb], ctx)[0].float().mean().backward()
                 self.step_optimizer()
 
 

@@ -16,9 +16,12 @@ Sparse products (CF-Diff's hop signals), top-k and element-wise work are not cou
 * fine-tuning, per rollout of N chains for G = N / n_traj_per_user users (K trained steps): G x ctx
   (+ backward when trained); the T - K frozen steps forward, once per user when the chain's start is
   deterministic (copies share it) else per chain; the K trained steps forward + backward once per chain
-  (each pass counted once: ReFiT / DDPO recompute the trained steps' log-probabilities with gradients after
-  a no-grad rollout, which this floor does not need; DDPO's further epochs are counted, and so is the
-  context of each DDPO minibatch's users after the first, as the parameters change between minibatches);
+  (each pass counted once: ReFiT recomputes the trained steps' log-probabilities with gradients after a no-grad
+  rollout, which its one update per rollout does not need, as the rollout could keep its graph); DDPO's sampling
+  pass, the K steps forward once per chain, which it cannot skip: it steps the optimizer after every minibatch,
+  so each minibatch's log-probabilities need the parameters that its predecessor's step made, while its states
+  come from the sampling pass. DDPO's further epochs are counted, and so is the context of each DDPO minibatch's
+  users after the first, as the parameters change between minibatches;
   the frozen reference's K steps when ``kl_coef > 0``; the terminal scores (+ backward: Pathwise; its half to the parameters: score_grad).
 """
 from __future__ import annotations
@@ -191,7 +194,7 @@ def recipe_rollout_flops(u: UnitFlops, steps: int, algo: str, params: Dict[str, 
                          ) -> Dict[str, float]:
     """Floor of one rollout + update of a fine-tuning recipe (``params``: its hyperparameters), by part.
 
-    Returns ``{"context", "frozen_steps", "trained_steps", "reference", "scores", "extra_epochs",
+    Returns ``{"context", "frozen_steps", "sampling", "trained_steps", "reference", "scores", "extra_epochs",
     "minibatch_context"}`` FLOPs (see the module docstring); their sum is the rollout's floor.
     """
     N = int(params.get("n_envs", 16))
@@ -211,6 +214,7 @@ def recipe_rollout_flops(u: UnitFlops, steps: int, algo: str, params: Dict[str, 
     return {
         "context": G * (u.ctx_fwd + u.ctx_bwd),
         "frozen_steps": (G if shared_start else N) * (steps - K) * u.step_fwd,
+        "sampling": N * K * u.step_fwd if algo == "ddpo" else 0.0,
         "trained_steps": trained,
         "reference": (N * K * u.step_fwd + G * u.ctx_fwd) if kl else 0.0,
         "scores": N * (u.score_fwd + (u.score_bwd if pathwise else u.score_bwd / 2 if params.get("score_grad") else 0.0)),
