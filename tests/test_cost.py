@@ -181,3 +181,26 @@ def test_bare_evaluation_seconds_scales_a_timed_part(tiny):
     assert bare_evaluation_seconds(adapter, data, users, batch=4, max_seconds=0.0) > 0  # one batch of 4, scaled
     floor = evaluation_flops(unit_flops(adapter, data, probe=3), 5, 4)
     assert count_flops(lambda: bare_evaluation_seconds(adapter, data, users[:4], batch=4)) == floor
+
+
+def test_bare_factored_scores_cost_the_floors_score_flops():
+    # DreamRec's scores are factored: the bare loop reduces them through the chunked softmax normaliser, which never
+    # forms the (B, n_items) matrix; its product and the gradients it forms are the floor's score FLOPs: with x0
+    # held fixed (score_grad) score_fwd + score_bwd / 2, differentiated through x0 as well (Pathwise) both
+    import numpy as np
+    from conftest import walks
+    from refit_gym.diffusion.dreamrec import DreamRecAdapter
+    from refit_gym.experiments.bare import _reduce
+    from refit_gym.experiments.floors import detach_context, probe_conditions
+
+    data = walks(n_users=24, n_items=20, max_len=8)
+    torch.manual_seed(0)
+    adapter = DreamRecAdapter.from_data(data, d=16, n_layers=1, heads=2, hidden=[32], emb_size=8).eval()
+    u = unit_flops(adapter, data, probe=4)
+    cond, users = probe_conditions(adapter, data, np.arange(4))
+    with torch.no_grad():
+        ctx = detach_context(adapter.context(cond, users))
+        x = adapter.start(cond, ctx, torch.Generator().manual_seed(0))
+    assert count_flops(lambda: _reduce(adapter.reward_scores(x, ctx)).backward()) == 4 * (u.score_fwd + u.score_bwd / 2)
+    x = x.clone().requires_grad_(True)
+    assert count_flops(lambda: _reduce(adapter.reward_scores(x, ctx)).backward()) == 4 * (u.score_fwd + u.score_bwd)

@@ -4,7 +4,7 @@ A FLOP floor (:mod:`refit_gym.experiments.floors`) assumes that every pass an op
 measured matmul rate. How near torch gets to that rate at the shapes an operation runs (16 rows through DiffRec's
 3.6 M weights, a d = 64 Transformer) is a property of the engine and the machine, not of this library. The functions
 here run exactly the passes a floor counts, each once, through the backbone's own modules (``context``,
-``reverse_step``, ``scores``), on the recipe's batch shapes, plus the optimizer steps (gradient clipping and
+``reverse_step``, ``reward_scores``), on the recipe's batch shapes, plus the optimizer steps (gradient clipping and
 fused Adam) the recipe takes, and nothing else: no environment, reward, guards, logging, no-grad rollout before a
 recomputation, ranking or metrics (DDPO's sampling pass is a floor pass: its minibatches cannot reuse its graph).
 Hence::
@@ -27,6 +27,7 @@ import torch
 
 from refit_gym.diffusion.adapters import index_context
 from refit_gym.experiments.floors import detach_context, probe_conditions
+from refit_gym.scores import LowRankScores
 
 
 def _full(i: int, rows: int, device) -> torch.Tensor:
@@ -55,6 +56,15 @@ def bare_evaluation_seconds(adapter, data, users: np.ndarray, batch: int = 1024,
             if spent >= max_seconds:
                 break
     return spent * len(users) / max(done, 1)
+
+
+def _reduce(scores) -> torch.Tensor:
+    """A scalar of the terminal scores as the reward reads them: factored scores through their chunked softmax
+    normaliser (:class:`~refit_gym.scores.LowRankScores`: the product, and the gradients it needs, never the dense
+    ``(B, n_items)`` matrix), dense ones by their mean."""
+    if isinstance(scores, LowRankScores):
+        return scores.logsumexp().mean()
+    return scores.float().mean()
 
 
 class _BareRecipe:
@@ -123,10 +133,10 @@ class _BareRecipe:
                 for i in range(self.K - 1, -1, -1):
                     self.reference.reverse_step(x.detach(), _full(i, self.N, dev), ref_ctx)
         if self.score_grad:
-            loss = loss + ad.scores(x if self.algo == "pathwise" else x.detach(), ctx_n).float().mean()
+            loss = loss + _reduce(ad.reward_scores(x if self.algo == "pathwise" else x.detach(), ctx_n))
         else:
             with torch.no_grad():
-                ad.scores(x.detach(), detach_context(ctx_n))
+                _reduce(ad.reward_scores(x.detach(), detach_context(ctx_n)))
         loss.backward()
         self.step_optimizer()
 
