@@ -78,65 +78,15 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.chain import ChainAlgorithm, ChainConfig, NonFiniteTrainingError
+from agents.trajectories import Trajectories
 from refit_gym import distributed
-from refit_gym.diffusion.adapters import DenoiserAdapter, index_context
+from refit_gym.diffusion.adapters import DenoiserAdapter
+from refit_gym.diffusion.context import context_tensors, detach_context, index_context
 
 __all__ = ["BASELINES", "CREDITS", "NonFiniteTrainingError", "ReFiT", "ReFiTConfig", "Trajectories"]
 BASELINES = ("group", "value", "none")
 #: ``credit`` options: the whole reward credited to every item dimension, or per-item reward terms
 CREDITS = ("trajectory", "item")
-
-
-@dataclass
-class Trajectories:
-    """One rollout of N = n_envs trajectories, restricted to the K trained steps.
-
-    Attributes:
-        users: ``(N,)`` int64 user ids (each repeated ``n_traj_per_user`` times, consecutively).
-        condition: ``(N, condition_dim)`` float32.
-        xs: ``(K + 1, N, D)``: ``xs[s]`` is the state of trained step ``s`` and ``xs[s + 1]`` its
-            action (the transition of the environment is ``x_{t-1} = action``).
-        t: ``(K,)`` int64 remaining-step counts of the trained steps (``K, ..., 1``).
-        log_prob: ``(K, N)`` log-probabilities of the actions under the behaviour policy.
-        ref_mean: ``(K, N, D)`` means of the frozen reference (pretrained) denoiser, or None when the
-            KL penalty is off (``kl_coef == 0``: the reference is not run).
-        rewards: ``(N,)`` terminal rewards.
-        item_rewards: ``(N, n_items)`` per-item terms of the terminal rewards (``credit="item"``), else None.
-        score_reward: ``(N,)`` the terminal rewards on the autograd graph of the parameters that score the
-            final states (``score_grad=True``; computed once, by the terminal step), else None.
-        ctx_index: ``(N,)`` int64: the trajectory whose condition (and user) each trajectory shares, the
-            first copy of its user when their conditions are equal, else itself; the denoiser context is
-            computed once per distinct entry (None: every trajectory its own).
-    """
-
-    users: torch.Tensor
-    condition: torch.Tensor
-    xs: torch.Tensor
-    t: torch.Tensor
-    log_prob: torch.Tensor
-    ref_mean: Optional[torch.Tensor]
-    rewards: torch.Tensor
-    item_rewards: Optional[torch.Tensor] = None
-    ctx_index: Optional[torch.Tensor] = None
-    score_reward: Optional[torch.Tensor] = None
-
-    @property
-    def n_traj(self) -> int:
-        return int(self.users.shape[0])
-
-    @property
-    def n_steps(self) -> int:
-        return int(self.t.shape[0])
-
-    def rows(self, index: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Flat (step, trajectory) rows ``index`` (int64, ``s * N + n``) as batched tensors; ``ref_mean``
-        is None when :attr:`ref_mean` is."""
-        s, n = index // self.n_traj, index % self.n_traj
-        out = dict(x=self.xs[s, n], action=self.xs[s + 1, n], t=self.t[s], users=self.users[n],
-                   condition=self.condition[n], old_log_prob=self.log_prob[s, n],
-                   ref_mean=None if self.ref_mean is None else self.ref_mean[s, n], traj=n,
-                   ctx_traj=n if self.ctx_index is None else self.ctx_index[n])
-        return out
 
 
 @dataclass
@@ -232,9 +182,10 @@ class ReFiT(ChainAlgorithm):
         x, condition, users_t = obs["x"], obs["condition"], obs["user"].reshape(-1)
         N = x.shape[0]
         ctx_index = self._shared_conditions(condition, users_t)
-        ctx = self._context_once(self.policy.denoiser, condition, users_t, ctx_index)
+        ctx, fixed_ctx = self._rollout_context(condition, users_t, ctx_index)
         use_ref = self.kl_coef > 0  # kl_coef = 0: the reference's forward passes are skipped (no KL to log)
-        ref_ctx = self._context_once(self.reference, condition, users_t, ctx_index) if use_ref else None
+        ref_ctx = None if not use_ref else ctx if fixed_ctx else \
+            self._context_once(self.reference, condition, users_t, ctx_index)
         # The frozen steps (t > K) are deterministic. When the copies of a user also start from the
         # same x_T, they stay identical until step K: compute those steps once per user, not per copy.
         n = self.n_traj_per_user
@@ -247,7 +198,7 @@ class ReFiT(ChainAlgorithm):
         shared = K < T and same_start
         if shared:
             first = slice(None, None, n)
-            ctx_first = self.policy.denoiser.context(condition[first], users_t[first])
+            ctx_first = index_context(ctx, torch.arange(0, N, n, device=self.device))  # each user's first copy
         xs = torch.empty((K + 1, N, D), device=self.device)
         log_prob = torch.empty((K, N), device=self.device)
         ref_mean = torch.empty((K, N, D), device=self.device) if use_ref else None
@@ -288,7 +239,23 @@ class ReFiT(ChainAlgorithm):
         return Trajectories(users=users_t.long(), condition=condition, xs=xs,
                             t=torch.arange(K, 0, -1, device=self.device), log_prob=log_prob, ref_mean=ref_mean,
                             rewards=rewards.float(), item_rewards=item_rewards, ctx_index=ctx_index,
-                            score_reward=score_reward)
+                            score_reward=score_reward, context=ctx if fixed_ctx else None)
+
+    def _excluded_save_params(self):
+        return super()._excluded_save_params() + ["_ctx_trained"]  # found again after a load
+
+    def _rollout_context(self, condition: torch.Tensor, users: torch.Tensor, ctx_index: torch.Tensor
+                         ) -> Tuple[Any, bool]:
+        """(the denoiser context of every chain, detached; whether no trained parameter reaches it). A fixed context
+        (CF-Diff's hop signals, DiffRec's condition; not DreamRec's encoder) is the reference's too, and the update
+        reads it from the trajectories instead of computing it again. Which it is is found on the first rollout (its
+        context computed with autograd on) and kept: which parameters are trained does not change during a run."""
+        if getattr(self, "_ctx_trained", None) is not None:
+            return self._context_once(self.policy.denoiser, condition, users, ctx_index), not self._ctx_trained
+        with torch.enable_grad():
+            ctx = self._context_once(self.policy.denoiser, condition, users, ctx_index)
+        self._ctx_trained = any(t.requires_grad for t in context_tensors(ctx))
+        return detach_context(ctx), not self._ctx_trained
 
     def _shared_conditions(self, condition: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """``(N,)`` int64: for each chain, the first copy of its user when the two have the same user and
@@ -401,6 +368,8 @@ class ReFiT(ChainAlgorithm):
         gradients): the K trained steps of a chain share one condition, and so do the copies of a user
         (``rows["ctx_traj"]``, see :meth:`_shared_conditions`), so the context (a Transformer pass for DreamRec)
         runs on at most N / n_traj_per_user rows instead of K * N."""
+        if rows.get("ctx") is not None:  # a context no trained parameter reaches: the rollout's
+            return rows["ctx"]
         traj = rows["ctx_traj"]
         uniq, inverse = torch.unique(traj, return_inverse=True)
         first = torch.empty(len(uniq), dtype=torch.long, device=traj.device)

@@ -203,6 +203,35 @@ def test_kl_off_skips_the_reference_with_identical_updates(algo, data, backbone)
     assert log_skip["train/loss"] == log_former["train/loss"]
 
 
+@pytest.mark.parametrize("algo", ["refit", "ddpo"])
+def test_a_context_no_trained_parameter_reaches_is_computed_once_a_rollout(algo, data):
+    """CF-Diff's hop signals depend on no trained parameter: the agent computes them once a rollout (the reference
+    and the update read the rollout's), besides the environment's reset, and its updates equal those of the former
+    path, which computed them again for the reference, the frozen steps' first copies and every update chunk."""
+    from refit_gym.diffusion import CFDiffAdapter
+
+    runs = {}
+    for reuse in (True, False):
+        torch.manual_seed(0)
+        adapter = CFDiffAdapter.from_data(data, schedule=dict(steps=T), d_model=16, heads=2, top_m=10)
+        env = BatchedDenoisingEnv(data, adapter, n_envs=N_ENVS, seed=0)
+        model = ALGOS[algo](adapter, env, learning_rate=1e-3, n_traj_per_user=4, seed=0, batch_size=32, kl_coef=0.1,
+                            train_last_k=2)
+        if not reuse:
+            model._rollout_context = lambda c, u, i, m=model: (m._context_once(m.policy.denoiser, c, u, i), False)
+        rows = []
+        for m in (model.policy.denoiser, model.reference):  # count the rows of every context call
+            m.context = lambda cond, *a, _c=m.context: rows.append(cond.shape[0]) or _c(cond, *a)
+        model.learn(2 * T * N_ENVS)
+        runs[reuse] = (weights(model.policy), rows)
+    (w_reuse, rows_reuse), (w_former, rows_former) = runs[True], runs[False]
+    # learn()'s first reset (16 distinct users), then per rollout the environment's reset and the agent's rollout,
+    # each once per user (4 users x 4 copies)
+    assert rows_reuse == [16] + [4, 4] * 2, rows_reuse
+    assert len(rows_former) > len(rows_reuse)
+    assert same_weights(w_reuse, w_former)
+
+
 # ---------------------------------------------------------------------------- save, load, resume, NaN
 @pytest.mark.parametrize("algo", ["refit", "ddpo"])
 def test_save_load_round_trip_and_bitwise_resume(algo, env, backbone, data, tmp_path):

@@ -191,7 +191,8 @@ def test_bare_factored_scores_cost_the_floors_score_flops():
     from conftest import walks
     from refit_gym.diffusion.dreamrec import DreamRecAdapter
     from refit_gym.experiments.bare import _reduce
-    from refit_gym.experiments.floors import detach_context, probe_conditions
+    from refit_gym.diffusion.context import detach_context
+    from refit_gym.experiments.floors import probe_conditions
 
     data = walks(n_users=24, n_items=20, max_len=8)
     torch.manual_seed(0)

@@ -94,7 +94,7 @@ class DenoiserAdapter(nn.Module):
         """Derived denoiser inputs from the condition ``(B, condition_dim)``; default: the condition.
 
         A context is a batch-first tensor, or a dict / tuple / list of them (None entries allowed), so
-        that :func:`index_context` can select its rows."""
+        that :func:`~refit_gym.diffusion.context.index_context` can select its rows."""
         return condition
 
     def denoise(self, x: torch.Tensor, i: torch.Tensor, context: Any) -> torch.Tensor:
@@ -455,22 +455,6 @@ class CFDiffAdapter(HistoryAdapter):
 
 
 BACKBONES: Dict[str, type] = {"diffrec": DiffRecAdapter, "t-diffrec": TDiffRecAdapter, "cfdiff": CFDiffAdapter}
-
-
-def index_context(ctx: Any, index: torch.Tensor) -> Any:
-    """Rows ``index`` (int64 ``(M,)``) of a context (see :meth:`DenoiserAdapter.context`): tensors are indexed
-    along their first dimension, dicts / tuples / lists entry by entry, None stays None. Lets an agent run
-    the (costly) ``context`` once per distinct condition and reuse it for every step of that chain."""
-    if ctx is None:
-        return None
-    if isinstance(ctx, torch.Tensor):
-        return ctx[index]
-    if isinstance(ctx, dict):
-        return {k: index_context(v, index) for k, v in ctx.items()}
-    if isinstance(ctx, (tuple, list)):
-        return type(ctx)(index_context(v, index) for v in ctx)
-    raise TypeError(f"cannot index a context of type {type(ctx).__name__}: contexts are tensors or dicts/tuples/lists "
-                    "of tensors")
 
 
 def register_backbone(cls: type) -> type:

@@ -29,7 +29,8 @@ import torch
 from gymnasium import spaces
 
 from refit_gym.data.dataset import InteractionData, as_interactions
-from refit_gym.diffusion.adapters import DenoiserAdapter, index_context
+from refit_gym.diffusion.adapters import DenoiserAdapter
+from refit_gym.diffusion.context import index_context
 from refit_gym.rewards import Reward, RewardState, make_reward
 from refit_gym.rewards.base import KEY_HIGH, draw_episode_keys, mix64
 

@@ -25,8 +25,8 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
-from refit_gym.diffusion.adapters import index_context
-from refit_gym.experiments.floors import detach_context, probe_conditions
+from refit_gym.diffusion.context import detach_context, index_context
+from refit_gym.experiments.floors import probe_conditions
 from refit_gym.scores import LowRankScores
 
 

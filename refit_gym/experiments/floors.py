@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from refit_gym.diffusion.context import context_tensors, detach_context
 from refit_gym.diffusion.objective import make_draws
 
 
@@ -49,24 +50,7 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
 def _grad_tensors(obj: Any) -> List[torch.Tensor]:
     """The floating tensors of a context (tensor, dict, tuple, list) that carry a gradient."""
-    if isinstance(obj, torch.Tensor):
-        return [obj] if obj.requires_grad else []
-    if isinstance(obj, dict):
-        obj = list(obj.values())
-    if isinstance(obj, (tuple, list)):
-        return [t for v in obj for t in _grad_tensors(v)]
-    return []
-
-
-def detach_context(obj: Any) -> Any:
-    """A context (tensor, dict, tuple, list) with every tensor detached."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach()
-    if isinstance(obj, dict):
-        return {k: detach_context(v) for k, v in obj.items()}
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(detach_context(v) for v in obj)
-    return obj
+    return [t for t in context_tensors(obj) if t.requires_grad]
 
 
 def _backward_flops(outputs: List[torch.Tensor]) -> int:
