@@ -35,7 +35,7 @@ import sys
 from dataclasses import dataclass
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Type, TypeVar, Union
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ from agents.policies import DenoiserPolicy, PolicyConfig
 from agents.rollout import TensorRollout, make_rollout_driver
 from refit_gym import distributed
 from refit_gym.diffusion.adapters import DenoiserAdapter
+from refit_gym.diffusion.context import context_tensors, detach_context
 
 SelfChain = TypeVar("SelfChain", bound="ChainAlgorithm")
 
@@ -190,8 +191,9 @@ class ChainAlgorithm(BaseAlgorithm):
     def _check_env(self) -> None:
         """Hook run when the policy or the environment changes: raise ValueError for an unusable pairing."""
 
-    def _excluded_save_params(self):
-        return super()._excluded_save_params() + ["reference", "_generator", "_rng_state", "_driver", "_action_bound",
+    def _excluded_save_params(self):  # _ctx_trained: found again after a load
+        return super()._excluded_save_params() + ["reference", "_generator", "_rng_state", "_driver", "_ctx_trained",
+                                                  "_action_bound",
                                                   "_last_obs", "_last_original_obs", "_last_episode_starts"]
 
     def _get_torch_save_params(self):
@@ -263,6 +265,25 @@ class ChainAlgorithm(BaseAlgorithm):
         """K, the number of trained (stochastic) steps at the end of each chain."""
         T, k = self.policy.steps, self.policy.train_last_k
         return T if k is None else min(int(k), T)
+
+    def _rollout_context(self, compute: Callable[[], Any]) -> Tuple[Any, bool]:
+        """(the denoiser context of every chain of the rollout the driver just reset; whether no trained parameter
+        reaches it). ``compute()`` computes it with the policy's denoiser. A context no trained parameter reaches
+        (CF-Diff's hop signals; DreamRec-CE's encoder when a recipe freezes it) is the one the environment computed at
+        its reset with the same denoiser: it is read from there when the driver can hand it over, and the agent's
+        reference and update may read it too. Which kind it is is found on the first rollout (``compute()`` with
+        autograd on) and kept: which parameters are trained does not change during a run. Detached unless autograd is
+        on and a trained parameter reaches it."""
+        if getattr(self, "_ctx_trained", None) is None:
+            grad = torch.is_grad_enabled()
+            with torch.enable_grad():
+                ctx = compute()
+            self._ctx_trained = any(t.requires_grad for t in context_tensors(ctx))
+            return (ctx if grad and self._ctx_trained else detach_context(ctx)), not self._ctx_trained
+        if self._ctx_trained:
+            return compute(), False
+        ctx = self.driver.episode_context()
+        return (detach_context(compute()) if ctx is None else ctx), True
 
     def _draw_episodes(self) -> Tuple[np.ndarray, np.ndarray]:
         """Users ``(N,)`` and episode keys ``(N,)``: ``n_envs / n_traj_per_user`` distinct users (with

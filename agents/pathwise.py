@@ -102,11 +102,11 @@ class Pathwise(ChainAlgorithm):
         obs = self.driver.reset(users, keys)
         x, condition, users_t = obs["x"], obs["condition"], obs["user"].reshape(-1)
         N = x.shape[0]
-        ctx = self.policy.denoiser.context(condition, users_t)
+        ctx, fixed_ctx = self._rollout_context(lambda: self.policy.denoiser.context(condition, users_t))
         use_ref = self.kl_coef > 0
-        if use_ref:
+        if use_ref:  # a context no trained parameter reaches is the reference's too
             with torch.no_grad():
-                ref_ctx = self.reference.context(condition, users_t)
+                ref_ctx = ctx if fixed_ctx else self.reference.context(condition, users_t)
         kl = torch.zeros(N, device=self.device) if use_ref else None
         for t in range(T, 0, -1):
             t_vec = torch.full((N,), t, dtype=torch.long, device=self.device)

@@ -81,7 +81,7 @@ from agents.chain import ChainAlgorithm, ChainConfig, NonFiniteTrainingError
 from agents.trajectories import Trajectories
 from refit_gym import distributed
 from refit_gym.diffusion.adapters import DenoiserAdapter
-from refit_gym.diffusion.context import context_tensors, detach_context, index_context
+from refit_gym.diffusion.context import index_context
 
 __all__ = ["BASELINES", "CREDITS", "NonFiniteTrainingError", "ReFiT", "ReFiTConfig", "Trajectories"]
 BASELINES = ("group", "value", "none")
@@ -182,7 +182,8 @@ class ReFiT(ChainAlgorithm):
         x, condition, users_t = obs["x"], obs["condition"], obs["user"].reshape(-1)
         N = x.shape[0]
         ctx_index = self._shared_conditions(condition, users_t)
-        ctx, fixed_ctx = self._rollout_context(condition, users_t, ctx_index)
+        ctx, fixed_ctx = self._rollout_context(
+            lambda: self._context_once(self.policy.denoiser, condition, users_t, ctx_index))
         use_ref = self.kl_coef > 0  # kl_coef = 0: the reference's forward passes are skipped (no KL to log)
         ref_ctx = None if not use_ref else ctx if fixed_ctx else \
             self._context_once(self.reference, condition, users_t, ctx_index)
@@ -240,22 +241,6 @@ class ReFiT(ChainAlgorithm):
                             t=torch.arange(K, 0, -1, device=self.device), log_prob=log_prob, ref_mean=ref_mean,
                             rewards=rewards.float(), item_rewards=item_rewards, ctx_index=ctx_index,
                             score_reward=score_reward, context=ctx if fixed_ctx else None)
-
-    def _excluded_save_params(self):
-        return super()._excluded_save_params() + ["_ctx_trained"]  # found again after a load
-
-    def _rollout_context(self, condition: torch.Tensor, users: torch.Tensor, ctx_index: torch.Tensor
-                         ) -> Tuple[Any, bool]:
-        """(the denoiser context of every chain, detached; whether no trained parameter reaches it). A fixed context
-        (CF-Diff's hop signals, DiffRec's condition; not DreamRec's encoder) is the reference's too, and the update
-        reads it from the trajectories instead of computing it again. Which it is is found on the first rollout (its
-        context computed with autograd on) and kept: which parameters are trained does not change during a run."""
-        if getattr(self, "_ctx_trained", None) is not None:
-            return self._context_once(self.policy.denoiser, condition, users, ctx_index), not self._ctx_trained
-        with torch.enable_grad():
-            ctx = self._context_once(self.policy.denoiser, condition, users, ctx_index)
-        self._ctx_trained = any(t.requires_grad for t in context_tensors(ctx))
-        return detach_context(ctx), not self._ctx_trained
 
     def _shared_conditions(self, condition: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """``(N,)`` int64: for each chain, the first copy of its user when the two have the same user and

@@ -25,11 +25,13 @@ Two implementations:
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+
+from refit_gym.diffusion.context import context_tensors
 
 Obs = Dict[str, torch.Tensor]
 
@@ -54,6 +56,11 @@ class TensorRollout:
     def set_backbone(self, adapter) -> None:
         """Score terminal states with ``adapter`` (the policy's denoiser) from the next reset on."""
         raise NotImplementedError
+
+    def episode_context(self) -> Any:
+        """The denoiser context of the episodes the last :meth:`reset` started (``n_envs`` rows, no gradients), as the
+        environment computed it with the policy's denoiser, or None when the environment cannot hand it over."""
+        return None
 
     def item_terms_unavailable(self) -> Optional[str]:
         """None when :meth:`terminal_item_terms` works with this environment, else why not."""
@@ -87,6 +94,10 @@ class FastRollout(TensorRollout):
 
     def set_backbone(self, adapter) -> None:
         self.env.set_backbone(adapter)
+
+    def episode_context(self) -> Any:
+        ctx = self.env.episode_context()
+        return ctx if all(t.device == self.device for t in context_tensors(ctx)) else None
 
     def step(self, actions: torch.Tensor, keep_graph: bool = False) -> Tuple[torch.Tensor, bool]:
         _, rewards, terminated, _ = self.env.step_tensors(actions.to(self.env.device), keep_graph=keep_graph)

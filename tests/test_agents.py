@@ -203,11 +203,12 @@ def test_kl_off_skips_the_reference_with_identical_updates(algo, data, backbone)
     assert log_skip["train/loss"] == log_former["train/loss"]
 
 
-@pytest.mark.parametrize("algo", ["refit", "ddpo"])
-def test_a_context_no_trained_parameter_reaches_is_computed_once_a_rollout(algo, data):
-    """CF-Diff's hop signals depend on no trained parameter: the agent computes them once a rollout (the reference
-    and the update read the rollout's), besides the environment's reset, and its updates equal those of the former
-    path, which computed them again for the reference, the frozen steps' first copies and every update chunk."""
+@pytest.mark.parametrize("algo", ["refit", "ddpo", "pathwise"])
+def test_a_context_no_trained_parameter_reaches_is_the_environments(algo, data):
+    """CF-Diff's hop signals depend on no trained parameter: after the first rollout (which finds that out) the agent
+    reads the context its environment computed at the reset, for the rollout, the reference and the update, and its
+    updates equal those of the former path, which computed it again for each of them and for the frozen steps' first
+    copies."""
     from refit_gym.diffusion import CFDiffAdapter
 
     runs = {}
@@ -215,20 +216,21 @@ def test_a_context_no_trained_parameter_reaches_is_computed_once_a_rollout(algo,
         torch.manual_seed(0)
         adapter = CFDiffAdapter.from_data(data, schedule=dict(steps=T), d_model=16, heads=2, top_m=10)
         env = BatchedDenoisingEnv(data, adapter, n_envs=N_ENVS, seed=0)
-        model = ALGOS[algo](adapter, env, learning_rate=1e-3, n_traj_per_user=4, seed=0, batch_size=32, kl_coef=0.1,
-                            train_last_k=2)
+        kwargs = dict(n_traj_per_user=4, batch_size=32) if algo != "pathwise" else {}
+        model = ALGOS[algo](adapter, env, learning_rate=1e-3, seed=0, kl_coef=0.1, train_last_k=2, **kwargs)
         if not reuse:
-            model._rollout_context = lambda c, u, i, m=model: (m._context_once(m.policy.denoiser, c, u, i), False)
+            model._ctx_trained = True  # as if a trained parameter reached it: computed wherever it is needed
         rows = []
         for m in (model.policy.denoiser, model.reference):  # count the rows of every context call
             m.context = lambda cond, *a, _c=m.context: rows.append(cond.shape[0]) or _c(cond, *a)
-        model.learn(2 * T * N_ENVS)
+        model.learn(3 * T * N_ENVS)
         runs[reuse] = (weights(model.policy), rows)
     (w_reuse, rows_reuse), (w_former, rows_former) = runs[True], runs[False]
-    # learn()'s first reset (16 distinct users), then per rollout the environment's reset and the agent's rollout,
-    # each once per user (4 users x 4 copies)
-    assert rows_reuse == [16] + [4, 4] * 2, rows_reuse
-    assert len(rows_former) > len(rows_reuse)
+    users = N_ENVS // model.n_traj_per_user
+    # learn()'s first reset (16 distinct users), then per rollout the environment's reset once per user; the first
+    # rollout's agent computes it once more, to find out whether a trained parameter reaches it
+    assert rows_reuse == [N_ENVS] + [users, users] + [users] * 2, rows_reuse
+    assert len(rows_former) > len(rows_reuse) + 2
     assert same_weights(w_reuse, w_former)
 
 

@@ -117,6 +117,11 @@ class BatchedDenoisingEnv(ProcessViews, VecEnv):
         self.process.reset(np.array([d[0] for d in drawn], dtype=np.int64), np.array([d[1] for d in drawn], dtype=np.uint64))
         return self.process.observation_tensors()
 
+    def episode_context(self) -> Any:
+        """The denoiser context of the current episodes (``n_envs`` rows, no gradients) as the last reset computed
+        it, with the backbone the environment scores with (:meth:`set_backbone`); None before the first reset."""
+        return self.process.ctx
+
     def step_tensors(self, actions: torch.Tensor,
                      keep_graph: bool = False) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, bool, Dict[str, Any]]:
         """One step of all slots with ``actions`` ``(n_envs, D)``.
