@@ -205,3 +205,17 @@ def test_bare_factored_scores_cost_the_floors_score_flops():
     assert count_flops(lambda: _reduce(adapter.reward_scores(x, ctx)).backward()) == 4 * (u.score_fwd + u.score_bwd / 2)
     x = x.clone().requires_grad_(True)
     assert count_flops(lambda: _reduce(adapter.reward_scores(x, ctx)).backward()) == 4 * (u.score_fwd + u.score_bwd)
+
+
+def test_a_users_copies_share_their_start_so_the_floor_runs_frozen_steps_once_per_user(tiny):
+    # DreamRec starts from noise, yet the environment starts the copies of one episode key from one draw, as the
+    # agents' groups are: their frozen steps run once per user (ReFiT shares them), and the floor counts them so
+    from conftest import walks
+    from refit_gym.diffusion.dreamrec import DreamRecAdapter
+    from refit_gym.experiments.cost import copies_share_start
+
+    data, adapter = tiny
+    seqs = walks(n_users=24, n_items=20, max_len=8)
+    torch.manual_seed(0)
+    dreamrec = DreamRecAdapter.from_data(seqs, d=16, n_layers=1, heads=2, hidden=[32], emb_size=8)
+    assert copies_share_start(data, adapter, "cpu") and copies_share_start(seqs, dreamrec, "cpu", copies=3)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from refit_gym.experiments.bare import bare_evaluation_seconds, bare_rollout_seconds
-from refit_gym.experiments.floors import (deterministic_start, evaluation_flops, pretrain_epoch_flops,
+from refit_gym.experiments.floors import (evaluation_flops, pretrain_epoch_flops,
                                           recipe_rollout_flops, unit_flops)
 from refit_gym.registry import ENV_OF_BACKBONE
 
@@ -218,6 +218,22 @@ def time_finetune_epoch(algo: str, env_id: str, data, adapter, device, max_secon
     return t.wall / frac, t.cpu / frac, frac, params, model.policy.denoiser
 
 
+def copies_share_start(data, adapter, device, copies: int = 2) -> bool:
+    """Whether the environment starts a user's copies (one user, one episode key: ReFiT's and DDPO's groups) from one
+    ``x_T``, so that their frozen steps run once per user: two users' groups reset side by side in the backbone's own
+    environment, their starts compared."""
+    import gymnasium
+
+    from refit_gym.envs.batched import BatchedDenoisingEnv
+
+    env_id = ENV_OF_BACKBONE[adapter.backbone_name]
+    env = BatchedDenoisingEnv(data, adapter, 2 * copies, gymnasium.spec(env_id).kwargs["reward"], device, seed=0)
+    users = np.repeat(np.asarray(env.train_users[:2], dtype=np.int64), copies)
+    x = env.reset_tensors(users=users, keys=np.repeat(np.array([1, 2], dtype=np.uint64), copies))["x"]
+    groups = x.reshape(2, copies, -1)
+    return bool((groups == groups[:, :1]).all())
+
+
 # ---------------------------------------------------------------------------------------------- the study
 def machine_info(device="cpu") -> Dict[str, Any]:
     """Where the numbers were taken: CPU/GPU description, platform, torch version, threads."""
@@ -276,7 +292,7 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
     wall, cpu, frac = time_evaluation(adapter, data, scenario, users, max_seconds)
     ops["evaluation"] = OpCost(wall, cpu, evaluation_flops(u, T, len(users)), *rate(1024), frac,
                                bare_seconds=bare_evaluation_seconds(adapter, data, users, 1024, max_seconds))
-    shared = deterministic_start(adapter, data)
+    shared = copies_share_start(data, adapter, device)
     env_id = ENV_OF_BACKBONE[adapter.backbone_name]  # the backbone's own recipes (DreamRec-CE's are not DreamRec's)
     for algo in recipes:
         log(f"fine-tuning epoch: {algo} ({env_id})")
@@ -292,7 +308,7 @@ def measure_cost(data, adapter, scenario, device="cpu", recipes: Sequence[str] =
     return {"machine": machine_info(device), "data": getattr(data, "name", "?"), "backbone": adapter.backbone_name,
             "env_id": env_id,
             "n_users": int(data.n_users), "n_items": int(data.n_items), "steps": int(T), "unit_flops": asdict(u),
-            "deterministic_start": shared, "operations": {name: op.to_dict() for name, op in ops.items()}}
+            "shared_start": shared, "operations": {name: op.to_dict() for name, op in ops.items()}}
 
 
 def format_table(result: Dict[str, Any]) -> str:
@@ -311,5 +327,5 @@ def format_table(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["OpCost", "RECIPES", "evaluated_users", "format_table", "largest_weight", "machine_info", "matmul_rate",
+__all__ = ["OpCost", "RECIPES", "copies_share_start", "evaluated_users", "format_table", "largest_weight", "machine_info", "matmul_rate",
            "measure_cost", "time_evaluation", "time_finetune_epoch", "time_pretrain_epoch"]

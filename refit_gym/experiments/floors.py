@@ -14,8 +14,8 @@ Sparse products (CF-Diff's hop signals), top-k and element-wise work are not cou
 * pretraining: one forward + backward of the training objective per user (probe of the objective itself);
   sequence backbones: the all-prefix objective, the encoder counted on every training row plus a per-pair part;
 * fine-tuning, per rollout of N chains for G = N / n_traj_per_user users (K trained steps): G x ctx
-  (+ backward when trained); the T - K frozen steps forward, once per user when the chain's start is
-  deterministic (copies share it) else per chain; the K trained steps forward + backward once per chain
+  (+ backward when trained); the T - K frozen steps forward, once per user when a user's copies start from one
+  x_T (the environment starts the copies of one episode key from one draw) else per chain; the K trained steps forward + backward once per chain
   (each pass counted once: ReFiT recomputes the trained steps' log-probabilities with gradients after a no-grad
   rollout, which its one update per rollout does not need, as the rollout could keep its graph); DDPO's sampling
   pass, the K steps forward once per chain, which it cannot skip: it steps the optimizer after every minibatch,
@@ -111,16 +111,6 @@ def unit_flops(adapter, data, probe: int = 8, context_sample: int = 256) -> Unit
     f["score_bwd"] = _backward_flops([box["s"]])
     adapter.zero_grad(set_to_none=True)
     return UnitFlops(**{k: v if k.startswith("ctx") else v / b for k, v in f.items()})  # ctx: already per user
-
-
-def deterministic_start(adapter, data) -> bool:
-    """Whether the chain's start ``x_T`` is a function of the condition alone (copies of a user share it)."""
-    cond, users = probe_conditions(adapter, data, np.arange(min(2, data.n_users)))
-    with torch.no_grad():
-        ctx = adapter.context(cond, users)
-        a = adapter.start(cond, ctx, torch.Generator(adapter.device).manual_seed(1))
-        b = adapter.start(cond, ctx, torch.Generator(adapter.device).manual_seed(2))
-    return bool(torch.equal(a, b))
 
 
 def evaluation_flops(u: UnitFlops, steps: int, n_users: int) -> float:
