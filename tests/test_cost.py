@@ -162,7 +162,7 @@ def test_bench_cost_smoke(capsys):
 @pytest.mark.parametrize("shared", [True, False])
 def test_bare_rollout_runs_exactly_the_floors_passes(tiny, algo, params, shared):
     # the bare loop is the floor made to run: its matmul FLOPs are the floor's, pass for pass (DiffRec: no context,
-    # identity scores, so the floor's count is exact here), and it moves the weights only by the optimizer's steps
+    # identity scores, so the floor's count is exact here)
     import copy
     from refit_gym.experiments.bare import _BareRecipe, bare_rollout_seconds
     data, adapter = tiny
