@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from refit_gym.diffusion.context import detach_context, index_context
-from refit_gym.experiments.floors import probe_conditions
+from refit_gym.experiments.floors import RecipeShape, probe_conditions
 from refit_gym.scores import LowRankScores
 
 
@@ -77,17 +77,12 @@ class _BareRecipe:
 
         # the denoiser in eval mode, as the policy keeps it (no dropout)
         self.adapter, self.data, self.algo, self.shared = adapter.eval(), data, algo, shared
-        self.T = adapter.schedule.chain_steps
-        self.N = int(params.get("n_envs", 16))
-        self.n = int(params.get("n_traj_per_user", 4 if algo in ("refit", "ddpo") else 1))
-        self.G = self.N // self.n
-        k = params.get("train_last_k", None)
-        self.K = self.T if k is None else min(int(k), self.T)
-        self.bs = int(params["batch_size"]) if algo == "ddpo" and params.get("batch_size") else self.K * self.N
-        self.epochs = int(params.get("n_epochs", 1)) if algo == "ddpo" else 1
+        shape = RecipeShape.of(adapter.schedule.chain_steps, algo, params)  # the floor's own reading of params
+        self.T, self.N, self.n, self.G, self.K = shape.T, shape.N, shape.n, shape.G, shape.K
+        self.bs, self.epochs = shape.batch, shape.epochs
         self.score_grad = algo == "pathwise" or bool(params.get("score_grad"))
         self.max_norm = params.get("max_grad_norm")
-        self.reference = copy.deepcopy(adapter).requires_grad_(False) if float(params.get("kl_coef", 0.0)) > 0 else None
+        self.reference = copy.deepcopy(adapter).requires_grad_(False) if shape.kl else None
         self.trained = [p for p in adapter.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(self.trained, lr=1e-12, **optimizer_kwargs(torch.optim.Adam, self.trained))
         self.rng = np.random.default_rng(seed)

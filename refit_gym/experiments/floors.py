@@ -164,6 +164,36 @@ def pretrain_epoch_flops(adapter, data, probe: int = 8, batch_size: int = 256) -
         adapter.train(was_training)
 
 
+@dataclass(frozen=True)
+class RecipeShape:
+    """The batch shapes of one rollout + update of a fine-tuning recipe, read from its hyperparameters once for the
+    floor and the bare passes: ``N`` chains, ``n`` copies of each of ``G = N / n`` users, the last ``K`` of ``T``
+    reverse steps trained, ``epochs`` passes over the ``K * N`` stored transitions in minibatches of ``batch`` rows
+    (DDPO; the other recipes: one pass, one batch of all of them), a KL reference or not."""
+
+    N: int
+    n: int
+    T: int
+    K: int
+    batch: int
+    epochs: int
+    kl: bool
+
+    @property
+    def G(self) -> int:
+        return self.N // self.n
+
+    @classmethod
+    def of(cls, steps: int, algo: str, params: Dict[str, Any]) -> "RecipeShape":
+        N = int(params.get("n_envs", 16))
+        k = params.get("train_last_k", None)
+        K = steps if k is None else min(int(k), steps)
+        ddpo = algo == "ddpo"
+        return cls(N=N, n=int(params.get("n_traj_per_user", 4 if algo in ("refit", "ddpo") else 1)), T=int(steps), K=K,
+                   batch=int(params["batch_size"]) if ddpo and params.get("batch_size") else K * N,
+                   epochs=int(params.get("n_epochs", 1)) if ddpo else 1, kl=float(params.get("kl_coef", 0.0)) > 0)
+
+
 def recipe_rollout_flops(u: UnitFlops, steps: int, algo: str, params: Dict[str, Any], shared_start: bool
                          ) -> Dict[str, float]:
     """Floor of one rollout + update of a fine-tuning recipe (``params``: its hyperparameters), by part.
@@ -171,28 +201,23 @@ def recipe_rollout_flops(u: UnitFlops, steps: int, algo: str, params: Dict[str, 
     Returns ``{"context", "frozen_steps", "sampling", "trained_steps", "reference", "scores", "extra_epochs",
     "minibatch_context"}`` FLOPs (see the module docstring); their sum is the rollout's floor.
     """
-    N = int(params.get("n_envs", 16))
-    n = int(params.get("n_traj_per_user", 4 if algo in ("refit", "ddpo") else 1))
-    G = N // n
-    k = params.get("train_last_k", None)
-    K = steps if k is None else min(int(k), steps)
-    kl = float(params.get("kl_coef", 0.0)) > 0
+    r = RecipeShape.of(steps, algo, params)
+    N, G, K = r.N, r.G, r.K
     pathwise = algo == "pathwise"
     trained = N * K * (u.step_fwd + u.step_bwd)
     # DDPO steps the optimizer after every minibatch, so each minibatch recomputes the context of its users
-    # with the current parameters: the expected number of distinct users among ``bs`` random rows of K * N
-    bs = params.get("batch_size")
+    # with the current parameters: the expected number of distinct users among ``batch`` random rows of K * N
     rows = K * N
-    n_mb = int(params.get("n_epochs", 1)) * (math.ceil(rows / int(bs)) if bs else 1) if algo == "ddpo" else 1
-    users_per_mb = G * (1 - (1 - 1 / G) ** min(int(bs or rows), rows))
+    n_mb = r.epochs * math.ceil(rows / r.batch)
+    users_per_mb = G * (1 - (1 - 1 / G) ** min(r.batch, rows))
     return {
         "context": G * (u.ctx_fwd + u.ctx_bwd),
         "frozen_steps": (G if shared_start else N) * (steps - K) * u.step_fwd,
         "sampling": N * K * u.step_fwd if algo == "ddpo" else 0.0,
         "trained_steps": trained,
-        "reference": (N * K * u.step_fwd + G * u.ctx_fwd) if kl else 0.0,
+        "reference": (N * K * u.step_fwd + G * u.ctx_fwd) if r.kl else 0.0,
         "scores": N * (u.score_fwd + (u.score_bwd if pathwise else u.score_bwd / 2 if params.get("score_grad") else 0.0)),
-        "extra_epochs": (int(params.get("n_epochs", 1)) - 1) * trained if algo == "ddpo" else 0.0,
+        "extra_epochs": (r.epochs - 1) * trained,
         "minibatch_context": max(n_mb - 1, 0) * users_per_mb * (u.ctx_fwd + u.ctx_bwd),
     }
 
